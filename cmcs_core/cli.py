@@ -1,0 +1,170 @@
+"""`python -m cmcs_core train | evaluate | predict | table | playground`.
+
+Every field of the config dataclasses is a flag (`--finetune-layers 2`), so a run folder's
+config.json and the command line describe the same thing.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+
+from cmcs_core.config import METHODS, DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig, apply_method
+
+SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _flag_type(tp) -> type:
+    """int | None -> int, etc.; the annotations are strings under `from __future__ import annotations`."""
+    if isinstance(tp, str):
+        tp = eval(tp, {"int": int, "float": float, "str": str, "bool": bool, "None": None})  # noqa: S307
+    args = [a for a in typing.get_args(tp) if a is not type(None)] if isinstance(tp, types.UnionType) else [tp]
+    return args[0]
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for section, kind in SECTIONS.items():
+        group = parser.add_argument_group(f"{section} ({kind.__doc__.strip().splitlines()[0]})")
+        for f in dataclasses.fields(kind):
+            if section == "model" and f.name == "method":
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            tp = _flag_type(f.type)
+            dest = f"{section}.{f.name}"
+            if tp is bool:
+                group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None)
+            else:
+                group.add_argument(flag, dest=dest, type=tp, default=None, help=f"default: {f.default}")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """--config file (if any), then --method preset, then explicit flags."""
+    cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    if args.method:
+        cfg.model = apply_method(cfg.model, args.method)
+    for section in SECTIONS:
+        updates = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith(section + ".") and v is not None}
+        setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **updates))
+    return cfg
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    ft = {0: "frozen", -1: "ftall"}.get(cfg.encoder.finetune_layers, f"ft{cfg.encoder.finetune_layers}")
+    name = Path(cfg.data.dataset).name
+    return Path("runs") / f"{name}_{cfg.encoder.text_model}_{ft}_{cfg.model.method}_s{cfg.train.seed}"
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from cmcs_core.train.trainer import train
+
+    cfg = config_from_args(args)
+    out = Path(args.output_dir) if args.output_dir else default_run_dir(cfg)
+    if args.config and not args.output_dir and Path(args.config).name == "config.json":
+        out = Path(args.config).parent  # `train --config RUN/config.json` resumes RUN
+    metrics = train(cfg, out, progress=not args.quiet)
+    print(json.dumps({"run_dir": str(out), "best_epoch": metrics["best_epoch"],
+                      "dev_acc": metrics["dev"]["acc"], "test_acc": metrics["test"]["acc"],
+                      "test_macro_f1": metrics["test"]["macro_f1"], "visual_source": metrics["visual_source"]}, indent=2))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from cmcs_core.evaluate import predict_tensors, write_outputs
+    from cmcs_core.inference import Predictor
+
+    pred = Predictor(args.run, device=args.device)
+    if args.image_dir:
+        pred.pipe.cfg.data.image_dir = args.image_dir
+    split = pred.pipe.load_split(args.split, args.max_samples)
+    data = pred.pipe.tensors(split)
+    res = predict_tensors(pred.model, data, pred.pipe.device)
+    name = args.split if args.split in ("train", "dev", "test") else Path(args.split).stem
+    out = Path(args.output_dir) if args.output_dir else Path(args.run) / f"eval_{name}"
+    metrics = write_outputs(out, name, pred.pipe, data, res)
+    metrics.update(file=str(split.path), visual_source=split.visual_source, dropped=split.dropped)
+    from cmcs_core.io import atomic_write_json
+
+    atomic_write_json(out / "metrics.json", metrics)
+    print(json.dumps({k: metrics[k] for k in ("file", "n", "acc", "macro_f1", "visual_source", "dropped")}, indent=2))
+    print(f"outputs in {out}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from cmcs_core.encoders.features import load_image
+    from cmcs_core.inference import Predictor
+
+    pred = Predictor(args.run, device=args.device)
+    image = load_image(args.image) if args.image else None
+    out = pred.predict(args.tweet, args.target, caption=args.caption, image=image)
+    print(json.dumps(out, indent=2))
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    from cmcs_core.tables import collect_runs, markdown_tables
+
+    text = markdown_tables(collect_runs(args.runs))
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text)
+
+
+def cmd_playground(args: argparse.Namespace) -> None:
+    from cmcs_core.playground.run import playground_main
+
+    playground_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cmcs_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one run into a run folder (resumes an unfinished one)")
+    p.add_argument("--config", help="a config.json (e.g. RUN/config.json to resume or reproduce RUN)")
+    p.add_argument("--method", choices=sorted(METHODS), help="CMCS, an ablation, or the text-only baseline")
+    p.add_argument("--output-dir", help="run folder (default runs/<dataset>_<text>_<regime>_<method>_s<seed>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a run on a split or on any TSV in the benchmark format")
+    p.add_argument("--run", required=True)
+    p.add_argument("--split", default="test", help="train | dev | test | path/to/file.tsv")
+    p.add_argument("--image-dir", help="image folder for runs that read pixels")
+    p.add_argument("--max-samples", type=int)
+    p.add_argument("--output-dir", help="default RUN/eval_<split>")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict one tweet/target with a caption or image")
+    p.add_argument("--run", required=True)
+    p.add_argument("--tweet", required=True, help="the tweet (with the target, or with $T$)")
+    p.add_argument("--target", required=True)
+    p.add_argument("--caption", help="the image's caption (runs that read captions)")
+    p.add_argument("--image", help="an image file (runs that read pixels)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("table", help="print Table 1 and Table 2 (mean ± std over seeds) from run folders")
+    p.add_argument("runs", nargs="+", help="run folders or folders that contain them")
+    p.add_argument("--output", help="also write the Markdown here")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("playground", help="generate the spurious-correlation playground and train on it")
+    from cmcs_core.playground.run import add_playground_args
+
+    add_playground_args(p)
+    p.set_defaults(func=cmd_playground)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,141 @@
+"""Run configuration: one dataclass tree, saved as config.json in every run folder.
+
+A run is reproduced by `python -m cmcs_core train --config RUN/config.json`, so every knob
+that changes a result lives here and nowhere else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Ablations of Table 2 and the text-only baseline are presets of one code path.
+METHODS: dict[str, dict[str, Any]] = {
+    "cmcs": dict(use_visual=True, use_cms=True, mask_mode="learned"),
+    "wo_visual": dict(use_visual=False, use_cms=True, mask_mode="learned"),
+    "wo_cms": dict(use_visual=True, use_cms=False, mask_mode="learned"),
+    "wo_mfs": dict(use_visual=True, use_cms=True, mask_mode="fixed"),
+    "wo_mfs_cms": dict(use_visual=True, use_cms=False, mask_mode="fixed"),
+    "text_only": dict(use_visual=False, use_cms=False, mask_mode="none"),
+}
+
+METHOD_TITLES = {
+    "cmcs": "CMCS (ours)",
+    "wo_visual": "w/o Visual Modality",
+    "wo_cms": "w/o CMS",
+    "wo_mfs": "w/o MFS",
+    "wo_mfs_cms": "w/o (MFS & CMS)",
+    "text_only": "Text-only baseline",
+}
+
+
+@dataclass
+class DataConfig:
+    """Where samples and the visual modality come from."""
+
+    dataset: str = "twitter2015"  # twitter2015 | twitter2017 | a dataset folder (train/dev/test.tsv)
+    data_dir: str | None = None  # root holding twitter2015/, captions/ ...; env CMCS_DATA_DIR
+    image_dir: str | None = None  # TomBERT image folder -> real pixels; None -> captions
+    use_faces: bool = False  # append FITE face descriptions to captions
+    drop_missing_visual: bool = False  # drop rows whose image has no caption/file instead of failing
+    max_train_samples: int | None = None  # quick runs, as in the transformers examples
+    max_eval_samples: int | None = None
+    dev_subset_size: int = 256  # |D_dev| for the upper level, drawn from the validation split
+
+
+@dataclass
+class EncoderConfig:
+    """Which encoders produce E^t and E^v, and how much of the text encoder trains."""
+
+    text_model: str = "minilm"  # minilm | mpnet | local folder | hub id
+    visual_model: str = "caption"  # caption | efficientnet-lite0 | clip:MODEL:CHECKPOINT
+    caption_model: str | None = None  # text encoder for captions; None -> text_model
+    max_length: int = 64
+    caption_max_length: int = 40
+    finetune_layers: int = 0  # 0 frozen, N top layers over cached states, -1 all layers
+
+
+@dataclass
+class ModelConfig:
+    """MFS / CMS architecture and the ablation switches."""
+
+    method: str = "cmcs"
+    use_visual: bool = True
+    use_cms: bool = True
+    mask_mode: str = "learned"  # learned | fixed (0.5, w/o MFS) | none (identity, baseline)
+    hidden_dim: int = 256  # MLP width inside MFS
+    dropout: float = 0.1
+    pooling: str = "mean"  # mean over real tokens | cls
+    fusion: str = "auto"  # auto | similarity | constant
+    fusion_constant: float = 0.5
+    alpha_init: float = 0.5413  # softplus(0.5413) = 1: CMCS starts as joint training
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation of the lower (theta) and upper (phi) levels."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 2e-5  # text encoder layers (paper)
+    head_lr: float = 1e-3  # MFS heads and classifiers
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 42
+    # bi-level (Algorithm 1); unknown in the paper, JTDS values where it gives them
+    H: int = 20  # lower steps per upper step
+    K: int = 3  # Neumann terms
+    neumann_eta: float = 0.1  # Neumann step eta
+    phi_lr: float = 1e-2  # eta2
+    hypergrad_clip: float = 1.0
+    hessian_params: str = "heads"  # heads | heads+encoder
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast on GPU only
+    eval_test_each_epoch: bool = True
+    num_threads: int | None = None
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        from cmcs_core.io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        def build(kind, values):
+            names = {f.name for f in dataclasses.fields(kind)}
+            unknown = set(values) - names
+            if unknown:
+                raise ValueError(f"unknown {kind.__name__} keys: {sorted(unknown)}")
+            return kind(**values)
+
+        return cls(
+            data=build(DataConfig, d.get("data", {})),
+            encoder=build(EncoderConfig, d.get("encoder", {})),
+            model=build(ModelConfig, d.get("model", {})),
+            train=build(TrainConfig, d.get("train", {})),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def apply_method(model: ModelConfig, method: str) -> ModelConfig:
+    """Set the ablation switches of a named method (Table 2)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    return dataclasses.replace(model, method=method, **METHODS[method])

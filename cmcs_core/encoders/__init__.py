@@ -1,0 +1,1 @@
+"""Frozen text and image encoders; import the submodules (text, visual) directly."""

@@ -1,0 +1,175 @@
+"""Feature extraction with an on-disk cache, so a second run skips the frozen encoders.
+
+Text: token ids for every sample and, unless the whole encoder trains, the hidden states
+at the layer where training starts. Visual: one token sequence per unique image (caption
+tokens through a text encoder, or a pixel encoder's grid/patches) and the fusion weight
+s = cos(image embedding, prompt embedding) of Eq. 15 per sample.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from cmcs_core.data.dataset import Split
+from cmcs_core.encoders.text import TextEncoder, cache_root
+
+FUSION_PROMPT = "it's a picture of with a target of {target}"
+
+
+@dataclass
+class TextFeatures:
+    input_ids: torch.Tensor  # (N, m)
+    attention_mask: torch.Tensor  # (N, m)
+    token_type_ids: torch.Tensor  # (N, m)
+    hidden: torch.Tensor | None  # (N, m, d) fp16 at layer `layer`; None when all layers train
+    layer: int
+
+
+@dataclass
+class VisualFeatures:
+    tokens: torch.Tensor  # (U, mv, dv) fp16, one row per unique image
+    mask: torch.Tensor  # (U, mv)
+    image_index: torch.Tensor  # (N,) sample -> row of tokens
+    fusion_sim: torch.Tensor  # (N,) cos(image, prompt) clipped to [0, 1]; NaN when unavailable
+    token_ids: torch.Tensor | None  # (U, mv) caption token ids, for heatmaps over words
+    image_ids: list[str]
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _cached(kind: str, key: str, build):
+    path = cache_root() / "features" / f"{kind}-{key}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=False)
+        except Exception:  # a corrupt cache entry is rebuilt, not fatal
+            path.unlink(missing_ok=True)
+    value = build()
+    from cmcs_core.io import atomic_save
+
+    atomic_save(path, lambda p: torch.save(value, p))
+    return value
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def extract_text(
+    encoder: TextEncoder, split: Split, layer: int, max_length: int, batch_size: int = 64, cache: bool = True
+) -> TextFeatures:
+    """Token ids + hidden states after `layer` layers for `[CLS] tweet [SEP] target [SEP]`."""
+    texts = [s.text for s in split.samples]
+    targets = [s.target for s in split.samples]
+    enc = encoder.tokenize(texts, targets, max_length=max_length)
+
+    def build() -> TextFeatures:
+        hidden = None
+        if layer >= 0:
+            dev = _device_of(encoder)
+            chunks = []
+            for i in tqdm(range(0, len(texts), batch_size), desc=f"text {split.name}", leave=False):
+                part = {k: v[i : i + batch_size].to(dev) for k, v in enc.items()}
+                with torch.no_grad():
+                    chunks.append(encoder.hidden_at(part, layer).half().cpu())
+            hidden = torch.cat(chunks)
+        return TextFeatures(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], hidden, layer)
+
+    if not cache or layer < 0:
+        return build()
+    key = _digest(encoder.name, layer, max_length, texts, targets)
+    return _cached("text", key, build)
+
+
+def _unique_images(split: Split) -> tuple[list[str], torch.Tensor]:
+    ids = list(dict.fromkeys(s.image_id for s in split.samples))
+    pos = {k: i for i, k in enumerate(ids)}
+    return ids, torch.tensor([pos[s.image_id] for s in split.samples], dtype=torch.long)
+
+
+def _cosine_clip(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1).clamp(0.0, 1.0)
+
+
+def extract_caption_visual(
+    encoder: TextEncoder, split: Split, max_length: int, batch_size: int = 64, cache: bool = True
+) -> VisualFeatures:
+    """The caption stands in for the image (CapTrBERT): its tokens are E^v."""
+    if split.visual_text is None:
+        raise ValueError(f"split {split.name} has no captions (it uses {split.visual_source})")
+    ids, index = _unique_images(split)
+    caption_of = {s.image_id: c for s, c in zip(split.samples, split.visual_text)}
+    captions = [caption_of[i] for i in ids]
+    prompts = [FUSION_PROMPT.format(target=s.target) for s in split.samples]
+
+    def build() -> VisualFeatures:
+        enc = encoder.tokenize(captions, max_length=max_length)
+        dev = _device_of(encoder)
+        chunks = []
+        for i in tqdm(range(0, len(captions), batch_size), desc=f"captions {split.name}", leave=False):
+            part = {k: v[i : i + batch_size].to(dev) for k, v in enc.items()}
+            with torch.no_grad():
+                chunks.append(encoder.hidden_at(part, encoder.num_layers).half().cpu())
+        cap_emb = encoder.sentence_embedding(captions)
+        prompt_emb = encoder.sentence_embedding(prompts)
+        sim = _cosine_clip(cap_emb[index], prompt_emb)
+        return VisualFeatures(torch.cat(chunks), enc["attention_mask"], index, sim, enc["input_ids"], ids)
+
+    if not cache:
+        return build()
+    return _cached("caption", _digest(encoder.name, max_length, captions, prompts, ids), build)
+
+
+def extract_pixel_visual(image_encoder, split: Split, batch_size: int = 32, cache: bool = True) -> VisualFeatures:
+    """Real pixels through a frozen image encoder (EfficientNet grid or CLIP patches)."""
+    if split.image_paths is None:
+        raise ValueError(f"split {split.name} has no image folder (it uses {split.visual_source})")
+    ids, index = _unique_images(split)
+    path_of = {s.image_id: p for s, p in zip(split.samples, split.image_paths)}
+    paths = [path_of[i] for i in ids]
+    prompts = [FUSION_PROMPT.format(target=s.target) for s in split.samples]
+
+    def build() -> VisualFeatures:
+        tokens, pooled = [], []
+        for i in tqdm(range(0, len(paths), batch_size), desc=f"images {split.name}", leave=False):
+            images = [load_image(p) for p in paths[i : i + batch_size]]
+            tok, pool = image_encoder.encode(image_encoder.preprocess(images))
+            tokens.append(tok.half().cpu())
+            pooled.append(pool.float().cpu())
+        tokens_t = torch.cat(tokens)
+        if image_encoder.has_text_tower:
+            sim = _cosine_clip(torch.cat(pooled)[index], image_encoder.encode_text(prompts).cpu())
+        else:
+            sim = torch.full((len(split.samples),), float("nan"))
+        mask = torch.ones(tokens_t.shape[:2], dtype=torch.long)
+        return VisualFeatures(tokens_t, mask, index, sim, None, ids)
+
+    if not cache:
+        return build()
+    stamps = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]  # cache=True needs files
+    return _cached("pixels", _digest(image_encoder.name, stamps, prompts), build)
+
+
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+def load_image(source) -> Image.Image:
+    """Open an image file or file-like as RGB; a clear error for non-images and huge files."""
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    try:
+        with Image.open(source) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise ValueError(f"image is too large ({img.width}x{img.height} pixels)")
+            img.draft("RGB", (512, 512))
+            return img.convert("RGB")
+    except (OSError, Image.DecompressionBombError) as err:
+        raise ValueError(f"not a readable image: {getattr(source, 'name', source)} ({err})") from err

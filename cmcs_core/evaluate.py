@@ -1,0 +1,117 @@
+"""Metrics and per-sample outputs (predictions, masks, pooled features) of a model on a split."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from cmcs_core.data.tsv import LABEL_NAMES
+from cmcs_core.io import atomic_save, atomic_write_json
+from cmcs_core.model.cmcs import CMCSModel
+from cmcs_core.pipeline import Pipeline, SplitTensors
+
+
+def compute_metrics(labels: np.ndarray, preds: np.ndarray) -> dict:
+    """Accuracy, macro-F1 (what peers call F1), per-class P/R/F1 and the confusion matrix."""
+    p, r, f, support = precision_recall_fscore_support(labels, preds, labels=[0, 1, 2], zero_division=0)
+    return {
+        "acc": float(accuracy_score(labels, preds)),
+        "macro_f1": float(f1_score(labels, preds, labels=[0, 1, 2], average="macro", zero_division=0)),
+        "per_class": {
+            name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}
+            for i, name in enumerate(LABEL_NAMES)
+        },
+        "confusion": confusion_matrix(labels, preds, labels=[0, 1, 2]).tolist(),
+        "n": int(len(labels)),
+    }
+
+
+@torch.no_grad()
+def predict_tensors(model: CMCSModel, data: SplitTensors, device: torch.device, batch_size: int = 128) -> dict:
+    """Every branch's probabilities, the fusion weight, per-token masks and pooled features."""
+    model.eval()
+    keys = ["p_text", "p_image", "s", "p_final"]
+    feats = ["text_raw_pooled", "text_bar_pooled", "visual_raw_pooled", "visual_bar_pooled"]
+    acc: dict[str, list] = {k: [] for k in keys + feats + ["effect_t", "text_tok_mask", "vis_tok_mask"]}
+    for batch in data.batches(batch_size, device):
+        out = model(batch)
+        fused = model.fuse(out, batch.get("fusion_sim"))
+        for k in keys:
+            if k in fused:
+                acc[k].append(fused[k].float().cpu())
+        for k in feats:
+            if k in out:
+                acc[k].append(out[k].float().cpu())
+        y = batch["label"]
+        ce = torch.nn.functional.cross_entropy
+        gap = ce(out["text_logits_raw"], y, reduction="none") - ce(out["text_logits"], y, reduction="none")
+        acc["effect_t"].append(gap.clamp(-10, 10).exp().cpu())
+        acc["text_tok_mask"] += _token_means(out["text_mask"], batch["attention_mask"])
+        if "visual_mask" in out:
+            acc["vis_tok_mask"] += _token_means(out["visual_mask"], batch["visual_mask"])
+    res = {k: torch.cat(v).numpy() for k, v in acc.items() if v and isinstance(v[0], torch.Tensor)}
+    res["text_tok_mask"] = acc["text_tok_mask"]
+    res["vis_tok_mask"] = acc["vis_tok_mask"]
+    res["pred"] = res["p_final"].argmax(-1)
+    return res
+
+
+def _token_means(mask: torch.Tensor, real: torch.Tensor) -> list[list[float]]:
+    """Mean of the m x d mask over d, per real token: what a heatmap over words shows."""
+    means = mask.float().mean(-1).cpu().numpy()
+    lengths = real.sum(1).cpu().numpy()
+    return [np.round(means[i, : int(lengths[i])], 4).tolist() for i in range(len(means))]
+
+
+def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, res: dict) -> dict:
+    """predictions_<tag>.csv, masks_<tag>.json, features_<tag>.npz; returns the metrics."""
+    samples = data.split.samples
+    rows = {
+        "index": [s.index for s in samples],
+        "line": [s.line for s in samples],
+        "image_id": [s.image_id for s in samples],
+        "tweet": [s.tweet for s in samples],
+        "target": [s.target for s in samples],
+        "label": data.labels.numpy(),
+        "pred": res["pred"],
+        "correct": (res["pred"] == data.labels.numpy()).astype(int),
+        "s": res["s"],
+        "effect_t": res["effect_t"],
+    }
+    for key in ("p_text", "p_image", "p_final"):
+        if key in res:
+            for i, name in enumerate(LABEL_NAMES):
+                rows[f"{key}_{name}"] = np.round(res[key][:, i], 5)
+    atomic_save(out_dir / f"predictions_{tag}.csv", lambda p: pd.DataFrame(rows).to_csv(p, index=False))
+
+    masks = []
+    for i, s in enumerate(samples):
+        ids = data.text.input_ids[i][: len(res["text_tok_mask"][i])]
+        entry = {"tokens": pipe.decode_tokens(ids), "mask": res["text_tok_mask"][i]}
+        if res["vis_tok_mask"]:
+            entry["visual_mask"] = res["vis_tok_mask"][i]
+            if data.visual is not None and data.visual.token_ids is not None:
+                row = int(data.visual.image_index[i])
+                vids = data.visual.token_ids[row][: len(res["vis_tok_mask"][i])]
+                entry["visual_tokens"] = pipe.decode_tokens(vids, visual=True)
+            if data.split.visual_text is not None:
+                entry["caption"] = data.split.visual_text[i]
+        masks.append(entry)
+    grid = getattr(pipe.image_encoder, "grid", None)
+    atomic_write_json(out_dir / f"masks_{tag}.json", {"grid": grid, "samples": masks})
+
+    arrays = {k: res[k].astype(np.float16) for k in res if k.endswith("_pooled")}
+    atomic_save(out_dir / f"features_{tag}.npz", lambda p: np.savez_compressed(p, **arrays))
+    return compute_metrics(data.labels.numpy(), res["pred"])
+
+
+def metrics_of(res: dict, data: SplitTensors) -> dict:
+    return compute_metrics(data.labels.numpy(), res["pred"])
+
+
+def save_json(path: Path, obj) -> None:
+    atomic_write_json(path, json.loads(json.dumps(obj, default=float)))

@@ -1,0 +1,108 @@
+"""Load a trained run and predict on new (tweet, target, image or caption) inputs.
+
+The CLI's `predict` and the app's inspector both go through `Predictor`, which runs the very
+feature extraction and model code used in training (no cache, one sample at a time).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cmcs_core.config import RunConfig
+from cmcs_core.data.dataset import Split, image_label_sets
+from cmcs_core.data.tsv import LABEL_NAMES, TARGET_TOKEN, Sample
+from cmcs_core.evaluate import predict_tensors
+from cmcs_core.model.cmcs import CMCSModel
+from cmcs_core.pipeline import Pipeline, SplitTensors, resolve_device, run_paths
+from cmcs_core.train.trainer import load_trainable_state
+
+MAX_TWEET_CHARS = 1000
+
+
+def mask_target(tweet: str, target: str) -> str:
+    """Return the tweet with the target replaced by $T$ (accepts a tweet that already has $T$)."""
+    tweet, target = tweet.strip(), target.strip()
+    if not tweet:
+        raise ValueError("the tweet is empty")
+    if len(tweet) > MAX_TWEET_CHARS:
+        raise ValueError(f"the tweet is longer than {MAX_TWEET_CHARS} characters")
+    if not target:
+        raise ValueError("the target is empty")
+    if TARGET_TOKEN in tweet:
+        return tweet
+    pos = tweet.lower().find(target.lower())
+    if pos < 0:
+        raise ValueError(f"the target {target!r} does not occur in the tweet")
+    return tweet[:pos] + TARGET_TOKEN + tweet[pos + len(target) :]
+
+
+class Predictor:
+    def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
+        self.run_dir = Path(run_dir)
+        paths = run_paths(self.run_dir)
+        if not paths["config"].is_file() or not paths["best"].is_file():
+            raise FileNotFoundError(f"{self.run_dir} is not a finished run (needs config.json and best.safetensors)")
+        self.cfg = RunConfig.load(paths["config"])
+        self.pipe = Pipeline(self.cfg, resolve_device(device))
+        self.model: CMCSModel = self.pipe.build_model()
+        load_trainable_state(self.model, paths["best"])
+        self.model.eval()
+
+    @property
+    def needs_image(self) -> bool:
+        return self.cfg.model.use_visual and self.pipe.uses_pixels
+
+    @property
+    def needs_caption(self) -> bool:
+        return self.cfg.model.use_visual and not self.pipe.uses_pixels
+
+    def tensors(
+        self, samples: list[Sample], captions: list[str] | None = None, images: list[Image.Image] | None = None
+    ) -> SplitTensors:
+        """Features of ad-hoc samples, extracted exactly as in training (no cache)."""
+        if self.needs_caption and (captions is None or any(not c.strip() for c in captions)):
+            raise ValueError("this run reads the image as its caption: give a caption")
+        if self.needs_image and images is None:
+            raise ValueError("this run reads real pixels: give an image")
+        source = "pixels" if self.pipe.uses_pixels else "captions"
+        labels = image_label_sets(samples)
+        split = Split(
+            name="input",
+            path=Path("<input>"),
+            samples=samples,
+            visual_source=source,
+            visual_text=captions if source == "captions" else None,
+            image_paths=images if source == "pixels" else None,  # load_image takes PIL images too
+            image_labels=np.stack([labels[s.image_id] for s in samples]),
+        )
+        return self.pipe.tensors(split, cache=False)
+
+    @torch.no_grad()
+    def predict(
+        self, tweet: str, target: str, caption: str | None = None, image: Image.Image | None = None
+    ) -> dict:
+        """Each branch's probabilities, the fusion weight, the final label and the masks."""
+        sample = Sample("0", 1, "input-image", mask_target(tweet, target), target.strip(), 1)
+        data = self.tensors([sample], [caption or ""] if self.needs_caption else None,
+                            [image] if image is not None else None)
+        res = predict_tensors(self.model, data, self.pipe.device)
+        ids = data.text.input_ids[0][: len(res["text_tok_mask"][0])]
+        out = {
+            "label": LABEL_NAMES[int(res["pred"][0])],
+            "p_final": res["p_final"][0].tolist(),
+            "p_text": res["p_text"][0].tolist(),
+            "s": float(res["s"][0]),
+            "tokens": self.pipe.decode_tokens(ids),
+            "token_mask": res["text_tok_mask"][0],
+        }
+        if "p_image" in res:
+            out["p_image"] = res["p_image"][0].tolist()
+            out["visual_mask"] = res["vis_tok_mask"][0]
+            if data.visual is not None and data.visual.token_ids is not None:
+                vids = data.visual.token_ids[0][: len(out["visual_mask"])]
+                out["visual_tokens"] = self.pipe.decode_tokens(vids, visual=True)
+            out["grid"] = getattr(self.pipe.image_encoder, "grid", None)
+        return out

@@ -1,0 +1,97 @@
+"""Table 1 and Table 2 of the paper as Markdown, mean ± std over seeds, from run folders."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cmcs_core.config import METHOD_TITLES
+
+DATASETS = ("twitter2015", "twitter2017")
+# method_notes.md: published test numbers (Acc / F1) and what each method reads.
+PUBLISHED = {
+    "CMCS (paper)": ((79.7, 75.5), (74.3, 73.5), "BERT + CLIP, real images"),
+    "CapTrBERT": ((78.0, 73.2), (72.3, 70.2), "BERT, image replaced by its caption"),
+    "TomBERT": ((77.2, 71.8), (70.5, 68.0), "BERT + ResNet-152"),
+    "BERT (text only)": ((77.1, 71.1), (70.2, 68.2), "text"),
+    "majority class (neutral)": ((58.5, 24.6), (46.4, 21.1), "none"),
+}
+TABLE2_METHODS = ("cmcs", "wo_visual", "wo_cms", "wo_mfs", "wo_mfs_cms")
+
+
+def collect_runs(paths: list[str | Path]) -> pd.DataFrame:
+    """One row per finished run (a folder with metrics.json) found under the given paths."""
+    rows = []
+    for root in paths:
+        root = Path(root)
+        found = [root / "metrics.json"] if (root / "metrics.json").is_file() else sorted(root.rglob("metrics.json"))
+        for path in found:
+            m = json.loads(path.read_text())
+            if "test" not in m:
+                continue
+            rows.append({
+                "run": str(path.parent), "dataset": Path(str(m["dataset"])).name, "method": m["method"],
+                "seed": m["seed"], "text_model": m["text_model"], "visual_source": m["visual_source"],
+                "finetune_layers": m["finetune_layers"], "test_acc": 100 * m["test"]["acc"],
+                "test_f1": 100 * m["test"]["macro_f1"], "dev_acc": 100 * m["dev"]["acc"],
+                "best_epoch": m["best_epoch"],
+            })
+    return pd.DataFrame(rows)
+
+
+def regime(row) -> str:
+    ft = int(row["finetune_layers"])
+    tuned = "frozen" if ft == 0 else ("fine-tuned (all layers)" if ft == -1 else f"fine-tuned (top {ft} layers)")
+    return f"{row['text_model']}, {tuned}, visual = {row['visual_source']}"
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds per (regime, dataset, method)."""
+    runs = runs.assign(regime=runs.apply(regime, axis=1))
+    g = runs.groupby(["regime", "dataset", "method"])
+    return g.agg(
+        acc_mean=("test_acc", "mean"), acc_std=("test_acc", "std"),
+        f1_mean=("test_f1", "mean"), f1_std=("test_f1", "std"), seeds=("seed", "nunique"),
+    ).reset_index()
+
+
+def _cell(row: pd.Series | None) -> str:
+    if row is None:
+        return "–"
+    std = lambda s: 0.0 if np.isnan(s) else s  # noqa: E731 - one seed has no std
+    return f"{row.acc_mean:.1f} ± {std(row.acc_std):.1f} | {row.f1_mean:.1f} ± {std(row.f1_std):.1f}"
+
+
+def _lookup(summary: pd.DataFrame, reg: str, dataset: str, method: str):
+    hit = summary[(summary.regime == reg) & (summary.dataset == dataset) & (summary.method == method)]
+    return None if hit.empty else hit.iloc[0]
+
+
+def _seeds(summary: pd.DataFrame, reg: str, method: str) -> str:
+    n = summary[(summary.regime == reg) & (summary.method == method)].seeds
+    return "–" if n.empty else "/".join(str(int(x)) for x in n)
+
+
+def markdown_tables(runs: pd.DataFrame) -> str:
+    """Table 1 (ours beside the published numbers) and Table 2 (ablations), per regime."""
+    if runs.empty:
+        return "No finished runs found.\n"
+    summary = summarise(runs)
+    head = "| method | Twitter2015 Acc | F1 | Twitter2017 Acc | F1 | seeds | inputs |\n|---|---|---|---|---|---|---|\n"
+    out = []
+    for reg in sorted(summary.regime.unique()):
+        lines = [f"### Table 1 — {reg}\n", head]
+        for name, (a, b, inputs) in PUBLISHED.items():
+            lines.append(f"| {name} (published) | {a[0]} | {a[1]} | {b[0]} | {b[1]} | 5 | {inputs} |\n")
+        for method in ("text_only", "cmcs"):
+            cells = [_cell(_lookup(summary, reg, d, method)) for d in DATASETS]
+            lines.append(f"| **{METHOD_TITLES[method]}** | {cells[0]} | {cells[1]} | {_seeds(summary, reg, method)} | {reg} |\n")
+        lines.append(f"\n### Table 2 — ablations, {reg}\n\n")
+        lines.append("| method | Twitter2015 Acc | F1 | Twitter2017 Acc | F1 | seeds |\n|---|---|---|---|---|---|\n")
+        for method in TABLE2_METHODS:
+            cells = [_cell(_lookup(summary, reg, d, method)) for d in DATASETS]
+            lines.append(f"| {METHOD_TITLES[method]} | {cells[0]} | {cells[1]} | {_seeds(summary, reg, method)} |\n")
+        out.append("".join(lines))
+    return "\n".join(out) + "\nCells are test Acc | macro-F1 (%), mean ± std over seeds; epoch chosen on dev accuracy.\n"

@@ -1,0 +1,1 @@
+"""CMCS: cross-modal causal scheduling for target-oriented multimodal sentiment classification."""

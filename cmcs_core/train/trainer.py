@@ -1,0 +1,298 @@
+"""Algorithm 1: H lower-level steps on theta with phi fixed, then one implicit-gradient step
+on phi = {alpha, beta}; model selection on dev accuracy; a resumable run folder."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from cmcs_core.config import RunConfig
+from cmcs_core.evaluate import compute_metrics, predict_tensors, write_outputs
+from cmcs_core.io import atomic_save, atomic_write_json
+from cmcs_core.model.cmcs import CMCSModel
+from cmcs_core.model.hypergrad import implicit_hypergradient
+from cmcs_core.pipeline import Pipeline, SplitTensors, run_paths
+
+BATCH_LOG_COLUMNS = [
+    "epoch", "step", "global_step", "eff_t", "eff_v", "phi_t", "phi_v", "L_t", "L_v",
+    "loss", "alpha", "beta", "hypergrad_norm", "hypergrad_alpha", "hypergrad_beta",
+]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seeds torch/numpy/random for this process; returns the generator that shuffles batches."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def trainable_state(model: CMCSModel) -> dict[str, torch.Tensor]:
+    """What a checkpoint needs: every trained tensor (frozen encoder weights come from the package)."""
+    trained = {n for n, p in model.named_parameters() if p.requires_grad} | {"alpha", "beta"}
+    state = model.state_dict()
+    keep = {k for k in state if k in trained or not k.startswith("text_tower.")}
+    return {k: state[k].detach().contiguous().cpu() for k in sorted(keep)}
+
+
+def load_trainable_state(model: CMCSModel, path: Path) -> None:
+    state = load_file(str(path))
+    missing = set(trainable_state(model)) - set(state)
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks {sorted(missing)[:5]} (config and checkpoint disagree)")
+    model.load_state_dict(state, strict=False)
+
+
+def _setup_logger(path: Path) -> logging.Logger:
+    logger = logging.getLogger(f"cmcs.run.{path.parent.resolve()}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not logger.handlers:
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+    return logger
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.paths = run_paths(self.run_dir)
+        self.progress = progress
+        self._check_run_dir()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(self.paths["config"])
+        self.log = _setup_logger(self.paths["log"])
+        if cfg.train.num_threads:
+            torch.set_num_threads(cfg.train.num_threads)
+        self.generator = seed_everything(cfg.train.seed)
+        self.pipe = Pipeline(cfg)
+        self.device = self.pipe.device
+
+    def _check_run_dir(self) -> None:
+        if self.paths["config"].is_file():
+            old = RunConfig.load(self.paths["config"]).to_dict()
+            if old != self.cfg.to_dict():
+                raise ValueError(
+                    f"{self.run_dir} holds a run with another config; pick a new --output-dir "
+                    f"or resume it with `train --config {self.paths['config']}`"
+                )
+
+    # -- data ------------------------------------------------------------------------------
+    def _load_data(self) -> None:
+        d = self.cfg.data
+        t0 = time.time()
+        self.train_data = self.pipe.tensors(self.pipe.load_split("train", d.max_train_samples))
+        self.dev_data = self.pipe.tensors(self.pipe.load_split("dev", d.max_eval_samples))
+        self.test_data = self.pipe.tensors(self.pipe.load_split("test", d.max_eval_samples))
+        n_dev = min(d.dev_subset_size, len(self.dev_data))
+        pick = torch.randperm(len(self.dev_data), generator=torch.Generator().manual_seed(self.cfg.train.seed))
+        self.dev_subset = pick[:n_dev]
+        self.log.info(
+            "data %s: train %d dev %d test %d, visual=%s, features in %.1fs",
+            d.dataset, len(self.train_data), len(self.dev_data), len(self.test_data),
+            self.pipe.visual_source, time.time() - t0,
+        )
+
+    def _dev_batches(self):
+        """Endless shuffled batches from D_dev (the upper level's small validation subset)."""
+        bs = self.cfg.train.batch_size
+        while True:
+            order = self.dev_subset[torch.randperm(len(self.dev_subset), generator=self.generator)]
+            for i in range(0, len(order), bs):
+                yield self.dev_data.batch(order[i : i + bs], self.device)
+
+    # -- optimisation ---------------------------------------------------------------------
+    def _build_optim(self) -> None:
+        t = self.cfg.train
+        groups = [{"params": self.model.head_parameters(), "lr": t.head_lr}]
+        enc = self.model.encoder_parameters()
+        if enc:
+            groups.append({"params": enc, "lr": t.lr})
+        self.opt = torch.optim.AdamW(groups, weight_decay=t.weight_decay)
+        steps_per_epoch = math.ceil(len(self.train_data) / t.batch_size)
+        total = max(1, steps_per_epoch * t.epochs)
+        warm = int(total * t.warmup_ratio)
+
+        def schedule(step: int) -> float:
+            if step < warm:
+                return (step + 1) / max(1, warm)
+            return max(0.0, (total - step) / max(1, total - warm))
+
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule)
+        self.phi_opt = torch.optim.Adam(self.model.scheduler_parameters(), lr=t.phi_lr)
+
+    def _autocast(self):
+        on = self.cfg.train.amp and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
+
+    def _hypergrad_params(self) -> list[torch.nn.Parameter]:
+        params = self.model.head_parameters()
+        if self.cfg.train.hessian_params == "heads+encoder":
+            params += self.model.encoder_parameters()
+        return params
+
+    def _upper_step(self, train_batch, dev_batch) -> dict[str, float]:
+        """One step on phi with the implicit gradient (Eq. 14), in eval mode so HVPs are exact."""
+        t = self.cfg.train
+        self.model.eval()
+        enc_grad = t.hessian_params != "heads"
+        train_loss, _ = self.model.scheduled_loss(
+            self.model.branch_losses(self.model(train_batch, encoder_grad=enc_grad), train_batch), detach_phi=False
+        )
+        dev_loss = self.model.dev_loss(
+            self.model.branch_losses(self.model(dev_batch, encoder_grad=enc_grad), dev_batch)
+        )
+        phi = self.model.scheduler_parameters()
+        grads = implicit_hypergradient(train_loss, dev_loss, self._hypergrad_params(), phi, t.K, t.neumann_eta)
+        norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
+        scale = min(1.0, t.hypergrad_clip / (float(norm) + 1e-12))
+        self.phi_opt.zero_grad(set_to_none=True)
+        for p, g in zip(phi, grads):
+            p.grad = (g * scale).detach()
+        self.phi_opt.step()
+        self.model.train()
+        return {
+            "hypergrad_norm": float(norm),
+            "hypergrad_alpha": float(grads[0]),
+            "hypergrad_beta": float(grads[1]) if len(grads) > 1 else math.nan,
+        }
+
+    # -- state -----------------------------------------------------------------------------
+    def _save_state(self, epoch: int) -> None:
+        state = {
+            "epoch": epoch,
+            "global_step": self.global_step,
+            "best": self.best,
+            "model": trainable_state(self.model),
+            "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "phi_opt": self.phi_opt.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        atomic_save(self.paths["state"], lambda p: torch.save(state, p))
+
+    def _resume(self) -> int:
+        if not self.paths["state"].is_file():
+            return 0
+        state = torch.load(self.paths["state"], weights_only=False)
+        self.model.load_state_dict(state["model"], strict=False)
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.phi_opt.load_state_dict(state["phi_opt"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.global_step, self.best = state["global_step"], state["best"]
+        self.batch_rows = [r for r in self._read_csv("batches") if r["epoch"] <= state["epoch"]]
+        self.epoch_rows = [r for r in self._read_csv("epochs") if r["epoch"] <= state["epoch"]]
+        self.log.info("resumed after epoch %d", state["epoch"])
+        return state["epoch"]
+
+    def _read_csv(self, name: str) -> list[dict]:
+        path = self.paths[name]
+        return pd.read_csv(path).to_dict("records") if path.is_file() else []
+
+    def _write_csv(self, name: str, rows: list[dict], columns: list[str] | None = None) -> None:
+        frame = pd.DataFrame(rows, columns=columns)
+        atomic_save(self.paths[name], lambda p: frame.to_csv(p, index=False))
+
+    # -- main loop ---------------------------------------------------------------------------
+    def fit(self) -> dict:
+        t = self.cfg.train
+        self._load_data()
+        self.model = self.pipe.build_model()
+        self._build_optim()
+        self.global_step, self.best = 0, {"dev_acc": -1.0, "epoch": 0}
+        self.batch_rows: list[dict] = []
+        self.epoch_rows: list[dict] = []
+        start_epoch = self._resume()
+        dev_iter = self._dev_batches()
+        use_upper = self.cfg.model.use_cms
+        for epoch in range(start_epoch + 1, t.epochs + 1):
+            self.model.train()
+            t0 = time.time()
+            bar = tqdm(
+                self.train_data.batches(t.batch_size, self.device, self.generator),
+                total=math.ceil(len(self.train_data) / t.batch_size),
+                desc=f"epoch {epoch}/{t.epochs}",
+                disable=not self.progress,
+                leave=False,
+            )
+            losses = []
+            for step, batch in enumerate(bar):
+                with self._autocast():
+                    out = self.model(batch)
+                loss, stats = self.model.scheduled_loss(self.model.branch_losses(out, batch))
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.head_parameters() + self.model.encoder_parameters(), t.grad_clip)
+                self.opt.step()
+                self.sched.step()
+                self.global_step += 1
+                row = {"epoch": epoch, "step": step, "global_step": self.global_step, "loss": loss.item(), **stats}
+                row.update(alpha=self.model.alpha.item(), beta=self.model.beta.item())
+                if use_upper and self.global_step % t.H == 0:
+                    row.update(self._upper_step(batch, next(dev_iter)))
+                self.batch_rows.append(row)
+                losses.append(float(loss))
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", phi_t=f"{stats['phi_t']:.2f}")
+            self._end_epoch(epoch, time.time() - t0, float(np.mean(losses)))
+        return self._finish()
+
+    def _end_epoch(self, epoch: int, seconds: float, train_loss: float) -> None:
+        dev = predict_tensors(self.model, self.dev_data, self.device)
+        dev_m = compute_metrics(self.dev_data.labels.numpy(), dev["pred"])
+        row = {"epoch": epoch, "train_loss": train_loss, "dev_acc": dev_m["acc"], "dev_f1": dev_m["macro_f1"],
+               "seconds": seconds, "samples_per_s": len(self.train_data) / max(seconds, 1e-9)}
+        if self.cfg.train.eval_test_each_epoch:
+            test = predict_tensors(self.model, self.test_data, self.device)
+            test_m = compute_metrics(self.test_data.labels.numpy(), test["pred"])
+            row.update(test_acc=test_m["acc"], test_f1=test_m["macro_f1"])
+        self.epoch_rows.append(row)
+        if dev_m["acc"] > self.best["dev_acc"]:
+            self.best = {"dev_acc": dev_m["acc"], "epoch": epoch}
+            atomic_save(self.paths["best"], lambda p: save_file(trainable_state(self.model), p))
+        self._write_csv("batches", self.batch_rows, BATCH_LOG_COLUMNS)
+        self._write_csv("epochs", self.epoch_rows)
+        self._save_state(epoch)
+        self.log.info("epoch %d: %s", epoch, json.dumps(row))
+
+    def _finish(self) -> dict:
+        """Reload the best checkpoint and write test/dev outputs at that epoch."""
+        load_trainable_state(self.model, self.paths["best"])
+        metrics = {
+            "dataset": self.cfg.data.dataset,
+            "method": self.cfg.model.method,
+            "seed": self.cfg.train.seed,
+            "text_model": self.cfg.encoder.text_model,
+            "visual_model": self.cfg.encoder.visual_model,
+            "visual_source": self.pipe.visual_source,
+            "finetune_layers": self.cfg.encoder.finetune_layers,
+            "device": str(self.device),
+            "best_epoch": self.best["epoch"],
+            "epochs_run": len(self.epoch_rows),
+            "train_seconds": float(sum(r["seconds"] for r in self.epoch_rows)),
+        }
+        for tag, data in (("dev", self.dev_data), ("test", self.test_data)):
+            res = predict_tensors(self.model, data, self.device)
+            metrics[tag] = write_outputs(self.run_dir, tag, self.pipe, data, res)
+        atomic_write_json(self.paths["metrics"], metrics)
+        self.log.info("done: dev acc %.4f test acc %.4f f1 %.4f", metrics["dev"]["acc"],
+                      metrics["test"]["acc"], metrics["test"]["macro_f1"])
+        return metrics
+
+
+def train(cfg: RunConfig, run_dir: str | Path, progress: bool = True) -> dict:
+    """Train one run into run_dir (resuming if it holds an unfinished run of the same config)."""
+    return Trainer(cfg, run_dir, progress).fit()
