@@ -15,6 +15,9 @@ def _atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; run files are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -147,13 +147,13 @@ class CMCSModel(nn.Module):
         alpha = self.alpha.detach() if detach_phi else self.alpha
         phi_t = F.softplus(alpha * eff_t) if self.cfg.use_cms else torch.ones(())
         total = phi_t * losses["L_t"]
-        stats = {"eff_t": eff_t.item(), "phi_t": float(phi_t), "L_t": losses["L_t"].item()}
+        stats = {"eff_t": eff_t.item(), "phi_t": float(phi_t.detach()), "L_t": losses["L_t"].item()}
         if self.cfg.use_visual:
             eff_v = self.causal_effect(losses["L_v_raw"], losses["L_v"])
             beta = self.beta.detach() if detach_phi else self.beta
             phi_v = F.softplus(beta * eff_v) if self.cfg.use_cms else torch.ones(())
             total = total + phi_v * losses["L_v"]
-            stats.update(eff_v=eff_v.item(), phi_v=float(phi_v), L_v=losses["L_v"].item())
+            stats.update(eff_v=eff_v.item(), phi_v=float(phi_v.detach()), L_v=losses["L_v"].item())
         else:
             stats.update(eff_v=math.nan, phi_v=math.nan, L_v=math.nan)
         return total, stats

@@ -245,7 +245,7 @@ class Trainer:
                 if use_upper and self.global_step % t.H == 0:
                     row.update(self._upper_step(batch, next(dev_iter)))
                 self.batch_rows.append(row)
-                losses.append(float(loss))
+                losses.append(loss.item())
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", phi_t=f"{stats['phi_t']:.2f}")
             self._end_epoch(epoch, time.time() - t0, float(np.mean(losses)))
         return self._finish()

@@ -1,0 +1,102 @@
+"""Shared fixtures of the core suite (tests/test_core_*.py).
+
+Nothing here is autouse: the fixtures only touch tests that ask for them. The features
+cache goes to a per-session temporary folder (CMCS_CACHE_DIR), so a run never reads a
+cache left by another session and the cache tests see exactly what this session wrote.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub from the tests
+
+import pytest
+import torch
+
+from cmcs_core.config import RunConfig, apply_method
+from cmcs_core.data.dataset import resolve_data_dir
+
+
+@contextlib.contextmanager
+def torch_threads(n: int = 1):
+    """Run torch on n threads, then restore. On a shared 2-core machine two intra-op threads
+    competing with other processes slow training down by an order of magnitude."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="session")
+def cmcs_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh CMCS_CACHE_DIR for the whole session (features and extracted weights)."""
+    path = tmp_path_factory.mktemp("cmcs_cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CMCS_CACHE_DIR", str(path))
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The benchmark data root; the tests that need it skip only when it is truly absent."""
+    root = resolve_data_dir()
+    if root is None or not (root / "twitter2015" / "train.tsv").is_file():
+        pytest.skip("benchmark data not found (set CMCS_DATA_DIR or provide ../shared/data)")
+    return root
+
+
+def make_tiny_config(data_dir: Path, method: str = "cmcs", **train_overrides) -> RunConfig:
+    """A CPU-sized run of the real Twitter2015 data: 128 train rows, 64 dev/test rows, H=2."""
+    cfg = RunConfig()
+    cfg.data = dataclasses.replace(
+        cfg.data, dataset="twitter2015", data_dir=str(data_dir),
+        max_train_samples=128, max_eval_samples=64, dev_subset_size=32,
+    )
+    cfg.model = apply_method(cfg.model, method)
+    train = dict(epochs=2, batch_size=16, H=2, device="cpu")
+    cfg.train = dataclasses.replace(cfg.train, **{**train, **train_overrides})
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_config_factory(data_dir: Path):
+    return lambda method="cmcs", **kw: make_tiny_config(data_dir, method, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, cmcs_cache: Path, tiny_config_factory) -> dict:
+    """One finished CMCS run (2 epochs on 128 real samples), trained once per session.
+
+    Trained with an empty features cache, so `seconds` includes feature extraction.
+    """
+    from cmcs_core.train.trainer import train
+
+    cfg = tiny_config_factory("cmcs")
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny_cmcs"
+    with torch_threads(1):
+        t0 = time.perf_counter()
+        metrics = train(cfg, run_dir, progress=False)
+    return {"dir": run_dir, "cfg": cfg, "metrics": metrics, "seconds": time.perf_counter() - t0}
+
+
+@pytest.fixture(scope="session")
+def text_encoder():
+    """The packaged MiniLM, loaded once; tests that build TextTowers re-set requires_grad themselves."""
+    from cmcs_core.encoders.text import TextEncoder
+
+    enc = TextEncoder("minilm")
+    enc.eval()
+    return enc

@@ -1,0 +1,330 @@
+"""Training: a CPU smoke run on real data and its run folder, the bi-level loop's log, model
+selection, save/load, resume, atomic writes, the features cache, and the CLI."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cmcs_core import cli
+from cmcs_core.config import METHOD_TITLES, RunConfig
+from cmcs_core.data.tsv import LABEL_NAMES, read_tsv, write_tsv
+from cmcs_core.encoders.text import TextEncoder
+from cmcs_core.evaluate import predict_tensors
+from cmcs_core.io import atomic_save, atomic_write_text
+from cmcs_core.train.trainer import BATCH_LOG_COLUMNS, Trainer, train, trainable_state
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_FILES = [
+    "config.json", "train.log", "batches.csv", "epochs.csv", "metrics.json", "best.safetensors", "last_state.pt",
+    *(f"{kind}_{tag}.{ext}" for tag in ("dev", "test")
+      for kind, ext in (("predictions", "csv"), ("masks", "json"), ("features", "npz"))),
+]
+PROBS = [f"{k}_{n}" for k in ("p_text", "p_image", "p_final") for n in LABEL_NAMES]
+TIMING = ["seconds", "samples_per_s"]
+
+
+def _tmp_leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_run):
+    from cmcs_core.inference import Predictor
+
+    return Predictor(tiny_run["dir"])
+
+
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory, cmcs_cache, tiny_config_factory) -> Path:
+    """w/o CMS on 16 real samples, one full batch per epoch, 12 epochs."""
+    cfg = tiny_config_factory("wo_cms", epochs=12, head_lr=5e-3, warmup_ratio=0.0, eval_test_each_epoch=False)
+    cfg.data = dataclasses.replace(cfg.data, max_train_samples=16, max_eval_samples=16, dev_subset_size=16)
+    run_dir = tmp_path_factory.mktemp("runs") / "overfit_wo_cms"
+    train(cfg, run_dir, progress=False)
+    return run_dir
+
+
+# -- the smoke run -------------------------------------------------------------------------
+def test_smoke_training_is_fast_and_writes_every_file(tiny_run) -> None:
+    run = tiny_run["dir"]
+    assert tiny_run["seconds"] < 60, f"smoke training took {tiny_run['seconds']:.1f}s"
+    for name in RUN_FILES:
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    assert RunConfig.load(run / "config.json") == tiny_run["cfg"]
+    assert "done: dev acc" in (run / "train.log").read_text()
+    batches = pd.read_csv(run / "batches.csv")
+    assert list(batches.columns) == BATCH_LOG_COLUMNS
+    steps = math.ceil(128 / 16)
+    assert len(batches) == 2 * steps
+    assert batches.epoch.tolist() == [1] * steps + [2] * steps
+    assert batches.step.tolist() == list(range(steps)) * 2
+    assert batches.global_step.tolist() == list(range(1, 2 * steps + 1))
+    assert np.isfinite(batches[["eff_t", "eff_v", "phi_t", "phi_v", "L_t", "L_v", "loss"]].to_numpy()).all()
+    epochs = pd.read_csv(run / "epochs.csv")
+    assert epochs.epoch.tolist() == [1, 2]
+    assert {"train_loss", "dev_acc", "dev_f1", "test_acc", "test_f1", *TIMING} <= set(epochs.columns)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["method"] == "cmcs" and metrics["visual_source"] == "captions"
+    assert metrics["dev"]["n"] == 64 and metrics["test"]["n"] == 64 and metrics["epochs_run"] == 2
+    assert not _tmp_leftovers(run)  # atomic writes leave no temporary files
+
+
+def test_batch_log_follows_algorithm_1(tiny_run) -> None:
+    """Upper steps every H lower steps; phi moves only there; logged weights are softplus(alpha*eff)."""
+    b = pd.read_csv(tiny_run["dir"] / "batches.csv")
+    H = tiny_run["cfg"].train.H
+    upper = b.global_step % H == 0
+    assert b.hypergrad_norm[upper].notna().all() and b.hypergrad_norm[~upper].isna().all()
+    assert (b.hypergrad_norm[upper] > 0).all()
+    both = b[upper]
+    np.testing.assert_allclose(both.hypergrad_norm, np.hypot(both.hypergrad_alpha, both.hypergrad_beta), rtol=1e-5)
+    init = tiny_run["cfg"].model.alpha_init
+    assert b.alpha[0] == pytest.approx(init) and b.beta[0] == pytest.approx(init)
+    for name in ("alpha", "beta"):
+        moved = b[name].diff().iloc[1:].to_numpy() != 0
+        np.testing.assert_array_equal(moved, upper.iloc[:-1].to_numpy())  # after, and only after, an upper step
+        assert b[name].iloc[-1] != pytest.approx(init, abs=1e-4)
+    softplus = lambda x: np.log1p(np.exp(x))  # noqa: E731
+    np.testing.assert_allclose(b.phi_t, softplus(b.alpha * b.eff_t), rtol=1e-5)
+    np.testing.assert_allclose(b.phi_v, softplus(b.beta * b.eff_v), rtol=1e-5)
+    np.testing.assert_allclose(b.loss, b.phi_t * b.L_t + b.phi_v * b.L_v, rtol=1e-5)
+
+
+def test_model_selection_on_dev_and_the_checkpoint(tiny_run) -> None:
+    run = tiny_run["dir"]
+    epochs = pd.read_csv(run / "epochs.csv")
+    metrics = json.loads((run / "metrics.json").read_text())
+    best = int(epochs.dev_acc.idxmax())  # first maximum
+    assert metrics["best_epoch"] == epochs.epoch[best]
+    assert metrics["dev"]["acc"] == pytest.approx(epochs.dev_acc[best])
+    assert metrics["test"]["acc"] == pytest.approx(epochs.test_acc[best])
+    assert metrics["test"]["macro_f1"] == pytest.approx(epochs.test_f1[best])
+    state = load_file(str(run / "best.safetensors"))
+    assert {"alpha", "beta"} <= set(state)
+    assert not any(k.startswith("text_tower.") for k in state)  # frozen encoder comes from the package
+
+
+def test_prediction_files_are_consistent(tiny_run, data_dir: Path) -> None:
+    run = tiny_run["dir"]
+    pred = pd.read_csv(run / "predictions_test.csv")
+    real = read_tsv(data_dir / "twitter2015" / "test.tsv")[:64]
+    assert pred["index"].astype(str).tolist() == [s.index for s in real]
+    assert pred.label.tolist() == [s.label for s in real]
+    assert pred.line.tolist() == [s.line for s in real]
+    assert set(PROBS) <= set(pred.columns)
+    s = pred.s.to_numpy()
+    assert ((s >= 0) & (s <= 1)).all() and s.std() > 0  # caption/prompt similarity, per sample
+    for name in LABEL_NAMES:
+        fused = (1 - s) * pred[f"p_text_{name}"] + s * pred[f"p_image_{name}"]
+        np.testing.assert_allclose(pred[f"p_final_{name}"], fused, atol=2e-5)
+    for k in ("p_text", "p_image", "p_final"):
+        np.testing.assert_allclose(pred[[f"{k}_{n}" for n in LABEL_NAMES]].sum(axis=1), 1.0, atol=5e-5)
+    final = pred[[f"p_final_{n}" for n in LABEL_NAMES]].to_numpy()
+    assert (pred.pred == final.argmax(1)).all()
+    assert (pred.correct == (pred.pred == pred.label)).all()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["acc"] == pytest.approx(pred.correct.mean())
+
+    masks = json.loads((run / "masks_test.json").read_text())["samples"]
+    assert len(masks) == 64
+    for entry in masks:
+        assert len(entry["tokens"]) == len(entry["mask"]) and entry["tokens"][0] == "[CLS]"
+        assert len(entry["visual_tokens"]) == len(entry["visual_mask"])
+        values = np.array(entry["mask"] + entry["visual_mask"])
+        assert ((values > 0) & (values < 1)).all()
+    feats = np.load(run / "features_test.npz")
+    assert set(feats.files) == {"text_raw_pooled", "text_bar_pooled", "visual_raw_pooled", "visual_bar_pooled"}
+    assert all(feats[k].shape == (64, 384) for k in feats.files)
+
+
+# -- save and load ---------------------------------------------------------------------------
+def test_saved_model_reproduces_the_test_predictions(tiny_run, predictor) -> None:
+    split = predictor.pipe.load_split("test", 64)
+    data = predictor.tensors(split.samples, split.visual_text)  # fresh extraction, no cache
+    res = predict_tensors(predictor.model, data, predictor.pipe.device)
+    csv = pd.read_csv(tiny_run["dir"] / "predictions_test.csv")
+    for key in ("p_text", "p_image", "p_final"):
+        np.testing.assert_allclose(res[key], csv[[f"{key}_{n}" for n in LABEL_NAMES]].to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(res["s"], csv.s, atol=1e-5)
+    # One sample through Predictor.predict (batch of one: other padding, same answer).
+    i = 5
+    one = predictor.predict(split.samples[i].tweet, split.samples[i].target, caption=split.visual_text[i])
+    np.testing.assert_allclose(one["p_final"], csv.loc[i, [f"p_final_{n}" for n in LABEL_NAMES]].to_numpy(
+        dtype=float), atol=1e-3)
+    assert one["label"] == LABEL_NAMES[int(csv.pred[i])]
+    assert len(one["tokens"]) == len(one["token_mask"])
+    # The loaded weights are exactly the checkpoint.
+    saved = load_file(str(tiny_run["dir"] / "best.safetensors"))
+    for k, v in trainable_state(predictor.model).items():
+        assert torch.equal(v, saved[k]), k
+
+
+# -- resume ----------------------------------------------------------------------------------
+class _Interrupted(RuntimeError):
+    pass
+
+
+def test_interrupted_run_resumes_from_its_last_epoch(tiny_run, tmp_path, monkeypatch) -> None:
+    cfg = RunConfig.from_dict(tiny_run["cfg"].to_dict())  # the same config as the smoke run
+    run = tmp_path / "resumed"
+    original = Trainer._end_epoch
+
+    def crash_after_first_epoch(self, epoch, *args):
+        original(self, epoch, *args)
+        if epoch == 1:
+            raise _Interrupted
+
+    monkeypatch.setattr(Trainer, "_end_epoch", crash_after_first_epoch)
+    with pytest.raises(_Interrupted):
+        train(cfg, run, progress=False)
+    monkeypatch.undo()
+    first = pd.read_csv(run / "batches.csv")
+    assert set(first.epoch) == {1} and not (run / "metrics.json").exists()
+    assert not _tmp_leftovers(run)
+
+    # A different config must not reuse the folder.
+    other = RunConfig.from_dict(cfg.to_dict())
+    other.train.seed += 1
+    with pytest.raises(ValueError, match="another config"):
+        Trainer(other, run, progress=False)
+
+    train(cfg, run, progress=False)
+    assert "resumed after epoch 1" in (run / "train.log").read_text()
+    batches, epochs = pd.read_csv(run / "batches.csv"), pd.read_csv(run / "epochs.csv")
+    assert epochs.epoch.tolist() == [1, 2]
+    pd.testing.assert_frame_equal(batches[batches.epoch == 1], first)  # epoch 1 kept as it was
+    # Restored optimiser, scheduler, phi and RNG states: the same run as the uninterrupted one.
+    # (Exact equality also needs the D_dev iterator, which is rebuilt on resume, to sit at a
+    # permutation boundary after epoch 1: 4 upper steps x 16 = 2 passes over the 32 dev rows.)
+    ref = tiny_run["dir"]
+    pd.testing.assert_frame_equal(batches, pd.read_csv(ref / "batches.csv"))
+    pd.testing.assert_frame_equal(epochs.drop(columns=TIMING), pd.read_csv(ref / "epochs.csv").drop(columns=TIMING))
+    pd.testing.assert_frame_equal(pd.read_csv(run / "predictions_test.csv"), pd.read_csv(ref / "predictions_test.csv"))
+    assert not _tmp_leftovers(run)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    target = atomic_write_text(tmp_path / "state.pt", "old")
+
+    def half_write(path: str) -> None:
+        Path(path).write_text("partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save(target, half_write)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+# -- w/o CMS in training; a tiny subset is overfit ---------------------------------------------
+def test_wo_cms_takes_no_upper_step(overfit_run: Path) -> None:
+    b = pd.read_csv(overfit_run / "batches.csv")
+    assert len(b) == 12
+    assert b.hypergrad_norm.isna().all() and b.hypergrad_alpha.isna().all()
+    init = RunConfig.load(overfit_run / "config.json").model.alpha_init
+    assert (b.alpha == np.float32(init)).all() and (b.beta == np.float32(init)).all()
+    assert (b.phi_t == 1).all() and (b.phi_v == 1).all()
+    np.testing.assert_allclose(b.loss, b.L_t + b.L_v, rtol=1e-5)
+
+
+def test_loss_decreases_on_a_tiny_subset(overfit_run: Path) -> None:
+    b = pd.read_csv(overfit_run / "batches.csv")
+    assert b.L_t.iloc[-3:].mean() < 0.6 * b.L_t.iloc[:3].mean(), b.L_t.tolist()
+    assert b.L_v.iloc[-3:].mean() < b.L_v.iloc[:3].mean(), b.L_v.tolist()
+    assert b.loss.iloc[-1] < b.loss.iloc[0]
+
+
+# -- the features cache ----------------------------------------------------------------------------
+def test_second_extraction_loads_from_the_cache(tiny_run, predictor, cmcs_cache: Path, monkeypatch) -> None:
+    pipe = predictor.pipe
+    split = pipe.load_split("train", 128)  # extracted by the smoke run
+    cached_files = sorted((cmcs_cache / "features").glob("*.pt"))
+    assert {p.name.split("-")[0] for p in cached_files} == {"text", "caption"}
+    fresh = pipe.tensors(split, cache=False)
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("the encoder ran although the features are cached")
+
+    monkeypatch.setattr(TextEncoder, "hidden_at", no_encoder)
+    monkeypatch.setattr(TextEncoder, "sentence_embedding", no_encoder)
+    again = pipe.tensors(split)
+    assert torch.equal(again.text.hidden, fresh.text.hidden)
+    assert torch.equal(again.visual.tokens, fresh.visual.tokens)
+    torch.testing.assert_close(again.visual.fusion_sim, fresh.visual.fusion_sim)
+    assert sorted((cmcs_cache / "features").glob("*.pt")) == cached_files  # nothing new written
+    # The key covers the max length and the samples: a change misses the cache.
+    with pytest.raises(AssertionError, match="encoder ran"):
+        pipe.tensors(pipe.load_split("train", 127))
+    pipe.cfg.encoder.max_length = 32
+    try:
+        with pytest.raises(AssertionError, match="encoder ran"):
+            pipe.tensors(split)
+    finally:
+        pipe.cfg.encoder.max_length = tiny_run["cfg"].encoder.max_length
+    assert not _tmp_leftovers(cmcs_cache)
+
+
+# -- the CLI ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command,flag", [("train", "--finetune-layers"), ("evaluate", "--split"),
+                                          ("predict", "--caption"), ("table", "--output")])
+def test_cli_help(command: str, flag: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "cmcs_core", command, "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert flag in done.stdout
+
+
+def test_cli_evaluate_on_an_edited_tsv(tiny_run, data_dir: Path, tmp_path: Path, capsys) -> None:
+    samples = read_tsv(data_dir / "twitter2015" / "test.tsv")[:10]
+    edited = [dataclasses.replace(s, label=(s.label + 1) % 3) if i in (2, 7) else s for i, s in enumerate(samples)]
+    tsv = write_tsv(tmp_path / "my_edit.tsv", edited)
+    out = tmp_path / "eval"
+    assert cli.main(["evaluate", "--run", str(tiny_run["dir"]), "--split", str(tsv), "--output-dir", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 10 and metrics["file"] == str(tsv) and metrics["dropped"] == 0
+    pred = pd.read_csv(out / "predictions_my_edit.csv")
+    assert pred.label.tolist() == [s.label for s in edited]
+    assert metrics["acc"] == pytest.approx((pred.pred == pred.label).mean())
+    # Same model, same inputs: the same probabilities as the run's own test predictions.
+    ref = pd.read_csv(tiny_run["dir"] / "predictions_test.csv").iloc[:10]
+    cols = [f"p_final_{n}" for n in LABEL_NAMES]
+    np.testing.assert_allclose(pred[cols].to_numpy(), ref[cols].to_numpy(), atol=1e-3)
+
+
+def test_cli_errors_are_clean(tiny_run, tmp_path: Path, capsys) -> None:
+    assert cli.main(["evaluate", "--run", str(tmp_path / "no_run")]) == 2
+    assert "not a finished run" in capsys.readouterr().err
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("index\tl\ti\tt\tt\n1\t9\ta.jpg\t$T$ x\tA\n")
+    assert cli.main(["evaluate", "--run", str(tiny_run["dir"]), "--split", str(bad)]) == 2
+    assert f"{bad}:2" in capsys.readouterr().err
+
+
+def test_cli_table_prints_markdown_rows(tiny_run, overfit_run: Path, capsys) -> None:
+    assert cli.main(["table", str(tiny_run["dir"]), str(overfit_run)]) == 0
+    text = capsys.readouterr().out
+    assert "### Table 1" in text and "### Table 2" in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    acc = 100 * tiny_run["metrics"]["test"]["acc"]
+    f1 = 100 * tiny_run["metrics"]["test"]["macro_f1"]
+    assert rows["**CMCS (ours)**"].split("|")[2].strip() == f"{acc:.1f} ± 0.0"
+    assert rows["**CMCS (ours)**"].split("|")[3].strip() == f"{f1:.1f} ± 0.0"
+    assert rows["CMCS (ours)"].split("|")[2].strip() == f"{acc:.1f} ± 0.0"  # Table 2 row
+    wo_cms = json.loads((overfit_run / "metrics.json").read_text())["test"]["acc"]
+    assert rows[METHOD_TITLES["wo_cms"]].split("|")[2].strip() == f"{100 * wo_cms:.1f} ± 0.0"
+    for method in ("wo_visual", "wo_mfs", "wo_mfs_cms"):
+        assert rows[METHOD_TITLES[method]].split("|")[2].strip() == "–"  # no runs: no numbers
+    assert "CapTrBERT (published)" in rows and "78.0" in rows["CapTrBERT (published)"]
