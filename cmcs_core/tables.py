@@ -59,7 +59,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _cell(row: pd.Series | None) -> str:
     if row is None:
-        return "–"
+        return "– | –"  # two columns: Acc | F1
     std = lambda s: 0.0 if np.isnan(s) else s  # noqa: E731 - one seed has no std
     return f"{row.acc_mean:.1f} ± {std(row.acc_std):.1f} | {row.f1_mean:.1f} ± {std(row.f1_std):.1f}"
 

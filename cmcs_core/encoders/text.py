@@ -98,7 +98,10 @@ class TextEncoder(nn.Module):
         self.spec = spec
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         # float32 whatever the file stores: training needs it (a fp16 copy may travel to a GPU).
-        self.model = AutoModel.from_pretrained(path, attn_implementation=attn_implementation, dtype=torch.float32)
+        try:
+            self.model = AutoModel.from_pretrained(path, attn_implementation=attn_implementation, dtype=torch.float32)
+        except ValueError:  # architectures without an sdpa kernel (MPNet in transformers 5.x)
+            self.model = AutoModel.from_pretrained(path, attn_implementation="eager", dtype=torch.float32)
         self.model.eval()
         cfg = self.model.config
         self.dim: int = cfg.hidden_size

@@ -1,0 +1,69 @@
+"""CMCS lab: entry page. `streamlit run app/Home.py`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from cmcs_core.runs import runs_table  # noqa: E402
+
+common.setup("Home", "🏠")
+st.title("CMCS lab")
+st.markdown(
+    "Target-oriented multimodal sentiment: given a tweet, a **target** phrase in it and the tweet's "
+    "**image**, say whether the tweet is negative, neutral or positive *about the target*. "
+    "Models love shortcuts: a word like *warning* or a sunny picture goes with one label in the "
+    "training data without being about the target. **CMCS** fights that with two parts:\n"
+    "- **MFS** learns a mask over each modality's token features and trains the classifier on the "
+    "masked (counterfactual) features, so features that are not about the target can be turned down;\n"
+    "- **CMS** measures each batch's *causal effect* — how much better the masked features do than the raw "
+    "ones — and weighs the text and image losses by it, with the weights α, β tuned on held-out data "
+    "(bi-level optimisation). At test time the two branches are fused by an image–target similarity *s*."
+)
+
+runs, run, other = common.sidebar()
+diagram = common.ROOT / "assets" / "cmcs_diagram.svg"
+with st.expander("Diagram: what CMCS does", expanded=not runs):
+    if diagram.is_file():
+        st.image(str(diagram), width="stretch")
+
+if not runs:
+    common.no_runs_message()
+    st.stop()
+
+st.subheader(f"Runs found ({len(runs)})")
+table = runs_table(runs)
+st.dataframe(
+    table.drop(columns=["path"]), hide_index=True, width="stretch",
+    column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("dev_acc", "test_acc", "test_f1")},
+)
+for r in runs:
+    common.random_warning(r)
+unfinished = [r.name for r in runs if not r.finished]
+if unfinished:
+    st.info(f"Unfinished runs (still training or interrupted): {', '.join(unfinished)}")
+
+st.subheader("Selected")
+st.markdown("Pick the run to explore, and optionally a second one to compare, in the sidebar; "
+            "every page uses this choice.")
+col1, col2 = st.columns(2)
+with col1:
+    st.markdown("**Run**")
+    common.badge(run)
+with col2:
+    st.markdown("**Compare with**")
+    if other is not None:
+        common.badge(other)
+    else:
+        st.caption("none — pick one in the sidebar to compare two runs")
+
+st.markdown(
+    "**Pages.** *Training dynamics*: causal effects and scheduling weights per batch (paper Fig. 4). "
+    "*Feature space*: t-SNE/UMAP of raw vs masked features (Fig. 5). *Masks*: what the masks keep and "
+    "suppress, per sample and over the dataset. *Case studies*: the same samples across CMCS, the "
+    "text-only baseline and the ablations (Fig. 6). *Inspector*: your own tweet, target and image. "
+    "*Compare*: Tables 1–2, confusion matrices, per-class F1."
+)

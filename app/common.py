@@ -1,0 +1,295 @@
+"""Shared app helpers: the runs-folder setting, run selection kept across pages, cached
+readers keyed by run path + mtime, run badges and downloadable figures.
+
+Everything here is presentation; the reading and computing lives in cmcs_core.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run app/Home.py` puts only app/ on the path
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the app never downloads weights
+os.environ.setdefault("TQDM_DISABLE", "1")
+if Path("/usr/bin/chromium").is_file():
+    os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")  # kaleido's PNG export
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from cmcs_core.runs import Run, RunReadError, default_runs_dir, load_run, run_stamp, scan_runs  # noqa: E402
+
+LABEL_COLORS = {"negative": "#d62728", "neutral": "#7f7f7f", "positive": "#2ca02c"}
+PLAYGROUND_COMMAND = "python -m cmcs_core playground"
+NONE = "(none)"
+
+
+def setup(title: str, icon: str = "🔬") -> None:
+    st.set_page_config(page_title=f"CMCS · {title}", page_icon=icon, layout="wide")
+
+
+# -- runs folder and selection ------------------------------------------------------------
+def runs_root() -> Path:
+    """Sidebar setting, defaulting to $CMCS_RUNS_DIR or runs/; kept across pages."""
+    if "runs_dir" not in st.session_state:
+        st.session_state.runs_dir = str(default_runs_dir())
+    st.session_state.setdefault("_w_runs_dir", st.session_state.runs_dir)
+    st.sidebar.text_input("Runs folder", key="_w_runs_dir", help="env CMCS_RUNS_DIR sets the default",
+                          on_change=lambda: st.session_state.update(runs_dir=st.session_state._w_runs_dir))
+    return Path(st.session_state.runs_dir).expanduser()
+
+
+@st.cache_data(show_spinner=False, ttl=10)
+def _scan(root: str) -> tuple[list[Run], list[str]]:
+    return scan_runs(root)
+
+
+def _pick(label: str, state_key: str, options: list[str], names: dict[str, str]) -> str:
+    """A sidebar selectbox whose value survives page switches (widget keys do not)."""
+    widget = f"_w_{state_key}"
+    current = st.session_state.get(state_key)
+    if current not in options:
+        current = options[0]
+    if st.session_state.get(widget) not in options or st.session_state.get(widget) != current:
+        st.session_state[widget] = current
+    st.sidebar.selectbox(label, options, key=widget, format_func=lambda p: names.get(p, p),
+                         on_change=lambda: st.session_state.update({state_key: st.session_state[widget]}))
+    st.session_state[state_key] = st.session_state[widget]
+    return st.session_state[state_key]
+
+
+def sidebar() -> tuple[list[Run], Run | None, Run | None]:
+    """Runs folder, the chosen run and an optional second run to compare (all pages share them).
+
+    `?run=<folder name>` in the URL selects a run once, so a page can be linked directly.
+    """
+    root = runs_root()
+    runs, errors = _scan(str(root))
+    for err in errors:
+        st.sidebar.error(f"Skipped an unreadable run folder: {err}")
+    if not runs:
+        return [], None, None
+    names = {str(r.path): f"{r.name} · {r.method} · visual: {r.visual_source}" for r in runs}
+    paths = list(names)
+    wanted = st.query_params.get("run")
+    if wanted and st.session_state.get("_applied_query") != wanted:
+        match = [p for p in paths if Path(p).name == wanted]
+        if match:
+            st.session_state.run_path = match[0]
+        st.session_state._applied_query = wanted
+    run_path = _pick("Run", "run_path", paths, names)
+    other = _pick("Compare with", "compare_path", [NONE] + [p for p in paths if p != run_path], names)
+    by_path = {str(r.path): r for r in runs}
+    return runs, by_path[run_path], by_path.get(other)
+
+
+def require_run() -> tuple[list[Run], Run, Run | None]:
+    """sidebar(), or stop the page with the command that makes a first run."""
+    runs, run, other = sidebar()
+    if run is None:
+        no_runs_message()
+        st.stop()
+    badge(run)
+    return runs, run, other
+
+
+def no_runs_message() -> None:
+    root = st.session_state.get("runs_dir", str(default_runs_dir()))
+    st.warning(f"No runs found under `{root}`.")
+    st.markdown(
+        "Make the playground run (a synthetic dataset with planted spurious words and image cues, "
+        "trained in a few minutes on a CPU), then reload this page:\n\n"
+        f"```bash\n{PLAYGROUND_COMMAND} --runs-dir {root}\n```\n"
+        "or start the app with `scripts/run_app.sh`, which does that first. With the Twitter "
+        "benchmark on disk, `python -m cmcs_core train --method cmcs` trains a real run."
+    )
+
+
+def badge(run: Run) -> None:
+    """Which run, and what its visual branch read, shown above every result."""
+    m = run.metrics or {}
+    acc = m.get("test", {}).get("acc")
+    st.caption(f"**Run** `{run.name}` · method **{run.method_title}** · dataset **{run.dataset}** · "
+               f"text **{run.cfg.encoder.text_model}** · visual source **{run.visual_source}** · seed "
+               f"{run.cfg.train.seed}" + (f" · test acc {acc:.3f}" if acc is not None else ""))
+    random_warning(run)
+    if not run.finished:
+        st.warning(f"`{run.name}` is unfinished (no metrics.json or best.safetensors yet): some views are empty.")
+
+
+def random_warning(run: Run) -> None:
+    if run.random_visual:
+        st.error(f"⚠️ `{run.name}` used a RANDOMLY INITIALISED CLIP checkpoint "
+                 f"({run.cfg.encoder.visual_model}): its visual features are meaningless noise. "
+                 "Do not read anything into its visual results.")
+
+
+def load_or_stop(path: str) -> Run:
+    try:
+        return load_run(path)
+    except RunReadError as err:
+        st.error(f"Cannot read this run folder: {err}")
+        st.stop()
+
+
+# -- cached readers: keyed by path + mtime so a rewritten run is read again -----------------
+def stamp(run: Run) -> float:
+    return run_stamp(run.path)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _frame(path: str, what: str, split: str, _stamp: float) -> pd.DataFrame:
+    run = load_run(path)
+    return run.predictions(split) if what == "predictions" else getattr(run, what)()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _masks(path: str, split: str, _stamp: float) -> dict:
+    return load_run(path).masks(split)
+
+
+def frame(run: Run, what: str, split: str = "test") -> pd.DataFrame | None:
+    """batches / epochs / predictions of a run, or None with an error shown."""
+    try:
+        return _frame(str(run.path), what, split, stamp(run))
+    except RunReadError as err:
+        st.error(str(err))
+        return None
+
+
+def masks(run: Run, split: str = "test") -> dict | None:
+    try:
+        return _masks(str(run.path), split, stamp(run))
+    except RunReadError as err:
+        st.error(str(err))
+        return None
+
+
+# -- figures -------------------------------------------------------------------------------
+def _png(fig: go.Figure) -> bytes:
+    return fig.to_image(format="png", scale=2)
+
+
+def show_fig(fig: go.Figure, key: str, name: str | None = None, **chart_kwargs):
+    """A plotly chart with HTML and PNG downloads (PNG is made on click via kaleido + chromium)."""
+    event = st.plotly_chart(fig, key=key, **chart_kwargs)
+    name = name or key
+    row = st.container(horizontal=True)
+    row.download_button("HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True), icon="⬇️",
+                        file_name=f"{name}.html", mime="text/html", key=f"{key}_html", on_click="ignore",
+                        type="tertiary", help="interactive figure, works offline")
+    row.download_button("PNG", data=lambda: _png(fig), file_name=f"{name}.png", mime="image/png", icon="⬇️",
+                        key=f"{key}_png", on_click="ignore", type="tertiary",
+                        help="rendered on click by kaleido with the system chromium; HTML always works")
+    return event
+
+
+def token_heatmap(tokens: list[str], values: list[float], title: str, colorscale: str = "RdBu",
+                  zmid: float | None = 0.5, label: str = "mask") -> go.Figure:
+    """One row of tokens coloured by a per-token value (mask or attribution)."""
+    x = [f"{i}:{t}" for i, t in enumerate(tokens)]
+    if values:  # the colour scale stretches to the data: say how wide the range really is
+        title = f"{title}<br><sup>values {min(values):.3f} … {max(values):.3f}</sup>"
+    fig = go.Figure(go.Heatmap(z=[values], x=x, y=[label], colorscale=colorscale, zmid=zmid,
+                               text=[[t for t in tokens]], texttemplate="%{text}", textfont={"size": 11},
+                               hovertemplate="%{x}<br>" + label + " %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=title, height=210, margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_xaxes(showticklabels=False)
+    return fig
+
+
+def grid_overlay(image, grid_values: np.ndarray, title: str, colorscale: str = "RdBu",
+                 zmid: float | None = 0.5) -> go.Figure:
+    """A per-cell value over the image's feature grid, drawn semi-transparent on the image."""
+    h, w = grid_values.shape
+    img = np.asarray(image.convert("RGB").resize((224, 224)))
+    fig = go.Figure(go.Image(z=img))
+    fig.add_trace(go.Heatmap(z=grid_values, x0=224 / w / 2, dx=224 / w, y0=224 / h / 2, dy=224 / h,
+                             colorscale=colorscale, zmid=zmid, opacity=0.55,
+                             hovertemplate="cell (%{y:.0f}, %{x:.0f})<br>%{z:.3f}<extra></extra>"))
+    fig.update_layout(title=title, height=360, width=380, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def prob_bars(probs: dict[str, list[float]], title: str) -> go.Figure:
+    """Grouped bars: one group per label, one bar per branch (text, image, final)."""
+    from cmcs_core.data.tsv import LABEL_NAMES
+
+    fig = go.Figure()
+    for branch, p in probs.items():
+        fig.add_trace(go.Bar(name=branch, x=list(LABEL_NAMES), y=p, text=[f"{v:.2f}" for v in p],
+                             textposition="outside"))
+    fig.update_layout(title=title, barmode="group", yaxis_range=[0, 1.1], height=320,
+                      margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def label_name(i) -> str:
+    from cmcs_core.data.tsv import LABEL_NAMES
+
+    return LABEL_NAMES[int(i)] if pd.notna(i) else "–"
+
+
+# -- one sample, shown the same way on every page ------------------------------------------
+def highlight_target(tweet: str, target: str) -> str:
+    return tweet.replace("$T$", f"**:blue-background[{target}]**")
+
+
+def load_dataset_image(run: Run, image_id: str):
+    """The sample's image from the run's image folder (pixels) or the dataset's images/, else None."""
+    from cmcs_core.encoders.features import load_image
+
+    folder = run.image_dir()
+    if folder is None or not (folder / image_id).is_file():
+        return None
+    try:
+        return load_image(folder / image_id)
+    except ValueError:
+        return None
+
+
+def show_sample(run: Run, split: str, i: int, key: str) -> None:
+    """Tweet with its target, gold vs predicted label, branch probabilities, image or caption, masks."""
+    from cmcs_core.explain import grid_of
+
+    pred = frame(run, "predictions", split)
+    m = masks(run, split)
+    if pred is None or not 0 <= i < len(pred):
+        st.error(f"sample {i} is not in {run.name}/{split}")
+        return
+    row = pred.iloc[i]
+    gold, guess = label_name(row.label), label_name(row.pred)
+    st.markdown(f"**#{row['index']}** (line {row.line}, image `{row.image_id}`) — "
+                f"{highlight_target(str(row.tweet), str(row.target))}")
+    st.markdown(f"gold **:{'green' if gold == 'positive' else 'red' if gold == 'negative' else 'gray'}[{gold}]** · "
+                f"predicted **{guess}** {'✓' if row.pred == row.label else '✗ (wrong)'} · fusion weight s = {row.s:.3f} · "
+                f"visual source: {run.visual_source}")
+    probs = {b: [float(row[f"p_{b}_{n}"]) for n in LABEL_COLORS] for b in ("text", "image", "final")
+             if f"p_{b}_negative" in row}
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(prob_bars(probs, "branch probabilities"), key=f"{key}_probs")
+    entry = m["samples"][i] if m and i < len(m["samples"]) else None
+    image = load_dataset_image(run, str(row.image_id))
+    with right:
+        if image is not None:
+            grid = grid_of(entry.get("visual_mask", []), m.get("grid")) if entry else None
+            if grid is not None:
+                st.plotly_chart(grid_overlay(image, grid, "visual mask on the image grid"), key=f"{key}_grid")
+            else:
+                st.image(image, caption=f"image {row.image_id}", width=260)
+        if entry and entry.get("caption"):
+            st.markdown(f"**caption** (the visual input of this run): _{entry['caption']}_")
+    if entry:
+        st.plotly_chart(token_heatmap(entry["tokens"], entry["mask"], "text mask per token (low = suppressed)"),
+                        key=f"{key}_tmask")
+        if entry.get("visual_tokens"):
+            st.plotly_chart(token_heatmap(entry["visual_tokens"], entry["visual_mask"],
+                                          "visual mask per caption token"), key=f"{key}_vmask")

@@ -1,0 +1,109 @@
+"""Training dynamics: per-batch causal effects and scheduling weights (paper Fig. 4), alpha and
+beta, losses, dev accuracy per epoch, effect against weight."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
+import pandas as pd  # noqa: E402
+import plotly.express as px  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import streamlit as st  # noqa: E402
+from plotly.subplots import make_subplots  # noqa: E402
+
+common.setup("Training dynamics", "📈")
+st.title("Training dynamics")
+runs, run, other = common.require_run()
+batches = common.frame(run, "batches")
+epochs = common.frame(run, "epochs")
+if batches is None or batches.empty:
+    st.warning("This run has no per-batch log yet (batches.csv is written at the end of each epoch).")
+    st.stop()
+
+has_visual = batches["eff_v"].notna().any()
+uses_cms = run.cfg.model.use_cms
+if not uses_cms:
+    st.info(f"{run.method_title} has no causal scheduler: φ is fixed to 1 and α, β never move. "
+            "The causal effects are still measured.")
+
+all_epochs = sorted(int(e) for e in batches["epoch"].unique())
+c1, c2 = st.columns([3, 1])
+chosen = c1.multiselect("Epochs (paper Fig. 4 shows the first and the last)", all_epochs,
+                        default=sorted({all_epochs[0], all_epochs[-1]}))
+n_show = c2.number_input("Batches per epoch", 4, 500, 16, help="the paper shows 16")
+
+
+def fig4(epoch: int) -> go.Figure:
+    """Bars: causal effect per batch; lines: the scheduling weight it produced."""
+    rows = batches[batches.epoch == epoch].head(int(n_show))
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    branches = [("t", "text", "#1f77b4")] + ([("v", "visual", "#ff7f0e")] if has_visual else [])
+    for key, name, color in branches:
+        fig.add_trace(go.Bar(x=rows.step, y=rows[f"eff_{key}"], name=f"effect {name}", marker_color=color,
+                             opacity=0.55), secondary_y=False)
+        fig.add_trace(go.Scatter(x=rows.step, y=rows[f"phi_{key}"], name=f"φ {name}", mode="lines+markers",
+                                 line=dict(color=color)), secondary_y=True)
+    fig.add_hline(y=1.0, line_dash="dot", line_color="gray", annotation_text="effect = 1")
+    fig.update_layout(title=f"Epoch {epoch}: causal effect and scheduling weight per batch", barmode="group",
+                      height=420, margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
+    fig.update_xaxes(title="batch in epoch")
+    fig.update_yaxes(title="causal effect exp(L_raw − L_masked)", secondary_y=False)
+    fig.update_yaxes(title="scheduling weight φ", secondary_y=True)
+    return fig
+
+
+cols = st.columns(2) if len(chosen) > 1 else [st.container()]
+for i, ep in enumerate(chosen):
+    with cols[i % len(cols)]:
+        common.show_fig(fig4(ep), key=f"fig4_{ep}", name=f"{run.name}_fig4_epoch{ep}")
+
+st.subheader("Scheduler parameters α, β over training")
+phi = batches.melt(id_vars=["global_step"], value_vars=["alpha"] + (["beta"] if has_visual else []),
+                   var_name="parameter", value_name="value")
+fig = px.line(phi, x="global_step", y="value", color="parameter")
+hyper = batches.dropna(subset=["hypergrad_norm"])
+if not hyper.empty:
+    fig.add_trace(go.Scatter(x=hyper.global_step, y=hyper.alpha, mode="markers", name="upper-level step",
+                             marker=dict(size=6, symbol="x", color="black")))
+fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10))
+common.show_fig(fig, key="alpha_beta", name=f"{run.name}_alpha_beta")
+
+st.subheader("Losses")
+smooth = st.slider("Smoothing (batches)", 1, 50, 5)
+loss_cols = [c for c in ("loss", "L_t", "L_v") if batches[c].notna().any()]
+losses = batches[["global_step"] + loss_cols].set_index("global_step").rolling(smooth, min_periods=1).mean()
+fig = px.line(losses.reset_index().melt(id_vars="global_step", var_name="loss", value_name="value"),
+              x="global_step", y="value", color="loss")
+fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10))
+common.show_fig(fig, key="losses", name=f"{run.name}_losses")
+
+st.subheader("Accuracy per epoch")
+if epochs is not None and not epochs.empty:
+    frames = [epochs.assign(run=run.name)]
+    if other is not None:
+        theirs = common.frame(other, "epochs")
+        if theirs is not None:
+            frames.append(theirs.assign(run=other.name))
+    acc = pd.concat(frames)
+    value_cols = [c for c in ("dev_acc", "test_acc", "dev_f1") if c in acc]
+    long = acc.melt(id_vars=["epoch", "run"], value_vars=value_cols, var_name="metric", value_name="value")
+    fig = px.line(long, x="epoch", y="value", color="run", line_dash="metric", markers=True)
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10))
+    fig.update_xaxes(dtick=1)
+    common.show_fig(fig, key="dev_acc", name=f"{run.name}_accuracy")
+    st.caption("Model selection uses dev accuracy; the checkpoint of the best dev epoch is the one evaluated.")
+
+st.subheader("Effect against weight")
+pts = [batches.assign(branch="text", effect=batches.eff_t, weight=batches.phi_t)]
+if has_visual:
+    pts.append(batches.assign(branch="visual", effect=batches.eff_v, weight=batches.phi_v))
+pts = pd.concat(pts)
+fig = px.scatter(pts, x="effect", y="weight", color="epoch", facet_col="branch", opacity=0.7,
+                 hover_data=["global_step"], color_continuous_scale="Viridis")
+fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10))
+common.show_fig(fig, key="effect_weight", name=f"{run.name}_effect_vs_weight")
+st.caption("Within an epoch, batches with a larger causal effect get a larger weight (φ = softplus(α·effect)); "
+           "the paper reads this as the scheduler prioritising samples whose selected features help.")

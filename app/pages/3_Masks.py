@@ -1,0 +1,97 @@
+"""Masks: per-token mask heatmaps over the tweet and over the image grid (pixels) or the
+caption's tokens (captions); a dataset view of the words the masks suppress most, beside how
+strongly each goes with a label in the training data."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
+import pandas as pd  # noqa: E402
+import plotly.express as px  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from cmcs_core.runs import RunReadError, load_run  # noqa: E402
+from cmcs_core.word_stats import suppressed_vs_association  # noqa: E402
+
+common.setup("Masks", "🎭")
+st.title("Masks")
+runs, run, other = common.require_run()
+splits = run.splits()
+if not splits:
+    st.warning("This run has no per-sample outputs yet.")
+    st.stop()
+mode = run.cfg.model.mask_mode
+if mode != "learned":
+    st.info(f"{run.method_title} has no learned mask (mask mode '{mode}': "
+            f"{'every value is 0.5' if mode == 'fixed' else 'the identity, every value is 1'}). "
+            "Pick a CMCS run to see what MFS keeps and suppresses.")
+
+split = st.selectbox("Split", splits)
+pred = common.frame(run, "predictions", split)
+if pred is None:
+    st.stop()
+
+tab_sample, tab_data = st.tabs(["One sample", "Dataset view: suppressed words"])
+with tab_sample:
+    only = st.radio("Show", ["all", "errors", "correct"], horizontal=True)
+    rows = pred.index if only == "all" else pred.index[pred.correct == (0 if only == "errors" else 1)]
+    if len(rows) == 0:
+        st.info("No samples match.")
+    else:
+        i = st.selectbox("Sample", list(rows), format_func=lambda r: f"#{pred.loc[r, 'index']} · "
+                         f"[{pred.loc[r, 'target']}] {str(pred.loc[r, 'tweet'])[:90]}")
+        common.show_sample(run, split, int(i), key="mask_sample")
+        st.caption("Mask values near 1 keep a token's features, near 0 suppress them (mean over the d "
+                   f"features of each token). Visual source of this run: **{run.visual_source}** — "
+                   + ("the visual mask is drawn over the image's feature grid." if run.cfg.encoder.visual_model != "caption"
+                      else "the visual mask is over the caption's tokens."))
+
+
+@st.cache_data(show_spinner="Counting words in the masks and the training data…", max_entries=8)
+def word_table(path: str, split: str, min_count: int, _stamp: float) -> tuple[pd.DataFrame, str | None]:
+    r = load_run(path)
+    note = None
+    try:
+        samples = r.train_samples()
+    except RunReadError as err:
+        samples, note = None, str(err)
+    return suppressed_vs_association(r.masks(split), samples, min_count), note
+
+
+with tab_data:
+    c1, c2 = st.columns(2)
+    min_count = c1.slider("Minimum occurrences", 1, 20, 3)
+    top_n = c2.slider("Words shown", 5, 60, 20)
+    try:
+        table, note = word_table(str(run.path), split, min_count, common.stamp(run))
+    except RunReadError as err:
+        st.error(str(err))
+        st.stop()
+    if note:
+        st.warning(f"Label association unavailable: {note}")
+    if table.empty:
+        st.info("No word occurs often enough; lower the minimum.")
+        st.stop()
+    top = table.head(top_n).copy()
+    colour = "top_label" if "top_label" in top else None
+    if colour:
+        top["top_label"] = top["top_label"].fillna("unseen in train")
+    fig = px.bar(top, x="word", y="mean_mask", color=colour, color_discrete_map=common.LABEL_COLORS,
+                 hover_data=[c for c in ("count", "lift", "p_top_label", "train_count") if c in top],
+                 title=f"The {len(top)} words the text mask suppresses most ({split}), coloured by the label "
+                       "they go with in training")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10), xaxis_tickangle=-45)
+    common.show_fig(fig, key="suppressed", name=f"{run.name}_{split}_suppressed_words")
+    if "lift" in table:
+        scatter = table.dropna(subset=["lift"])
+        fig = px.scatter(scatter, x="lift", y="mean_mask", size="count", color="top_label", hover_name="word",
+                         color_discrete_map=common.LABEL_COLORS, log_x=True,
+                         title="Mask value against label association (lift = P(label | word) / P(label) in train)")
+        fig.update_layout(height=420, margin=dict(l=10, r=10, t=50, b=10))
+        common.show_fig(fig, key="mask_vs_lift", name=f"{run.name}_{split}_mask_vs_lift")
+        st.caption("Words far right go with one label much more often than chance in the training data — "
+                   "candidate spurious cues. If MFS works as intended, those that are not about the target "
+                   "sit low (suppressed).")
+    st.dataframe(table, hide_index=True, width="stretch")

@@ -1,0 +1,234 @@
+"""Inspector: your own tweet, target and image (or caption) through a trained run — each branch's
+prediction, the fusion weight, the final probabilities, the masks, captum attributions, and
+counterfactual edits (delete/replace a word, swap the image or caption)."""
+from __future__ import annotations
+
+import io
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from cmcs_core.data.tsv import LABEL_NAMES  # noqa: E402
+from cmcs_core.encoders.features import load_image  # noqa: E402
+from cmcs_core.explain import explain, grid_of  # noqa: E402
+from cmcs_core.inference import Predictor  # noqa: E402
+
+MAX_UPLOAD_MB = 20
+# One intra-op thread: a single short input gains nothing from more, and on a busy 2-core
+# machine two threads made a prediction ~10x slower (bench/bench_app.py measures both).
+APP_THREADS = int(os.environ.get("CMCS_APP_THREADS", "1"))
+
+common.setup("Inspector", "🧪")
+st.title("Inspector")
+runs, run, other = common.require_run()
+if not run.finished:
+    st.error(f"`{run.name}` has no best checkpoint yet: pick a finished run in the sidebar.")
+    st.stop()
+
+
+@st.cache_resource(show_spinner="Loading the run's encoders and checkpoint…", max_entries=3)
+def predictor(path: str, _stamp: float) -> Predictor:
+    import torch
+
+    torch.set_num_threads(APP_THREADS)
+    return Predictor(path, device="cpu")
+
+
+@st.cache_data(show_spinner="Predicting and attributing…", max_entries=64)
+def run_explain(path: str, stamp: float, tweet: str, target: str, caption: str | None,
+                image_bytes: bytes | None) -> dict:
+    image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
+    return explain(predictor(path, stamp), tweet, target, caption=caption, image=image)
+
+
+try:
+    pred = predictor(str(run.path), common.stamp(run))
+except (OSError, ValueError, RuntimeError) as err:
+    st.error(f"Cannot load `{run.name}`: {err}")
+    st.stop()
+
+needs = "image" if pred.needs_image else "caption" if pred.needs_caption else "text only"
+st.markdown(f"This run reads **{'real pixels (upload an image)' if needs == 'image' else 'the image as its caption (type one)' if needs == 'caption' else 'the text only'}** "
+            f"— visual source: **{run.visual_source}**.")
+
+# -- an example from the run's own test split fills the inputs ------------------------------
+examples = common.frame(run, "predictions", "test")
+m = common.masks(run, "test") if examples is not None else None
+
+
+def use_example() -> None:
+    row = examples.iloc[st.session_state.ins_example]
+    st.session_state.ins_tweet = str(row.tweet).replace("$T$", str(row.target))
+    st.session_state.ins_target = str(row.target)
+    if m and st.session_state.ins_example < len(m["samples"]):
+        st.session_state.ins_caption = m["samples"][st.session_state.ins_example].get("caption", "")
+    st.session_state.ins_dataset_image = str(row.image_id)
+
+
+if examples is not None and len(examples):
+    with st.expander("Start from a test sample"):
+        st.selectbox("Sample", range(len(examples)), key="ins_example",
+                     format_func=lambda r: f"#{examples.iloc[r]['index']} [{examples.iloc[r]['target']}] "
+                                           f"{str(examples.iloc[r]['tweet'])[:80]}")
+        st.button("Use this sample", on_click=use_example)
+
+st.session_state.setdefault("ins_tweet", "The new phone from Apple is great, but the battery is awful")
+st.session_state.setdefault("ins_target", "Apple")
+st.session_state.setdefault("ins_caption", "a person holding a smartphone")
+tweet = st.text_area("Tweet", key="ins_tweet", height=80)
+target = st.text_input("Target (a phrase that occurs in the tweet)", key="ins_target")
+
+
+KEEP = "(keep the original image)"
+
+
+def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None, str | None, str | None]:
+    """Uploaded bytes (checked), else a dataset image; returns (bytes, name, error).
+
+    keep=True offers 'keep the original image' first (the counterfactual's default)."""
+    up = st.file_uploader(label, key=key, type=None, help=f"PNG/JPEG/…, at most {MAX_UPLOAD_MB} MB")
+    if up is not None:
+        data = up.getvalue()
+        if len(data) > MAX_UPLOAD_MB * 2**20:
+            return None, None, f"{up.name} is {len(data) / 2**20:.0f} MB: images up to {MAX_UPLOAD_MB} MB only."
+        try:
+            load_image(io.BytesIO(data))
+        except ValueError as err:
+            return None, None, f"{up.name}: {err}"
+        return data, f"uploaded {up.name}", None
+    folder = run.image_dir()
+    names = sorted(p.name for p in folder.iterdir() if p.is_file())[:500] if folder is not None else []
+    if keep:
+        names = [KEEP] + names
+    if names:
+        pick_key = "ins_dataset_image" if key == "ins_image" else f"{key}_dataset"
+        if st.session_state.get(pick_key) not in names:
+            st.session_state[pick_key] = names[0]
+        name = st.selectbox("…or a dataset image", names, key=pick_key)
+        if name != KEEP:
+            return (folder / name).read_bytes(), f"dataset image {name}", None
+    return None, None, None
+
+
+caption = image_bytes = image_name = None
+if needs == "caption":
+    caption = st.text_input("Caption of the image (this run reads captions, not pixels)", key="ins_caption")
+elif needs == "image":
+    image_bytes, image_name, err = image_input("Image", "ins_image")
+    if err:
+        st.error(err)
+
+problem = None
+if not tweet.strip():
+    problem = "The tweet is empty: type a tweet."
+elif not target.strip():
+    problem = "The target is empty: type the phrase the sentiment is about."
+elif "$T$" not in tweet and target.strip().lower() not in tweet.lower():
+    problem = f"The target “{target.strip()}” does not occur in the tweet: the model needs the target inside it."
+elif needs == "caption" and not (caption or "").strip():
+    problem = "This run reads the image as its caption: type a caption."
+elif needs == "image" and image_bytes is None:
+    problem = "This run reads real pixels: upload an image (or pick a dataset image)."
+if problem:
+    st.error(problem)
+    st.stop()
+
+
+def predict(tw: str, tg: str, cap: str | None, img: bytes | None) -> dict | None:
+    try:
+        return run_explain(str(run.path), common.stamp(run), tw, tg, cap, img)
+    except ValueError as err:
+        st.error(str(err))
+        return None
+
+
+res = predict(tweet, target, caption, image_bytes)
+if res is None:
+    st.stop()
+
+st.subheader("Prediction")
+visual_input = {"image": image_name, "caption": f"caption “{caption}”", "text only": "none (text-only run)"}[needs]
+st.caption(f"visual input: {visual_input} · visual source: {run.visual_source}")
+c = st.columns(4)
+c[0].metric("Final label", res["label"])
+c[1].metric("p(final label)", f"{max(res['p_final']):.3f}")
+c[2].metric("Fusion weight s", f"{res['s']:.3f}", help="y = (1 − s)·p_text + s·p_image")
+c[3].metric("Text branch says", LABEL_NAMES[max(range(3), key=lambda i: res["p_text"][i])])
+probs = {"text": res["p_text"], **({"image": res["p_image"]} if "p_image" in res else {}), "final": res["p_final"]}
+common.show_fig(common.prob_bars(probs, f"branch probabilities (visual source: {run.visual_source})"),
+                key="ins_probs", name="inspector_probabilities")
+
+image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
+st.subheader("Masks")
+common.show_fig(common.token_heatmap(res["tokens"], res["token_mask"], "text mask per token (low = suppressed)"),
+                key="ins_tmask", name="inspector_text_mask")
+if "visual_mask" in res:
+    grid = grid_of(res["visual_mask"], res.get("grid"))
+    if grid is not None and image is not None:
+        common.show_fig(common.grid_overlay(image, grid, "visual mask on the image's feature grid"),
+                        key="ins_vmask", name="inspector_visual_mask")
+    elif res.get("visual_tokens"):
+        common.show_fig(common.token_heatmap(res["visual_tokens"], res["visual_mask"], "visual mask per caption token"),
+                        key="ins_vmask", name="inspector_visual_mask")
+
+st.subheader(f"Attributions towards “{res['label']}” (captum)")
+ta = res["text_attr"]
+span = max(1e-9, max(abs(v) for v in ta["scores"]))
+common.show_fig(common.token_heatmap(ta["tokens"], ta["scores"], "Integrated Gradients per token (red = pushes "
+                                     "towards the label)", colorscale="RdBu_r", zmid=0.0, label="IG"),
+                key="ins_ig", name="inspector_integrated_gradients")
+st.caption(f"IG over the token states the model reads, baseline zeros, 32 steps; convergence error {ta['delta']:.1e}. "
+           f"Largest |attribution| {span:.3f}.")
+va = res.get("visual_attr")
+if va is not None:
+    grid = grid_of(va["scores"], va.get("grid"))
+    if grid is not None and image is not None:
+        common.show_fig(common.grid_overlay(image, grid, "occlusion: drop in p(label) when a grid cell is zeroed",
+                                            colorscale="RdBu_r", zmid=0.0), key="ins_occ", name="inspector_occlusion")
+    elif va.get("tokens"):
+        common.show_fig(common.token_heatmap(va["tokens"], va["scores"], "occlusion: drop in p(label) when a caption "
+                                             "token is zeroed", colorscale="RdBu_r", zmid=0.0, label="occl."),
+                        key="ins_occ", name="inspector_occlusion")
+
+# -- counterfactual edits ----------------------------------------------------------------------
+st.subheader("Counterfactual edits")
+words = tweet.split()
+e1, e2 = st.columns(2)
+word_i = e1.selectbox("Word to edit", range(len(words)), format_func=lambda i: f"{i}: {words[i]}", key="cf_word")
+replacement = e2.text_input("Replace it with (empty = delete)", key="cf_replacement")
+edited_words = words[:word_i] + ([replacement] if replacement.strip() else []) + words[word_i + 1:]
+edited_tweet = " ".join(edited_words)
+cf_caption, cf_image = caption, image_bytes
+if needs == "caption":
+    cf_caption = st.text_input("Swap the caption", value=caption, key="cf_caption")
+elif needs == "image":
+    swapped, _, err = image_input("Swap the image (upload another)", "cf_image", keep=True)
+    if err:
+        st.error(err)
+    cf_image = swapped if swapped is not None else image_bytes
+st.markdown(f"Edited tweet: _{edited_tweet}_")
+if not edited_tweet.strip() or target.strip().lower() not in edited_tweet.lower():
+    st.error("The edit removes the target from the tweet (or empties it): edit another word.")
+    st.stop()
+if needs == "caption" and not (cf_caption or "").strip():
+    st.error("The swapped caption is empty.")
+    st.stop()
+cf = predict(edited_tweet, target, cf_caption, cf_image)
+if cf is None:
+    st.stop()
+changed = cf["label"] != res["label"]
+(st.warning if changed else st.success)(
+    f"Label {'changes' if changed else 'stays'}: **{res['label']}** → **{cf['label']}**; fusion weight "
+    f"{res['s']:.3f} → {cf['s']:.3f}.")
+fig = go.Figure()
+for name, r in (("original", res), ("edited", cf)):
+    fig.add_trace(go.Bar(name=name, x=list(LABEL_NAMES), y=r["p_final"], text=[f"{v:.2f}" for v in r["p_final"]],
+                         textposition="outside"))
+fig.update_layout(title="final probabilities, original vs edited", barmode="group", yaxis_range=[0, 1.1],
+                  height=320, margin=dict(l=10, r=10, t=40, b=10))
+common.show_fig(fig, key="cf_probs", name="inspector_counterfactual")

@@ -1,0 +1,100 @@
+"""Compare: Table 1 and Table 2 from the run folders, confusion matrices and per-class F1 of
+the chosen runs; every figure downloadable."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import plotly.express as px  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from cmcs_core.data.tsv import LABEL_NAMES  # noqa: E402
+from cmcs_core.runs import results_table  # noqa: E402
+from cmcs_core.tables import DATASETS, collect_runs, markdown_tables  # noqa: E402
+
+common.setup("Compare", "⚖️")
+st.title("Compare runs")
+runs, run, other = common.require_run()
+finished = [r for r in runs if r.finished]
+if not finished:
+    st.warning("No finished run yet.")
+    st.stop()
+
+
+@st.cache_data(show_spinner=False, ttl=10)
+def tables(paths: tuple[str, ...]) -> tuple[pd.DataFrame, str]:
+    found = collect_runs(list(paths))
+    if not found.empty:
+        found = found.assign(run=found.run.map(lambda p: Path(p).name))
+    bench = found[found.dataset.isin(DATASETS)] if not found.empty else found
+    return found, markdown_tables(bench) if not bench.empty else ""
+
+
+found, md = tables(tuple(str(r.path) for r in finished))
+tab_tables, tab_runs = st.tabs(["Table 1 & Table 2", "Confusion matrices & per-class F1"])
+with tab_tables:
+    st.markdown("Test accuracy | macro-F1 (%) per method, mean ± std over seeds, one block per regime "
+                "(text encoder, tuning, **visual source**), beside the published numbers.")
+    if md:
+        st.markdown(md)
+        st.download_button("⬇ Tables (Markdown)", md, file_name="cmcs_tables.md", mime="text/markdown")
+    others = found[~found.dataset.isin(DATASETS)] if not found.empty else found
+    if not others.empty:
+        st.markdown(f"**Table 1 / Table 2 on {', '.join(sorted(others.dataset.unique()))}** (not a benchmark, "
+                    "so no published numbers beside them): text-only baseline, CMCS and the ablations.")
+        results = results_table(others)
+        st.dataframe(results, hide_index=True, width="stretch")
+        st.download_button("⬇ Table (CSV)", results.to_csv(index=False), file_name="cmcs_results.csv", mime="text/csv")
+    if not found.empty:
+        fig = px.bar(found.sort_values(["dataset", "method", "run"]), x="run", y=["test_acc", "test_f1"], barmode="group",
+                     hover_data=["dataset", "method", "seed", "visual_source"],
+                     title="Test accuracy and macro-F1 (%) per run")
+        fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10))
+        common.show_fig(fig, key="acc_bars", name="runs_accuracy")
+
+with tab_runs:
+    by_name = {r.name: r for r in finished}
+    default = [n for n in (run.name, getattr(other, "name", None)) if n in by_name] or [finished[0].name]
+    c1, c2, c3 = st.columns([3, 1, 1])
+    chosen = c1.multiselect("Runs", list(by_name), default=default,
+                            format_func=lambda n: f"{n} · {by_name[n].method_title} · visual: {by_name[n].visual_source}")
+    split = c2.selectbox("Split", ["test", "dev"])
+    normalise = c3.checkbox("Row-normalised", value=False)
+    if not chosen:
+        st.info("Pick runs to compare.")
+        st.stop()
+    cols = st.columns(min(len(chosen), 3))
+    f1_rows = []
+    for i, name in enumerate(chosen):
+        r = by_name[name]
+        common.random_warning(r)
+        res = (r.metrics or {}).get(split)
+        if not res:
+            st.error(f"{name}: metrics.json has no {split} results")
+            continue
+        cm = np.asarray(res["confusion"], dtype=float)
+        z = cm / cm.sum(1, keepdims=True).clip(min=1) if normalise else cm
+        fig = go.Figure(go.Heatmap(z=z, x=list(LABEL_NAMES), y=list(LABEL_NAMES), colorscale="Blues",
+                                   text=[[f"{v:.2f}" if normalise else f"{int(v)}" for v in row] for row in z],
+                                   texttemplate="%{text}", showscale=False))
+        fig.update_layout(title=f"{name}<br><sup>{r.method_title} · visual: {r.visual_source} · acc {res['acc']:.3f}</sup>",
+                          height=340, margin=dict(l=10, r=10, t=60, b=10))
+        fig.update_xaxes(title="predicted")
+        fig.update_yaxes(title="gold", autorange="reversed")
+        with cols[i % len(cols)]:
+            common.show_fig(fig, key=f"cm_{name}", name=f"{name}_{split}_confusion")
+        for label, pc in res["per_class"].items():
+            f1_rows.append({"run": name, "label": label, "f1": pc["f1"], "precision": pc["precision"],
+                            "recall": pc["recall"], "support": pc["support"]})
+    if f1_rows:
+        per_class = pd.DataFrame(f1_rows)
+        fig = px.bar(per_class, x="label", y="f1", color="run", barmode="group",
+                     hover_data=["precision", "recall", "support"], title=f"Per-class F1 ({split})")
+        fig.update_layout(height=360, margin=dict(l=10, r=10, t=50, b=10), yaxis_range=[0, 1])
+        common.show_fig(fig, key="per_class_f1", name=f"per_class_f1_{split}")
+        st.dataframe(per_class, hide_index=True, width="stretch")

@@ -1,0 +1,151 @@
+"""Scheduling overhead: seconds per training epoch of CMCS vs joint training (w/o CMS).
+
+Both methods run the library's own Trainer.fit loop on the same encoder object and the same cached
+features, in one process, interleaved (per repeat and H: wo_cms, then cmcs for each K, the order
+flipped every other repeat) so load drift cancels in the ratio. Only the epoch loop is timed: the
+Trainer's own wall `seconds` (as in epochs.csv) and this process's CPU time over the same loop,
+which with --threads 1 is robust to other users of a shared machine. Evaluation and checkpoints
+are skipped by a subclass; the library is unchanged. 640 samples = 20 steps of 32, so H=20 fires
+exactly once per one-epoch fit (with 512 = 16 steps it would never fire and the ratio would read 1).
+
+    python bench/bench_overhead.py            # frozen + top-2 fine-tuned, 3 repeats
+    python bench/bench_overhead.py --quick    # defaults H=20, K=3 only, 2 repeats
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+from _common import summary, write_result  # noqa: E402
+
+from cmcs_core.config import RunConfig, apply_method  # noqa: E402
+from cmcs_core.train.trainer import Trainer  # noqa: E402
+
+
+METRICS = ("wall_wo_cms", "wall_cmcs", "cpu_wo_cms", "cpu_cmcs", "ratio_wall", "ratio_cpu")
+
+
+class EpochTimer(Trainer):
+    """Trainer whose fit() runs the training epochs only: data loaded once, no eval, no files."""
+
+    def _load_data(self) -> None:
+        if not hasattr(self, "train_data"):
+            super()._load_data()
+
+    def _build_optim(self) -> None:  # fit() calls this right before its epoch loop
+        super()._build_optim()
+        self.cpu_start = time.process_time()
+
+    def _end_epoch(self, epoch: int, seconds: float, train_loss: float) -> None:
+        self.epoch_seconds.append(seconds)  # the Trainer's own wall-clock epoch time (epochs.csv)
+        self.epoch_cpu.append(time.process_time() - self.cpu_start)
+        self.upper_steps = sum("hypergrad_norm" in r for r in self.batch_rows)
+
+    def _finish(self) -> dict:
+        return {}
+
+    def time_epoch(self, method: str, H: int, K: int) -> tuple[float, float, int]:
+        """One fresh model trained one epoch with this method: (wall s, CPU s, upper steps)."""
+        cfg = dataclasses.replace(self.cfg, model=apply_method(self.cfg.model, method),
+                                  train=dataclasses.replace(self.cfg.train, H=H, K=K, epochs=1))
+        self.cfg = self.pipe.cfg = cfg
+        self.epoch_seconds, self.epoch_cpu = [], []
+        self.fit()
+        return self.epoch_seconds[0], self.epoch_cpu[0], self.upper_steps
+
+
+def make_timer(finetune_layers: int, n_train: int, args: argparse.Namespace) -> EpochTimer:
+    cfg = RunConfig()
+    cfg.data = dataclasses.replace(cfg.data, dataset=args.dataset, max_train_samples=n_train,
+                                   max_eval_samples=args.max_eval_samples)
+    cfg.encoder = dataclasses.replace(cfg.encoder, text_model=args.text_model, finetune_layers=finetune_layers)
+    cfg.train = dataclasses.replace(cfg.train, eval_test_each_epoch=False, device="cpu")
+    timer = EpochTimer(cfg, tempfile.mkdtemp(prefix="bench_overhead_"), progress=False)
+    timer._load_data()
+    return timer
+
+
+def run_regime(name: str, finetune_layers: int, n_train: int, grid: list[tuple[int, int]],
+               args: argparse.Namespace) -> dict:
+    """Per repeat and H: one wo_cms epoch and the cmcs epochs for every K, order alternating."""
+    timer = make_timer(finetune_layers, n_train, args)
+    steps = -(-len(timer.train_data) // timer.cfg.train.batch_size)
+    timer.time_epoch("wo_cms", 20, 3)  # warm-up: allocator, oneDNN kernels, double backward
+    timer.time_epoch("cmcs", 20, 1)
+    rows = {(H, K): {"H": H, "K": K, **{k: [] for k in METRICS}} for H, K in grid}
+    groups = {H: [K for h, K in grid if h == H] for H, _ in grid}
+    bar = tqdm(total=args.repeats * len(grid), desc=name)
+    for rep in range(args.repeats):
+        flip = rep % 2 == 1
+        for H, Ks in (reversed(groups.items()) if flip else groups.items()):
+            runs = [("wo_cms", 20, 3)] + [("cmcs", H, K) for K in Ks]
+            got = {(m, k): timer.time_epoch(m, h, k) for m, h, k in (runs[::-1] if flip else runs)}
+            w0, c0, _ = got[("wo_cms", 3)]
+            for K in Ks:
+                w1, c1, upper = got[("cmcs", K)]
+                row = rows[(H, K)]
+                for key, val in zip(METRICS, (w0, w1, c0, c1, w1 / w0, c1 / c0)):
+                    row[key].append(val)
+                row["upper_steps"] = upper
+                bar.update()
+                bar.set_postfix(H=H, K=K, cpu_ratio=f"{c1 / c0:.2f}")
+    bar.close()
+    for row in rows.values():
+        for key in METRICS:
+            row[key] = summary(row[key])
+    return {"finetune_layers": finetune_layers, "train_samples": len(timer.train_data), "steps_per_epoch": steps,
+            "batch_size": timer.cfg.train.batch_size, "hessian_params": timer.cfg.train.hessian_params,
+            "results": list(rows.values())}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="twitter2015")
+    p.add_argument("--text-model", default="minilm")
+    p.add_argument("--max-train-samples", type=int, default=640, help="frozen regime (640 = 20 steps of 32)")
+    p.add_argument("--ft-train-samples", type=int, default=640, help="fine-tuned regime")
+    p.add_argument("--max-eval-samples", type=int, default=256)
+    p.add_argument("--finetune-layers", type=int, default=2, help="layers trained in the 'finetuned' regime")
+    p.add_argument("--regimes", default="frozen,finetuned", help="frozen,finetuned[,full] (full: all layers, "
+                   "defaults H=20 K=3 only: slow on a CPU)")
+    p.add_argument("--H", default="1,5,20")
+    p.add_argument("--K", default="1,3,5")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help="1: CPU time is then a load-robust cost measure")
+    p.add_argument("--quick", action="store_true", help="H=20, K=3 only, 2 repeats")
+    p.add_argument("--name", default="overhead")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.H, args.K, args.repeats = "20", "3", 2
+    grid = [(int(h), int(k)) for h in args.H.split(",") for k in args.K.split(",")]
+    load_start = list(os.getloadavg())
+    out = {"loadavg_start": load_start, "grid": grid, "repeats": args.repeats, "regimes": {}}
+    for regime in args.regimes.split(","):
+        ft, n = {"frozen": (0, args.max_train_samples), "finetuned": (args.finetune_layers, args.ft_train_samples),
+                 "full": (-1, args.ft_train_samples)}[regime]
+        res = run_regime(regime, ft, n, [(20, 3)] if regime == "full" else grid, args)
+        out["regimes"][regime] = res
+        write_result(args.name, out)  # after every regime, so a long run keeps what it measured
+        print(f"\n{regime}: finetune_layers={ft}, {res['train_samples']} samples, {res['steps_per_epoch']} steps/epoch")
+        print(f"{'H':>3} {'K':>2} {'upper':>5} {'wo_cms cpu s':>12} {'cmcs cpu s':>10} {'ratio cpu':>9} "
+              f"{'(min-max)':>11} {'ratio wall':>10}")
+        for row in res["results"]:
+            r, w = row["ratio_cpu"], row["ratio_wall"]
+            print(f"{row['H']:>3} {row['K']:>2} {row['upper_steps']:>5} {row['cpu_wo_cms']['median']:>12.2f} "
+                  f"{row['cpu_cmcs']['median']:>10.2f} {r['median']:>9.2f} {r['min']:>5.2f}-{r['max']:.2f} "
+                  f"{w['median']:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Tiny run folders for the app tests: a 96-row dataset folder (TomBERT TSVs, PNG images,
+captions.json) and three runs trained in-process — CMCS on captions, the text-only baseline,
+and CMCS on real pixels (EfficientNet-Lite0) — plus one unreadable run folder.
+
+Built once per pytest session (a marker file in the session's base temp dir), whichever test
+module asks first.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 220), "grey": (128, 128, 128)}
+TARGETS = ["Apple", "Netflix", "Drake", "Uber", "Boston", "Messi"]
+WORDS = {0: ["awful", "terrible", "sad"], 1: ["okay", "today", "announced"], 2: ["great", "amazing", "love"]}
+RUNS = {"cap_cmcs": ("cmcs", "caption"), "cap_text_only": ("text_only", "caption"),
+        "pix_cmcs": ("cmcs", "efficientnet-lite0")}
+
+
+def make_png(path: Path, colour: tuple[int, int, int], size: int = 64) -> Path:
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (size, size), colour)
+    ImageDraw.Draw(img).ellipse((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill=(255, 255, 255))
+    img.save(path)
+    return path
+
+
+def make_dataset(root: Path, seed: int = 0) -> Path:
+    """train/dev/test.tsv in TomBERT format, images/*.png and captions.json."""
+    rng = random.Random(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    captions = {}
+    colours = list(COLOURS)
+    for i in range(12):
+        name = f"img{i:02d}.png"
+        make_png(root / "images" / name, COLOURS[colours[i % 4]])
+        captions[name] = f"a {colours[i % 4]} picture with a white circle number {i}"
+    (root / "captions.json").write_text(json.dumps(captions))
+    for split, n in (("train", 48), ("dev", 24), ("test", 24)):
+        lines = ["index\t#1 Label\t#2 ImageID\t#3 String\t#3 String"]
+        for k in range(n):
+            label = k % 3
+            word = rng.choice(WORDS[label])
+            target = rng.choice(TARGETS)
+            tweet = f"the show by $T$ was {word} tonight # fun"
+            lines.append(f"{k}\t{label}\timg{rng.randrange(12):02d}.png\t{tweet}\t{target}")
+        (root / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def train_runs(data: Path, runs_dir: Path) -> dict[str, Path]:
+    from cmcs_core.config import RunConfig, apply_method
+    from cmcs_core.train.trainer import train
+
+    out = {}
+    for name, (method, visual) in RUNS.items():
+        cfg = RunConfig()
+        cfg.data.dataset = str(data)
+        if visual != "caption":
+            cfg.data.image_dir = str(data / "images")
+        cfg.encoder.visual_model = visual
+        cfg.encoder.max_length = 32
+        cfg.encoder.caption_max_length = 16
+        cfg.model = apply_method(cfg.model, method)
+        cfg.train.epochs, cfg.train.batch_size, cfg.train.H, cfg.train.seed = 2, 16, 2, 0
+        cfg.train.num_threads = 1  # on a busy 2-core box, one thread is several times faster
+        train(cfg, runs_dir / name, progress=False)
+        out[name] = runs_dir / name
+    broken = runs_dir / "broken_run"
+    broken.mkdir(exist_ok=True)
+    (broken / "config.json").write_text("{ this is not json")
+    return out
+
+
+@pytest.fixture(scope="session")
+def app_runs(tmp_path_factory) -> Path:
+    """The runs folder (three runs + one broken folder); built once per session."""
+    base = tmp_path_factory.getbasetemp() / "app_runs"
+    done = base / ".done"
+    if not done.is_file():
+        data = make_dataset(base / "data")
+        train_runs(data, base / "runs")
+        done.write_text("ok")
+    return base / "runs"

@@ -1,0 +1,159 @@
+"""Every app page through Streamlit's AppTest against tiny run folders made by the test."""
+from __future__ import annotations
+
+import pytest
+from app_fixtures import REPO, app_runs  # noqa: F401 - the fixture is used by name
+from streamlit.testing.v1 import AppTest
+
+PAGES = REPO / "app" / "pages"
+LABELS = {"negative", "neutral", "positive"}
+
+
+def page(name: str, runs_dir, run: str | None = None, monkeypatch=None) -> AppTest:
+    """An AppTest of one page with the runs folder (and optionally the selected run) set."""
+    path = REPO / "app" / "Home.py" if name == "Home" else next(PAGES.glob(f"*_{name}.py"))
+    at = AppTest.from_file(str(path), default_timeout=180)
+    at.session_state["runs_dir"] = str(runs_dir)
+    if run is not None:
+        at.session_state["run_path"] = str(runs_dir / run)
+    return at
+
+
+def no_exceptions(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def test_home_lists_runs_and_reports_broken_folder(app_runs):  # noqa: F811
+    at = page("Home", app_runs).run()
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {"cap_cmcs", "cap_text_only", "pix_cmcs"}
+    assert set(table["visual_source"]) == {"captions", "none (text only)", "pixels (efficientnet-lite0)"}
+    assert table["test_acc"].between(0, 1).all()
+    assert any("broken_run" in e.value for e in at.sidebar.error)
+    at.sidebar.selectbox[1].select(str(app_runs / "cap_text_only")).run()  # compare with
+    assert at.session_state["compare_path"] == str(app_runs / "cap_text_only")
+    assert any("cap_text_only" in c.value for c in at.caption)
+
+
+def test_home_without_runs_gives_the_command(tmp_path):
+    at = page("Home", tmp_path / "empty").run()
+    no_exceptions(at)
+    assert any("No runs found" in w.value for w in at.warning)
+    assert any("python -m cmcs_core playground" in m.value for m in at.markdown)
+
+
+def test_training_dynamics(app_runs):  # noqa: F811
+    at = page("Training_dynamics", app_runs, "cap_cmcs").run()
+    no_exceptions(at)
+    assert at.multiselect[0].value == [1, 2]
+    assert len(charts(at)) >= 6  # Fig. 4 x2, alpha/beta, losses, accuracy, effect vs weight
+    at.multiselect[0].set_value([2]).run()
+    assert len(charts(at)) == 5
+
+
+def test_feature_space_projects_and_caches(app_runs):  # noqa: F811
+    at = page("Feature_space", app_runs, "pix_cmcs").run()
+    no_exceptions(at)
+    assert len(charts(at)) >= 2
+    cached = list((app_runs / "pix_cmcs" / "projections").glob("test_text_*_tsne_*.npy"))
+    assert len(cached) == 2
+    features = next(s for s in at.selectbox if s.label == "Features")
+    assert "visual" in features.options[1]
+    features.select("visual").run()
+    no_exceptions(at)
+    assert len(list((app_runs / "pix_cmcs" / "projections").glob("test_visual_*"))) == 2
+
+
+def test_masks_page(app_runs):  # noqa: F811
+    at = page("Masks", app_runs, "cap_cmcs").run()
+    no_exceptions(at)
+    assert len(charts(at)) >= 3  # probabilities, text mask, caption mask, suppressed words …
+    words = at.dataframe[-1].value
+    assert {"word", "mean_mask", "lift", "top_label"} <= set(words.columns)
+    assert words["mean_mask"].is_monotonic_increasing
+
+
+def test_case_studies_side_by_side(app_runs):  # noqa: F811
+    at = page("Case_studies", app_runs, "cap_cmcs").run()
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert {"cap_cmcs", "cap_text_only", "pix_cmcs"} <= set(table.columns)
+    n_all = len(table)
+    at.checkbox[0].check().run()
+    no_exceptions(at)
+    if at.dataframe:
+        shown = at.dataframe[0].value
+        assert len(shown) <= n_all
+        labels = shown[["cap_cmcs", "cap_text_only", "pix_cmcs"]].map(lambda v: v.split()[0])
+        assert (labels.nunique(axis=1) > 1).all()
+
+
+def test_inspector_caption_run(app_runs):  # noqa: F811
+    at = page("Inspector", app_runs, "cap_cmcs").run()
+    no_exceptions(at)
+    at.text_area(key="ins_tweet").input("The new album by Drake is amazing tonight")
+    at.text_input(key="ins_target").input("Drake")
+    at.text_input(key="ins_caption").input("a red picture with a white circle")
+    at.run()
+    no_exceptions(at)
+    assert not at.main.error, [e.value for e in at.main.error]
+    final = next(m for m in at.metric if m.label == "Final label")
+    assert final.value in LABELS
+    assert len(charts(at)) >= 5  # probabilities, text mask, caption mask, IG, occlusion, counterfactual
+
+    at.text_input(key="ins_target").input("Taylor").run()
+    assert any("does not occur in the tweet" in e.value for e in at.main.error)
+    at.text_input(key="ins_target").input("Drake")
+    at.text_area(key="ins_tweet").input("   ").run()
+    assert any("tweet is empty" in e.value for e in at.main.error)
+    no_exceptions(at)
+
+
+def test_inspector_counterfactual_and_pixels(app_runs):  # noqa: F811
+    at = page("Inspector", app_runs, "pix_cmcs").run()
+    no_exceptions(at)
+    final = next(m for m in at.metric if m.label == "Final label")  # a dataset image is preselected
+    assert final.value in LABELS
+    assert any("visual input: dataset image img00.png" in c.value for c in at.caption)
+    at.selectbox(key="cf_word").select(3)
+    at.text_input(key="cf_replacement").input("awful").run()
+    no_exceptions(at)
+    assert any("Label" in m.value for m in list(at.success) + list(at.warning))
+
+
+def test_compare_tables_and_confusions(app_runs):  # noqa: F811
+    at = page("Compare", app_runs, "cap_cmcs").run()
+    no_exceptions(at)
+    assert any("Table 1" in m.value for m in at.markdown)
+    assert any("Table 2" in m.value for m in at.markdown)
+    results = at.dataframe[0].value  # the playground-style table: not a benchmark dataset
+    assert {"CMCS (ours)", "Text-only baseline"} <= set(results["method"])
+    assert results["regime"].str.contains("visual = captions").any()
+    assert len(charts(at)) >= 3  # accuracy bars, confusion matrix, per-class F1
+    per_class = at.dataframe[-1].value
+    assert set(per_class["label"]) == LABELS
+
+
+@pytest.mark.parametrize("name", ["Training_dynamics", "Feature_space", "Masks", "Case_studies", "Inspector", "Compare"])
+def test_pages_without_runs_do_not_crash(name, tmp_path):
+    at = page(name, tmp_path).run()
+    no_exceptions(at)
+    assert any("No runs found" in w.value for w in at.warning)
+
+
+def test_png_export_with_system_chromium():
+    """The PNG download renders offline through kaleido and Debian's chromium."""
+    import sys
+
+    import plotly.graph_objects as go
+
+    sys.path.insert(0, str(REPO / "app"))
+    import common
+
+    png = common._png(go.Figure(go.Bar(x=["a", "b"], y=[1, 2])))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000

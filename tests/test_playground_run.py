@@ -1,0 +1,110 @@
+"""Playground training and scoring: a smoke run end to end, and the wordpiece -> word alignment."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cmcs_core.config import RunConfig
+from cmcs_core.playground import PlaygroundConfig, generate_playground
+from cmcs_core.playground.run import run_config
+from cmcs_core.playground.score import cue_span, score_run
+
+TWEET = "on monday honestly $T$ is so-so #news"  # spurious "monday", sentiment "so-so" (3 pieces)
+TARGET = "Real Madrid"
+CAPTION = "A beige background with a blue square, and a small cyan square at the top left."
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    from cmcs_core.encoders.text import resolve_text_model
+
+    return AutoTokenizer.from_pretrained(resolve_text_model("minilm"))
+
+
+def _hand_made_run(tmp: Path) -> tuple[Path, dict[str, float]]:
+    """A run folder whose masks put a distinct value on each role, and its truth.json."""
+    data, run = tmp / "data", tmp / "run"
+    data.mkdir()
+    run.mkdir()
+    words = TWEET.replace("$T$", TARGET).split()  # on monday honestly Real Madrid is so-so #news
+    truth_row = {"target_span": [3, 5], "sentiment_positions": [6], "spurious_positions": [1],
+                 "other_sentiment_positions": [], "other_spurious_positions": [],
+                 "text_aligned": False, "image_aligned": True, "spurious_aligned": False,
+                 "image": {"spurious_class": 0, "bbox": [0, 0, 10, 10]}}
+    (data / "truth.json").write_text(json.dumps({"image_cue_kind": "object", "splits": {"test": {"7": truth_row}}}))
+    cfg = RunConfig()
+    cfg.data.dataset = str(data)
+    cfg.save(run / "config.json")
+    value = {"on": 0.5, "monday": 0.9, "honestly": 0.5, "Real": 0.3, "Madrid": 0.3, "is": 0.5, "so-so": 0.1,
+             "#news": 0.5}
+    tok = _tokenizer()
+    text = " ".join(words)
+    enc = tok(text, TARGET, return_offsets_mapping=True)
+    starts = [sum(len(w) + 1 for w in words[:i]) for i in range(len(words))]
+    mask = []
+    for (s, e), seq in zip(enc["offset_mapping"], enc.sequence_ids()):
+        word = max(i for i, a in enumerate(starts) if a <= s)
+        mask.append(value[words[word]] if seq == 0 and e > s else 0.7)  # specials and the target segment: 0.7
+    cap = tok(CAPTION, return_offsets_mapping=True)
+    c0, c1 = CAPTION.rfind("cyan square"), CAPTION.rfind("cyan square") + len("cyan square")
+    vmask = [0.2 if c0 <= s < c1 and e > s else 0.6 for s, e in cap["offset_mapping"]]
+    sample = {"tokens": tok.convert_ids_to_tokens(enc["input_ids"]), "mask": mask,
+              "visual_tokens": tok.convert_ids_to_tokens(cap["input_ids"]), "visual_mask": vmask, "caption": CAPTION}
+    (run / "masks_test.json").write_text(json.dumps({"grid": None, "samples": [sample]}))
+    pd.DataFrame([{"index": "7", "tweet": TWEET, "target": TARGET, "label": 2, "pred": 2, "correct": 1}]).to_csv(
+        run / "predictions_test.csv", index=False)
+    return run, value
+
+
+def test_alignment_picks_each_words_mask_value(tmp_path: Path) -> None:
+    run, value = _hand_made_run(tmp_path)
+    tokens = json.loads((run / "masks_test.json").read_text())["samples"][0]["tokens"]
+    assert tokens.count("-") == 1 and "#" in tokens  # so-so and #news really span several pieces
+    res = score_run(run)
+    assert res["text"]["spurious"] == pytest.approx(0.9)  # monday, not a neighbour
+    assert res["text"]["sentiment"] == pytest.approx(0.1)  # all three pieces of so-so
+    assert res["text"]["target"] == pytest.approx(0.3)  # first segment only, not the 0.7 pair copy
+    assert res["text"]["other"] == pytest.approx(0.5)  # specials excluded
+    assert res["ratio_spurious_to_sentiment"] == pytest.approx(9.0)
+    assert res["p_spurious_below_sentiment"] == 0.0 and res["p_cue_below_other"] == 1.0
+    # the decoration "blue square" is not the cue: only "cyan square" after "small" is
+    assert res["visual"] == {"cue": pytest.approx(0.2), "other": pytest.approx(0.6)}
+    assert res["accuracy"]["all"] == 1.0 and res["accuracy"]["text_conflicting_n"] == 1
+    assert res["accuracy"]["text_aligned"] is None
+
+
+def test_cue_span_names_the_planted_cue_only() -> None:
+    s, e = cue_span(CAPTION, {"spurious_class": 0}, "object")
+    assert CAPTION[s:e] == "cyan square" and CAPTION[s - 6:s] == "small "
+    bg = "A teal background with a yellow sun."
+    assert bg[slice(*cue_span(bg, {"spurious_class": 2}, "background"))] == "teal"
+
+
+def test_alignment_refuses_tokens_from_another_text(tmp_path: Path) -> None:
+    run, _ = _hand_made_run(tmp_path)
+    path = run / "masks_test.json"
+    masks = json.loads(path.read_text())
+    masks["samples"][0]["tokens"][2] = "tuesday"
+    path.write_text(json.dumps(masks))
+    with pytest.raises(ValueError, match="re-tokenising"):
+        score_run(run)
+
+
+def test_smoke_training_on_a_small_playground(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmcs_core.train.trainer import train
+
+    monkeypatch.setenv("CMCS_CACHE_DIR", str(tmp_path / "cache"))
+    small = PlaygroundConfig(seed=3, n_train=120, n_dev=30, n_test=30, image_size=64, photo_fraction=0.0)
+    data = generate_playground(tmp_path / "data", small)
+    cfg = run_config(data, "cmcs", seed=0, epochs=1)
+    metrics = train(cfg, tmp_path / "run", progress=False)
+    for name in ("config.json", "metrics.json", "predictions_test.csv", "masks_test.json", "best.safetensors"):
+        assert (tmp_path / "run" / name).is_file()
+    assert metrics["visual_source"] == "captions" and metrics["test"]["n"] == 30
+    res = score_run(tmp_path / "run")
+    assert res["n"] == 30 and res["accuracy"]["all"] == pytest.approx(metrics["test"]["acc"])
+    assert 0.0 < res["text"]["spurious"] < 1.0 and 0.0 < res["visual"]["cue"] < 1.0
