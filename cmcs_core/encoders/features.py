@@ -75,12 +75,15 @@ def extract_text(
         hidden = None
         if layer >= 0:
             dev = _device_of(encoder)
-            chunks = []
+            lengths = enc["attention_mask"].sum(1)
+            order = torch.argsort(lengths, descending=True)  # bucket by length: no compute on padding
+            hidden = torch.zeros(*enc["input_ids"].shape, encoder.dim, dtype=torch.float16)
             for i in tqdm(range(0, len(texts), batch_size), desc=f"text {split.name}", leave=False):
-                part = {k: v[i : i + batch_size].to(dev) for k, v in enc.items()}
+                rows = order[i : i + batch_size]
+                width = int(lengths[rows].max())
+                part = {k: v[rows, :width].to(dev) for k, v in enc.items()}
                 with torch.no_grad():
-                    chunks.append(encoder.hidden_at(part, layer).half().cpu())
-            hidden = torch.cat(chunks)
+                    hidden[rows, :width] = encoder.hidden_at(part, layer).half().cpu()
         return TextFeatures(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], hidden, layer)
 
     if not cache or layer < 0:
