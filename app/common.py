@@ -119,7 +119,7 @@ def badge(run: Run) -> None:
                f"{run.cfg.train.seed}" + (f" · test acc {acc:.3f}" if acc is not None else ""))
     random_warning(run)
     if not run.finished:
-        st.warning(f"`{run.name}` is unfinished (no metrics.json or best.safetensors yet): some views are empty.")
+        st.warning(f"`{run.name}` is unfinished (no metrics.json yet): some views are empty.")
 
 
 def random_warning(run: Run) -> None:

@@ -133,7 +133,13 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return self.metrics is not None and (self.path / "best.safetensors").is_file()
+        """Training ended and outputs were written (metrics.json)."""
+        return self.metrics is not None
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """The inspector needs the weights; committed result folders travel without them."""
+        return (self.path / "best.safetensors").is_file()
 
     def label(self) -> str:
         """Short unambiguous name for menus: folder, method and visual source."""

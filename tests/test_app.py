@@ -157,3 +157,19 @@ def test_png_export_with_system_chromium():
 
     png = common._png(go.Figure(go.Bar(x=["a", "b"], y=[1, 2])))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+
+def test_result_folder_without_checkpoint(app_runs, tmp_path):  # noqa: F811
+    """Committed result folders (results/) travel without weights: every page but the inspector."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(app_runs / "cap_cmcs", runs / "kept")
+    (runs / "kept" / "best.safetensors").unlink()
+    (runs / "kept" / "last_state.pt").unlink()
+    at = page("Compare", runs, "kept").run()
+    no_exceptions(at)
+    assert not at.warning or all("No finished run" not in w.value for w in at.warning)
+    assert len(charts(at)) >= 3
+    at = page("Inspector", runs, "kept").run()
+    assert any("no best checkpoint" in e.value for e in at.main.error)

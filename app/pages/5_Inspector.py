@@ -26,8 +26,9 @@ APP_THREADS = int(os.environ.get("CMCS_APP_THREADS", "1"))
 common.setup("Inspector", "🧪")
 st.title("Inspector")
 runs, run, other = common.require_run()
-if not run.finished:
-    st.error(f"`{run.name}` has no best checkpoint yet: pick a finished run in the sidebar.")
+if not run.has_checkpoint:
+    st.error(f"`{run.name}` has no best checkpoint (unfinished, or a result folder kept without "
+             "weights): pick a run with best.safetensors in the sidebar.")
     st.stop()
 
 
