@@ -11,7 +11,6 @@ Runs are reused when their metrics.json exists, so an interrupted sweep resumes.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys

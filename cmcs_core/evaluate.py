@@ -1,7 +1,6 @@
 """Metrics and per-sample outputs (predictions, masks, pooled features) of a model on a split."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -108,10 +107,3 @@ def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, r
     atomic_save(out_dir / f"features_{tag}.npz", lambda p: np.savez_compressed(p, **arrays))
     return compute_metrics(data.labels.numpy(), res["pred"])
 
-
-def metrics_of(res: dict, data: SplitTensors) -> dict:
-    return compute_metrics(data.labels.numpy(), res["pred"])
-
-
-def save_json(path: Path, obj) -> None:
-    atomic_write_json(path, json.loads(json.dumps(obj, default=float)))

@@ -83,13 +83,14 @@ def dataset_files(
     folder = Path(dataset).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset {dataset!r} is neither a benchmark {BENCHMARKS} nor a folder")
-    caps, faces, images = folder / "captions.json", folder / "faces.json", folder / "images"
+    # Pixels only on request (--image-dir, e.g. the folder's images/): captions stay the default.
+    caps, faces = folder / "captions.json", folder / "faces.json"
     return DatasetFiles(
         folder.name,
         {s: folder / f"{s}.tsv" for s in SPLITS if (folder / f"{s}.tsv").is_file()},
         caps if caps.is_file() else None,
         faces if faces.is_file() else None,
-        image if image is not None else None,
+        image,
     )
 
 

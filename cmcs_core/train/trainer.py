@@ -20,7 +20,7 @@ from cmcs_core.evaluate import compute_metrics, predict_tensors, write_outputs
 from cmcs_core.io import atomic_save, atomic_write_json
 from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.model.hypergrad import implicit_hypergradient
-from cmcs_core.pipeline import Pipeline, SplitTensors, run_paths
+from cmcs_core.pipeline import Pipeline, run_paths
 
 BATCH_LOG_COLUMNS = [
     "epoch", "step", "global_step", "eff_t", "eff_v", "phi_t", "phi_v", "L_t", "L_v",
