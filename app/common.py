@@ -293,3 +293,12 @@ def show_sample(run: Run, split: str, i: int, key: str) -> None:
         if entry.get("visual_tokens"):
             st.plotly_chart(token_heatmap(entry["visual_tokens"], entry["visual_mask"],
                                           "visual mask per caption token"), key=f"{key}_vmask")
+
+
+def require_splits(run: Run) -> list[str]:
+    """The splits with per-sample outputs (masks, features), or stop the page with a warning."""
+    splits = run.splits()
+    if not splits:
+        st.warning("This run has no per-sample outputs yet.")
+        st.stop()
+    return splits

@@ -16,10 +16,7 @@ from cmcs_core.projection import available_modalities, cached_projection  # noqa
 common.setup("Feature space", "🗺️")
 st.title("Feature space")
 runs, run, other = common.require_run()
-splits = run.splits()
-if not splits:
-    st.warning("This run has no per-sample outputs yet.")
-    st.stop()
+splits = common.require_splits(run)
 
 c = st.columns(4)
 split = c[0].selectbox("Split", splits)

@@ -18,10 +18,7 @@ from cmcs_core.word_stats import suppressed_vs_association  # noqa: E402
 common.setup("Masks", "🎭")
 st.title("Masks")
 runs, run, other = common.require_run()
-splits = run.splits()
-if not splits:
-    st.warning("This run has no per-sample outputs yet.")
-    st.stop()
+splits = common.require_splits(run)
 mode = run.cfg.model.mask_mode
 if mode != "learned":
     st.info(f"{run.method_title} has no learned mask (mask mode '{mode}': "
