@@ -139,7 +139,7 @@ def test_effects_are_detached_and_phi_gets_the_softplus_gradient(text_encoder: T
     heads = model.head_parameters()
     got = torch.autograd.grad(total, heads + [model.alpha, model.beta], retain_graph=True)
     # d total / d alpha = sigmoid(alpha * eff) * eff * L_t (the effect itself is a constant).
-    a, b = float(model.alpha), float(model.beta)
+    a, b = model.alpha.item(), model.beta.item()
     da = 1 / (1 + math.exp(-a * stats["eff_t"])) * stats["eff_t"] * stats["L_t"]
     db = 1 / (1 + math.exp(-b * stats["eff_v"])) * stats["eff_v"] * stats["L_v"]
     assert float(got[-2]) == pytest.approx(da, rel=1e-5)
