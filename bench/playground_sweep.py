@@ -111,10 +111,7 @@ def plot(rows: list[dict], img_dir: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, key, title in ((axes[0], "test_acc", "test accuracy (cues at chance)"),
                            (axes[1], "acc_conflicting", "test rows whose cues point elsewhere")):
-        for no, m in enumerate(METHODS):
-            rs = [r for r in rows if r["method"] == m]
-            ax.errorbar([r["strength"] + 0.006 * (no - 1) for r in rs], [r[key] for r in rs],
-                        [r[key + "_std"] for r in rs], marker="o", capsize=3, label=TITLES[m], color=COLOURS[m])
+        _errorbars(ax, rows, METHODS, key)
         ax.set_title(title)
         ax.set_xlabel("planted strength in train (text and image)")
         ax.grid(alpha=0.3)
@@ -128,10 +125,7 @@ def plot(rows: list[dict], img_dir: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, title in ((axes[0], "text_below", "text: planted word masked below sentiment word"),
                            (axes[1], "visual_below", "caption: cue words masked below other words")):
-        for no, m in enumerate(("wo_cms", "cmcs")):
-            rs = [r for r in rows if r["method"] == m]
-            ax.errorbar([r["strength"] + 0.006 * (2 * no - 1) for r in rs], [r[key] for r in rs],
-                        [r[key + "_std"] for r in rs], marker="o", capsize=3, label=TITLES[m], color=COLOURS[m])
+        _errorbars(ax, rows, ("wo_cms", "cmcs"), key)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_ylim(0, 1)
         ax.set_title(title, fontsize=10)
@@ -144,6 +138,15 @@ def plot(rows: list[dict], img_dir: Path) -> list[Path]:
     fig.savefig(out[-1], dpi=110)
     plt.close(fig)
     return out
+
+
+def _errorbars(ax, rows: list[dict], methods, key: str) -> None:
+    """Mean ± std per strength, one line per method, nudged sideways so bars don't overlap."""
+    for no, m in enumerate(methods):
+        rs = [r for r in rows if r["method"] == m]
+        shift = 0.006 * (no - (len(methods) - 1) / 2)
+        ax.errorbar([r["strength"] + shift for r in rs], [r[key] for r in rs], [r[key + "_std"] for r in rs],
+                    marker="o", capsize=3, label=TITLES[m], color=COLOURS[m])
 
 
 def write(path: Path, meta: dict, records: list[dict], wall: float) -> None:

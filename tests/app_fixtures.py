@@ -58,21 +58,14 @@ def make_dataset(root: Path, seed: int = 0) -> Path:
 
 
 def train_runs(data: Path, runs_dir: Path) -> dict[str, Path]:
-    from cmcs_core.config import RunConfig, apply_method
+    from cmcs_core.playground.run import run_config
     from cmcs_core.train.trainer import train
 
     out = {}
     for name, (method, visual) in RUNS.items():
-        cfg = RunConfig()
-        cfg.data.dataset = str(data)
-        if visual != "caption":
-            cfg.data.image_dir = str(data / "images")
-        cfg.encoder.visual_model = visual
-        cfg.encoder.max_length = 32
-        cfg.encoder.caption_max_length = 16
-        cfg.model = apply_method(cfg.model, method)
-        cfg.train.epochs, cfg.train.batch_size, cfg.train.H, cfg.train.seed = 2, 16, 2, 0
-        cfg.train.num_threads = 1  # on a busy 2-core box, one thread is several times faster
+        cfg = run_config(data, method, seed=0, epochs=2, visual_model=visual)  # the playground's small setup
+        cfg.encoder.max_length, cfg.encoder.caption_max_length = 32, 16
+        cfg.train.batch_size, cfg.train.H = 16, 2
         train(cfg, runs_dir / name, progress=False)
         out[name] = runs_dir / name
     broken = runs_dir / "broken_run"
