@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from app_fixtures import REPO, app_runs, make_png  # noqa: F401 - the fixture is used by name
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "artifacts" / "screenshots"
@@ -64,8 +66,6 @@ def server(app_runs):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
     assert Path(CHROMIUM).is_file(), "Debian chromium missing: apt-get install chromium"
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -89,7 +89,14 @@ def test_every_page_renders(server, browser):
         settle(page, marker)
         assert page.locator("[data-testid='stException']").count() == 0, f"{path or 'Home'} raised"
         if path not in ("", "Compare"):
-            assert page.locator(".js-plotly-plot").count() >= 1, f"{path}: no plotly chart"
+            # Streamlit loads the plotly bundle lazily: on a slow machine the first chart can draw
+            # well after the script has finished, so wait for it rather than count at once.
+            charts = page.locator(".js-plotly-plot")
+            try:
+                charts.first.wait_for(state="attached", timeout=60_000)
+            except PlaywrightTimeout:
+                pytest.fail(f"{path}: no plotly chart drew within 60 s")
+            assert charts.count() >= 1
         page.screenshot(path=str(SHOTS / f"{path or 'Home'}.png"), full_page=True)
     page.goto(f"{server}/?run=cap_cmcs")
     settle(page, "Runs found")
