@@ -130,17 +130,18 @@ class Pipeline:
         d = self.cfg.data
         return load_split(self.dataset(), split, d.use_faces, d.drop_missing_visual, max_samples)
 
-    def tensors(self, split: Split, cache: bool = True) -> SplitTensors:
-        """Extract (or load cached) features for a split."""
+    def tensors(self, split: Split, cache: bool = True, progress: bool = True) -> SplitTensors:
+        """Extract (or load cached) features for a split; `progress` shows extraction bars."""
         enc = self.cfg.encoder
         layer = -1 if enc.finetune_layers == -1 else self.text_encoder.num_layers - enc.finetune_layers
-        text = extract_text(self.text_encoder, split, layer, enc.max_length, cache=cache)
+        text = extract_text(self.text_encoder, split, layer, enc.max_length, cache=cache, progress=progress)
         visual = None
         if self.cfg.model.use_visual:
             if self.image_encoder is not None:
-                visual = extract_pixel_visual(self.image_encoder, split, cache=cache)
+                visual = extract_pixel_visual(self.image_encoder, split, cache=cache, progress=progress)
             else:
-                visual = extract_caption_visual(self.caption_encoder, split, enc.caption_max_length, cache=cache)
+                visual = extract_caption_visual(self.caption_encoder, split, enc.caption_max_length, cache=cache,
+                                                progress=progress)
         return SplitTensors(
             split,
             text,

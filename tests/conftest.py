@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub from the tests
@@ -19,6 +18,8 @@ import torch
 
 from cmcs_core.config import RunConfig, apply_method
 from cmcs_core.data.dataset import resolve_data_dir
+
+pytest_plugins = ["app_fixtures"]  # the app's tiny run folders (fixture app_runs)
 
 
 @contextlib.contextmanager
@@ -80,16 +81,15 @@ def tiny_config_factory(data_dir: Path):
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, cmcs_cache: Path, tiny_config_factory) -> dict:
     """One finished CMCS run (2 epochs on 128 real samples), trained once per session.
 
-    Trained with an empty features cache, so `seconds` includes feature extraction.
+    bench/bench_smoke.py times the same run from the CLI.
     """
     from cmcs_core.train.trainer import train
 
     cfg = tiny_config_factory("cmcs")
     run_dir = tmp_path_factory.mktemp("runs") / "tiny_cmcs"
     with torch_threads(1):
-        t0 = time.perf_counter()
         metrics = train(cfg, run_dir, progress=False)
-    return {"dir": run_dir, "cfg": cfg, "metrics": metrics, "seconds": time.perf_counter() - t0}
+    return {"dir": run_dir, "cfg": cfg, "metrics": metrics}
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from app_fixtures import REPO, app_runs  # noqa: F401 - the fixture is used by name
+from app_fixtures import REPO
 from streamlit.testing.v1 import AppTest
 
 PAGES = REPO / "app" / "pages"
@@ -27,7 +27,7 @@ def charts(at: AppTest) -> list:
     return at.get("plotly_chart")
 
 
-def test_home_lists_runs_and_reports_broken_folder(app_runs):  # noqa: F811
+def test_home_lists_runs_and_reports_broken_folder(app_runs):
     at = page("Home", app_runs).run()
     no_exceptions(at)
     table = at.dataframe[0].value
@@ -47,7 +47,7 @@ def test_home_without_runs_gives_the_command(tmp_path):
     assert any("python -m cmcs_core playground" in m.value for m in at.markdown)
 
 
-def test_training_dynamics(app_runs):  # noqa: F811
+def test_training_dynamics(app_runs):
     at = page("Training_dynamics", app_runs, "cap_cmcs").run()
     no_exceptions(at)
     assert at.multiselect[0].value == [1, 2]
@@ -56,7 +56,7 @@ def test_training_dynamics(app_runs):  # noqa: F811
     assert len(charts(at)) == 5
 
 
-def test_feature_space_projects_and_caches(app_runs):  # noqa: F811
+def test_feature_space_projects_and_caches(app_runs):
     at = page("Feature_space", app_runs, "pix_cmcs").run()
     no_exceptions(at)
     assert len(charts(at)) >= 2
@@ -69,7 +69,7 @@ def test_feature_space_projects_and_caches(app_runs):  # noqa: F811
     assert len(list((app_runs / "pix_cmcs" / "projections").glob("test_visual_*"))) == 2
 
 
-def test_masks_page(app_runs):  # noqa: F811
+def test_masks_page(app_runs):
     at = page("Masks", app_runs, "cap_cmcs").run()
     no_exceptions(at)
     assert len(charts(at)) >= 3  # probabilities, text mask, caption mask, suppressed words …
@@ -78,7 +78,7 @@ def test_masks_page(app_runs):  # noqa: F811
     assert words["mean_mask"].is_monotonic_increasing
 
 
-def test_case_studies_side_by_side(app_runs):  # noqa: F811
+def test_case_studies_side_by_side(app_runs):
     at = page("Case_studies", app_runs, "cap_cmcs").run()
     no_exceptions(at)
     table = at.dataframe[0].value
@@ -93,7 +93,7 @@ def test_case_studies_side_by_side(app_runs):  # noqa: F811
         assert (labels.nunique(axis=1) > 1).all()
 
 
-def test_inspector_caption_run(app_runs):  # noqa: F811
+def test_inspector_caption_run(app_runs):
     at = page("Inspector", app_runs, "cap_cmcs").run()
     no_exceptions(at)
     at.text_area(key="ins_tweet").input("The new album by Drake is amazing tonight")
@@ -114,7 +114,7 @@ def test_inspector_caption_run(app_runs):  # noqa: F811
     no_exceptions(at)
 
 
-def test_inspector_counterfactual_and_pixels(app_runs):  # noqa: F811
+def test_inspector_counterfactual_and_pixels(app_runs):
     at = page("Inspector", app_runs, "pix_cmcs").run()
     no_exceptions(at)
     final = next(m for m in at.metric if m.label == "Final label")  # a dataset image is preselected
@@ -126,7 +126,7 @@ def test_inspector_counterfactual_and_pixels(app_runs):  # noqa: F811
     assert any("Label" in m.value for m in list(at.success) + list(at.warning))
 
 
-def test_compare_tables_and_confusions(app_runs):  # noqa: F811
+def test_compare_tables_and_confusions(app_runs):
     at = page("Compare", app_runs, "cap_cmcs").run()
     no_exceptions(at)
     assert any("Table 1" in m.value for m in at.markdown)
@@ -159,7 +159,7 @@ def test_png_export_with_system_chromium():
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
 
 
-def test_result_folder_without_checkpoint(app_runs, tmp_path):  # noqa: F811
+def test_result_folder_without_checkpoint(app_runs, tmp_path):
     """Committed result folders (results/) travel without weights: every page but the inspector."""
     import shutil
 

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from app_fixtures import REPO, app_runs, make_png  # noqa: F401 - the fixture is used by name
+from app_fixtures import REPO, make_png
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(app_runs):  # noqa: F811
+def server(app_runs):
     port = free_port()
     env = {**os.environ, "CMCS_RUNS_DIR": str(app_runs), "HF_HUB_OFFLINE": "1"}
     SHOTS.mkdir(parents=True, exist_ok=True)

@@ -255,7 +255,7 @@ def test_wo_cms_only_fixes_phi_to_one(text_encoder: TextEncoder) -> None:
     loss_abl, st_abl = abl.scheduled_loss(abl.branch_losses(out_abl, batch))
     assert st_abl["phi_t"] == 1.0 and st_abl["phi_v"] == 1.0
     assert st_ref["phi_t"] != 1.0 and st_ref["phi_v"] != 1.0
-    assert float(loss_abl) == pytest.approx(st_abl["L_t"] + st_abl["L_v"], rel=1e-6)
+    assert loss_abl.item() == pytest.approx(st_abl["L_t"] + st_abl["L_v"], rel=1e-6)
     for k in ("eff_t", "eff_v", "L_t", "L_v"):
         assert st_abl[k] == st_ref[k]
 
@@ -292,8 +292,8 @@ def test_wo_visual_has_no_visual_branch_and_fuses_to_text(text_encoder: TextEnco
     torch.testing.assert_close(fused["p_final"], out["text_logits"].softmax(-1))
     total, st = abl.scheduled_loss(abl.branch_losses(out, batch))
     assert math.isnan(st["phi_v"]) and math.isnan(st["eff_v"])
-    assert float(total) == pytest.approx(st["phi_t"] * st["L_t"], rel=1e-6)
-    assert float(abl.dev_loss(abl.branch_losses(out, batch))) == pytest.approx(st["L_t"], rel=1e-6)
+    assert total.item() == pytest.approx(st["phi_t"] * st["L_t"], rel=1e-6)
+    assert abl.dev_loss(abl.branch_losses(out, batch)).item() == pytest.approx(st["L_t"], rel=1e-6)
 
 
 def test_text_only_is_the_plain_classifier(text_encoder: TextEncoder) -> None:
@@ -305,7 +305,7 @@ def test_text_only_is_the_plain_classifier(text_encoder: TextEncoder) -> None:
     torch.testing.assert_close(out["text_logits"], ref(batch)["text_logits_raw"], rtol=0, atol=0)
     total, st = abl.scheduled_loss(abl.branch_losses(out, batch))
     assert st["eff_t"] == 1.0 and st["phi_t"] == 1.0
-    assert float(total) == pytest.approx(float(F.cross_entropy(out["text_logits"], batch["label"])), rel=1e-6)
+    assert total.item() == pytest.approx(F.cross_entropy(out["text_logits"], batch["label"]).item(), rel=1e-6)
     assert abl.head_parameters() == list(abl.text_head.parameters())
 
 

@@ -57,9 +57,9 @@ def overfit_run(tmp_path_factory, cmcs_cache, tiny_config_factory) -> Path:
 
 
 # -- the smoke run -------------------------------------------------------------------------
-def test_smoke_training_is_fast_and_writes_every_file(tiny_run) -> None:
+def test_smoke_training_writes_every_file(tiny_run) -> None:
+    """Its time is measured by bench/bench_smoke.py, not asserted here."""
     run = tiny_run["dir"]
-    assert tiny_run["seconds"] < 60, f"smoke training took {tiny_run['seconds']:.1f}s"
     for name in RUN_FILES:
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     assert RunConfig.load(run / "config.json") == tiny_run["cfg"]

@@ -63,7 +63,8 @@ def _device_of(module: torch.nn.Module) -> torch.device:
 
 
 def extract_text(
-    encoder: TextEncoder, split: Split, layer: int, max_length: int, batch_size: int = 64, cache: bool = True
+    encoder: TextEncoder, split: Split, layer: int, max_length: int, batch_size: int = 64, cache: bool = True,
+    progress: bool = True,
 ) -> TextFeatures:
     """Token ids + hidden states after `layer` layers for `[CLS] tweet [SEP] target [SEP]`."""
     texts = [s.text for s in split.samples]
@@ -77,7 +78,8 @@ def extract_text(
             lengths = enc["attention_mask"].sum(1)
             order = torch.argsort(lengths, descending=True)  # bucket by length: no compute on padding
             hidden = torch.zeros(*enc["input_ids"].shape, encoder.dim, dtype=torch.float16)
-            for i in tqdm(range(0, len(texts), batch_size), desc=f"text {split.name}", leave=False):
+            bar = tqdm(range(0, len(texts), batch_size), desc=f"text {split.name}", leave=False, disable=not progress)
+            for i in bar:
                 rows = order[i : i + batch_size]
                 width = int(lengths[rows].max())
                 part = {k: v[rows, :width].to(dev) for k, v in enc.items()}
@@ -102,7 +104,8 @@ def _cosine_clip(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def extract_caption_visual(
-    encoder: TextEncoder, split: Split, max_length: int, batch_size: int = 64, cache: bool = True
+    encoder: TextEncoder, split: Split, max_length: int, batch_size: int = 64, cache: bool = True,
+    progress: bool = True,
 ) -> VisualFeatures:
     """The caption stands in for the image (CapTrBERT): its tokens are E^v."""
     if split.visual_text is None:
@@ -116,7 +119,9 @@ def extract_caption_visual(
         enc = encoder.tokenize(captions, max_length=max_length)
         dev = _device_of(encoder)
         chunks = []
-        for i in tqdm(range(0, len(captions), batch_size), desc=f"captions {split.name}", leave=False):
+        bar = tqdm(range(0, len(captions), batch_size), desc=f"captions {split.name}", leave=False,
+                   disable=not progress)
+        for i in bar:
             part = {k: v[i : i + batch_size].to(dev) for k, v in enc.items()}
             with torch.no_grad():
                 chunks.append(encoder.hidden_at(part, encoder.num_layers).half().cpu())
@@ -130,7 +135,9 @@ def extract_caption_visual(
     return _cached("caption", _digest(encoder.name, max_length, captions, prompts, ids), build)
 
 
-def extract_pixel_visual(image_encoder, split: Split, batch_size: int = 32, cache: bool = True) -> VisualFeatures:
+def extract_pixel_visual(
+    image_encoder, split: Split, batch_size: int = 32, cache: bool = True, progress: bool = True
+) -> VisualFeatures:
     """Real pixels through a frozen image encoder (EfficientNet grid or CLIP patches)."""
     if split.image_paths is None:
         raise ValueError(f"split {split.name} has no image folder (it uses {split.visual_source})")
@@ -141,7 +148,7 @@ def extract_pixel_visual(image_encoder, split: Split, batch_size: int = 32, cach
 
     def build() -> VisualFeatures:
         tokens, pooled = [], []
-        for i in tqdm(range(0, len(paths), batch_size), desc=f"images {split.name}", leave=False):
+        for i in tqdm(range(0, len(paths), batch_size), desc=f"images {split.name}", leave=False, disable=not progress):
             images = [load_image(p) for p in paths[i : i + batch_size]]
             tok, pool = image_encoder.encode(image_encoder.preprocess(images))
             tokens.append(tok.half().cpu())

@@ -20,7 +20,7 @@ from cmcs_core.evaluate import compute_metrics, predict_tensors, write_outputs
 from cmcs_core.io import atomic_save, atomic_write_json
 from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.model.hypergrad import implicit_hypergradient
-from cmcs_core.pipeline import Pipeline, run_paths
+from cmcs_core.pipeline import Pipeline, SplitTensors, run_paths
 
 BATCH_LOG_COLUMNS = [
     "epoch", "step", "global_step", "eff_t", "eff_v", "phi_t", "phi_v", "L_t", "L_v",
@@ -92,9 +92,12 @@ class Trainer:
     def _load_data(self) -> None:
         d = self.cfg.data
         t0 = time.time()
-        self.train_data = self.pipe.tensors(self.pipe.load_split("train", d.max_train_samples))
-        self.dev_data = self.pipe.tensors(self.pipe.load_split("dev", d.max_eval_samples))
-        self.test_data = self.pipe.tensors(self.pipe.load_split("test", d.max_eval_samples))
+        def tensors(split: str, max_samples: int | None) -> SplitTensors:
+            return self.pipe.tensors(self.pipe.load_split(split, max_samples), progress=self.progress)
+
+        self.train_data = tensors("train", d.max_train_samples)
+        self.dev_data = tensors("dev", d.max_eval_samples)
+        self.test_data = tensors("test", d.max_eval_samples)
         n_dev = min(d.dev_subset_size, len(self.dev_data))
         pick = torch.randperm(len(self.dev_data), generator=torch.Generator().manual_seed(self.cfg.train.seed))
         self.dev_subset = pick[:n_dev]
