@@ -103,9 +103,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    from cmcs_core.tables import collect_runs, markdown_tables
+    from cmcs_core.tables import collect_runs, markdown_tables, paired_differences
 
-    text = markdown_tables(collect_runs(args.runs))
+    runs = collect_runs(args.runs)
+    text = markdown_tables(runs)
+    if args.paired:
+        text += "\n" + paired_differences(runs)
     print(text)
     if args.output:
         Path(args.output).write_text(text)
@@ -150,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("table", help="print Table 1 and Table 2 (mean ± std over seeds) from run folders")
     p.add_argument("runs", nargs="+", help="run folders or folders that contain them")
     p.add_argument("--output", help="also write the Markdown here")
+    p.add_argument("--paired", action="store_true", help="also CMCS minus each method, seed by seed")
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("playground", help="generate the spurious-correlation playground and train on it")

@@ -1,6 +1,8 @@
 """Every app page through Streamlit's AppTest against tiny run folders made by the test."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from app_fixtures import REPO
 from streamlit.testing.v1 import AppTest
@@ -135,6 +137,12 @@ def test_compare_tables_and_confusions(app_runs):
     assert {"CMCS (ours)", "Text-only baseline"} <= set(results["method"])
     assert results["regime"].str.contains("visual = captions").any()
     assert len(charts(at)) >= 3  # accuracy bars, confusion matrix, per-class F1
+    paired = next(m.value for m in at.markdown if "minus each method, paired by seed" in m.value)
+    acc = {name: 100 * json.loads((app_runs / name / "metrics.json").read_text())["test"]["acc"]
+           for name in ("cap_cmcs", "cap_text_only")}
+    row = next(line for line in paired.splitlines() if line.startswith("| Text-only baseline"))
+    assert row.split("|")[3].strip() == f"{acc['cap_cmcs'] - acc['cap_text_only']:+.1f}"
+    assert "visual = pixels" not in paired  # pix_cmcs has no other method to pair with
     per_class = at.dataframe[-1].value
     assert set(per_class["label"]) == LABELS
 

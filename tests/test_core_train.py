@@ -328,3 +328,35 @@ def test_cli_table_prints_markdown_rows(tiny_run, overfit_run: Path, capsys) -> 
     for method in ("wo_visual", "wo_mfs", "wo_mfs_cms"):
         assert rows[METHOD_TITLES[method]].split("|")[2].strip() == "–"  # no runs: no numbers
     assert "CapTrBERT (published)" in rows and "78.0" in rows["CapTrBERT (published)"]
+
+
+def test_paired_differences_pair_by_seed_and_regime() -> None:
+    from cmcs_core.tables import paired_differences
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for ft in (0, -1):  # two regimes: never paired with each other
+        for seed in (3, 1, 2):  # out of order on purpose
+            for method in ("cmcs", "wo_cms", "text_only"):
+                rows.append({"dataset": "twitter2015", "method": method, "seed": seed, "text_model": "minilm",
+                             "visual_source": "captions", "finetune_layers": ft,
+                             "test_acc": float(rng.uniform(50, 80))})
+    runs = pd.DataFrame(rows[:-1])  # the last (ft=-1, seed 2, text_only) run is missing
+    text = paired_differences(runs)
+    acc = {(r["finetune_layers"], r["seed"], r["method"]): r["test_acc"] for r in runs.to_dict("records")}
+    table: dict[tuple[str, str], list[str]] = {}  # (regime, method title) -> cells of its row
+    for block in text.split("### ")[1:]:
+        reg = block.splitlines()[0].split(" — ")[1]
+        for line in block.splitlines():
+            cells = [c.strip() for c in line.split("|")]
+            if len(cells) > 5 and cells[2] == "twitter2015":
+                table[(reg, cells[1])] = cells
+    for ft, reg in ((0, "minilm, frozen, visual = captions"), (-1, "minilm, fine-tuned (all layers), visual = captions")):
+        for method, title in (("wo_cms", "w/o CMS"), ("text_only", "Text-only baseline")):
+            seeds = [s for s in (1, 2, 3) if (ft, s, method) in acc]
+            diffs = [acc[(ft, s, "cmcs")] - acc[(ft, s, method)] for s in seeds]
+            cells = table[(reg, title)]
+            assert cells[3] == " ".join(f"{d:+.1f}" for d in diffs)
+            assert cells[4] == f"{np.mean(diffs):+.2f}"
+            assert cells[5] == f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
+    assert paired_differences(runs.iloc[:0]) == "No finished runs found.\n"

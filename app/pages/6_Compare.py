@@ -15,7 +15,7 @@ import streamlit as st  # noqa: E402
 
 from cmcs_core.data.tsv import LABEL_NAMES  # noqa: E402
 from cmcs_core.runs import results_table  # noqa: E402
-from cmcs_core.tables import DATASETS, collect_runs, markdown_tables  # noqa: E402
+from cmcs_core.tables import DATASETS, collect_runs, markdown_tables, paired_differences  # noqa: E402
 
 common.setup("Compare", "⚖️")
 st.title("Compare runs")
@@ -27,15 +27,16 @@ if not finished:
 
 
 @st.cache_data(show_spinner=False, ttl=10)
-def tables(paths: tuple[str, ...]) -> tuple[pd.DataFrame, str]:
+def tables(paths: tuple[str, ...]) -> tuple[pd.DataFrame, str, str]:
     found = collect_runs(list(paths))
     if not found.empty:
         found = found.assign(run=found.run.map(lambda p: Path(p).name))
     bench = found[found.dataset.isin(DATASETS)] if not found.empty else found
-    return found, markdown_tables(bench) if not bench.empty else ""
+    paired = paired_differences(found) if not found.empty and (found.method == "cmcs").any() else ""
+    return found, markdown_tables(bench) if not bench.empty else "", paired
 
 
-found, md = tables(tuple(str(r.path) for r in finished))
+found, md, paired = tables(tuple(str(r.path) for r in finished))
 tab_tables, tab_runs = st.tabs(["Table 1 & Table 2", "Confusion matrices & per-class F1"])
 with tab_tables:
     st.markdown("Test accuracy | macro-F1 (%) per method, mean ± std over seeds, one block per regime "
@@ -50,6 +51,11 @@ with tab_tables:
         results = results_table(others)
         st.dataframe(results, hide_index=True, width="stretch")
         st.download_button("⬇ Table (CSV)", results.to_csv(index=False), file_name="cmcs_results.csv", mime="text/csv")
+    if paired:
+        with st.expander("CMCS minus each method, paired by seed", expanded=True):
+            st.markdown("Runs with the same seed share initialisation and batch order up to the method's "
+                        "switches, so a per-seed difference shows what two means ± std can hide.")
+            st.markdown(paired)
     if not found.empty:
         fig = px.bar(found.sort_values(["dataset", "method", "run"]), x="run", y=["test_acc", "test_f1"], barmode="group",
                      hover_data=["dataset", "method", "seed", "visual_source"],
