@@ -33,6 +33,9 @@ def command(args: argparse.Namespace, dataset: str, method: str, seed: int) -> t
         "--text-model", args.text_model, "--device", args.device, "--output-dir", str(out),
         *args.extra,
     ]
+    if args.device == "cpu" and args.workers > 1 and "--num-threads" not in args.extra:
+        # Oversubscribed cores are up to 10x slower (docs/benchmarks.md): share them out.
+        cmd += ["--num-threads", str(max(1, (os.cpu_count() or 1) // args.workers))]
     return cmd, out
 
 
