@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cmcs_core.config import METHOD_TITLES
+from cmcs_core.config import METHOD_TITLES, TrainConfig
 
 DATASETS = ("twitter2015", "twitter2017")
 # method_notes.md: published test numbers (Acc / F1) and what each method reads.
@@ -32,12 +32,15 @@ def collect_runs(paths: list[str | Path]) -> pd.DataFrame:
             m = json.loads(path.read_text())
             if "test" not in m:
                 continue
+            cfg_path = path.parent / "config.json"
+            train = json.loads(cfg_path.read_text()).get("train", {}) if cfg_path.is_file() else {}
             rows.append({
                 "run": str(path.parent), "dataset": Path(str(m["dataset"])).name, "method": m["method"],
                 "seed": m["seed"], "text_model": m["text_model"], "visual_source": m["visual_source"],
                 "finetune_layers": m["finetune_layers"], "test_acc": 100 * m["test"]["acc"],
                 "test_f1": 100 * m["test"]["macro_f1"], "dev_acc": 100 * m["dev"]["acc"],
                 "best_epoch": m["best_epoch"],
+                "lr": train.get("lr", TrainConfig.lr), "head_lr": train.get("head_lr", TrainConfig.head_lr),
             })
     return pd.DataFrame(rows)
 
@@ -45,7 +48,10 @@ def collect_runs(paths: list[str | Path]) -> pd.DataFrame:
 def regime(row) -> str:
     ft = int(row["finetune_layers"])
     tuned = "frozen" if ft == 0 else ("fine-tuned (all layers)" if ft == -1 else f"fine-tuned (top {ft} layers)")
-    return f"{row['text_model']}, {tuned}, visual = {row['visual_source']}"
+    # Learning rates away from the defaults make another regime: never average them together.
+    lrs = "".join(f", {name.replace('_', ' ')} {row[name]:g}" for name in ("lr", "head_lr")
+                  if name in row and row[name] != getattr(TrainConfig, name))
+    return f"{row['text_model']}, {tuned}, visual = {row['visual_source']}{lrs}"
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:

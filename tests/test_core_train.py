@@ -316,18 +316,27 @@ def test_cli_errors_are_clean(tiny_run, tmp_path: Path, capsys) -> None:
 def test_cli_table_prints_markdown_rows(tiny_run, overfit_run: Path, capsys) -> None:
     assert cli.main(["table", str(tiny_run["dir"]), str(overfit_run)]) == 0
     text = capsys.readouterr().out
-    assert "### Table 1" in text and "### Table 2" in text
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    # The overfit run trains its heads at lr 5e-3: another regime, so a block of its own.
+    blocks = {b.splitlines()[0].split(" — ")[1]: b for b in text.split("### Table 1")[1:]}
+    default, fast = "minilm, frozen, visual = captions", "minilm, frozen, visual = captions, head lr 0.005"
+    assert set(blocks) == {default, fast}
+    assert all("### Table 2" in b for b in blocks.values())
+
+    def rows(block: str) -> dict[str, list[str]]:
+        return {c[1]: c for c in ([x.strip() for x in line.split("|")] for line in block.splitlines()
+                                  if line.startswith("| "))}
+
+    ours, theirs = rows(blocks[default]), rows(blocks[fast])
     acc = 100 * tiny_run["metrics"]["test"]["acc"]
     f1 = 100 * tiny_run["metrics"]["test"]["macro_f1"]
-    assert rows["**CMCS (ours)**"].split("|")[2].strip() == f"{acc:.1f} ± 0.0"
-    assert rows["**CMCS (ours)**"].split("|")[3].strip() == f"{f1:.1f} ± 0.0"
-    assert rows["CMCS (ours)"].split("|")[2].strip() == f"{acc:.1f} ± 0.0"  # Table 2 row
+    assert ours["**CMCS (ours)**"][2:4] == [f"{acc:.1f} ± 0.0", f"{f1:.1f} ± 0.0"]
+    assert ours["CMCS (ours)"][2] == f"{acc:.1f} ± 0.0"  # Table 2 row
     wo_cms = json.loads((overfit_run / "metrics.json").read_text())["test"]["acc"]
-    assert rows[METHOD_TITLES["wo_cms"]].split("|")[2].strip() == f"{100 * wo_cms:.1f} ± 0.0"
+    assert theirs[METHOD_TITLES["wo_cms"]][2] == f"{100 * wo_cms:.1f} ± 0.0"
+    assert ours[METHOD_TITLES["wo_cms"]][2] == theirs["CMCS (ours)"][2] == "–"  # never averaged across
     for method in ("wo_visual", "wo_mfs", "wo_mfs_cms"):
-        assert rows[METHOD_TITLES[method]].split("|")[2].strip() == "–"  # no runs: no numbers
-    assert "CapTrBERT (published)" in rows and "78.0" in rows["CapTrBERT (published)"]
+        assert ours[METHOD_TITLES[method]][2] == "–"  # no runs: no numbers
+    assert "78.0" in ours["CapTrBERT (published)"]
 
 
 def test_paired_differences_pair_by_seed_and_regime() -> None:
@@ -360,3 +369,16 @@ def test_paired_differences_pair_by_seed_and_regime() -> None:
             assert cells[4] == f"{np.mean(diffs):+.2f}"
             assert cells[5] == f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
     assert paired_differences(runs.iloc[:0]) == "No finished runs found.\n"
+
+
+def test_runs_with_other_learning_rates_are_another_regime() -> None:
+    from cmcs_core.tables import regime, summarise
+
+    base = {"dataset": "twitter2015", "method": "cmcs", "text_model": "minilm", "visual_source": "captions",
+            "finetune_layers": 2, "test_f1": 50.0, "lr": 2e-5, "head_lr": 1e-3}
+    runs = pd.DataFrame([{**base, "seed": 1, "test_acc": 60.0}, {**base, "seed": 2, "test_acc": 62.0},
+                         {**base, "seed": 1, "test_acc": 70.0, "head_lr": 1e-4}])
+    assert regime(runs.iloc[0]) == "minilm, fine-tuned (top 2 layers), visual = captions"
+    assert regime(runs.iloc[2]) == "minilm, fine-tuned (top 2 layers), visual = captions, head lr 0.0001"
+    summary = summarise(runs).set_index("regime")
+    assert summary.acc_mean.to_dict() == {regime(runs.iloc[0]): 61.0, regime(runs.iloc[2]): 70.0}
