@@ -37,8 +37,9 @@ def run_stamp(run_dir: str | Path) -> float:
     return max((p.stat().st_mtime for p in (root / n for n in names) if p.is_file()), default=0.0)
 
 
-def find_run_dirs(root: str | Path, max_depth: int = 3) -> list[Path]:
-    """Folders holding a config.json under root (root itself included), sorted by name."""
+def find_run_dirs(root: str | Path, max_depth: int = 4) -> list[Path]:
+    """Folders holding a config.json under root (root itself included, down to
+    runs/results/<grid>/<variant>/<run>), sorted by name."""
     root = Path(root).expanduser()
     if not root.is_dir():
         return []
