@@ -107,37 +107,37 @@ def plot(rows: list[dict], img_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     img_dir.mkdir(parents=True, exist_ok=True)
-    out = []
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, key, title in ((axes[0], "test_acc", "test accuracy (cues at chance)"),
-                           (axes[1], "acc_conflicting", "test rows whose cues point elsewhere")):
-        _errorbars(ax, rows, METHODS, key)
-        ax.set_title(title)
-        ax.set_xlabel("planted strength in train (text and image)")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy")
-    axes[0].legend()
-    fig.tight_layout()
-    out.append(img_dir / "playground_accuracy.png")
-    fig.savefig(out[-1], dpi=110)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, title in ((axes[0], "text_below", "text: planted word masked below sentiment word"),
-                           (axes[1], "visual_below", "caption: cue words masked below other words")):
-        _errorbars(ax, rows, ("wo_cms", "cmcs"), key)
-        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.set_ylim(0, 1)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("planted strength in train")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("share of test samples (0.5 = no preference)")
-    axes[0].legend()
-    fig.tight_layout()
-    out.append(img_dir / "playground_masks.png")
-    fig.savefig(out[-1], dpi=110)
-    plt.close(fig)
+    accuracy = _panel_pair(plt, rows, METHODS, (("test_acc", "test accuracy (cues at chance)"),
+                                                ("acc_conflicting", "test rows whose cues point elsewhere")),
+                           xlabel="planted strength in train (text and image)", ylabel="accuracy", sharey=True)
+    masks = _panel_pair(plt, rows, ("wo_cms", "cmcs"),
+                        (("text_below", "text: planted word masked below sentiment word"),
+                         ("visual_below", "caption: cue words masked below other words")),
+                        xlabel="planted strength in train", ylabel="share of test samples (0.5 = no preference)",
+                        shares=True)
+    out = [img_dir / "playground_accuracy.png", img_dir / "playground_masks.png"]
+    for fig, path in zip((accuracy, masks), out):
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
     return out
+
+
+def _panel_pair(plt, rows: list[dict], methods, panels, xlabel: str, ylabel: str, sharey: bool = False,
+                shares: bool = False):
+    """Two panels of _errorbars side by side; `shares` draws 0..1 with the no-preference line."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=sharey)
+    for ax, (key, title) in zip(axes, panels):
+        _errorbars(ax, rows, methods, key)
+        if shares:
+            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+            ax.set_ylim(0, 1)
+        ax.set_title(title, **({"fontsize": 10} if shares else {}))
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend()
+    return fig
 
 
 def _errorbars(ax, rows: list[dict], methods, key: str) -> None:
