@@ -5,10 +5,11 @@ export HF_HUB_OFFLINE ?= 1
 
 .PHONY: app test install browser mpnet
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .   # cmcs_core + app, and the `cmcs` command
 	touch $@
 
 install: $(VENV)/.installed

@@ -6,41 +6,37 @@ Everything here is presentation; the reading and computing lives in cmcs_core.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `streamlit run app/Home.py` puts only app/ on the path
-    sys.path.insert(0, str(ROOT))
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from cmcs_core.runs import Run, RunReadError, default_runs_dir, load_run, run_stamp, scan_runs
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the app never downloads weights
 os.environ.setdefault("TQDM_DISABLE", "1")
 if Path("/usr/bin/chromium").is_file():
     os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")  # kaleido's PNG export
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from cmcs_core.runs import Run, RunReadError, default_runs_dir, load_run, run_stamp, scan_runs  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
+PAGES_DIR = ROOT / "pages"
 LABEL_COLORS = {"negative": "#d62728", "neutral": "#7f7f7f", "positive": "#2ca02c"}
 PLAYGROUND_COMMAND = "python -m cmcs_core playground"
 NONE = "(none)"
+SELECTION = "_selection"  # session-state key: what the entry's sidebar chose on this rerun
 
 
-def setup(title: str, icon: str = "🔬") -> None:
-    st.set_page_config(page_title=f"CMCS · {title}", page_icon=icon, layout="wide")
+def setup() -> None:
+    st.set_page_config(page_title="CMCS lab", page_icon="🔬", layout="wide")
 
 
-# -- runs folder and selection ------------------------------------------------------------
+# -- runs folder and selection (drawn once per rerun by app/main.py) ------------------------
 def runs_root() -> Path:
-    """Sidebar setting, defaulting to $CMCS_RUNS_DIR or runs/; kept across pages."""
-    if "runs_dir" not in st.session_state:
-        st.session_state.runs_dir = str(default_runs_dir())
-    st.session_state.setdefault("_w_runs_dir", st.session_state.runs_dir)
-    st.sidebar.text_input("Runs folder", key="_w_runs_dir", help="env CMCS_RUNS_DIR sets the default",
-                          on_change=lambda: st.session_state.update(runs_dir=st.session_state._w_runs_dir))
+    """Sidebar setting, defaulting to $CMCS_RUNS_DIR or runs/."""
+    st.session_state.setdefault("runs_dir", str(default_runs_dir()))
+    st.sidebar.text_input("Runs folder", key="runs_dir", help="env CMCS_RUNS_DIR sets the default")
     return Path(st.session_state.runs_dir).expanduser()
 
 
@@ -49,24 +45,27 @@ def _scan(root: str) -> tuple[list[Run], list[str]]:
     return scan_runs(root)
 
 
-def _pick(label: str, state_key: str, options: list[str], names: dict[str, str]) -> str:
-    """A sidebar selectbox whose value survives page switches (widget keys do not)."""
-    widget = f"_w_{state_key}"
-    current = st.session_state.get(state_key)
-    if current not in options:
-        current = options[0]
-    if st.session_state.get(widget) not in options or st.session_state.get(widget) != current:
-        st.session_state[widget] = current
-    st.sidebar.selectbox(label, options, key=widget, format_func=lambda p: names.get(p, p),
-                         on_change=lambda: st.session_state.update({state_key: st.session_state[widget]}))
-    st.session_state[state_key] = st.session_state[widget]
-    return st.session_state[state_key]
+def run_id(run: Run, root: Path) -> str:
+    """A run's identity in menus and links: its folder relative to the runs folder (names repeat
+    across grids, e.g. results/<grid>/head_lr_1e-3/<run> and …/head_lr_1e-4/<run>)."""
+    try:
+        return str(run.path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(run.path)
+
+
+def _pick(label: str, key: str, options: list[str], names: dict[str, str]) -> str:
+    """A sidebar selectbox whose state is its key; an invalid or missing value falls back to the first."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = options[0]
+    return st.sidebar.selectbox(label, options, key=key, format_func=lambda p: names.get(p, p))
 
 
 def sidebar() -> tuple[list[Run], Run | None, Run | None]:
     """Runs folder, the chosen run and an optional second run to compare (all pages share them).
 
-    `?run=<folder name>` in the URL selects a run once, so a page can be linked directly.
+    `?run=<folder relative to the runs folder>` selects a run (a bare folder name works when it is
+    unique), so a page can be linked directly; the URL then follows the selection.
     """
     root = runs_root()
     runs, errors = _scan(str(root))
@@ -74,23 +73,40 @@ def sidebar() -> tuple[list[Run], Run | None, Run | None]:
         st.sidebar.error(f"Skipped an unreadable run folder: {err}")
     if not runs:
         return [], None, None
-    names = {str(r.path): f"{r.name} · {r.method} · visual: {r.visual_source}" for r in runs}
-    paths = list(names)
+    ids = {str(r.path): run_id(r, root) for r in runs}
+    names = {p: f"{i} · {r.method} · visual: {r.visual_source}" for (p, i), r in zip(ids.items(), runs)}
+    paths = list(ids)
     wanted = st.query_params.get("run")
     if wanted and st.session_state.get("_applied_query") != wanted:
-        match = [p for p in paths if Path(p).name == wanted]
-        if match:
+        match = [p for p in paths if ids[p] == wanted] or [p for p in paths if Path(p).name == wanted]
+        if len(match) == 1:
             st.session_state.run_path = match[0]
-        st.session_state._applied_query = wanted
+        elif match:
+            st.sidebar.warning(f"`?run={wanted}` names {len(match)} runs; give its path relative to the runs folder.")
+        else:
+            st.sidebar.warning(f"`?run={wanted}`: no such run under {root}.")
     run_path = _pick("Run", "run_path", paths, names)
     other = _pick("Compare with", "compare_path", [NONE] + [p for p in paths if p != run_path], names)
+    st.query_params["run"] = st.session_state._applied_query = ids[run_path]
     by_path = {str(r.path): r for r in runs}
     return runs, by_path[run_path], by_path.get(other)
 
 
+def remember_selection(selection: tuple[list[Run], Run | None, Run | None]) -> None:
+    st.session_state[SELECTION] = selection
+
+
+def selection() -> tuple[list[Run], Run | None, Run | None]:
+    """What the entry's sidebar chose on this rerun (pages run only through app/main.py)."""
+    if SELECTION not in st.session_state:
+        st.error("Open the app through its entry: `streamlit run app/main.py`.")
+        st.stop()
+    return st.session_state[SELECTION]
+
+
 def require_run() -> tuple[list[Run], Run, Run | None]:
-    """sidebar(), or stop the page with the command that makes a first run."""
-    runs, run, other = sidebar()
+    """The selection, or stop the page with the command that makes a first run."""
+    runs, run, other = selection()
     if run is None:
         no_runs_message()
         st.stop()

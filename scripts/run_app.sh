@@ -15,4 +15,4 @@ fi
 if [ -d results ] && [ ! -e "$RUNS_DIR/results" ]; then
   mkdir -p "$RUNS_DIR" && ln -s "$(pwd)/results" "$RUNS_DIR/results"
 fi
-exec "$PYTHON" -m streamlit run app/Home.py "$@"
+exec "$PYTHON" -m streamlit run app/main.py "$@"

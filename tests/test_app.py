@@ -1,4 +1,5 @@
-"""Every app page through Streamlit's AppTest against tiny run folders made by the test."""
+"""Every app page through Streamlit's AppTest, entered through app/main.py (st.navigation) as a
+user would, against tiny run folders made by the test."""
 from __future__ import annotations
 
 import json
@@ -7,17 +8,21 @@ import pytest
 from app_fixtures import REPO
 from streamlit.testing.v1 import AppTest
 
-PAGES = REPO / "app" / "pages"
+ENTRY = REPO / "app" / "main.py"
+PAGES = REPO / "pages"
 LABELS = {"negative", "neutral", "positive"}
 
 
 def page(name: str, runs_dir, run: str | None = None, monkeypatch=None) -> AppTest:
-    """An AppTest of one page with the runs folder (and optionally the selected run) set."""
-    path = REPO / "app" / "Home.py" if name == "Home" else next(PAGES.glob(f"*_{name}.py"))
-    at = AppTest.from_file(str(path), default_timeout=180)
+    """An AppTest of the app switched to one page, with the runs folder (and optionally the
+    selected run) set; call .run() to render that page."""
+    at = AppTest.from_file(str(ENTRY), default_timeout=180)
     at.session_state["runs_dir"] = str(runs_dir)
     if run is not None:
         at.session_state["run_path"] = str(runs_dir / run)
+    if name != "Home":
+        at.run()  # st.navigation registers the pages on the first run
+        at.switch_page(f"../pages/{next(PAGES.glob(f'*_{name}.py')).name}")
     return at
 
 
@@ -156,12 +161,9 @@ def test_pages_without_runs_do_not_crash(name, tmp_path):
 
 def test_png_export_with_system_chromium():
     """The PNG download renders offline through kaleido and Debian's chromium."""
-    import sys
-
     import plotly.graph_objects as go
 
-    sys.path.insert(0, str(REPO / "app"))
-    import common
+    from app import common
 
     png = common._png(go.Figure(go.Bar(x=["a", "b"], y=[1, 2])))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000

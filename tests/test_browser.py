@@ -1,4 +1,4 @@
-"""End to end in headless Chromium: start `streamlit run app/Home.py`, open every page, upload a
+"""End to end in headless Chromium: start `streamlit run app/main.py`, open every page, upload a
 PNG (and a non-image) in the inspector, and keep screenshots in artifacts/screenshots/."""
 from __future__ import annotations
 

@@ -5,32 +5,27 @@ from __future__ import annotations
 
 import io
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import common  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
+import plotly.graph_objects as go
+import streamlit as st
 
-from cmcs_core.data.tsv import LABEL_NAMES  # noqa: E402
-from cmcs_core.encoders.features import load_image  # noqa: E402
-from cmcs_core.explain import explain, grid_of  # noqa: E402
-from cmcs_core.inference import Predictor  # noqa: E402
+from app import common
+from cmcs_core.data.tsv import LABEL_NAMES
+from cmcs_core.encoders.features import load_image
+from cmcs_core.explain import explain, grid_of
+from cmcs_core.inference import Predictor
 
 MAX_UPLOAD_MB = 20
 # One intra-op thread: a single short input gains nothing from more, and on a busy 2-core
 # machine two threads made a prediction ~10x slower (bench/bench_app.py measures both).
 APP_THREADS = int(os.environ.get("CMCS_APP_THREADS", "1"))
 
-common.setup("Inspector", "🧪")
 st.title("Inspector")
 runs, run, other = common.require_run()
 if not run.has_checkpoint:
     st.error(f"`{run.name}` has no best checkpoint (unfinished, or a result folder kept without "
              "weights): pick a run with best.safetensors in the sidebar.")
     st.stop()
-
 
 @st.cache_resource(show_spinner="Loading the run's encoders and checkpoint…", max_entries=3)
 def predictor(path: str, _stamp: float) -> Predictor:
@@ -39,13 +34,11 @@ def predictor(path: str, _stamp: float) -> Predictor:
     torch.set_num_threads(APP_THREADS)
     return Predictor(path, device="cpu")
 
-
 @st.cache_data(show_spinner="Predicting and attributing…", max_entries=64)
 def run_explain(path: str, stamp: float, tweet: str, target: str, caption: str | None,
                 image_bytes: bytes | None) -> dict:
     image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
     return explain(predictor(path, stamp), tweet, target, caption=caption, image=image)
-
 
 try:
     pred = predictor(str(run.path), common.stamp(run))
@@ -61,7 +54,6 @@ st.markdown(f"This run reads **{'real pixels (upload an image)' if needs == 'ima
 examples = common.frame(run, "predictions", "test")
 m = common.masks(run, "test") if examples is not None else None
 
-
 def use_example() -> None:
     row = examples.iloc[st.session_state.ins_example]
     st.session_state.ins_tweet = str(row.tweet).replace("$T$", str(row.target))
@@ -69,7 +61,6 @@ def use_example() -> None:
     if m and st.session_state.ins_example < len(m["samples"]):
         st.session_state.ins_caption = m["samples"][st.session_state.ins_example].get("caption", "")
     st.session_state.ins_dataset_image = str(row.image_id)
-
 
 if examples is not None and len(examples):
     with st.expander("Start from a test sample"):
@@ -84,9 +75,7 @@ st.session_state.setdefault("ins_caption", "a person holding a smartphone")
 tweet = st.text_area("Tweet", key="ins_tweet", height=80)
 target = st.text_input("Target (a phrase that occurs in the tweet)", key="ins_target")
 
-
 KEEP = "(keep the original image)"
-
 
 def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None, str | None, str | None]:
     """Uploaded bytes (checked), else a dataset image; returns (bytes, name, error).
@@ -115,7 +104,6 @@ def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None,
             return (folder / name).read_bytes(), f"dataset image {name}", None
     return None, None, None
 
-
 caption = image_bytes = image_name = None
 if needs == "caption":
     caption = st.text_input("Caption of the image (this run reads captions, not pixels)", key="ins_caption")
@@ -139,14 +127,12 @@ if problem:
     st.error(problem)
     st.stop()
 
-
 def predict(tw: str, tg: str, cap: str | None, img: bytes | None) -> dict | None:
     try:
         return run_explain(str(run.path), common.stamp(run), tw, tg, cap, img)
     except ValueError as err:
         st.error(str(err))
         return None
-
 
 res = predict(tweet, target, caption, image_bytes)
 if res is None:

@@ -2,18 +2,13 @@
 each ablation (paper Fig. 6) — with filters for disagreements, errors and labels."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import plotly.graph_objects as go
+import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import common  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
+from app import common
+from cmcs_core.data.tsv import LABEL_NAMES
+from cmcs_core.runs import RunReadError, align_predictions
 
-from cmcs_core.data.tsv import LABEL_NAMES  # noqa: E402
-from cmcs_core.runs import RunReadError, align_predictions  # noqa: E402
-
-common.setup("Case studies", "🔎")
 st.title("Case studies")
 runs, run, other = common.require_run()
 same = [r for r in runs if r.dataset == run.dataset and r.finished]
@@ -31,13 +26,11 @@ split = c2.selectbox("Split", common_splits)
 for n in chosen:
     common.random_warning(by_name[n])
 
-
 @st.cache_data(show_spinner="Aligning predictions…", max_entries=8)
 def aligned(paths: tuple[str, ...], split: str, _stamps: tuple[float, ...]):
     from cmcs_core.runs import load_run
 
     return align_predictions([load_run(p) for p in paths], split)
-
 
 try:
     table = aligned(tuple(str(by_name[n].path) for n in chosen), split,

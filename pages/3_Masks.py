@@ -3,19 +3,14 @@ caption's tokens (captions); a dataset view of the words the masks suppress most
 strongly each goes with a label in the training data."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import plotly.express as px
+import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import common  # noqa: E402
-import pandas as pd  # noqa: E402
-import plotly.express as px  # noqa: E402
-import streamlit as st  # noqa: E402
+from app import common
+from cmcs_core.runs import RunReadError, load_run
+from cmcs_core.word_stats import suppressed_vs_association
 
-from cmcs_core.runs import RunReadError, load_run  # noqa: E402
-from cmcs_core.word_stats import suppressed_vs_association  # noqa: E402
-
-common.setup("Masks", "🎭")
 st.title("Masks")
 runs, run, other = common.require_run()
 splits = common.require_splits(run)
@@ -45,7 +40,6 @@ with tab_sample:
                    + ("the visual mask is drawn over the image's feature grid." if run.cfg.encoder.visual_model != "caption"
                       else "the visual mask is over the caption's tokens."))
 
-
 @st.cache_data(show_spinner="Counting words in the masks and the training data…", max_entries=8)
 def word_table(path: str, split: str, min_count: int, _stamp: float) -> tuple[pd.DataFrame, str | None]:
     r = load_run(path)
@@ -55,7 +49,6 @@ def word_table(path: str, split: str, min_count: int, _stamp: float) -> tuple[pd
     except RunReadError as err:
         samples, note = None, str(err)
     return suppressed_vs_association(r.masks(split), samples, min_count), note
-
 
 with tab_data:
     c1, c2 = st.columns(2)

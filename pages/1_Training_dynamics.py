@@ -2,18 +2,14 @@
 beta, losses, dev accuracy per epoch, effect against weight."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import common  # noqa: E402
-import pandas as pd  # noqa: E402
-import plotly.express as px  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-from plotly.subplots import make_subplots  # noqa: E402
+from app import common
 
-common.setup("Training dynamics", "📈")
 st.title("Training dynamics")
 runs, run, other = common.require_run()
 batches = common.frame(run, "batches")
@@ -34,7 +30,6 @@ chosen = c1.multiselect("Epochs (paper Fig. 4 shows the first and the last)", al
                         default=sorted({all_epochs[0], all_epochs[-1]}))
 n_show = c2.number_input("Batches per epoch", 4, 500, 16, help="the paper shows 16")
 
-
 def fig4(epoch: int) -> go.Figure:
     """Bars: causal effect per batch; lines: the scheduling weight it produced."""
     rows = batches[batches.epoch == epoch].head(int(n_show))
@@ -53,7 +48,6 @@ def fig4(epoch: int) -> go.Figure:
     fig.update_yaxes(title="causal effect exp(L_raw − L_masked)", secondary_y=False)
     fig.update_yaxes(title="scheduling weight φ", secondary_y=True)
     return fig
-
 
 cols = st.columns(2) if len(chosen) > 1 else [st.container()]
 for i, ep in enumerate(chosen):

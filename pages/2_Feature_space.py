@@ -2,18 +2,13 @@
 to open that sample. Projections are cached in the run folder and in memory."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import numpy as np
+import plotly.express as px
+import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import common  # noqa: E402
-import numpy as np  # noqa: E402
-import plotly.express as px  # noqa: E402
-import streamlit as st  # noqa: E402
+from app import common
+from cmcs_core.projection import available_modalities, cached_projection
 
-from cmcs_core.projection import available_modalities, cached_projection  # noqa: E402
-
-common.setup("Feature space", "🗺️")
 st.title("Feature space")
 runs, run, other = common.require_run()
 splits = common.require_splits(run)
@@ -29,11 +24,9 @@ modality = c[1].selectbox("Features", modalities, format_func=labels.get)
 method = c[2].selectbox("Projection", ["tsne", "umap"], format_func={"tsne": "t-SNE", "umap": "UMAP"}.get)
 colour = c[3].selectbox("Colour by", ["gold label", "prediction", "correct"])
 
-
 @st.cache_data(show_spinner=False, max_entries=32)
 def projection(path: str, split: str, modality: str, stage: str, method: str, _stamp: float) -> np.ndarray:
     return cached_projection(path, split, modality, stage, method)
-
 
 pred = common.frame(run, "predictions", split)
 if pred is None:

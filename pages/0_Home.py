@@ -1,16 +1,11 @@
-"""CMCS lab: entry page. `streamlit run app/Home.py`."""
+"""Home: what CMCS is, the runs found and the selected run (the sidebar is drawn by app/main.py)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-import streamlit as st  # noqa: E402
+from app import common
+from cmcs_core.runs import runs_table
 
-from cmcs_core.runs import runs_table  # noqa: E402
-
-common.setup("Home", "🏠")
 st.title("CMCS lab")
 st.markdown(
     "Target-oriented multimodal sentiment: given a tweet, a **target** phrase in it and the tweet's "
@@ -24,7 +19,7 @@ st.markdown(
     "(bi-level optimisation). At test time the two branches are fused by an image–target similarity *s*."
 )
 
-runs, run, other = common.sidebar()
+runs, run, other = common.selection()
 diagram = common.ROOT / "assets" / "cmcs_diagram.svg"
 with st.expander("Diagram: what CMCS does", expanded=not runs):
     if diagram.is_file():

@@ -2,29 +2,25 @@
 the chosen runs; every figure downloadable."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import common  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import plotly.express as px  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
 
-from cmcs_core.data.tsv import LABEL_NAMES  # noqa: E402
-from cmcs_core.runs import results_table  # noqa: E402
-from cmcs_core.tables import DATASETS, collect_runs, markdown_tables, paired_differences  # noqa: E402
+from app import common
+from cmcs_core.data.tsv import LABEL_NAMES
+from cmcs_core.runs import results_table
+from cmcs_core.tables import DATASETS, collect_runs, markdown_tables, paired_differences
 
-common.setup("Compare", "⚖️")
 st.title("Compare runs")
 runs, run, other = common.require_run()
 finished = [r for r in runs if r.finished]
 if not finished:
     st.warning("No finished run yet.")
     st.stop()
-
 
 @st.cache_data(show_spinner=False, ttl=10)
 def tables(paths: tuple[str, ...]) -> tuple[pd.DataFrame, str, str]:
@@ -34,7 +30,6 @@ def tables(paths: tuple[str, ...]) -> tuple[pd.DataFrame, str, str]:
     bench = found[found.dataset.isin(DATASETS)] if not found.empty else found
     paired = paired_differences(found) if not found.empty and (found.method == "cmcs").any() else ""
     return found, markdown_tables(bench) if not bench.empty else "", paired
-
 
 found, md, paired = tables(tuple(str(r.path) for r in finished))
 tab_tables, tab_runs = st.tabs(["Table 1 & Table 2", "Confusion matrices & per-class F1"])
