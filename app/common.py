@@ -29,7 +29,7 @@ SELECTION = "_selection"  # session-state key: what the entry's sidebar chose on
 
 
 def setup() -> None:
-    st.set_page_config(page_title="CMCS lab", page_icon="🔬", layout="wide")
+    st.set_page_config(page_title="CMCS lab", page_icon=":material/science:", layout="wide")
 
 
 # -- runs folder and selection (drawn once per rerun by app/main.py) ------------------------

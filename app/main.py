@@ -10,14 +10,14 @@ import streamlit as st
 
 from app import common
 
-PAGES = [  # file in pages/, title, icon, url path
-    ("0_Home.py", "Home", "🏠", "home"),
-    ("1_Training_dynamics.py", "Training dynamics", "📈", "Training_dynamics"),
-    ("2_Feature_space.py", "Feature space", "🗺️", "Feature_space"),
-    ("3_Masks.py", "Masks", "🎭", "Masks"),
-    ("4_Case_studies.py", "Case studies", "🔎", "Case_studies"),
-    ("5_Inspector.py", "Inspector", "🧪", "Inspector"),
-    ("6_Compare.py", "Compare", "⚖️", "Compare"),
+PAGES = [  # file in pages/, title, icon (Material Symbols ship with Streamlit), url path
+    ("0_Home.py", "Home", ":material/home:", "home"),
+    ("1_Training_dynamics.py", "Training dynamics", ":material/monitoring:", "Training_dynamics"),
+    ("2_Feature_space.py", "Feature space", ":material/scatter_plot:", "Feature_space"),
+    ("3_Masks.py", "Masks", ":material/filter_alt:", "Masks"),
+    ("4_Case_studies.py", "Case studies", ":material/compare:", "Case_studies"),
+    ("5_Inspector.py", "Inspector", ":material/biotech:", "Inspector"),
+    ("6_Compare.py", "Compare", ":material/table_chart:", "Compare"),
 ]
 
 common.setup()
