@@ -21,6 +21,7 @@ from cmcs_core.io import atomic_save, atomic_write_json
 from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.model.hypergrad import implicit_hypergradient
 from cmcs_core.pipeline import Pipeline, SplitTensors, run_paths
+from cmcs_core.runfiles import read_table, table_path, write_table
 
 BATCH_LOG_COLUMNS = [
     "epoch", "step", "global_step", "eff_t", "eff_v", "phi_t", "phi_v", "L_t", "L_v",
@@ -197,18 +198,21 @@ class Trainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.global_step, self.best = state["global_step"], state["best"]
-        self.batch_rows = [r for r in self._read_csv("batches") if r["epoch"] <= state["epoch"]]
-        self.epoch_rows = [r for r in self._read_csv("epochs") if r["epoch"] <= state["epoch"]]
+        self.batch_rows = [r for r in self._read_table("batches") if r["epoch"] <= state["epoch"]]
+        self.epoch_rows = [r for r in self._read_table("epochs") if r["epoch"] <= state["epoch"]]
         self.log.info("resumed after epoch %d", state["epoch"])
         return state["epoch"]
 
-    def _read_csv(self, name: str) -> list[dict]:
-        path = self.paths[name]
-        return pd.read_csv(path).to_dict("records") if path.is_file() else []
+    def _read_table(self, name: str) -> list[dict]:
+        """The rows logged so far (a folder begun before the compact formats has CSV)."""
+        path = table_path(self.run_dir, self.paths[name].stem)
+        return read_table(path).to_dict("records") if path is not None else []
 
-    def _write_csv(self, name: str, rows: list[dict], columns: list[str] | None = None) -> None:
-        frame = pd.DataFrame(rows, columns=columns)
-        atomic_save(self.paths[name], lambda p: frame.to_csv(p, index=False))
+    def _write_table(self, name: str, rows: list[dict], columns: list[str] | None = None) -> None:
+        write_table(self.paths[name], pd.DataFrame(rows, columns=columns))
+        stale = self.paths[name].with_suffix(".csv")
+        if self.paths[name].suffix != ".csv" and stale.is_file():
+            stale.unlink()  # a resumed old-format run: one copy of the log, in the new format
 
     # -- main loop ---------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -266,8 +270,8 @@ class Trainer:
         if dev_m["acc"] > self.best["dev_acc"]:
             self.best = {"dev_acc": dev_m["acc"], "epoch": epoch}
             atomic_save(self.paths["best"], lambda p: save_file(trainable_state(self.model), p))
-        self._write_csv("batches", self.batch_rows, BATCH_LOG_COLUMNS)
-        self._write_csv("epochs", self.epoch_rows)
+        self._write_table("batches", self.batch_rows, BATCH_LOG_COLUMNS)
+        self._write_table("epochs", self.epoch_rows)
         self._save_state(epoch)
         self.log.info("epoch %d: %s", epoch, json.dumps(row))
 
