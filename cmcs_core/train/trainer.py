@@ -1,5 +1,6 @@
 """Algorithm 1: H lower-level steps on theta with phi fixed, then one implicit-gradient step
-on phi = {alpha, beta}; model selection on dev accuracy; a resumable run folder."""
+on phi = {alpha, beta}; model selection on the validation split (accuracy by default,
+--select-on dev_f1 | dev_loss); a resumable run folder."""
 from __future__ import annotations
 
 import json
@@ -27,6 +28,31 @@ BATCH_LOG_COLUMNS = [
     "epoch", "step", "global_step", "eff_t", "eff_v", "phi_t", "phi_v", "L_t", "L_v",
     "loss", "alpha", "beta", "hypergrad_norm", "hypergrad_alpha", "hypergrad_beta",
 ]
+
+
+# Which way each selection figure improves; ties keep the earlier epoch.
+SELECT_ON = {"dev_acc": "max", "dev_f1": "max", "dev_loss": "min"}
+
+
+def check_select_on(key: str) -> str:
+    if key not in SELECT_ON:
+        raise ValueError(f"unknown select_on {key!r}; choose from {sorted(SELECT_ON)}")
+    return key
+
+
+def improves(key: str, value: float, best: dict) -> bool:
+    """Is an epoch's `key` strictly better than the best kept so far (none kept: `best`
+    has no `key`)?"""
+    if check_select_on(key) not in best:
+        return True
+    return value > best[key] if SELECT_ON[key] == "max" else value < best[key]
+
+
+def dev_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Cross-entropy of the fused prediction (Eq. 15) on the validation split: smoother than
+    accuracy, which moves in steps of 1/|dev| and ties often."""
+    picked = np.asarray(probs, dtype=np.float64)[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(picked, 1e-12, None)).mean())
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -71,6 +97,7 @@ class Trainer:
         self.paths = run_paths(self.run_dir)
         self.progress = progress
         self._check_run_dir()
+        check_select_on(cfg.train.select_on)  # fail before any work, not after the first epoch
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.paths["config"])
         self.log = _setup_logger(self.paths["log"])
@@ -261,14 +288,16 @@ class Trainer:
         dev = predict_tensors(self.model, self.dev_data, self.device)
         dev_m = compute_metrics(self.dev_data.labels.numpy(), dev["pred"])
         row = {"epoch": epoch, "train_loss": train_loss, "dev_acc": dev_m["acc"], "dev_f1": dev_m["macro_f1"],
+               "dev_loss": dev_loss(dev["p_final"], self.dev_data.labels.numpy()),
                "seconds": seconds, "samples_per_s": len(self.train_data) / max(seconds, 1e-9)}
         if self.cfg.train.eval_test_each_epoch:
             test = predict_tensors(self.model, self.test_data, self.device)
             test_m = compute_metrics(self.test_data.labels.numpy(), test["pred"])
             row.update(test_acc=test_m["acc"], test_f1=test_m["macro_f1"])
         self.epoch_rows.append(row)
-        if dev_m["acc"] > self.best["dev_acc"]:
-            self.best = {"dev_acc": dev_m["acc"], "epoch": epoch}
+        key = self.cfg.train.select_on
+        if improves(key, row[key], self.best):
+            self.best = {"epoch": epoch, **{k: row[k] for k in SELECT_ON}}
             atomic_save(self.paths["best"], lambda p: save_file(trainable_state(self.model), p))
         self._write_table("batches", self.batch_rows, BATCH_LOG_COLUMNS)
         self._write_table("epochs", self.epoch_rows)
@@ -288,6 +317,7 @@ class Trainer:
             "finetune_layers": self.cfg.encoder.finetune_layers,
             "device": str(self.device),
             "best_epoch": self.best["epoch"],
+            "selected_on": self.cfg.train.select_on,
             "epochs_run": len(self.epoch_rows),
             "train_seconds": float(sum(r["seconds"] for r in self.epoch_rows)),
         }
