@@ -1,5 +1,6 @@
 """Within each run: accuracy of the text branch alone, the image branch alone and the fusion
-(Eq. 15), and the fusion weight s — does the visual branch help at inference?
+(Eq. 15), the fusion weight s, and the share of samples whose label the fusion changes from
+the text branch's — does the visual branch help at inference?
 
     python bench/analyse_fusion.py results/gpu_ftall
 """
@@ -20,10 +21,14 @@ from cmcs_core.runs import find_run_dirs, load_run  # noqa: E402
 def branch_accuracy(run: Path) -> dict:
     pred = load_run(run).predictions("test")
     out = {"run": run.name, "s_mean": pred.s.astype(float).mean()}
+    labels = {}
     for branch in ("p_text", "p_image", "p_final"):
         cols = [f"{branch}_{n}" for n in LABEL_NAMES]
         if cols[0] in pred:
-            out[f"acc_{branch}"] = 100 * (pred[cols].to_numpy().argmax(1) == pred.label).mean()
+            labels[branch] = pred[cols].to_numpy().argmax(1)
+            out[f"acc_{branch}"] = 100 * (labels[branch] == pred.label).mean()
+    if "p_image" in labels:  # how often the caption branch's say changes the text branch's label
+        out["changed_pct"] = 100 * (labels["p_final"] != labels["p_text"]).mean()
     return out
 
 
