@@ -194,7 +194,7 @@ def compact_run(run_dir: str | Path, per_sample: bool = True, features: bool = T
             except (OSError, ValueError, KeyError, AssertionError):
                 pass  # the data file is not at hand or differs: keep the text in the file
         new = write_table(root / f"{stem}.parquet", keep)
-        _check_same(frame if keep is frame else keep, read_table(new), new)
+        _check_same(keep, read_table(new), new)
         old.unlink()
     for old in sorted(root.glob("masks_*.json")):
         if not per_sample:
