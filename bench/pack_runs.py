@@ -1,18 +1,24 @@
-"""Pack run folders for the trip back from a GPU machine: everything the tables and the app's
-non-inspector pages read, without checkpoints; per-sample masks/features only for seed 1.
+"""Pack run folders for the trip back from a GPU machine, already in the committed form
+(bench/compact_runs.py: compact formats, no checkpoints, masks for seed 1, features only for
+the runs named by --features).
 
-    python bench/pack_runs.py GRID_DIR OUT.tar.gz [--dataset twitter2015]
+    python bench/pack_runs.py GRID_DIR OUT.tar.gz [--dataset twitter2015] [--features 'twitter2015_*_cmcs_s1']
 """
 from __future__ import annotations
 
 import argparse
-import json
+import shutil
+import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
-ALWAYS_SKIP = {"best.safetensors", "last_state.pt", "features_dev.npz", "masks_dev.json"}
-SEED1_ONLY = {"masks_test.json"}
-FEATURES_FOR = {"cmcs", "text_only"}  # features_test.npz, seed 1 only (keeps each file < 16 MB)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # this checkout's cmcs_core
+
+from compact_runs import NEVER, compact  # noqa: E402
+
+from cmcs_core.runs import find_run_dirs  # noqa: E402
 
 
 def main() -> None:
@@ -20,20 +26,16 @@ def main() -> None:
     p.add_argument("grid")
     p.add_argument("out")
     p.add_argument("--dataset")
+    p.add_argument("--features", nargs="*", default=["twitter2015_*_cmcs_s1"], metavar="GLOB")
     args = p.parse_args()
-    with tarfile.open(args.out, "w:gz") as tar:
-        for run in sorted(Path(args.grid).iterdir()):
-            cfg = run / "config.json"
-            if not cfg.is_file() or (args.dataset and not run.name.startswith(args.dataset)):
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(args.out, "w:gz") as tar:
+        for run in find_run_dirs(args.grid, max_depth=1):
+            if args.dataset and not run.name.startswith(args.dataset):
                 continue
-            config = json.loads(cfg.read_text())
-            seed, method = config["train"]["seed"], config["model"]["method"]
-            for f in sorted(run.iterdir()):
-                if f.name in ALWAYS_SKIP or (seed != 1 and f.name in SEED1_ONLY):
-                    continue
-                if f.name == "features_test.npz" and (seed != 1 or method not in FEATURES_FOR):
-                    continue
-                tar.add(f, arcname=f"{run.name}/{f.name}")
+            copy = Path(tmp) / run.name
+            shutil.copytree(run, copy, ignore=shutil.ignore_patterns(*NEVER, "projections"))
+            compact(copy, args.features)
+            tar.add(copy, arcname=run.name)
     print(f"{args.out}: {Path(args.out).stat().st_size / 1e6:.1f} MB")
 
 

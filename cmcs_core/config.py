@@ -95,6 +95,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on GPU only
     eval_test_each_epoch: bool = True
+    select_on: str = "dev_acc"  # dev_acc | dev_f1 | dev_loss: which dev figure picks the kept epoch
     num_threads: int | None = None
 
 

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from cmcs_core.data.tsv import LABEL_NAMES
-from cmcs_core.io import atomic_save, atomic_write_json
+from cmcs_core.runfiles import write_features, write_masks, write_table
 from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.pipeline import Pipeline, SplitTensors
 
@@ -67,7 +67,8 @@ def _token_means(mask: torch.Tensor, real: torch.Tensor) -> list[list[float]]:
 
 
 def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, res: dict) -> dict:
-    """predictions_<tag>.csv, masks_<tag>.json, features_<tag>.npz; returns the metrics."""
+    """predictions_<tag>.parquet, masks_<tag>.parquet, features_<tag>.npz (cmcs_core.runfiles);
+    returns the metrics."""
     samples = data.split.samples
     rows = {
         "index": [s.index for s in samples],
@@ -85,7 +86,7 @@ def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, r
         if key in res:
             for i, name in enumerate(LABEL_NAMES):
                 rows[f"{key}_{name}"] = np.round(res[key][:, i], 5)
-    atomic_save(out_dir / f"predictions_{tag}.csv", lambda p: pd.DataFrame(rows).to_csv(p, index=False))
+    write_table(out_dir / f"predictions_{tag}.parquet", pd.DataFrame(rows))
 
     masks = []
     for i, s in enumerate(samples):
@@ -101,9 +102,7 @@ def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, r
                 entry["caption"] = data.split.visual_text[i]
         masks.append(entry)
     grid = getattr(pipe.image_encoder, "grid", None)
-    atomic_write_json(out_dir / f"masks_{tag}.json", {"grid": grid, "samples": masks})
-
-    arrays = {k: res[k].astype(np.float16) for k in res if k.endswith("_pooled")}
-    atomic_save(out_dir / f"features_{tag}.npz", lambda p: np.savez_compressed(p, **arrays))
+    write_masks(out_dir / f"masks_{tag}.parquet", grid, masks)
+    write_features(out_dir / f"features_{tag}.npz", {k: res[k] for k in res if k.endswith("_pooled")})
     return compute_metrics(data.labels.numpy(), res["pred"])
 

@@ -161,7 +161,7 @@ def run_paths(run_dir: str | Path) -> dict[str, Path]:
     names = {
         "config": "config.json",
         "log": "train.log",
-        "batches": "batches.csv",
+        "batches": "batches.parquet",  # formats: cmcs_core/runfiles.py
         "epochs": "epochs.csv",
         "metrics": "metrics.json",
         "best": "best.safetensors",

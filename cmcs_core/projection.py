@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cmcs_core.runfiles import feature_names, features_path, read_features
+
 METHODS = ("tsne", "umap")
 FEATURE_KEYS = {
     ("text", "raw"): "text_raw_pooled",
@@ -68,8 +70,8 @@ def cached_projection(run_dir: str | Path, split: str, modality: str, stage: str
     feature = FEATURE_KEYS.get((modality, stage))
     if feature is None:
         raise ValueError(f"unknown feature {modality}/{stage}")
-    features_file = run_dir / f"features_{split}.npz"
-    if not features_file.is_file():
+    features_file = features_path(run_dir, split)
+    if features_file is None:
         raise FileNotFoundError(f"{run_dir}: no features_{split}.npz")
     cache = run_dir / "projections" / f"{split}_{feature}_{method}_{_key(features_file, feature, method, seed)}.npy"
     if cache.is_file():
@@ -77,10 +79,9 @@ def cached_projection(run_dir: str | Path, split: str, modality: str, stage: str
             return np.load(cache)
         except (OSError, ValueError):
             cache.unlink(missing_ok=True)
-    with np.load(features_file) as npz:
-        if feature not in npz.files:
-            raise ValueError(f"this run has no {modality} features (method without that branch)")
-        x = npz[feature].astype(np.float32)
+    x = read_features(features_file, [feature]).get(feature)
+    if x is None:
+        raise ValueError(f"this run has no {modality} features (method without that branch)")
     xy = project(x, method, seed)
     try:
         from cmcs_core.io import atomic_save
@@ -93,8 +94,8 @@ def cached_projection(run_dir: str | Path, split: str, modality: str, stage: str
 
 def available_modalities(run_dir: str | Path, split: str) -> list[str]:
     """Which of text / visual have pooled features in this run's split."""
-    path = Path(run_dir) / f"features_{split}.npz"
-    if not path.is_file():
+    path = features_path(run_dir, split)
+    if path is None:
         return []
-    with np.load(path) as npz:
-        return [m for m in ("text", "visual") if FEATURE_KEYS[(m, "raw")] in npz.files]
+    names = feature_names(path)
+    return [m for m in ("text", "visual") if FEATURE_KEYS[(m, "raw")] in names]

@@ -16,6 +16,8 @@ import pandas as pd
 
 from cmcs_core.config import METHOD_TITLES, RunConfig
 from cmcs_core.data.tsv import LABEL_NAMES
+from cmcs_core.runfiles import (BY_REFERENCE, features_path, masks_path, read_features, read_masks, read_table,
+                                restore_text, table_path)
 
 RUNS_DIR_ENV = "CMCS_RUNS_DIR"
 SPLITS = ("test", "dev")
@@ -33,7 +35,7 @@ def default_runs_dir() -> Path:
 def run_stamp(run_dir: str | Path) -> float:
     """Newest mtime of the files that matter: a cache key that changes when a run is rewritten."""
     root = Path(run_dir)
-    names = ("config.json", "metrics.json", "batches.csv", "epochs.csv", "best.safetensors")
+    names = ("config.json", "metrics.json", "batches.parquet", "batches.csv", "epochs.csv", "best.safetensors")
     return max((p.stat().st_mtime for p in (root / n for n in names) if p.is_file()), default=0.0)
 
 
@@ -90,12 +92,14 @@ def _read_json(path: Path):
         raise RunReadError(f"{path}: cannot read ({err})") from err
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_table(root: Path, stem: str) -> pd.DataFrame:
+    """Table `stem` in either format (runfiles: Parquet now, CSV in older folders)."""
+    path = table_path(root, stem)
+    if path is None:
+        raise RunReadError(f"{root}: missing {stem}.parquet (or {stem}.csv)")
     try:
-        return pd.read_csv(path)
-    except FileNotFoundError as err:
-        raise RunReadError(f"{path.parent}: missing {path.name}") from err
-    except (OSError, ValueError, pd.errors.ParserError) as err:
+        return read_table(path)
+    except (OSError, ValueError, pd.errors.ParserError) as err:  # ArrowInvalid is a ValueError
         raise RunReadError(f"{path}: cannot read ({err})") from err
 
 
@@ -147,32 +151,49 @@ class Run:
         return f"{self.name} · {self.method} · {self.dataset} · visual: {self.visual_source}"
 
     def batches(self) -> pd.DataFrame:
-        return _read_csv(self.path / "batches.csv")
+        return _read_table(self.path, "batches")
 
     def epochs(self) -> pd.DataFrame:
-        return _read_csv(self.path / "epochs.csv")
+        return _read_table(self.path, "epochs")
 
     def predictions(self, split: str = "test") -> pd.DataFrame:
-        return _read_csv(self.path / f"predictions_{split}.csv")
+        """Per-sample predictions; a compacted file's tweet/image columns come back from the
+        dataset (empty strings, and a note in .attrs, when the data file is not at hand)."""
+        pred = _read_table(self.path, f"predictions_{split}")
+        if all(c in pred for c in BY_REFERENCE) or "line" not in pred:
+            return pred
+        try:
+            return restore_text(pred, self.split_samples(split))
+        except RunReadError as err:
+            out = pred.assign(**{c: "" for c in BY_REFERENCE if c not in pred})
+            out.attrs["text_note"] = str(err)
+            return out
+        except ValueError as err:
+            raise RunReadError(f"{self.path}/predictions_{split}: {err}") from err
 
     def masks(self, split: str = "test") -> dict:
-        data = _read_json(self.path / f"masks_{split}.json")
+        path = masks_path(self.path, split)
+        if path is None:
+            raise RunReadError(f"{self.path}: missing masks_{split}.parquet (or .json)")
+        try:
+            data = read_masks(path)
+        except (OSError, ValueError) as err:
+            raise RunReadError(f"{path}: cannot read ({err})") from err
         if not isinstance(data, dict) or "samples" not in data:
-            raise RunReadError(f"{self.path}/masks_{split}.json: no 'samples' list")
+            raise RunReadError(f"{path}: no 'samples' list")
         return data
 
     def features(self, split: str = "test") -> dict[str, np.ndarray]:
-        path = self.path / f"features_{split}.npz"
+        path = features_path(self.path, split)
+        if path is None:
+            raise RunReadError(f"{self.path}: missing features_{split}.npz")
         try:
-            with np.load(path) as npz:
-                return {k: npz[k].astype(np.float32) for k in npz.files}
-        except FileNotFoundError as err:
-            raise RunReadError(f"{self.path}: missing {path.name}") from err
+            return read_features(path)
         except (OSError, ValueError) as err:
             raise RunReadError(f"{path}: cannot read ({err})") from err
 
     def splits(self) -> list[str]:
-        return [s for s in SPLITS if (self.path / f"predictions_{s}.csv").is_file()]
+        return [s for s in SPLITS if table_path(self.path, f"predictions_{s}") is not None]
 
     def image_dir(self) -> Path | None:
         """Where this run's images can be shown from: its image_dir, else the dataset's images/."""
@@ -181,16 +202,20 @@ class Run:
                 return Path(cand).expanduser()
         return None
 
-    def train_samples(self) -> list:
-        """The training split's samples (for word/label statistics); needs the dataset on disk."""
+    def split_samples(self, split: str) -> list:
+        """One split's samples from the run's dataset; needs the dataset on disk."""
         from cmcs_core.data.dataset import dataset_files
         from cmcs_core.data.tsv import read_tsv
 
         try:
             files = dataset_files(self.cfg.data.dataset, self.cfg.data.data_dir)
-            return read_tsv(files.split_path("train"))
+            return read_tsv(files.split_path(split))
         except (OSError, ValueError) as err:
-            raise RunReadError(f"training data of {self.name} not readable: {err}") from err
+            raise RunReadError(f"{split} data of {self.name} not readable: {err}") from err
+
+    def train_samples(self) -> list:
+        """The training split's samples (for word/label statistics); needs the dataset on disk."""
+        return self.split_samples("train")
 
     def summary(self) -> dict:
         """One row of the runs table."""

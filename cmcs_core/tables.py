@@ -41,6 +41,7 @@ def collect_runs(paths: list[str | Path]) -> pd.DataFrame:
                 "test_f1": 100 * m["test"]["macro_f1"], "dev_acc": 100 * m["dev"]["acc"],
                 "best_epoch": m["best_epoch"],
                 "lr": train.get("lr", TrainConfig.lr), "head_lr": train.get("head_lr", TrainConfig.head_lr),
+                "select_on": train.get("select_on", TrainConfig.select_on),
             })
     return pd.DataFrame(rows)
 
@@ -51,6 +52,9 @@ def regime(row) -> str:
     # Learning rates away from the defaults make another regime: never average them together.
     lrs = "".join(f", {name.replace('_', ' ')} {row[name]:g}" for name in ("lr", "head_lr")
                   if name in row and row[name] != getattr(TrainConfig, name))
+    # So does another rule for picking the epoch (--select-on).
+    if row.get("select_on", TrainConfig.select_on) != TrainConfig.select_on:
+        lrs += f", epoch chosen on {row['select_on'].replace('_', ' ')}"
     return f"{row['text_model']}, {tuned}, visual = {row['visual_source']}{lrs}"
 
 

@@ -21,15 +21,16 @@ from cmcs_core.data.tsv import LABEL_NAMES, read_tsv, write_tsv
 from cmcs_core.encoders.text import TextEncoder
 from cmcs_core.evaluate import predict_tensors
 from cmcs_core.io import atomic_save, atomic_write_text
+from cmcs_core.runfiles import read_masks, read_table
 from cmcs_core.train.trainer import BATCH_LOG_COLUMNS, Trainer, train, trainable_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILES = [
-    "config.json", "train.log", "batches.csv", "epochs.csv", "metrics.json", "best.safetensors", "last_state.pt",
+    "config.json", "train.log", "batches.parquet", "epochs.csv", "metrics.json", "best.safetensors", "last_state.pt",
     *(f"{kind}_{tag}.{ext}" for tag in ("dev", "test")
-      for kind, ext in (("predictions", "csv"), ("masks", "json"), ("features", "npz"))),
+      for kind, ext in (("predictions", "parquet"), ("masks", "parquet"), ("features", "npz"))),
 ]
 PROBS = [f"{k}_{n}" for k in ("p_text", "p_image", "p_final") for n in LABEL_NAMES]
 TIMING = ["seconds", "samples_per_s"]
@@ -64,7 +65,7 @@ def test_smoke_training_writes_every_file(tiny_run) -> None:
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     assert RunConfig.load(run / "config.json") == tiny_run["cfg"]
     assert "done: dev acc" in (run / "train.log").read_text()
-    batches = pd.read_csv(run / "batches.csv")
+    batches = read_table(run / "batches.parquet")
     assert list(batches.columns) == BATCH_LOG_COLUMNS
     steps = math.ceil(128 / 16)
     assert len(batches) == 2 * steps
@@ -83,7 +84,7 @@ def test_smoke_training_writes_every_file(tiny_run) -> None:
 
 def test_batch_log_follows_algorithm_1(tiny_run) -> None:
     """Upper steps every H lower steps; phi moves only there; logged weights are softplus(alpha*eff)."""
-    b = pd.read_csv(tiny_run["dir"] / "batches.csv")
+    b = read_table(tiny_run["dir"] / "batches.parquet")
     H = tiny_run["cfg"].train.H
     upper = b.global_step % H == 0
     assert b.hypergrad_norm[upper].notna().all() and b.hypergrad_norm[~upper].isna().all()
@@ -118,7 +119,7 @@ def test_model_selection_on_dev_and_the_checkpoint(tiny_run) -> None:
 
 def test_prediction_files_are_consistent(tiny_run, data_dir: Path) -> None:
     run = tiny_run["dir"]
-    pred = pd.read_csv(run / "predictions_test.csv")
+    pred = read_table(run / "predictions_test.parquet")
     real = read_tsv(data_dir / "twitter2015" / "test.tsv")[:64]
     assert pred["index"].astype(str).tolist() == [s.index for s in real]
     assert pred.label.tolist() == [s.label for s in real]
@@ -137,7 +138,7 @@ def test_prediction_files_are_consistent(tiny_run, data_dir: Path) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["acc"] == pytest.approx(pred.correct.mean())
 
-    masks = json.loads((run / "masks_test.json").read_text())["samples"]
+    masks = read_masks(run / "masks_test.parquet")["samples"]
     assert len(masks) == 64
     for entry in masks:
         assert len(entry["tokens"]) == len(entry["mask"]) and entry["tokens"][0] == "[CLS]"
@@ -154,7 +155,7 @@ def test_saved_model_reproduces_the_test_predictions(tiny_run, predictor) -> Non
     split = predictor.pipe.load_split("test", 64)
     data = predictor.tensors(split.samples, split.visual_text)  # fresh extraction, no cache
     res = predict_tensors(predictor.model, data, predictor.pipe.device)
-    csv = pd.read_csv(tiny_run["dir"] / "predictions_test.csv")
+    csv = read_table(tiny_run["dir"] / "predictions_test.parquet")
     for key in ("p_text", "p_image", "p_final"):
         np.testing.assert_allclose(res[key], csv[[f"{key}_{n}" for n in LABEL_NAMES]].to_numpy(), atol=1e-4)
     np.testing.assert_allclose(res["s"], csv.s, atol=1e-5)
@@ -190,7 +191,7 @@ def test_interrupted_run_resumes_from_its_last_epoch(tiny_run, tmp_path, monkeyp
     with pytest.raises(_Interrupted):
         train(cfg, run, progress=False)
     monkeypatch.undo()
-    first = pd.read_csv(run / "batches.csv")
+    first = read_table(run / "batches.parquet")
     assert set(first.epoch) == {1} and not (run / "metrics.json").exists()
     assert not _tmp_leftovers(run)
 
@@ -202,16 +203,16 @@ def test_interrupted_run_resumes_from_its_last_epoch(tiny_run, tmp_path, monkeyp
 
     train(cfg, run, progress=False)
     assert "resumed after epoch 1" in (run / "train.log").read_text()
-    batches, epochs = pd.read_csv(run / "batches.csv"), pd.read_csv(run / "epochs.csv")
+    batches, epochs = read_table(run / "batches.parquet"), pd.read_csv(run / "epochs.csv")
     assert epochs.epoch.tolist() == [1, 2]
     pd.testing.assert_frame_equal(batches[batches.epoch == 1], first)  # epoch 1 kept as it was
     # Restored optimiser, scheduler, phi and RNG states: the same run as the uninterrupted one.
     # (Exact equality also needs the D_dev iterator, which is rebuilt on resume, to sit at a
     # permutation boundary after epoch 1: 4 upper steps x 16 = 2 passes over the 32 dev rows.)
     ref = tiny_run["dir"]
-    pd.testing.assert_frame_equal(batches, pd.read_csv(ref / "batches.csv"))
+    pd.testing.assert_frame_equal(batches, read_table(ref / "batches.parquet"))
     pd.testing.assert_frame_equal(epochs.drop(columns=TIMING), pd.read_csv(ref / "epochs.csv").drop(columns=TIMING))
-    pd.testing.assert_frame_equal(pd.read_csv(run / "predictions_test.csv"), pd.read_csv(ref / "predictions_test.csv"))
+    pd.testing.assert_frame_equal(read_table(run / "predictions_test.parquet"), read_table(ref / "predictions_test.parquet"))
     assert not _tmp_leftovers(run)
 
 
@@ -230,7 +231,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> N
 
 # -- w/o CMS in training; a tiny subset is overfit ---------------------------------------------
 def test_wo_cms_takes_no_upper_step(overfit_run: Path) -> None:
-    b = pd.read_csv(overfit_run / "batches.csv")
+    b = read_table(overfit_run / "batches.parquet")
     assert len(b) == 12
     assert b.hypergrad_norm.isna().all() and b.hypergrad_alpha.isna().all()
     init = RunConfig.load(overfit_run / "config.json").model.alpha_init
@@ -240,7 +241,7 @@ def test_wo_cms_takes_no_upper_step(overfit_run: Path) -> None:
 
 
 def test_loss_decreases_on_a_tiny_subset(overfit_run: Path) -> None:
-    b = pd.read_csv(overfit_run / "batches.csv")
+    b = read_table(overfit_run / "batches.parquet")
     assert b.L_t.iloc[-3:].mean() < 0.6 * b.L_t.iloc[:3].mean(), b.L_t.tolist()
     assert b.L_v.iloc[-3:].mean() < b.L_v.iloc[:3].mean(), b.L_v.tolist()
     assert b.loss.iloc[-1] < b.loss.iloc[0]
@@ -295,11 +296,11 @@ def test_cli_evaluate_on_an_edited_tsv(tiny_run, data_dir: Path, tmp_path: Path,
     assert str(out) in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 10 and metrics["file"] == str(tsv) and metrics["dropped"] == 0
-    pred = pd.read_csv(out / "predictions_my_edit.csv")
+    pred = read_table(out / "predictions_my_edit.parquet")
     assert pred.label.tolist() == [s.label for s in edited]
     assert metrics["acc"] == pytest.approx((pred.pred == pred.label).mean())
     # Same model, same inputs: the same probabilities as the run's own test predictions.
-    ref = pd.read_csv(tiny_run["dir"] / "predictions_test.csv").iloc[:10]
+    ref = read_table(tiny_run["dir"] / "predictions_test.parquet").iloc[:10]
     cols = [f"p_final_{n}" for n in LABEL_NAMES]
     np.testing.assert_allclose(pred[cols].to_numpy(), ref[cols].to_numpy(), atol=1e-3)
 

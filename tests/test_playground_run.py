@@ -102,7 +102,7 @@ def test_smoke_training_on_a_small_playground(tmp_path: Path, monkeypatch: pytes
     data = generate_playground(tmp_path / "data", small)
     cfg = run_config(data, "cmcs", seed=0, epochs=1)
     metrics = train(cfg, tmp_path / "run", progress=False)
-    for name in ("config.json", "metrics.json", "predictions_test.csv", "masks_test.json", "best.safetensors"):
+    for name in ("config.json", "metrics.json", "predictions_test.parquet", "masks_test.parquet", "best.safetensors"):
         assert (tmp_path / "run" / name).is_file()
     assert metrics["visual_source"] == "captions" and metrics["test"]["n"] == 30
     res = score_run(tmp_path / "run")

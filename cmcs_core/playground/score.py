@@ -1,6 +1,6 @@
 """Score a playground run against the truth: do its masks weigh planted cues below real ones?
 
-The run folder stores per-token mask means over wordpieces (masks_<split>.json); truth.json
+The run folder stores per-token mask means over wordpieces (masks_<split>, cmcs_core.runfiles); truth.json
 stores whitespace-word positions. We re-tokenise each text with the run's own tokenizer and
 map every wordpiece of the first segment ([CLS] tweet-with-target [SEP] target [SEP]) to the
 whitespace word holding its first character, so "so-so" or "#news" (several wordpieces,
@@ -19,6 +19,7 @@ import pandas as pd
 
 from cmcs_core.config import RunConfig
 from cmcs_core.playground import scene as scn
+from cmcs_core.runs import load_run
 
 TEXT_GROUPS = ("spurious", "sentiment", "target", "other_spurious", "other_sentiment", "other")
 VISUAL_GROUPS = ("cue", "other")
@@ -127,8 +128,9 @@ def score_run(run_dir: str | Path, data_dir: str | Path | None = None, split: st
     data = Path(data_dir or cfg.data.dataset)
     truth_all = json.loads((data / "truth.json").read_text(encoding="utf-8"))
     truth, kind = truth_all["splits"][split], truth_all["image_cue_kind"]
-    preds = pd.read_csv(run / f"predictions_{split}.csv", dtype={"index": str})
-    masks = json.loads((run / f"masks_{split}.json").read_text())["samples"]
+    loaded = load_run(run)
+    preds = loaded.predictions(split)
+    masks = loaded.masks(split)["samples"]
     if len(masks) != len(preds):
         raise ValueError(f"{run}: {len(masks)} mask entries but {len(preds)} predictions")
     align = _Aligner(cfg)

@@ -1,5 +1,6 @@
 """Algorithm 1: H lower-level steps on theta with phi fixed, then one implicit-gradient step
-on phi = {alpha, beta}; model selection on dev accuracy; a resumable run folder."""
+on phi = {alpha, beta}; model selection on the validation split (accuracy by default,
+--select-on dev_f1 | dev_loss); a resumable run folder."""
 from __future__ import annotations
 
 import json
@@ -21,11 +22,37 @@ from cmcs_core.io import atomic_save, atomic_write_json
 from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.model.hypergrad import implicit_hypergradient
 from cmcs_core.pipeline import Pipeline, SplitTensors, run_paths
+from cmcs_core.runfiles import read_table, table_path, write_table
 
 BATCH_LOG_COLUMNS = [
     "epoch", "step", "global_step", "eff_t", "eff_v", "phi_t", "phi_v", "L_t", "L_v",
     "loss", "alpha", "beta", "hypergrad_norm", "hypergrad_alpha", "hypergrad_beta",
 ]
+
+
+# Which way each selection figure improves; ties keep the earlier epoch.
+SELECT_ON = {"dev_acc": "max", "dev_f1": "max", "dev_loss": "min"}
+
+
+def check_select_on(key: str) -> str:
+    if key not in SELECT_ON:
+        raise ValueError(f"unknown select_on {key!r}; choose from {sorted(SELECT_ON)}")
+    return key
+
+
+def improves(key: str, value: float, best: dict) -> bool:
+    """Is an epoch's `key` strictly better than the best kept so far (none kept: `best`
+    has no `key`)?"""
+    if check_select_on(key) not in best:
+        return True
+    return value > best[key] if SELECT_ON[key] == "max" else value < best[key]
+
+
+def dev_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Cross-entropy of the fused prediction (Eq. 15) on the validation split: smoother than
+    accuracy, which moves in steps of 1/|dev| and ties often."""
+    picked = np.asarray(probs, dtype=np.float64)[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(picked, 1e-12, None)).mean())
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -70,6 +97,7 @@ class Trainer:
         self.paths = run_paths(self.run_dir)
         self.progress = progress
         self._check_run_dir()
+        check_select_on(cfg.train.select_on)  # fail before any work, not after the first epoch
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.paths["config"])
         self.log = _setup_logger(self.paths["log"])
@@ -197,18 +225,21 @@ class Trainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.global_step, self.best = state["global_step"], state["best"]
-        self.batch_rows = [r for r in self._read_csv("batches") if r["epoch"] <= state["epoch"]]
-        self.epoch_rows = [r for r in self._read_csv("epochs") if r["epoch"] <= state["epoch"]]
+        self.batch_rows = [r for r in self._read_table("batches") if r["epoch"] <= state["epoch"]]
+        self.epoch_rows = [r for r in self._read_table("epochs") if r["epoch"] <= state["epoch"]]
         self.log.info("resumed after epoch %d", state["epoch"])
         return state["epoch"]
 
-    def _read_csv(self, name: str) -> list[dict]:
-        path = self.paths[name]
-        return pd.read_csv(path).to_dict("records") if path.is_file() else []
+    def _read_table(self, name: str) -> list[dict]:
+        """The rows logged so far (a folder begun before the compact formats has CSV)."""
+        path = table_path(self.run_dir, self.paths[name].stem)
+        return read_table(path).to_dict("records") if path is not None else []
 
-    def _write_csv(self, name: str, rows: list[dict], columns: list[str] | None = None) -> None:
-        frame = pd.DataFrame(rows, columns=columns)
-        atomic_save(self.paths[name], lambda p: frame.to_csv(p, index=False))
+    def _write_table(self, name: str, rows: list[dict], columns: list[str] | None = None) -> None:
+        write_table(self.paths[name], pd.DataFrame(rows, columns=columns))
+        stale = self.paths[name].with_suffix(".csv")
+        if self.paths[name].suffix != ".csv" and stale.is_file():
+            stale.unlink()  # a resumed old-format run: one copy of the log, in the new format
 
     # -- main loop ---------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -257,17 +288,19 @@ class Trainer:
         dev = predict_tensors(self.model, self.dev_data, self.device)
         dev_m = compute_metrics(self.dev_data.labels.numpy(), dev["pred"])
         row = {"epoch": epoch, "train_loss": train_loss, "dev_acc": dev_m["acc"], "dev_f1": dev_m["macro_f1"],
+               "dev_loss": dev_loss(dev["p_final"], self.dev_data.labels.numpy()),
                "seconds": seconds, "samples_per_s": len(self.train_data) / max(seconds, 1e-9)}
         if self.cfg.train.eval_test_each_epoch:
             test = predict_tensors(self.model, self.test_data, self.device)
             test_m = compute_metrics(self.test_data.labels.numpy(), test["pred"])
             row.update(test_acc=test_m["acc"], test_f1=test_m["macro_f1"])
         self.epoch_rows.append(row)
-        if dev_m["acc"] > self.best["dev_acc"]:
-            self.best = {"dev_acc": dev_m["acc"], "epoch": epoch}
+        key = self.cfg.train.select_on
+        if improves(key, row[key], self.best):
+            self.best = {"epoch": epoch, **{k: row[k] for k in SELECT_ON}}
             atomic_save(self.paths["best"], lambda p: save_file(trainable_state(self.model), p))
-        self._write_csv("batches", self.batch_rows, BATCH_LOG_COLUMNS)
-        self._write_csv("epochs", self.epoch_rows)
+        self._write_table("batches", self.batch_rows, BATCH_LOG_COLUMNS)
+        self._write_table("epochs", self.epoch_rows)
         self._save_state(epoch)
         self.log.info("epoch %d: %s", epoch, json.dumps(row))
 
@@ -284,6 +317,7 @@ class Trainer:
             "finetune_layers": self.cfg.encoder.finetune_layers,
             "device": str(self.device),
             "best_epoch": self.best["epoch"],
+            "selected_on": self.cfg.train.select_on,
             "epochs_run": len(self.epoch_rows),
             "train_seconds": float(sum(r["seconds"] for r in self.epoch_rows)),
         }
