@@ -65,6 +65,15 @@ def logged_norms(root: Path) -> list[dict]:
     return rows
 
 
+def phi_moves(upper: pd.DataFrame) -> dict:
+    """Median |change of alpha| + |change of beta| per upper step, over the first and the second half
+    of the run's upper steps (alpha/beta are logged before each step, so diffs are the steps)."""
+    moves = (upper.alpha.diff().abs() + upper.beta.diff().abs()).iloc[1:].to_numpy()
+    half = len(moves) // 2
+    return {"phi_move_median_first_half": float(np.median(moves[:half])),
+            "phi_move_median_second_half": float(np.median(moves[half:]))}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train-samples", type=int, default=640)
@@ -98,11 +107,12 @@ def main() -> None:
         row = {"alpha_end": float(b.alpha.iloc[-1]), "beta_end": float(b.beta.iloc[-1]),
                "max_abs_alpha_diff_vs_default": float(np.abs(b.alpha - ref.alpha).max()),
                "max_abs_beta_diff_vs_default": float(np.abs(b.beta - ref.beta).max()),
-               "test_acc": r["metrics"]["test"]["acc"],
+               **phi_moves(b), "test_acc": r["metrics"]["test"]["acc"],
                "dev_acc": r["metrics"]["dev"]["acc"], "best_epoch": r["metrics"]["best_epoch"]}
         out["runs"][name] = row
         print(f"clip {name:>18}: alpha {row['alpha_end']:.4f} beta {row['beta_end']:.4f} | max |alpha - default| "
               f"{row['max_abs_alpha_diff_vs_default']:.2e}, |beta - default| {row['max_abs_beta_diff_vs_default']:.2e} "
+              f"| phi move per step {row['phi_move_median_first_half']:.4f} -> {row['phi_move_median_second_half']:.4f} "
               f"| test acc {row['test_acc']:.4f}")
     write_result("clip_effect", out)
 
