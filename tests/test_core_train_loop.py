@@ -143,7 +143,7 @@ def test_upper_step_moves_phi_downhill_on_the_dev_loss(tmp_path, cmcs_cache, tin
     moved = torch.stack([p.detach() for p in phi]) - phi0
     assert (torch.sign(moved) == -torch.sign(unrolled)).all(), (moved, unrolled)
     after = _lookahead_dev_loss(model, train_batch, dev_batch, eta)
-    assert float(before) - float(after) > 0.5 * float(-(unrolled * moved).sum())  # as much as predicted
+    assert float(before.detach() - after.detach()) > 0.5 * float(-(unrolled * moved).sum())  # as much as predicted
 
 
 # -- a short fit observed from inside: the LR schedule, training mode, threads ---------------------
