@@ -158,13 +158,8 @@ def observed_fit(tmp_path_factory, cmcs_cache, tiny_config_factory) -> dict:
 
     def build_and_watch() -> None:
         build()
-        opt_step = trainer.opt.step
-
-        def step(*args, **kwargs):
-            seen["lr"].append([g["lr"] for g in trainer.opt.param_groups])
-            return opt_step(*args, **kwargs)
-
-        trainer.opt.step = step
+        trainer.opt.register_step_pre_hook(lambda opt, args, kwargs: seen["lr"].append(
+            [g["lr"] for g in opt.param_groups]))  # the learning rate each lower step uses
 
         def lower_forward(module, args, kwargs):
             if torch.is_grad_enabled() and "encoder_grad" not in kwargs:  # not eval, not the upper step
