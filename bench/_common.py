@@ -67,6 +67,20 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     return time.perf_counter() - w0, time.process_time() - c0, out
 
 
+def time_alternating(variants: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str, list[float]]]:
+    """Time every variant `repeats` times, in the given order on even repeats and reversed on odd ones,
+    so drift in the machine's load (or a warm cache) does not always favour the same variant.
+    Returns {variant: {"wall": [...], "cpu": [...]}}; summarise with `summary`."""
+    out = {name: {"wall": [], "cpu": []} for name in variants}
+    names = list(variants)
+    for rep in range(repeats):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            wall, cpu, _ = timed(variants[name])
+            out[name]["wall"].append(wall)
+            out[name]["cpu"].append(cpu)
+    return out
+
+
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
     """fp32 GFLOP/s of a large square torch.matmul at the current thread count: the compute bound."""
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -80,9 +94,10 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
             "gflops_cpu": statistics.median(cpu), "gflops_wall_max": max(wall)}
 
 
-def write_result(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_result(name: str, payload: dict[str, Any], path: Path | None = None) -> Path:
+    """bench/results/<name>.json (or `path`), with the machine, load, date and command first."""
+    path = path or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine_info(), **payload}
     path.write_text(json.dumps(payload, indent=2, default=float))
     print(f"wrote {path}")

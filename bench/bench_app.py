@@ -1,18 +1,17 @@
-"""App benchmark: inspector prediction latency on the CPU after warm-up (p50/p95), each page's
-first render (AppTest run time) and the process's peak memory with a run loaded.
+"""App benchmark: inspector prediction latency on the CPU after warm-up (p50/p95, every call kept),
+each page's first render (AppTest run time) and the process's peak memory with a run loaded.
 
     python bench/bench_app.py [--runs-dir DIR] [--n 50]
 
 Without --runs-dir (or $CMCS_RUNS_DIR) holding a finished run, it trains the tiny test runs
-(tests/app_fixtures.py) into a temp folder first. Writes bench/results/app.json.
+(tests/app_fixtures.py) into a temp folder first. Latency is measured at 1 thread (the app's
+CMCS_APP_THREADS default) and at torch's default thread count, read before anything else runs.
+Writes bench/results/app.json (with the machine, load, date and command).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import resource
 import sys
 import tempfile
 import time
@@ -21,10 +20,16 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
-PAGES = ["Home.py", *sorted(p.name for p in (REPO / "app" / "pages").glob("*.py"))]
+from _common import peak_rss_mb, write_result  # noqa: E402
+
+
+def app_pages() -> list[Path]:
+    """The entry page, then the pages in sidebar order: the one place that knows where they live."""
+    home = REPO / "app" / "Home.py"
+    return [home, *sorted((home.parent / "pages").glob("*.py"))]
 
 
 def find_runs(runs_dir: Path | None):
@@ -67,15 +72,14 @@ def latency(run, n: int, threads: int) -> dict:
         times.append(1000 * (time.perf_counter() - t0))
     return {"run": run.name, "visual_source": run.visual_source, "n": n, "torch_threads": threads,
             "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
-            "mean_ms": float(np.mean(times))}
+            "mean_ms": float(np.mean(times)), "calls_ms": [round(t, 2) for t in times]}
 
 
 def page_renders(runs_dir: Path, run) -> dict:
     from streamlit.testing.v1 import AppTest
 
     out = {}
-    for name in PAGES:
-        path = REPO / "app" / (name if name == "Home.py" else f"pages/{name}")
+    for path in app_pages():
         at = AppTest.from_file(str(path), default_timeout=600)
         at.session_state["runs_dir"] = str(runs_dir)
         at.session_state["run_path"] = str(run.path)
@@ -93,10 +97,10 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
+    default_threads = torch.get_num_threads()  # before anything (training the fixtures) can change it
     runs_dir, runs = find_runs(args.runs_dir)
     visual = [r for r in runs if r.cfg.model.use_visual]
     main_run = next((r for r in visual if r.method == "cmcs"), runs[0])
-    default_threads = torch.get_num_threads()
     chosen = [main_run] + [r for r in visual if r.visual_source != main_run.visual_source][:1]
     # the app runs with 1 thread (CMCS_APP_THREADS); torch's default is measured beside it
     lat = [latency(r, args.n, t) for t in sorted({1, default_threads}) for r in chosen]
@@ -108,15 +112,11 @@ def main() -> None:
     renders = page_renders(runs_dir, main_run)
     for page, r in renders.items():
         print(f"first render {page:22s} {r['seconds']:6.2f} s  exceptions {r['exceptions']}")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(f"peak RSS with runs loaded: {peak_mb:.0f} MB")
-    result = {"machine": {"cpu_count": os.cpu_count(), "torch_default_threads": default_threads,
-                          "platform": platform.platform(), "load_avg_at_end": os.getloadavg()},
-              "runs_dir": str(runs_dir), "inspector_latency": lat, "page_first_render": renders,
-              "peak_rss_mb": round(peak_mb, 1)}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.output}")
+    result = {"torch_default_threads": default_threads, "runs_dir": str(runs_dir), "inspector_latency": lat,
+              "page_first_render": renders, "peak_rss_mb": round(peak_mb, 1)}
+    write_result("app", result, args.output)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,22 @@ which with --threads 1 is robust to other users of a shared machine. Evaluation 
 are skipped by a subclass; the library is unchanged. 640 samples = 20 steps of 32, so H=20 fires
 exactly once per one-epoch fit (with 512 = 16 steps it would never fire and the ratio would read 1).
 
+The repeats of one process share its allocator, kernels and CPU placement, so their spread
+understates how much a figure moves between runs. --processes N runs the whole measurement in N
+fresh processes, one after another, and reports per cell the median and (min-max) of the N
+process medians (each process's own repeats are kept in the JSON).
+
     python bench/bench_overhead.py            # frozen + top-2 fine-tuned, 3 repeats
     python bench/bench_overhead.py --quick    # defaults H=20, K=3 only, 2 repeats
+    python bench/bench_overhead.py --quick --regimes frozen --repeats 3 --processes 5
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -108,6 +116,56 @@ def run_regime(name: str, finetune_layers: int, n_train: int, grid: list[tuple[i
             "results": list(rows.values())}
 
 
+def child_argv(argv: list[str]) -> list[str]:
+    """This command line without --processes/--json-out (the children run one process each)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--processes", "--json-out"):
+            skip = True
+        elif not a.startswith(("--processes=", "--json-out=")):
+            out.append(a)
+    return out
+
+
+def across_processes(args: argparse.Namespace) -> dict:
+    """Run the measurement in args.processes fresh processes, one after another; per cell, the median
+    and (min-max) over the processes of each process's median."""
+    children = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.processes):
+            path = Path(tmp) / f"process_{i}.json"
+            cmd = [sys.executable, str(Path(__file__).resolve()), *child_argv(sys.argv[1:]), "--json-out", str(path)]
+            print(f"process {i + 1}/{args.processes}", flush=True)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            children.append(json.loads(path.read_text()))
+    regimes = {}
+    for name, first in children[0]["regimes"].items():
+        rows = []
+        for j, row in enumerate(first["results"]):
+            cells = [c["regimes"][name]["results"][j] for c in children]
+            rows.append({"H": row["H"], "K": row["K"], "upper_steps": row["upper_steps"],
+                         **{key: summary([c[key]["median"] for c in cells]) for key in METRICS}})
+        regimes[name] = {**{k: v for k, v in first.items() if k != "results"}, "results": rows}
+    return {"spread": f"across {args.processes} processes (median and min-max of the per-process medians)",
+            "processes": args.processes, "repeats_per_process": args.repeats, "grid": children[0]["grid"],
+            "regimes": regimes, "per_process": children}
+
+
+def print_regime(regime: str, res: dict, spread: str) -> None:
+    ft = res["finetune_layers"]
+    print(f"\n{regime}: finetune_layers={ft}, {res['train_samples']} samples, {res['steps_per_epoch']} steps/epoch; "
+          f"CPU-second medians, (min-max) {spread}")
+    print(f"{'H':>3} {'K':>2} {'upper':>5} {'wo_cms cpu s':>12} {'cmcs cpu s':>10} {'ratio cpu':>9} "
+          f"{'(min-max)':>11} {'ratio wall':>10}")
+    for row in res["results"]:
+        r, w = row["ratio_cpu"], row["ratio_wall"]
+        print(f"{row['H']:>3} {row['K']:>2} {row['upper_steps']:>5} {row['cpu_wo_cms']['median']:>12.2f} "
+              f"{row['cpu_cmcs']['median']:>10.2f} {r['median']:>9.2f} {r['min']:>5.2f}-{r['max']:.2f} "
+              f"{w['median']:>10.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="twitter2015")
@@ -120,14 +178,24 @@ def main() -> None:
                    "defaults H=20 K=3 only: slow on a CPU)")
     p.add_argument("--H", default="1,5,20")
     p.add_argument("--K", default="1,3,5")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, help="per process (default 3; --quick: 2)")
     p.add_argument("--threads", type=int, default=1, help="1: CPU time is then a load-robust cost measure")
-    p.add_argument("--quick", action="store_true", help="H=20, K=3 only, 2 repeats")
+    p.add_argument("--quick", action="store_true", help="H=20, K=3 only, 2 repeats unless --repeats")
+    p.add_argument("--processes", type=int, default=1, help="N > 1: the spread across N fresh processes")
+    p.add_argument("--json-out", type=Path, help="write here instead of bench/results/NAME.json (the children)")
     p.add_argument("--name", default="overhead")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
-        args.H, args.K, args.repeats = "20", "3", 2
+        args.H, args.K = "20", "3"
+    args.repeats = args.repeats or (2 if args.quick else 3)
+    if args.processes > 1:
+        load_start = list(os.getloadavg())
+        out = across_processes(args)
+        write_result(args.name, {"loadavg_start": load_start, "loadavg_end": list(os.getloadavg()), **out})
+        for regime, res in out["regimes"].items():
+            print_regime(regime, res, out["spread"])
+        return
     grid = [(int(h), int(k)) for h in args.H.split(",") for k in args.K.split(",")]
     load_start = list(os.getloadavg())
     out = {"loadavg_start": load_start, "grid": grid, "repeats": args.repeats, "regimes": {}}
@@ -136,15 +204,9 @@ def main() -> None:
                  "full": (-1, args.ft_train_samples)}[regime]
         res = run_regime(regime, ft, n, [(20, 3)] if regime == "full" else grid, args)
         out["regimes"][regime] = res
-        write_result(args.name, out)  # after every regime, so a long run keeps what it measured
-        print(f"\n{regime}: finetune_layers={ft}, {res['train_samples']} samples, {res['steps_per_epoch']} steps/epoch")
-        print(f"{'H':>3} {'K':>2} {'upper':>5} {'wo_cms cpu s':>12} {'cmcs cpu s':>10} {'ratio cpu':>9} "
-              f"{'(min-max)':>11} {'ratio wall':>10}")
-        for row in res["results"]:
-            r, w = row["ratio_cpu"], row["ratio_wall"]
-            print(f"{row['H']:>3} {row['K']:>2} {row['upper_steps']:>5} {row['cpu_wo_cms']['median']:>12.2f} "
-                  f"{row['cpu_cmcs']['median']:>10.2f} {r['median']:>9.2f} {r['min']:>5.2f}-{r['max']:.2f} "
-                  f"{w['median']:>10.2f}")
+        out["loadavg_end"] = list(os.getloadavg())
+        write_result(args.name, out, args.json_out)  # after every regime, so a long run keeps what it measured
+        print_regime(regime, res, f"over {args.repeats} repeats in this process")
 
 
 if __name__ == "__main__":

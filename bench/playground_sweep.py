@@ -21,7 +21,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from _common import machine_info  # noqa: E402
 
 from cmcs_core.playground import PlaygroundConfig  # noqa: E402
 from cmcs_core.playground.run import ensure_dataset, run_config  # noqa: E402
@@ -152,8 +154,8 @@ def _errorbars(ax, rows: list[dict], methods, key: str) -> None:
 def write(path: Path, meta: dict, records: list[dict], wall: float) -> None:
     """The results file: how it was made, the per-(strength, method) summary, every run."""
     rows = summarise(records)
-    result = {**meta, "wall_seconds": round(wall, 1), "summary": rows, "table_markdown": markdown(rows),
-              "runs": records}
+    result = {"machine": machine_info(), **meta, "wall_seconds": round(wall, 1), "summary": rows,
+              "table_markdown": markdown(rows), "runs": records}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1, default=float) + "\n")
 

@@ -90,7 +90,8 @@ def encoders(res: dict) -> None:
     peak = res["matmul_peak"]
     print(f"\nmatmul peak: {peak['gflops_cpu']:.1f} GFLOP/s per CPU-second ({peak['threads']} thread), "
           f"{peak['gflops_wall']:.1f} wall\n")
-    print("| encoder | batches | samples/s | real tokens/s | padding | GFLOP/s | % of peak |")
+    print(f"medians of {res.get('repeats', 1)} repeat(s) per variant, variants of an encoder in alternating order\n")
+    print("| encoder | batches | samples/s | real tokens/s | padding | GFLOP/s | % of peak (min-max) |")
     print("|---|---|---|---|---|---|---|")
     labels, fracs, colors = [], [], []
     for name, r in rs.items():
@@ -98,8 +99,9 @@ def encoders(res: dict) -> None:
         for v, x in variants:
             tps = f"{x['real_tokens_per_s']:.0f}" if "real_tokens_per_s" in x else "-"
             pad = f"{x['pad_waste']:.0%}" if "pad_waste" in x else "-"
+            lo, hi = x.get("frac_of_peak_range", (x["frac_of_peak"],) * 2)
             print(f"| {name} | {v} | {x['samples_per_s']:.1f} | {tps} | {pad} | {x['gflops']:.1f} | "
-                  f"{x['frac_of_peak']:.0%} |")
+                  f"{x['frac_of_peak']:.0%} ({lo:.0%}-{hi:.0%}) |")
             labels.append(f"{name}\n{v}" if v != "-" else name)
             fracs.append(100 * x["frac_of_peak"])
             colors.append({"padded": "tab:red", "shuffled": "tab:orange", "bucketed": "tab:green"}.get(v, "tab:blue"))

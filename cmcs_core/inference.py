@@ -78,7 +78,7 @@ class Predictor:
             image_paths=images if source == "pixels" else None,  # load_image takes PIL images too
             image_labels=np.stack([labels[s.image_id] for s in samples]),
         )
-        return self.pipe.tensors(split, cache=False)
+        return self.pipe.tensors(split, cache=False, progress=False)  # a bar per prediction would only be noise
 
     @torch.no_grad()
     def predict(

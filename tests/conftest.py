@@ -6,7 +6,6 @@ cache left by another session and the cache tests see exactly what this session 
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -14,28 +13,18 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub from the tests
 
 import pytest
-import torch
 
 from cmcs_core.config import RunConfig, apply_method
 from cmcs_core.data.dataset import resolve_data_dir
+from cmcs_core.pipeline import torch_threads
 
 pytest_plugins = ["app_fixtures"]  # the app's tiny run folders (fixture app_runs)
 
 
-@contextlib.contextmanager
-def torch_threads(n: int = 1):
-    """Run torch on n threads, then restore. On a shared 2-core machine two intra-op threads
-    competing with other processes slow training down by an order of magnitude."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def one_thread():
+    """One torch thread: on a shared 2-core machine two intra-op threads competing with other
+    processes slow training down by an order of magnitude."""
     with torch_threads(1):
         yield
 

@@ -249,3 +249,19 @@ def test_resolve_data_dir_honours_env_and_flag(tmp_path: Path, monkeypatch: pyte
     files = dataset_files("twitter2015")
     with pytest.raises(FileNotFoundError, match=str(env_dir / "twitter2015" / "train.tsv")):
         load_split(files, "train")
+
+
+# -- progress bars ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("env,progress,drawn", [("", True, True), ("1", True, False), ("", False, False),
+                                                 ("0", True, True)])
+def test_extraction_bars_honour_the_caller_and_tqdm_disable(data_dir: Path, text_encoder, capsys,
+                                                            monkeypatch: pytest.MonkeyPatch, env: str,
+                                                            progress: bool, drawn: bool) -> None:
+    """TQDM_DISABLE switches the library's bars off even where a caller asks for them (tqdm itself
+    lets an explicit disable=False win), so benchmarks time no bar drawing."""
+    from cmcs_core.encoders.features import extract_text
+
+    monkeypatch.setenv("TQDM_DISABLE", env)
+    split = load_split(dataset_files("twitter2015", data_dir), "train", max_samples=4)
+    extract_text(text_encoder, split, text_encoder.num_layers, 64, cache=False, progress=progress)
+    assert ("text train" in capsys.readouterr().err) == drawn

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from cmcs_core.data.dataset import Split
 from cmcs_core.encoders.text import TextEncoder, cache_root
+from cmcs_core.progress import progress_bar
 
 FUSION_PROMPT = "it's a picture of with a target of {target}"
 
@@ -78,7 +78,7 @@ def extract_text(
             lengths = enc["attention_mask"].sum(1)
             order = torch.argsort(lengths, descending=True)  # bucket by length: no compute on padding
             hidden = torch.zeros(*enc["input_ids"].shape, encoder.dim, dtype=torch.float16)
-            bar = tqdm(range(0, len(texts), batch_size), desc=f"text {split.name}", leave=False, disable=not progress)
+            bar = progress_bar(range(0, len(texts), batch_size), progress, desc=f"text {split.name}", leave=False)
             for i in bar:
                 rows = order[i : i + batch_size]
                 width = int(lengths[rows].max())
@@ -119,8 +119,7 @@ def extract_caption_visual(
         enc = encoder.tokenize(captions, max_length=max_length)
         dev = _device_of(encoder)
         chunks = []
-        bar = tqdm(range(0, len(captions), batch_size), desc=f"captions {split.name}", leave=False,
-                   disable=not progress)
+        bar = progress_bar(range(0, len(captions), batch_size), progress, desc=f"captions {split.name}", leave=False)
         for i in bar:
             part = {k: v[i : i + batch_size].to(dev) for k, v in enc.items()}
             with torch.no_grad():
@@ -148,7 +147,7 @@ def extract_pixel_visual(
 
     def build() -> VisualFeatures:
         tokens, pooled = [], []
-        for i in tqdm(range(0, len(paths), batch_size), desc=f"images {split.name}", leave=False, disable=not progress):
+        for i in progress_bar(range(0, len(paths), batch_size), progress, desc=f"images {split.name}", leave=False):
             images = [load_image(p) for p in paths[i : i + batch_size]]
             tok, pool = image_encoder.encode(image_encoder.preprocess(images))
             tokens.append(tok.half().cpu())

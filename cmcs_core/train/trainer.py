@@ -3,6 +3,7 @@ on phi = {alpha, beta}; model selection on the validation split (accuracy by def
 --select-on dev_f1 | dev_loss); a resumable run folder."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -14,14 +15,14 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from cmcs_core.config import RunConfig
 from cmcs_core.evaluate import compute_metrics, predict_tensors, write_outputs
 from cmcs_core.io import atomic_save, atomic_write_json
 from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.model.hypergrad import implicit_hypergradient
-from cmcs_core.pipeline import Pipeline, SplitTensors, run_paths
+from cmcs_core.pipeline import Pipeline, SplitTensors, run_paths, torch_threads
+from cmcs_core.progress import progress_bar
 from cmcs_core.runfiles import read_table, table_path, write_table
 
 BATCH_LOG_COLUMNS = [
@@ -63,6 +64,18 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def warmup_linear_decay(total_steps: int, warmup_steps: int):
+    """LR multiplier for step k: linear warm-up to 1 over `warmup_steps`, then linear decay to 0 at
+    `total_steps` (transformers' get_linear_schedule_with_warmup)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
 def trainable_state(model: CMCSModel) -> dict[str, torch.Tensor]:
     """What a checkpoint needs: every trained tensor (frozen encoder weights come from the package)."""
     trained = {n for n, p in model.named_parameters() if p.requires_grad} | {"alpha", "beta"}
@@ -101,8 +114,6 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.paths["config"])
         self.log = _setup_logger(self.paths["log"])
-        if cfg.train.num_threads:
-            torch.set_num_threads(cfg.train.num_threads)
         self.generator = seed_everything(cfg.train.seed)
         self.pipe = Pipeline(cfg)
         self.device = self.pipe.device
@@ -143,6 +154,12 @@ class Trainer:
             for i in range(0, len(order), bs):
                 yield self.dev_data.batch(order[i : i + bs], self.device)
 
+    def _setup(self) -> None:
+        """Data, model and optimisers: everything before the first step (tests start here too)."""
+        self._load_data()
+        self.model = self.pipe.build_model()
+        self._build_optim()
+
     # -- optimisation ---------------------------------------------------------------------
     def _build_optim(self) -> None:
         t = self.cfg.train
@@ -153,13 +170,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(groups, weight_decay=t.weight_decay)
         steps_per_epoch = math.ceil(len(self.train_data) / t.batch_size)
         total = max(1, steps_per_epoch * t.epochs)
-        warm = int(total * t.warmup_ratio)
-
-        def schedule(step: int) -> float:
-            if step < warm:
-                return (step + 1) / max(1, warm)
-            return max(0.0, (total - step) / max(1, total - warm))
-
+        schedule = warmup_linear_decay(total, int(total * t.warmup_ratio))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule)
         self.phi_opt = torch.optim.Adam(self.model.scheduler_parameters(), lr=t.phi_lr)
 
@@ -243,10 +254,15 @@ class Trainer:
 
     # -- main loop ---------------------------------------------------------------------------
     def fit(self) -> dict:
+        """Train (or resume) and write the run folder. train.num_threads holds only while fitting:
+        the caller's torch thread count is restored afterwards, so a library call never changes it."""
+        n = self.cfg.train.num_threads
+        with torch_threads(n) if n else contextlib.nullcontext():
+            return self._fit()
+
+    def _fit(self) -> dict:
         t = self.cfg.train
-        self._load_data()
-        self.model = self.pipe.build_model()
-        self._build_optim()
+        self._setup()
         self.global_step, self.best = 0, {"dev_acc": -1.0, "epoch": 0}
         self.batch_rows: list[dict] = []
         self.epoch_rows: list[dict] = []
@@ -256,11 +272,11 @@ class Trainer:
         for epoch in range(start_epoch + 1, t.epochs + 1):
             self.model.train()
             t0 = time.time()
-            bar = tqdm(
+            bar = progress_bar(
                 self.train_data.batches(t.batch_size, self.device, self.generator),
+                self.progress,
                 total=math.ceil(len(self.train_data) / t.batch_size),
                 desc=f"epoch {epoch}/{t.epochs}",
-                disable=not self.progress,
                 leave=False,
             )
             losses = []
@@ -285,14 +301,12 @@ class Trainer:
         return self._finish()
 
     def _end_epoch(self, epoch: int, seconds: float, train_loss: float) -> None:
-        dev = predict_tensors(self.model, self.dev_data, self.device)
-        dev_m = compute_metrics(self.dev_data.labels.numpy(), dev["pred"])
+        dev_m = self._split_metrics(self.dev_data)
         row = {"epoch": epoch, "train_loss": train_loss, "dev_acc": dev_m["acc"], "dev_f1": dev_m["macro_f1"],
-               "dev_loss": dev_loss(dev["p_final"], self.dev_data.labels.numpy()),
+               "dev_loss": dev_m["loss"],
                "seconds": seconds, "samples_per_s": len(self.train_data) / max(seconds, 1e-9)}
         if self.cfg.train.eval_test_each_epoch:
-            test = predict_tensors(self.model, self.test_data, self.device)
-            test_m = compute_metrics(self.test_data.labels.numpy(), test["pred"])
+            test_m = self._split_metrics(self.test_data)  # logged only: selection reads dev
             row.update(test_acc=test_m["acc"], test_f1=test_m["macro_f1"])
         self.epoch_rows.append(row)
         key = self.cfg.train.select_on
@@ -303,6 +317,13 @@ class Trainer:
         self._write_table("epochs", self.epoch_rows)
         self._save_state(epoch)
         self.log.info("epoch %d: %s", epoch, json.dumps(row))
+
+    def _split_metrics(self, data: SplitTensors) -> dict:
+        """Metrics and fused cross-entropy of the current model on one split (the tests script
+        these to check selection)."""
+        res = predict_tensors(self.model, data, self.device)
+        labels = data.labels.numpy()
+        return {**compute_metrics(labels, res["pred"]), "loss": dev_loss(res["p_final"], labels)}
 
     def _finish(self) -> dict:
         """Reload the best checkpoint and write test/dev outputs at that epoch."""
