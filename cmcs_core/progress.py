@@ -16,4 +16,4 @@ def progress_bar(iterable: Iterable | None = None, show: bool = True, **kwargs) 
     """tqdm, drawn only when the caller asks for it and TQDM_DISABLE is not set. (tqdm reads
     TQDM_DISABLE as a default only: an explicit disable=False overrides it, so a benchmark or a
     quiet job could not switch the library's bars off.)"""
-    return tqdm(iterable, disable=not show, **kwargs)
+    return tqdm(iterable, disable=not show or bars_disabled_by_env(), **kwargs)

@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 T = "cmcs_core/train/trainer.py"
 HG = "cmcs_core/model/hypergrad.py"
 MUTATIONS = {
-    "M1 select on test acc": (T, 'if dev_m["acc"] > self.best["dev_acc"]:', 'if test_m["acc"] > self.best["dev_acc"]:'),
-    "M2 select the last epoch": (T, 'if dev_m["acc"] > self.best["dev_acc"]:', 'if True:'),
+    "M1 select on test acc": (T, '        key = self.cfg.train.select_on\n', '        key = self.cfg.train.select_on\n        row = {**row, key: row["test_acc"]}\n'),
+    "M2 select the last epoch": (T, 'if improves(key, row[key], self.best):', 'if True:'),
     "M2b last epoch's model kept (no reload of best)": (T, '        load_trainable_state(self.model, self.paths["best"])\n', ''),
-    "M2c last of tied epochs (>=)": (T, 'if dev_m["acc"] > self.best["dev_acc"]:', 'if dev_m["acc"] >= self.best["dev_acc"]:'),
+    "M2c last of tied epochs (>=)": (T, 'return value > best[key] if', 'return value >= best[key] if'),
     "M3 eval mode left after upper step": (T, '        self.phi_opt.step()\n        self.model.train()\n', '        self.phi_opt.step()\n'),
     "M3b upper step not in eval mode": (T, '        self.model.eval()\n        enc_grad', '        enc_grad'),
     "M4 hypergradient clip not applied": (T, 'scale = min(1.0, t.hypergrad_clip / (float(norm) + 1e-12))', 'scale = 1.0'),
