@@ -54,6 +54,27 @@ def run_id(run: Run, root: Path) -> str:
         return str(run.path)
 
 
+def rid(run: Run) -> str:
+    """run_id under the sidebar's runs folder: how every page names a run."""
+    return run_id(run, Path(st.session_state.get("runs_dir", str(default_runs_dir()))).expanduser())
+
+
+def run_label(run: Run) -> str:
+    """Menu label: identity (path), method and visual source."""
+    return f"{rid(run)} · {run.method_title} · visual: {run.visual_source}"
+
+
+def seed_matched(run: Run, runs: list[Run]) -> list[Run]:
+    """The finished runs of the selected run's grid cell that differ only in method: same folder,
+    dataset, seed, text encoder and tuning — CMCS beside its baseline and ablations (Fig. 6)."""
+    def cell(r: Run) -> tuple:
+        c = r.cfg
+        return (r.path.parent, r.dataset, c.train.seed, c.encoder.text_model, c.encoder.finetune_layers,
+                c.train.lr, c.train.head_lr)
+
+    return [r for r in runs if r.finished and cell(r) == cell(run)]
+
+
 def _pick(label: str, key: str, options: list[str], names: dict[str, str]) -> str:
     """A sidebar selectbox whose state is its key; an invalid or missing value falls back to the first."""
     if st.session_state.get(key) not in options:
@@ -254,8 +275,19 @@ def label_name(i) -> str:
 
 
 # -- one sample, shown the same way on every page ------------------------------------------
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:=")
+
+
+def md(text: str) -> str:
+    """User or dataset text made literal for st.markdown: a tweet starting with `#` stays a tweet,
+    not a heading; `:red[…]`, `$…$`, tables and links in it are shown as typed."""
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else c for c in str(text)).replace("\n", " ")
+
+
 def highlight_target(tweet: str, target: str) -> str:
-    return tweet.replace("$T$", f"**:blue-background[{target}]**")
+    """The tweet as Markdown with its $T$ slot shown as the highlighted target; both escaped."""
+    slot = f"**:blue-background[{md(target)}]**"
+    return slot.join(md(part) for part in str(tweet).split("$T$"))
 
 
 def load_dataset_image(run: Run, image_id: str):
@@ -282,7 +314,7 @@ def show_sample(run: Run, split: str, i: int, key: str) -> None:
         return
     row = pred.iloc[i]
     gold, guess = label_name(row.label), label_name(row.pred)
-    st.markdown(f"**#{row['index']}** (line {row.line}, image `{row.image_id}`) — "
+    st.markdown(f"**\\#{md(row['index'])}** (line {row.line}, image {md(row.image_id)}) — "
                 f"{highlight_target(str(row.tweet), str(row.target))}")
     st.markdown(f"gold **:{'green' if gold == 'positive' else 'red' if gold == 'negative' else 'gray'}[{gold}]** · "
                 f"predicted **{guess}** {'✓' if row.pred == row.label else '✗ (wrong)'} · fusion weight s = {row.s:.3f} · "
@@ -302,7 +334,7 @@ def show_sample(run: Run, split: str, i: int, key: str) -> None:
             else:
                 st.image(image, caption=f"image {row.image_id}", width=260)
         if entry and entry.get("caption"):
-            st.markdown(f"**caption** (the visual input of this run): _{entry['caption']}_")
+            st.markdown(f"**caption** (the visual input of this run): _{md(entry['caption'])}_")
     if entry:
         st.plotly_chart(token_heatmap(entry["tokens"], entry["mask"], "text mask per token (low = suppressed)"),
                         key=f"{key}_tmask")

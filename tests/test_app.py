@@ -63,17 +63,24 @@ def test_training_dynamics(app_runs):
     assert len(charts(at)) == 5
 
 
-def test_feature_space_projects_and_caches(app_runs):
+def test_feature_space_projects_and_caches(app_runs, tmp_path, monkeypatch):
+    """PCA draws first; a t-SNE is cached under $CMCS_CACHE_DIR, never in the run folder."""
+    monkeypatch.setenv("CMCS_CACHE_DIR", str(tmp_path / "cache"))
     at = page("Feature_space", app_runs, "pix_cmcs").run()
     no_exceptions(at)
     assert len(charts(at)) >= 2
-    cached = list((app_runs / "pix_cmcs" / "projections").glob("test_text_*_tsne_*.npy"))
+    projection = next(s for s in at.selectbox if s.label == "Projection")
+    assert projection.value == "pca"
+    projection.select("tsne").run()
+    no_exceptions(at)
+    cached = list((tmp_path / "cache" / "projections").glob("pix_cmcs_test_text_*_tsne_*.npy"))
     assert len(cached) == 2
     features = next(s for s in at.selectbox if s.label == "Features")
     assert "visual" in features.options[1]
     features.select("visual").run()
     no_exceptions(at)
-    assert len(list((app_runs / "pix_cmcs" / "projections").glob("test_visual_*"))) == 2
+    assert len(list((tmp_path / "cache" / "projections").glob("pix_cmcs_test_visual_*_tsne_*"))) == 2
+    assert not (app_runs / "pix_cmcs" / "projections").exists()
 
 
 def test_masks_page(app_runs):
