@@ -48,10 +48,12 @@ def _scan(root: str) -> tuple[list[Run], list[str]]:
 def run_id(run: Run, root: Path) -> str:
     """A run's identity in menus and links: its folder relative to the runs folder (names repeat
     across grids, e.g. results/<grid>/head_lr_1e-3/<run> and …/head_lr_1e-4/<run>)."""
-    try:
-        return str(run.path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(run.path)
+    for path, base in ((run.path, root), (run.path.absolute(), root.absolute()), (run.path.resolve(), root.resolve())):
+        try:  # unresolved first: runs/results may be a link to the committed results/
+            return str(path.relative_to(base))
+        except ValueError:
+            continue
+    return str(run.path)
 
 
 def rid(run: Run) -> str:
@@ -151,7 +153,7 @@ def badge(run: Run) -> None:
     """Which run, and what its visual branch read, shown above every result."""
     m = run.metrics or {}
     acc = m.get("test", {}).get("acc")
-    st.caption(f"**Run** `{run.name}` · method **{run.method_title}** · dataset **{run.dataset}** · "
+    st.caption(f"**Run** `{rid(run)}` · method **{run.method_title}** · dataset **{run.dataset}** · "
                f"text **{run.cfg.encoder.text_model}** · visual source **{run.visual_source}** · seed "
                f"{run.cfg.train.seed}" + (f" · test acc {acc:.3f}" if acc is not None else ""))
     random_warning(run)

@@ -1,5 +1,6 @@
 """App benchmark: inspector prediction latency on the CPU after warm-up (p50/p95), each page's
-first render (AppTest run time) and the process's peak memory with a run loaded.
+first render (AppTest run time), each page's time to settle cold and warm for every run kind
+found (target: under 10 s cold, under 5 s warm on 2 cores) and the process's peak memory.
 
     python bench/bench_app.py [--runs-dir DIR] [--n 50]
 
@@ -24,7 +25,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
-PAGES = ["Home.py", *sorted(p.name for p in (REPO / "app" / "pages").glob("*.py"))]
+ENTRY = REPO / "app" / "main.py"
+
+
+def app_pages() -> list[str]:
+    """The pages app/main.py lists (its PAGES: file names in the top-level pages/), read without
+    running Streamlit."""
+    import ast
+
+    tree = ast.parse(ENTRY.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PAGES" for t in node.targets):
+            return [row[0] for row in ast.literal_eval(node.value)]
+    raise SystemExit(f"{ENTRY}: no PAGES list")
+
+
+PAGES = app_pages()
 
 
 def find_runs(runs_dir: Path | None):
@@ -70,18 +86,60 @@ def latency(run, n: int, threads: int) -> dict:
             "mean_ms": float(np.mean(times))}
 
 
-def page_renders(runs_dir: Path, run) -> dict:
+def render_page(runs_dir: Path, run, name: str) -> tuple[float, int]:
+    """One page through the entry as a user opens it (the sidebar, then the page): seconds until
+    the script has finished (settled), and how many exceptions it showed."""
     from streamlit.testing.v1 import AppTest
 
+    at = AppTest.from_file(str(ENTRY), default_timeout=600)
+    at.session_state["runs_dir"] = str(runs_dir)
+    at.session_state["run_path"] = str(run.path)
+    t0 = time.perf_counter()
+    at.run()  # the default page (Home); st.navigation registers the others
+    if name != PAGES[0]:
+        at.switch_page(f"../pages/{name}")
+        t0 = time.perf_counter()  # time the page itself, as a click in the sidebar would
+        at.run()
+    return time.perf_counter() - t0, len(at.exception)
+
+
+def page_renders(runs_dir: Path, run) -> dict:
     out = {}
     for name in PAGES:
-        path = REPO / "app" / (name if name == "Home.py" else f"pages/{name}")
-        at = AppTest.from_file(str(path), default_timeout=600)
-        at.session_state["runs_dir"] = str(runs_dir)
-        at.session_state["run_path"] = str(run.path)
-        t0 = time.perf_counter()
-        at.run()
-        out[path.stem] = {"seconds": round(time.perf_counter() - t0, 3), "exceptions": len(at.exception)}
+        seconds, exceptions = render_page(runs_dir, run, name)
+        out[Path(name).stem] = {"seconds": round(seconds, 3), "exceptions": exceptions}
+    return out
+
+
+def run_kinds(runs: list) -> dict:
+    """One run per kind the app treats differently: dataset (benchmark or other), visual source,
+    with or without a checkpoint; CMCS preferred, else the first of its kind."""
+    from cmcs_core.tables import DATASETS
+
+    kinds: dict = {}
+    for r in sorted(runs, key=lambda r: (r.method != "cmcs", str(r.path))):
+        bench = "benchmark" if r.dataset in DATASETS else r.dataset
+        kinds.setdefault(f"{bench} · {r.visual_source} · {'checkpoint' if r.has_checkpoint else 'no checkpoint'}", r)
+    return kinds
+
+
+def page_settle(runs_dir: Path, runs: list) -> dict:
+    """Per run kind and page: first settle with Streamlit's caches empty (cold: a fresh server),
+    then again (warm: the next user). Modules imported once per process are not counted again."""
+    import streamlit as st
+
+    out = {}
+    for kind, run in run_kinds(runs).items():
+        out[kind] = {"run": str(run.path), "pages": {}}
+        for name in PAGES:
+            st.cache_data.clear()
+            st.cache_resource.clear()
+            cold, exc_cold = render_page(runs_dir, run, name)
+            warm, exc_warm = render_page(runs_dir, run, name)
+            out[kind]["pages"][Path(name).stem] = {"cold_s": round(cold, 2), "warm_s": round(warm, 2),
+                                                   "exceptions": max(exc_cold, exc_warm)}
+            print(f"settle {kind[:58]:58s} {Path(name).stem:22s} cold {cold:6.2f} s  warm {warm:6.2f} s"
+                  + (f"  EXCEPTIONS {max(exc_cold, exc_warm)}" if max(exc_cold, exc_warm) else ""), flush=True)
     return out
 
 
@@ -93,8 +151,10 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
+    from cmcs_core.runs import scan_runs
+
     runs_dir, runs = find_runs(args.runs_dir)
-    visual = [r for r in runs if r.cfg.model.use_visual]
+    visual = [r for r in runs if r.cfg.model.use_visual and r.has_checkpoint]  # the inspector needs weights
     main_run = next((r for r in visual if r.method == "cmcs"), runs[0])
     default_threads = torch.get_num_threads()
     chosen = [main_run] + [r for r in visual if r.visual_source != main_run.visual_source][:1]
@@ -108,11 +168,14 @@ def main() -> None:
     renders = page_renders(runs_dir, main_run)
     for page, r in renders.items():
         print(f"first render {page:22s} {r['seconds']:6.2f} s  exceptions {r['exceptions']}")
+    all_runs = [r for r in scan_runs(runs_dir)[0] if r.finished]
+    settle = page_settle(runs_dir, all_runs)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS with runs loaded: {peak_mb:.0f} MB")
     result = {"machine": {"cpu_count": os.cpu_count(), "torch_default_threads": default_threads,
                           "platform": platform.platform(), "load_avg_at_end": os.getloadavg()},
               "runs_dir": str(runs_dir), "inspector_latency": lat, "page_first_render": renders,
+              "page_settle": settle,
               "peak_rss_mb": round(peak_mb, 1)}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))

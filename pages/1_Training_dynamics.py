@@ -55,8 +55,9 @@ def fig4(epoch: int) -> go.Figure:
     phis = rows[[f"phi_{k}" for k, _, _ in branches]].to_numpy(dtype=float)
     lo, hi = float(np.nanmin(phis)), float(np.nanmax(phis))
     mid, half = (lo + hi) / 2, max(hi - lo, 0.1) * 0.55
-    fig.update_yaxes(title="scheduling weight φ", secondary_y=True, tickformat=".2f", nticks=6, showgrid=False,
-                     range=[mid - half, mid + half])
+    step = next(d for d in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, float("inf")) if 2 * half / d <= 6)
+    fig.update_yaxes(title="scheduling weight φ", secondary_y=True, tickformat=".2f", tick0=0, dtick=step,
+                     showgrid=False, range=[mid - half, mid + half])
     return fig
 
 cols = st.columns(2) if len(chosen) > 1 else [st.container()]
@@ -95,8 +96,12 @@ if epochs is not None and not epochs.empty:
     value_cols = [c for c in ("dev_acc", "test_acc", "dev_f1") if c in acc]
     long = acc.melt(id_vars=["epoch", "run"], value_vars=value_cols, var_name="metric", value_name="value")
     # one colour per metric, one dash per run: every line tells itself apart
-    fig = px.line(long, x="epoch", y="value", color="metric", line_dash="run", symbol="run", markers=True)
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10))
+    two = other is not None and long.run.nunique() > 1
+    fig = px.line(long, x="epoch", y="value", color="metric", line_dash="run" if two else None,
+                  symbol="run" if two else None, markers=True,
+                  color_discrete_map={"dev_acc": "#1f77b4", "test_acc": "#ff7f0e", "dev_f1": "#2ca02c"})
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, title_text=""))
     fig.update_xaxes(dtick=1)
     common.show_fig(fig, key="dev_acc", name=f"{run.name}_accuracy")
     st.caption("Model selection uses dev accuracy; the checkpoint of the best dev epoch is the one evaluated.")

@@ -106,12 +106,12 @@ def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None,
     if up is not None:
         data = up.getvalue()
         if len(data) > MAX_UPLOAD_MB * 2**20:
-            return None, None, f"“{up.name}” is {len(data) / 2**20:.0f} MB: images up to {MAX_UPLOAD_MB} MB only."
+            return None, None, f"“{common.md(up.name)}” is {len(data) / 2**20:.0f} MB: images up to {MAX_UPLOAD_MB} MB only."
         try:
             load_image(io.BytesIO(data))
         except ValueError as err:
             why = "it is too large" if "too large" in str(err) else "it is not an image the app can read"
-            return None, None, f"“{up.name}” was not used: {why}. Upload a {IMAGE_KINDS} file."
+            return None, None, f"“{common.md(up.name)}” was not used: {why}. Upload a {IMAGE_KINDS} file."
         return data, f"uploaded {up.name}", None
     folder = run.image_dir()
     names = sorted(p.name for p in folder.iterdir() if p.is_file())[:500] if folder is not None else []
@@ -141,7 +141,7 @@ if not tweet.strip():
 elif not target.strip():
     problem = "The target is empty: type the phrase the sentiment is about."
 elif "$T$" not in tweet and target.strip().lower() not in tweet.lower():
-    problem = f"The target “{target.strip()}” does not occur in the tweet: the model needs the target inside it."
+    problem = f"The target “{common.md(target.strip())}” does not occur in the tweet: the model needs the target inside it."
 elif needs == "caption" and not (caption or "").strip():
     problem = "This run reads the image as its caption: type a caption."
 elif needs == "image" and image_bytes is None:
@@ -154,7 +154,7 @@ def predict(tw: str, tg: str, cap: str | None, img: bytes | None) -> dict | None
     try:
         return run_explain(str(run.path), common.stamp(run), tw, tg, cap, img)
     except ValueError as err:
-        st.error(str(err))
+        st.error(common.md(str(err)))
         return None
 
 res = predict(tweet, target, caption, image_bytes)
@@ -168,7 +168,8 @@ for what, share in (("tweet", pred.unknown_share(res["tokens"])),
                    "say little about what you typed.")
 
 st.subheader("Prediction")
-visual_input = {"image": image_name, "caption": f"caption “{caption}”", "text only": "none (text-only run)"}[needs]
+visual_input = {"image": common.md(image_name), "caption": f"caption “{common.md(caption)}”",
+                "text only": "none (text-only run)"}[needs]
 st.caption(f"visual input: {visual_input} · visual source: {run.visual_source}")
 c = st.columns(4)
 c[0].metric("Final label", res["label"])
