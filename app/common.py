@@ -294,7 +294,7 @@ def highlight_target(tweet: str, target: str) -> str:
 
 def load_dataset_image(run: Run, image_id: str):
     """The sample's image from the run's image folder (pixels) or the dataset's images/, else None."""
-    from cmcs_core.encoders.features import load_image
+    from cmcs_core.data.images import load_image
 
     folder = run.image_dir()
     if folder is None or not (folder / image_id).is_file():
@@ -307,7 +307,7 @@ def load_dataset_image(run: Run, image_id: str):
 
 def show_sample(run: Run, split: str, i: int, key: str) -> None:
     """Tweet with its target, gold vs predicted label, branch probabilities, image or caption, masks."""
-    from cmcs_core.explain import grid_of
+    from cmcs_core.grid import grid_of  # not explain: that imports torch (seconds on a cold server)
 
     pred = frame(run, "predictions", split)
     m = masks(run, split)

@@ -123,23 +123,102 @@ def run_kinds(runs: list) -> dict:
     return kinds
 
 
+def url_path(name: str) -> str:
+    """The page's URL path as app/main.py registers it (4th field of PAGES)."""
+    import ast
+
+    for node in ast.parse(ENTRY.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PAGES" for t in node.targets):
+            for file, _title, _icon, url in ast.literal_eval(node.value):
+                if file == name:
+                    return "" if url == "home" else url
+    return Path(name).stem.split("_", 1)[-1]
+
+
+class Server:
+    """`streamlit run app/main.py` in a fresh process: a cold server (no imports, no caches)."""
+
+    def __init__(self, runs_dir: Path) -> None:
+        import socket
+        import subprocess
+        import urllib.request
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {**os.environ, "CMCS_RUNS_DIR": str(runs_dir)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true", "--server.port",
+             str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2).read() == b"ok":
+                    return
+            except OSError:
+                time.sleep(0.3)
+        self.close()
+        raise RuntimeError("streamlit did not start within 120 s")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except Exception:  # noqa: BLE001 - a stuck server is killed
+            self.proc.kill()
+
+
+SETTLED = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  if (!document.querySelector('[data-testid="stMain"] h1')) return false;
+  const charts = document.querySelectorAll('[data-testid="stPlotlyChart"]').length;
+  return document.querySelectorAll('.js-plotly-plot').length >= charts;
+}"""
+
+
+def settle_seconds(browser, url: str) -> tuple[float, bool]:
+    """Seconds from opening the URL until the script has finished and every chart has drawn, as
+    a user sees the page settle; and whether it showed an exception."""
+    page = browser.new_page(viewport={"width": 1400, "height": 2000})
+    t0 = time.perf_counter()
+    page.goto(url)
+    page.wait_for_function(SETTLED, timeout=600_000, polling=100)
+    seconds = time.perf_counter() - t0
+    raised = page.locator("[data-testid='stException']").count() > 0
+    page.close()
+    return seconds, raised
+
+
 def page_settle(runs_dir: Path, runs: list) -> dict:
-    """Per run kind and page: first settle with Streamlit's caches empty (cold: a fresh server),
-    then again (warm: the next user). Modules imported once per process are not counted again."""
-    import streamlit as st
+    """Per run kind and page, in headless Chromium: first settle on a fresh server (cold: nothing
+    imported, no caches; one server per page), then the same page opened again (warm)."""
+    from urllib.parse import quote
+
+    from playwright.sync_api import sync_playwright
 
     out = {}
-    for kind, run in run_kinds(runs).items():
-        out[kind] = {"run": str(run.path), "pages": {}}
-        for name in PAGES:
-            st.cache_data.clear()
-            st.cache_resource.clear()
-            cold, exc_cold = render_page(runs_dir, run, name)
-            warm, exc_warm = render_page(runs_dir, run, name)
-            out[kind]["pages"][Path(name).stem] = {"cold_s": round(cold, 2), "warm_s": round(warm, 2),
-                                                   "exceptions": max(exc_cold, exc_warm)}
-            print(f"settle {kind[:58]:58s} {Path(name).stem:22s} cold {cold:6.2f} s  warm {warm:6.2f} s"
-                  + (f"  EXCEPTIONS {max(exc_cold, exc_warm)}" if max(exc_cold, exc_warm) else ""), flush=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
+        for kind, run in run_kinds(runs).items():
+            rid = str(run.path.relative_to(runs_dir)) if run.path.is_relative_to(runs_dir) else str(run.path)
+            out[kind] = {"run": rid, "pages": {}}
+            for name in PAGES:
+                url_of = lambda base: f"{base}/{url_path(name)}?run={quote(rid)}"  # noqa: E731
+                server = Server(runs_dir)
+                try:
+                    cold, exc_cold = settle_seconds(browser, url_of(server.url))
+                    warm, exc_warm = settle_seconds(browser, url_of(server.url))
+                finally:
+                    server.close()
+                out[kind]["pages"][Path(name).stem] = {"cold_s": round(cold, 2), "warm_s": round(warm, 2),
+                                                       "exception": exc_cold or exc_warm}
+                print(f"settle {kind[:52]:52s} {Path(name).stem:22s} cold {cold:6.2f} s  warm {warm:6.2f} s"
+                      + ("  EXCEPTION" if exc_cold or exc_warm else ""), flush=True)
+        browser.close()
     return out
 
 
@@ -148,6 +227,7 @@ def main() -> None:
     ap.add_argument("--runs-dir", type=Path, default=Path(os.environ["CMCS_RUNS_DIR"]) if os.environ.get("CMCS_RUNS_DIR") else None)
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "app.json")
+    ap.add_argument("--settle-only", action="store_true", help="only the per-page settle times (browser)")
     args = ap.parse_args()
     import torch
 
@@ -157,23 +237,26 @@ def main() -> None:
     visual = [r for r in runs if r.cfg.model.use_visual and r.has_checkpoint]  # the inspector needs weights
     main_run = next((r for r in visual if r.method == "cmcs"), runs[0])
     default_threads = torch.get_num_threads()
-    chosen = [main_run] + [r for r in visual if r.visual_source != main_run.visual_source][:1]
-    # the app runs with 1 thread (CMCS_APP_THREADS); torch's default is measured beside it
-    lat = [latency(r, args.n, t) for t in sorted({1, default_threads}) for r in chosen]
-    torch.set_num_threads(1)
-    for item in lat:
-        print(f"inspector predict ({item['run']}, {item['visual_source']}, {item['torch_threads']} thread(s)): "
-              f"p50 {item['p50_ms']:.0f} ms, "
-              f"p95 {item['p95_ms']:.0f} ms over {item['n']} (target p50 < 300 ms)")
-    renders = page_renders(runs_dir, main_run)
-    for page, r in renders.items():
-        print(f"first render {page:22s} {r['seconds']:6.2f} s  exceptions {r['exceptions']}")
-    all_runs = [r for r in scan_runs(runs_dir)[0] if r.finished]
-    settle = page_settle(runs_dir, all_runs)
+    lat, renders = [], {}
+    if not args.settle_only:
+        chosen = [main_run] + [r for r in visual if r.visual_source != main_run.visual_source][:1]
+        # the app runs with 1 thread (CMCS_APP_THREADS); torch's default is measured beside it
+        lat = [latency(r, args.n, t) for t in sorted({1, default_threads}) for r in chosen]
+        torch.set_num_threads(1)
+        for item in lat:
+            print(f"inspector predict ({item['run']}, {item['visual_source']}, {item['torch_threads']} thread(s)): "
+                  f"p50 {item['p50_ms']:.0f} ms, "
+                  f"p95 {item['p95_ms']:.0f} ms over {item['n']} (target p50 < 300 ms)")
+        renders = page_renders(runs_dir, main_run)
+        for page, r in renders.items():
+            print(f"first render {page:22s} {r['seconds']:6.2f} s  exceptions {r['exceptions']}")
+    load_before = os.getloadavg()
+    settle = page_settle(runs_dir, runs)  # target: under 10 s cold, under 5 s warm on 2 cores
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS with runs loaded: {peak_mb:.0f} MB")
     result = {"machine": {"cpu_count": os.cpu_count(), "torch_default_threads": default_threads,
-                          "platform": platform.platform(), "load_avg_at_end": os.getloadavg()},
+                          "platform": platform.platform(), "load_avg_before_settle": load_before,
+                          "load_avg_at_end": os.getloadavg()},
               "runs_dir": str(runs_dir), "inspector_latency": lat, "page_first_render": renders,
               "page_settle": settle,
               "peak_rss_mb": round(peak_mb, 1)}

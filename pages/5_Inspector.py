@@ -11,8 +11,9 @@ import streamlit as st
 
 from app import common
 from cmcs_core.data.tsv import LABEL_NAMES
-from cmcs_core.encoders.features import load_image
-from cmcs_core.explain import explain, grid_of
+from cmcs_core.data.images import load_image
+from cmcs_core.explain import explain
+from cmcs_core.grid import grid_of
 from cmcs_core.inference import Predictor
 
 # Streamlit's own upload limit (.streamlit/config.toml server.maxUploadSize) is the one the app accepts.
@@ -43,6 +44,13 @@ def run_explain(path: str, stamp: float, tweet: str, target: str, caption: str |
                 image_bytes: bytes | None) -> dict:
     image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
     return explain(predictor(path, stamp), tweet, target, caption=caption, image=image)
+
+@st.cache_data(show_spinner="Predicting the edited input…", max_entries=64)
+def run_predict(path: str, stamp: float, tweet: str, target: str, caption: str | None,
+                image_bytes: bytes | None) -> dict:
+    """The counterfactual needs the prediction only, not the attributions (seconds saved)."""
+    image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
+    return predictor(path, stamp).predict(tweet, target, caption=caption, image=image)
 
 try:
     pred = predictor(str(run.path), common.stamp(run))
@@ -150,9 +158,9 @@ if problem:
     st.error(problem)
     st.stop()
 
-def predict(tw: str, tg: str, cap: str | None, img: bytes | None) -> dict | None:
+def predict(tw: str, tg: str, cap: str | None, img: bytes | None, attribute: bool = True) -> dict | None:
     try:
-        return run_explain(str(run.path), common.stamp(run), tw, tg, cap, img)
+        return (run_explain if attribute else run_predict)(str(run.path), common.stamp(run), tw, tg, cap, img)
     except ValueError as err:
         st.error(common.md(str(err)))
         return None
@@ -248,7 +256,7 @@ if not edited_tweet.strip() or ("$T$" not in edited_tweet and target.strip().low
 if needs == "caption" and not (cf_caption or "").strip():
     st.error("The swapped caption is empty.")
     st.stop()
-cf = predict(edited_tweet, target, cf_caption, cf_image)
+cf = predict(edited_tweet, target, cf_caption, cf_image, attribute=False)
 if cf is None:
     st.stop()
 changed = cf["label"] != res["label"]

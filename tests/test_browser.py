@@ -227,7 +227,7 @@ def test_runs_with_the_same_name_on_every_page(server, browser):
     page.get_by_role("tab", name="Confusion matrices & per-class F1").click()
     page.wait_for_timeout(1500)
     no_exception(page, "Compare with twins")
-    titles = page.locator(".js-plotly-plot .gtitle").all_inner_texts()
+    titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()  # SVG text
     assert any(t.startswith("grid_a/twin") for t in titles) and any(t.startswith("grid_b/twin") for t in titles)
     page.screenshot(path=str(SHOTS / "Compare_twins.png"), full_page=True)
     page.close()
