@@ -39,10 +39,10 @@ def _project(x: np.ndarray, method: str, seed: int) -> np.ndarray:
     if n < 3:
         raise ValueError(f"need at least 3 samples to project, got {n}")
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
-    if method == "pca":  # linear and instant: the first look, before a t-SNE is computed
-        from sklearn.decomposition import PCA
-
-        return PCA(2, random_state=seed).fit_transform(x).astype(np.float32)
+    if method == "pca":  # linear and instant, numpy only (no sklearn import on a cold server)
+        _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+        axes = vt[:2] * np.sign(vt[np.arange(2), np.abs(vt[:2]).argmax(1)])[:, None]  # sign as sklearn's
+        return (x @ axes.T).astype(np.float32)
     if x.shape[1] > 50 and n > 50:  # the usual PCA-50 first step: same map, much faster
         from sklearn.decomposition import PCA
 

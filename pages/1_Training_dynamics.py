@@ -53,11 +53,12 @@ def fig4(epoch: int) -> go.Figure:
     # Round ticks, and a flat φ drawn flat: the axis spans at least 0.1, so a change in the 4th
     # decimal does not fill the panel.
     phis = rows[[f"phi_{k}" for k, _, _ in branches]].to_numpy(dtype=float)
-    lo, hi = float(np.nanmin(phis)), float(np.nanmax(phis))
-    mid, half = (lo + hi) / 2, max(hi - lo, 0.1) * 0.55
-    step = next(d for d in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, float("inf")) if 2 * half / d <= 6)
-    fig.update_yaxes(title="scheduling weight φ", secondary_y=True, tickformat=".2f", tick0=0, dtick=step,
-                     showgrid=False, range=[mid - half, mid + half])
+    fig.update_yaxes(title="scheduling weight φ", secondary_y=True, tickformat=".2f", showgrid=False)
+    if np.isfinite(phis).any():
+        lo, hi = float(np.nanmin(phis)), float(np.nanmax(phis))
+        mid, half = (lo + hi) / 2, max(hi - lo, 0.1) * 0.55
+        step = next(d for d in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, float("inf")) if 2 * half / d <= 6)
+        fig.update_yaxes(secondary_y=True, tick0=0, dtick=step, range=[mid - half, mid + half])
     return fig
 
 cols = st.columns(2) if len(chosen) > 1 else [st.container()]

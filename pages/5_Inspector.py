@@ -12,9 +12,7 @@ import streamlit as st
 from app import common
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.data.images import load_image
-from cmcs_core.explain import explain
 from cmcs_core.grid import grid_of
-from cmcs_core.inference import Predictor
 
 # Streamlit's own upload limit (.streamlit/config.toml server.maxUploadSize) is the one the app accepts.
 MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))
@@ -33,8 +31,10 @@ if not run.has_checkpoint:
     st.stop()
 
 @st.cache_resource(show_spinner="Loading the run's encoders and checkpoint…", max_entries=3)
-def predictor(path: str, _stamp: float) -> Predictor:
-    import torch
+def predictor(path: str, _stamp: float):
+    import torch  # here, not at the top: a run without weights stops before paying for torch
+
+    from cmcs_core.inference import Predictor
 
     torch.set_num_threads(APP_THREADS)
     return Predictor(path, device="cpu")
@@ -42,6 +42,8 @@ def predictor(path: str, _stamp: float) -> Predictor:
 @st.cache_data(show_spinner="Predicting and attributing…", max_entries=64)
 def run_explain(path: str, stamp: float, tweet: str, target: str, caption: str | None,
                 image_bytes: bytes | None) -> dict:
+    from cmcs_core.explain import explain
+
     image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
     return explain(predictor(path, stamp), tweet, target, caption=caption, image=image)
 

@@ -307,3 +307,16 @@ def test_case_studies_and_compare_tell_same_name_runs_apart(app_runs, tmp_path):
     xs = sorted(float(x) for trace in json.loads(chart.proto.spec)["data"] for x in plotly_values(trace["x"]))
     acc = sorted(100 * json.loads((root / g / "twin" / "metrics.json").read_text())["test"]["acc"] for g in truth)
     assert xs == pytest.approx(acc)
+
+
+def test_pca_map_is_sklearns():
+    """The instant first map (numpy SVD, no sklearn import) is scikit-learn's PCA, signs included."""
+    import numpy as np
+    from sklearn.decomposition import PCA
+
+    from cmcs_core.projection import project
+
+    x = np.random.default_rng(0).normal(size=(120, 40)).astype(np.float32) * np.linspace(0.5, 3, 40)
+    ours = project(x, "pca")
+    z = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    np.testing.assert_allclose(ours, PCA(2).fit_transform(z), atol=1e-3)
