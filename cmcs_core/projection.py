@@ -66,7 +66,7 @@ def _key(features_file: Path, feature: str, method: str, seed: int) -> str:
 
 
 def projection_cache_dir() -> Path:
-    from cmcs_core.encoders.text import cache_root
+    from cmcs_core.io import cache_root
 
     return cache_root() / "projections"
 
