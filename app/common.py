@@ -48,10 +48,33 @@ def _scan(root: str) -> tuple[list[Run], list[str]]:
 def run_id(run: Run, root: Path) -> str:
     """A run's identity in menus and links: its folder relative to the runs folder (names repeat
     across grids, e.g. results/<grid>/head_lr_1e-3/<run> and …/head_lr_1e-4/<run>)."""
-    try:
-        return str(run.path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(run.path)
+    for path, base in ((run.path, root), (run.path.absolute(), root.absolute()), (run.path.resolve(), root.resolve())):
+        try:  # unresolved first: runs/results may be a link to the committed results/
+            return str(path.relative_to(base))
+        except ValueError:
+            continue
+    return str(run.path)
+
+
+def rid(run: Run) -> str:
+    """run_id under the sidebar's runs folder: how every page names a run."""
+    return run_id(run, Path(st.session_state.get("runs_dir", str(default_runs_dir()))).expanduser())
+
+
+def run_label(run: Run) -> str:
+    """Menu label: identity (path), method and visual source."""
+    return f"{rid(run)} · {run.method_title} · visual: {run.visual_source}"
+
+
+def seed_matched(run: Run, runs: list[Run]) -> list[Run]:
+    """The finished runs of the selected run's grid cell that differ only in method: same folder,
+    dataset, seed, text encoder and tuning — CMCS beside its baseline and ablations (Fig. 6)."""
+    def cell(r: Run) -> tuple:
+        c = r.cfg
+        return (r.path.parent, r.dataset, c.train.seed, c.encoder.text_model, c.encoder.finetune_layers,
+                c.train.lr, c.train.head_lr)
+
+    return [r for r in runs if r.finished and cell(r) == cell(run)]
 
 
 def _pick(label: str, key: str, options: list[str], names: dict[str, str]) -> str:
@@ -130,7 +153,7 @@ def badge(run: Run) -> None:
     """Which run, and what its visual branch read, shown above every result."""
     m = run.metrics or {}
     acc = m.get("test", {}).get("acc")
-    st.caption(f"**Run** `{run.name}` · method **{run.method_title}** · dataset **{run.dataset}** · "
+    st.caption(f"**Run** `{rid(run)}` · method **{run.method_title}** · dataset **{run.dataset}** · "
                f"text **{run.cfg.encoder.text_model}** · visual source **{run.visual_source}** · seed "
                f"{run.cfg.train.seed}" + (f" · test acc {acc:.3f}" if acc is not None else ""))
     random_warning(run)
@@ -254,13 +277,24 @@ def label_name(i) -> str:
 
 
 # -- one sample, shown the same way on every page ------------------------------------------
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:=")
+
+
+def md(text: str) -> str:
+    """User or dataset text made literal for st.markdown: a tweet starting with `#` stays a tweet,
+    not a heading; `:red[…]`, `$…$`, tables and links in it are shown as typed."""
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else c for c in str(text)).replace("\n", " ")
+
+
 def highlight_target(tweet: str, target: str) -> str:
-    return tweet.replace("$T$", f"**:blue-background[{target}]**")
+    """The tweet as Markdown with its $T$ slot shown as the highlighted target; both escaped."""
+    slot = f"**:blue-background[{md(target)}]**"
+    return slot.join(md(part) for part in str(tweet).split("$T$"))
 
 
 def load_dataset_image(run: Run, image_id: str):
     """The sample's image from the run's image folder (pixels) or the dataset's images/, else None."""
-    from cmcs_core.encoders.features import load_image
+    from cmcs_core.data.images import load_image
 
     folder = run.image_dir()
     if folder is None or not (folder / image_id).is_file():
@@ -273,7 +307,7 @@ def load_dataset_image(run: Run, image_id: str):
 
 def show_sample(run: Run, split: str, i: int, key: str) -> None:
     """Tweet with its target, gold vs predicted label, branch probabilities, image or caption, masks."""
-    from cmcs_core.explain import grid_of
+    from cmcs_core.grid import grid_of  # not explain: that imports torch (seconds on a cold server)
 
     pred = frame(run, "predictions", split)
     m = masks(run, split)
@@ -282,7 +316,7 @@ def show_sample(run: Run, split: str, i: int, key: str) -> None:
         return
     row = pred.iloc[i]
     gold, guess = label_name(row.label), label_name(row.pred)
-    st.markdown(f"**#{row['index']}** (line {row.line}, image `{row.image_id}`) — "
+    st.markdown(f"**\\#{md(row['index'])}** (line {row.line}, image {md(row.image_id)}) — "
                 f"{highlight_target(str(row.tweet), str(row.target))}")
     st.markdown(f"gold **:{'green' if gold == 'positive' else 'red' if gold == 'negative' else 'gray'}[{gold}]** · "
                 f"predicted **{guess}** {'✓' if row.pred == row.label else '✗ (wrong)'} · fusion weight s = {row.s:.3f} · "
@@ -302,7 +336,7 @@ def show_sample(run: Run, split: str, i: int, key: str) -> None:
             else:
                 st.image(image, caption=f"image {row.image_id}", width=260)
         if entry and entry.get("caption"):
-            st.markdown(f"**caption** (the visual input of this run): _{entry['caption']}_")
+            st.markdown(f"**caption** (the visual input of this run): _{md(entry['caption'])}_")
     if entry:
         st.plotly_chart(token_heatmap(entry["tokens"], entry["mask"], "text mask per token (low = suppressed)"),
                         key=f"{key}_tmask")

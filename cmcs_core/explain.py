@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from cmcs_core.data.tsv import LABEL_NAMES, Sample
+from cmcs_core.grid import grid_of  # noqa: F401 - re-exported: explain.grid_of callers
 from cmcs_core.inference import Predictor, mask_target
 
 
@@ -104,10 +105,3 @@ def explain(pred: Predictor, tweet: str, target: str, caption: str | None = None
             occ["tokens"] = result["visual_tokens"]
         result["visual_attr"] = occ
     return result
-
-
-def grid_of(values: list[float], grid: tuple[int, int] | list[int] | None) -> np.ndarray | None:
-    """Row-major token values -> (h, w) array, when they form the encoder's spatial grid."""
-    if grid is None or len(values) != int(grid[0]) * int(grid[1]):
-        return None
-    return np.asarray(values, dtype=float).reshape(int(grid[0]), int(grid[1]))

@@ -80,6 +80,16 @@ class Predictor:
         )
         return self.pipe.tensors(split, cache=False, progress=False)  # a bar per prediction would only be noise
 
+    def unknown_share(self, tokens: list[str], visual: bool = False) -> float:
+        """Share of [UNK] among the word pieces that are not special tokens: high for a tweet of
+        emoji, whose output then says little about the input."""
+        if not tokens:
+            return 0.0
+        tok = (self.pipe.caption_encoder if visual else self.pipe.text_encoder).tokenizer
+        special = set(tok.all_special_tokens) | {TARGET_TOKEN}
+        pieces = [t for t in tokens if t not in special or t == tok.unk_token]
+        return sum(t == tok.unk_token for t in pieces) / len(pieces) if pieces else 0.0
+
     @torch.no_grad()
     def predict(
         self, tweet: str, target: str, caption: str | None = None, image: Image.Image | None = None

@@ -36,3 +36,9 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 def atomic_save(path: str | Path, save: Callable[[str], None]) -> Path:
     """Run `save(tmp_path)` (torch.save, np.savez, df.to_csv ...) then rename into place."""
     return _atomic(path, lambda p: save(str(p)))
+
+
+def cache_root() -> Path:
+    """Where extracted weights, cached features and projections live ($CMCS_CACHE_DIR or
+    ~/.cache/cmcs). Here, not in the encoders, so the app finds it without importing torch."""
+    return Path(os.environ.get("CMCS_CACHE_DIR", Path.home() / ".cache" / "cmcs")).expanduser()

@@ -1,8 +1,8 @@
-"""2-D maps (t-SNE, UMAP) of pooled features before and after the MFS mask (paper Fig. 5).
+"""2-D maps (PCA, t-SNE, UMAP) of pooled features before and after the MFS mask (paper Fig. 5).
 
-Projections take seconds to minutes, so each is cached as a .npy inside the run folder
-(`projections/`), keyed by the features file's size and mtime; a read-only run folder
-still works, it just recomputes.
+t-SNE and UMAP take seconds to minutes, so each map is cached as a .npy under the cache folder
+($CMCS_CACHE_DIR/projections/), keyed by the run folder's path and the features file's size and
+mtime. Run folders are never written to: they may be committed results or read-only.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from cmcs_core.runfiles import feature_names, features_path, read_features
 
-METHODS = ("tsne", "umap")
+METHODS = ("pca", "tsne", "umap")
 FEATURE_KEYS = {
     ("text", "raw"): "text_raw_pooled",
     ("text", "masked"): "text_bar_pooled",
@@ -41,6 +41,10 @@ def _project(x: np.ndarray, method: str, seed: int) -> np.ndarray:
     if n < 3:
         raise ValueError(f"need at least 3 samples to project, got {n}")
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    if method == "pca":  # linear and instant, numpy only (no sklearn import on a cold server)
+        _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+        axes = vt[:2] * np.sign(vt[np.arange(2), np.abs(vt[:2]).argmax(1)])[:, None]  # sign as sklearn's
+        return (x @ axes.T).astype(np.float32)
     if x.shape[1] > 50 and n > 50:  # the usual PCA-50 first step: same map, much faster
         from sklearn.decomposition import PCA
 
@@ -59,21 +63,40 @@ def _project(x: np.ndarray, method: str, seed: int) -> np.ndarray:
 
 def _key(features_file: Path, feature: str, method: str, seed: int) -> str:
     st = features_file.stat()
-    raw = f"{features_file.name}:{st.st_size}:{st.st_mtime_ns}:{feature}:{method}:{seed}"
-    return hashlib.sha1(raw.encode()).hexdigest()[:12]
+    raw = f"{features_file.resolve()}:{st.st_size}:{st.st_mtime_ns}:{feature}:{method}:{seed}"
+    return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
-def cached_projection(run_dir: str | Path, split: str, modality: str, stage: str,
-                      method: str = "tsne", seed: int = 0) -> np.ndarray:
-    """The 2-D map of one pooled feature of a run's split, from the run folder's cache if there."""
-    run_dir = Path(run_dir)
+def projection_cache_dir() -> Path:
+    from cmcs_core.io import cache_root
+
+    return cache_root() / "projections"
+
+
+def cached_path(run_dir: str | Path, split: str, modality: str, stage: str, method: str = "tsne",
+                seed: int = 0, cache_dir: Path | None = None) -> Path | None:
+    """Where the map of one pooled feature is cached (None when the run has no features file)."""
     feature = FEATURE_KEYS.get((modality, stage))
     if feature is None:
         raise ValueError(f"unknown feature {modality}/{stage}")
     features_file = features_path(run_dir, split)
     if features_file is None:
+        return None
+    key = _key(features_file, feature, method, seed)
+    return (cache_dir or projection_cache_dir()) / f"{Path(run_dir).name}_{split}_{feature}_{method}_{key}.npy"
+
+
+def cached_projection(run_dir: str | Path, split: str, modality: str, stage: str,
+                      method: str = "tsne", seed: int = 0, cache_dir: Path | None = None) -> np.ndarray:
+    """The 2-D map of one pooled feature of a run's split, from the cache folder if there."""
+    run_dir = Path(run_dir)
+    feature = FEATURE_KEYS.get((modality, stage))
+    if feature is None:
+        raise ValueError(f"unknown feature {modality}/{stage}")
+    features_file = features_path(run_dir, split)
+    cache = cached_path(run_dir, split, modality, stage, method, seed, cache_dir)
+    if cache is None:
         raise FileNotFoundError(f"{run_dir}: no features_{split}.npz")
-    cache = run_dir / "projections" / f"{split}_{feature}_{method}_{_key(features_file, feature, method, seed)}.npy"
     if cache.is_file():
         try:
             return np.load(cache)
@@ -86,9 +109,10 @@ def cached_projection(run_dir: str | Path, split: str, modality: str, stage: str
     try:
         from cmcs_core.io import atomic_save
 
+        cache.parent.mkdir(parents=True, exist_ok=True)
         atomic_save(cache, lambda p: np.save(p, xy))  # tmp name ends in .npy
     except OSError:
-        pass  # read-only run folder: the projection is still returned
+        pass  # read-only cache folder: the projection is still returned
     return xy
 
 

@@ -6,6 +6,7 @@ corrupt.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -83,6 +84,21 @@ def visual_source_of(cfg: RunConfig) -> str:
     return "captions+faces" if cfg.data.use_faces else "captions"
 
 
+@functools.lru_cache(maxsize=256)
+def dataset_name(spec: str) -> str:
+    """A dataset's name in tables and badges: its folder name (twitter2015), but a generated
+    playground folder (meta.json by cmcs_core.playground, written to playground/data) reads
+    "playground" rather than "data"."""
+    folder = Path(spec).expanduser()
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        meta = None
+    if isinstance(meta, dict) and meta.get("generator") == "cmcs_core.playground":
+        return "playground" if folder.name == "data" else f"playground ({folder.name})"
+    return folder.name
+
+
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
@@ -126,7 +142,7 @@ class Run:
 
     @property
     def dataset(self) -> str:
-        return Path(self.cfg.data.dataset).name
+        return dataset_name(self.cfg.data.dataset)
 
     @property
     def visual_source(self) -> str:
@@ -281,13 +297,14 @@ def probabilities(pred: pd.DataFrame, branch: str = "final") -> np.ndarray:
 def align_predictions(runs: list[Run], split: str = "test") -> pd.DataFrame:
     """One row per sample, one pred column per run: the same samples side by side (Fig. 6).
 
-    Samples are matched on (index, target); a run that lacks a sample has NaN there.
+    Columns are keyed by the run's path (`pred:<path>`, `correct:<path>`): run names repeat
+    across grids. Samples are matched on (index, target); a run that lacks a sample has NaN there.
     """
     base = None
     for run in runs:
         pred = run.predictions(split)
         keep = pred[["index", "target", "pred", "correct"]].rename(
-            columns={"pred": f"pred:{run.name}", "correct": f"correct:{run.name}"})
+            columns={"pred": f"pred:{run.path}", "correct": f"correct:{run.path}"})
         if base is None:
             base = pred[["index", "line", "image_id", "tweet", "target", "label"]].merge(keep, on=["index", "target"])
         else:

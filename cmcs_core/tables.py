@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 
 from cmcs_core.config import METHOD_TITLES, TrainConfig
+from cmcs_core.runs import dataset_name
 
 DATASETS = ("twitter2015", "twitter2017")
 # method_notes.md: published test numbers (Acc / F1) and what each method reads.
 PUBLISHED = {
-    "CMCS (paper)": ((79.7, 75.5), (74.3, 73.5), "BERT + CLIP, real images"),
+    "CMCS": ((79.7, 75.5), (74.3, 73.5), "BERT + CLIP, real images"),
     "CapTrBERT": ((78.0, 73.2), (72.3, 70.2), "BERT, image replaced by its caption"),
     "TomBERT": ((77.2, 71.8), (70.5, 68.0), "BERT + ResNet-152"),
     "BERT (text only)": ((77.1, 71.1), (70.2, 68.2), "text"),
@@ -35,7 +36,7 @@ def collect_runs(paths: list[str | Path]) -> pd.DataFrame:
             cfg_path = path.parent / "config.json"
             train = json.loads(cfg_path.read_text()).get("train", {}) if cfg_path.is_file() else {}
             rows.append({
-                "run": str(path.parent), "dataset": Path(str(m["dataset"])).name, "method": m["method"],
+                "run": str(path.parent), "dataset": dataset_name(str(m["dataset"])), "method": m["method"],
                 "seed": m["seed"], "text_model": m["text_model"], "visual_source": m["visual_source"],
                 "finetune_layers": m["finetune_layers"], "test_acc": 100 * m["test"]["acc"],
                 "test_f1": 100 * m["test"]["macro_f1"], "dev_acc": 100 * m["dev"]["acc"],
@@ -81,26 +82,30 @@ def _lookup(summary: pd.DataFrame, reg: str, dataset: str, method: str):
 
 
 def _seeds(summary: pd.DataFrame, reg: str, method: str) -> str:
-    n = summary[(summary.regime == reg) & (summary.method == method)].seeds
-    return "–" if n.empty else "/".join(str(int(x)) for x in n)
+    """Seeds per dataset, always both: "3/3", "3/–" (Twitter2015/Twitter2017), as the published rows."""
+    n = summary[(summary.regime == reg) & (summary.method == method)].set_index("dataset").seeds
+    return "/".join(str(int(n[d])) if d in n.index else "–" for d in DATASETS)
 
 
 def markdown_tables(runs: pd.DataFrame) -> str:
-    """Table 1 (ours beside the published numbers) and Table 2 (ablations), per regime."""
+    """The published numbers once, then Table 1 (ours) and Table 2 (ablations) per regime."""
     if runs.empty:
         return "No finished runs found.\n"
     summary = summarise(runs)
-    head = "| method | Twitter2015 Acc | F1 | Twitter2017 Acc | F1 | seeds | inputs |\n|---|---|---|---|---|---|---|\n"
-    out = []
+    seeds_head = "seeds (" + "/".join(d.replace("twitter", "") for d in DATASETS) + ")"
+    head = (f"| method | Twitter2015 Acc | F1 | Twitter2017 Acc | F1 | {seeds_head} | inputs |\n"
+            "|---|---|---|---|---|---|---|\n")
+    published = ["### Published (paper, Table 1)\n\n", head]
+    for name, (a, b, inputs) in PUBLISHED.items():
+        published.append(f"| {name} | {a[0]} | {a[1]} | {b[0]} | {b[1]} | 5/5 | {inputs} |\n")
+    out = ["".join(published)]
     for reg in sorted(summary.regime.unique()):
-        lines = [f"### Table 1 — {reg}\n", head]
-        for name, (a, b, inputs) in PUBLISHED.items():
-            lines.append(f"| {name} (published) | {a[0]} | {a[1]} | {b[0]} | {b[1]} | 5 | {inputs} |\n")
+        lines = [f"### Table 1 — {reg}\n\n", head]
         for method in ("text_only", "cmcs"):
             cells = [_cell(_lookup(summary, reg, d, method)) for d in DATASETS]
             lines.append(f"| **{METHOD_TITLES[method]}** | {cells[0]} | {cells[1]} | {_seeds(summary, reg, method)} | {reg} |\n")
         lines.append(f"\n### Table 2 — ablations, {reg}\n\n")
-        lines.append("| method | Twitter2015 Acc | F1 | Twitter2017 Acc | F1 | seeds |\n|---|---|---|---|---|---|\n")
+        lines.append(f"| method | Twitter2015 Acc | F1 | Twitter2017 Acc | F1 | {seeds_head} |\n|---|---|---|---|---|---|\n")
         for method in TABLE2_METHODS:
             cells = [_cell(_lookup(summary, reg, d, method)) for d in DATASETS]
             lines.append(f"| {METHOD_TITLES[method]} | {cells[0]} | {cells[1]} | {_seeds(summary, reg, method)} |\n")

@@ -30,10 +30,17 @@ if not runs:
     st.stop()
 
 st.subheader(f"Runs found ({len(runs)})")
-table = runs_table(runs)
+table = runs_table(runs).assign(run=[common.rid(r) for r in runs])  # names repeat across grids
+# What tells runs apart and how they did first, so it fits the page; the rest scrolls after it.
+first = ["run", "method", "dataset", "visual_source", "seed", "test_acc", "test_f1", "dev_acc", "status"]
+table = table[first + [c for c in table.columns if c not in first and c != "path"]]
 st.dataframe(
-    table.drop(columns=["path"]), hide_index=True, width="stretch",
-    column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("dev_acc", "test_acc", "test_f1")},
+    table, hide_index=True, width="stretch",
+    column_config={
+        "run": st.column_config.TextColumn("run", pinned=True, help="folder under the runs folder"),
+        **{c: st.column_config.NumberColumn(format="%.3f", width="small") for c in ("dev_acc", "test_acc", "test_f1")},
+        "seed": st.column_config.NumberColumn(width="small"),
+    },
 )
 for r in runs:
     common.random_warning(r)

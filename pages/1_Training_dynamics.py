@@ -2,6 +2,7 @@
 beta, losses, dev accuracy per epoch, effect against weight."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -40,13 +41,24 @@ def fig4(epoch: int) -> go.Figure:
                              opacity=0.55), secondary_y=False)
         fig.add_trace(go.Scatter(x=rows.step, y=rows[f"phi_{key}"], name=f"φ {name}", mode="lines+markers",
                                  line=dict(color=color)), secondary_y=True)
-    fig.add_hline(y=1.0, line_dash="dot", line_color="gray", annotation_text="effect = 1")
+    # effect = 1: the mask neither helps nor hurts. A legend entry, not a label drawn over the bars.
+    fig.add_trace(go.Scatter(x=[rows.step.min() - 0.5, rows.step.max() + 0.5], y=[1.0, 1.0], mode="lines",
+                             name="effect = 1 (no effect)", line=dict(color="gray", dash="dot"),
+                             hoverinfo="skip"), secondary_y=False)
     fig.update_layout(title=f"Epoch {epoch}: causal effect and scheduling weight per batch", barmode="group",
                       height=420, margin=dict(l=10, r=10, t=50, b=10),
                       legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
     fig.update_xaxes(title="batch in epoch")
-    fig.update_yaxes(title="causal effect exp(L_raw − L_masked)", secondary_y=False)
-    fig.update_yaxes(title="scheduling weight φ", secondary_y=True)
+    fig.update_yaxes(title="causal effect exp(L_raw − L_masked)", secondary_y=False, tickformat=".2f")
+    # Round ticks, and a flat φ drawn flat: the axis spans at least 0.1, so a change in the 4th
+    # decimal does not fill the panel.
+    phis = rows[[f"phi_{k}" for k, _, _ in branches]].to_numpy(dtype=float)
+    fig.update_yaxes(title="scheduling weight φ", secondary_y=True, tickformat=".2f", showgrid=False)
+    if np.isfinite(phis).any():
+        lo, hi = float(np.nanmin(phis)), float(np.nanmax(phis))
+        mid, half = (lo + hi) / 2, max(hi - lo, 0.1) * 0.55
+        step = next(d for d in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, float("inf")) if 2 * half / d <= 6)
+        fig.update_yaxes(secondary_y=True, tick0=0, dtick=step, range=[mid - half, mid + half])
     return fig
 
 cols = st.columns(2) if len(chosen) > 1 else [st.container()]
@@ -76,16 +88,21 @@ common.show_fig(fig, key="losses", name=f"{run.name}_losses")
 
 st.subheader("Accuracy per epoch")
 if epochs is not None and not epochs.empty:
-    frames = [epochs.assign(run=run.name)]
+    frames = [epochs.assign(run=common.rid(run))]
     if other is not None:
         theirs = common.frame(other, "epochs")
         if theirs is not None:
-            frames.append(theirs.assign(run=other.name))
+            frames.append(theirs.assign(run=common.rid(other)))
     acc = pd.concat(frames)
     value_cols = [c for c in ("dev_acc", "test_acc", "dev_f1") if c in acc]
     long = acc.melt(id_vars=["epoch", "run"], value_vars=value_cols, var_name="metric", value_name="value")
-    fig = px.line(long, x="epoch", y="value", color="run", line_dash="metric", markers=True)
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10))
+    # one colour per metric, one dash per run: every line tells itself apart
+    two = other is not None and long.run.nunique() > 1
+    fig = px.line(long, x="epoch", y="value", color="metric", line_dash="run" if two else None,
+                  symbol="run" if two else None, markers=True,
+                  color_discrete_map={"dev_acc": "#1f77b4", "test_acc": "#ff7f0e", "dev_f1": "#2ca02c"})
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, title_text=""))
     fig.update_xaxes(dtick=1)
     common.show_fig(fig, key="dev_acc", name=f"{run.name}_accuracy")
     st.caption("Model selection uses dev accuracy; the checkpoint of the best dev epoch is the one evaluated.")

@@ -1,5 +1,6 @@
-"""Feature space: t-SNE / UMAP of raw vs masked pooled features (paper Fig. 5); click a point
-to open that sample. Projections are cached in the run folder and in memory."""
+"""Feature space: PCA / t-SNE / UMAP of raw vs masked pooled features (paper Fig. 5); click a
+point to open that sample. PCA draws at once; t-SNE and UMAP are computed once and cached under
+the cache folder ($CMCS_CACHE_DIR/projections) and in memory, never in the run folder."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,10 @@ if not modalities:
     st.stop()
 labels = {"text": "text", "visual": f"visual ({run.visual_source})"}
 modality = c[1].selectbox("Features", modalities, format_func=labels.get)
-method = c[2].selectbox("Projection", ["tsne", "umap"], format_func={"tsne": "t-SNE", "umap": "UMAP"}.get)
+NAMES = {"pca": "PCA", "tsne": "t-SNE (paper Fig. 5)", "umap": "UMAP"}
+method = c[2].selectbox("Projection", list(NAMES), format_func=NAMES.get,
+                        help="PCA is instant. t-SNE and UMAP take seconds to a minute for a thousand samples "
+                             "the first time, then come from the cache folder.")
 colour = c[3].selectbox("Colour by", ["gold label", "prediction", "correct"])
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -32,10 +36,10 @@ pred = common.frame(run, "predictions", split)
 if pred is None:
     st.stop()
 maps = {}
-with st.status(f"Projecting {len(pred)} samples with {method.upper()} (cached after the first time)…",
+with st.status(f"Projecting {len(pred)} samples with {NAMES[method]} (cached after the first time)…",
                expanded=False) as status:
     for stage in ("raw", "masked"):
-        status.update(label=f"{method.upper()} of {modality} {stage} features…")
+        status.update(label=f"{NAMES[method]} of {modality} {stage} features…")
         try:
             maps[stage] = projection(str(run.path), split, modality, stage, method, common.stamp(run))
         except (ValueError, FileNotFoundError) as err:
@@ -67,7 +71,7 @@ for col, stage in zip(cols, ("raw", "masked")):
     if points:
         selected = int(points[0]["customdata"][0])
 
-st.caption("Paper Fig. 5: on raw features some samples sit among another label's cluster; after the "
+st.caption("Paper Fig. 5 (t-SNE): on raw features some samples sit among another label's cluster; after the "
            "causal intervention the three polarities separate better. Click a point to open the sample.")
 st.subheader("Selected sample")
 if selected is None:

@@ -11,11 +11,14 @@ import streamlit as st
 
 from app import common
 from cmcs_core.data.tsv import LABEL_NAMES
-from cmcs_core.encoders.features import load_image
-from cmcs_core.explain import explain, grid_of
-from cmcs_core.inference import Predictor
+from cmcs_core.data.images import load_image
+from cmcs_core.grid import grid_of
 
-MAX_UPLOAD_MB = 20
+# Streamlit's own upload limit (.streamlit/config.toml server.maxUploadSize) is the one the app accepts.
+MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))
+IMAGE_KINDS = "PNG, JPEG, GIF, BMP or WebP"
+# Warn when the encoder reads most of a text as [UNK] (emoji, scripts outside its vocabulary).
+UNKNOWN_WARN_SHARE = 0.5
 # One intra-op thread: a single short input gains nothing from more, and on a busy 2-core
 # machine two threads made a prediction ~10x slower (bench/bench_app.py measures both).
 APP_THREADS = int(os.environ.get("CMCS_APP_THREADS", "1"))
@@ -28,8 +31,10 @@ if not run.has_checkpoint:
     st.stop()
 
 @st.cache_resource(show_spinner="Loading the run's encoders and checkpoint…", max_entries=3)
-def predictor(path: str, _stamp: float) -> Predictor:
-    import torch
+def predictor(path: str, _stamp: float):
+    import torch  # here, not at the top: a run without weights stops before paying for torch
+
+    from cmcs_core.inference import Predictor
 
     torch.set_num_threads(APP_THREADS)
     return Predictor(path, device="cpu")
@@ -37,8 +42,17 @@ def predictor(path: str, _stamp: float) -> Predictor:
 @st.cache_data(show_spinner="Predicting and attributing…", max_entries=64)
 def run_explain(path: str, stamp: float, tweet: str, target: str, caption: str | None,
                 image_bytes: bytes | None) -> dict:
+    from cmcs_core.explain import explain
+
     image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
     return explain(predictor(path, stamp), tweet, target, caption=caption, image=image)
+
+@st.cache_data(show_spinner="Predicting the edited input…", max_entries=64)
+def run_predict(path: str, stamp: float, tweet: str, target: str, caption: str | None,
+                image_bytes: bytes | None) -> dict:
+    """The counterfactual needs the prediction only, not the attributions (seconds saved)."""
+    image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
+    return predictor(path, stamp).predict(tweet, target, caption=caption, image=image)
 
 try:
     pred = predictor(str(run.path), common.stamp(run))
@@ -77,19 +91,37 @@ target = st.text_input("Target (a phrase that occurs in the tweet)", key="ins_ta
 
 KEEP = "(keep the original image)"
 
+
+def target_words(tweet: str, target: str) -> set[int]:
+    """Indices of the whitespace words of the tweet that hold (part of) the target."""
+    low, tg = tweet.lower(), target.strip().lower()
+    start = low.find("$t$") if "$T$" in tweet else low.find(tg) if tg else -1
+    if start < 0:
+        return set()
+    end = start + (3 if "$T$" in tweet else len(tg))
+    out, pos = set(), 0
+    for i, word in enumerate(tweet.split()):
+        pos = tweet.index(word, pos)
+        if pos < end and pos + len(word) > start:
+            out.add(i)
+        pos += len(word)
+    return out
+
+
 def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None, str | None, str | None]:
     """Uploaded bytes (checked), else a dataset image; returns (bytes, name, error).
 
     keep=True offers 'keep the original image' first (the counterfactual's default)."""
-    up = st.file_uploader(label, key=key, type=None, help=f"PNG/JPEG/…, at most {MAX_UPLOAD_MB} MB")
+    up = st.file_uploader(label, key=key, type=None, help=f"{IMAGE_KINDS}, at most {MAX_UPLOAD_MB} MB")
     if up is not None:
         data = up.getvalue()
         if len(data) > MAX_UPLOAD_MB * 2**20:
-            return None, None, f"{up.name} is {len(data) / 2**20:.0f} MB: images up to {MAX_UPLOAD_MB} MB only."
+            return None, None, f"“{common.md(up.name)}” is {len(data) / 2**20:.0f} MB: images up to {MAX_UPLOAD_MB} MB only."
         try:
             load_image(io.BytesIO(data))
         except ValueError as err:
-            return None, None, f"{up.name}: {err}"
+            why = "it is too large" if "too large" in str(err) else "it is not an image the app can read"
+            return None, None, f"“{common.md(up.name)}” was not used: {why}. Upload a {IMAGE_KINDS} file."
         return data, f"uploaded {up.name}", None
     folder = run.image_dir()
     names = sorted(p.name for p in folder.iterdir() if p.is_file())[:500] if folder is not None else []
@@ -109,8 +141,9 @@ if needs == "caption":
     caption = st.text_input("Caption of the image (this run reads captions, not pixels)", key="ins_caption")
 elif needs == "image":
     image_bytes, image_name, err = image_input("Image", "ins_image")
-    if err:
+    if err:  # one message: the upload's, not a second one saying an image is missing
         st.error(err)
+        st.stop()
 
 problem = None
 if not tweet.strip():
@@ -118,7 +151,7 @@ if not tweet.strip():
 elif not target.strip():
     problem = "The target is empty: type the phrase the sentiment is about."
 elif "$T$" not in tweet and target.strip().lower() not in tweet.lower():
-    problem = f"The target “{target.strip()}” does not occur in the tweet: the model needs the target inside it."
+    problem = f"The target “{common.md(target.strip())}” does not occur in the tweet: the model needs the target inside it."
 elif needs == "caption" and not (caption or "").strip():
     problem = "This run reads the image as its caption: type a caption."
 elif needs == "image" and image_bytes is None:
@@ -127,19 +160,26 @@ if problem:
     st.error(problem)
     st.stop()
 
-def predict(tw: str, tg: str, cap: str | None, img: bytes | None) -> dict | None:
+def predict(tw: str, tg: str, cap: str | None, img: bytes | None, attribute: bool = True) -> dict | None:
     try:
-        return run_explain(str(run.path), common.stamp(run), tw, tg, cap, img)
+        return (run_explain if attribute else run_predict)(str(run.path), common.stamp(run), tw, tg, cap, img)
     except ValueError as err:
-        st.error(str(err))
+        st.error(common.md(str(err)))
         return None
 
 res = predict(tweet, target, caption, image_bytes)
 if res is None:
     st.stop()
+for what, share in (("tweet", pred.unknown_share(res["tokens"])),
+                    ("caption", pred.unknown_share(res.get("visual_tokens") or [], visual=True))):
+    if share >= UNKNOWN_WARN_SHARE:
+        st.warning(f"{share:.0%} of the {what}'s word pieces are unknown to the encoder ([UNK]: emoji or "
+                   f"characters outside its vocabulary), so it reads little of the {what}: the outputs below "
+                   "say little about what you typed.")
 
 st.subheader("Prediction")
-visual_input = {"image": image_name, "caption": f"caption “{caption}”", "text only": "none (text-only run)"}[needs]
+visual_input = {"image": common.md(image_name), "caption": f"caption “{common.md(caption)}”",
+                "text only": "none (text-only run)"}[needs]
 st.caption(f"visual input: {visual_input} · visual source: {run.visual_source}")
 c = st.columns(4)
 c[0].metric("Final label", res["label"])
@@ -185,27 +225,40 @@ if va is not None:
 # -- counterfactual edits ----------------------------------------------------------------------
 st.subheader("Counterfactual edits")
 words = tweet.split()
+in_target = target_words(tweet, target)
+if st.session_state.get("_cf_words_of") != words or st.session_state.get("cf_word") not in range(len(words)):
+    # a new tweet: start from the first word that is not the target (deleting it is a valid edit)
+    st.session_state["cf_word"] = next((i for i in range(len(words)) if i not in in_target), 0)
+    st.session_state["_cf_words_of"] = words
 e1, e2 = st.columns(2)
-word_i = e1.selectbox("Word to edit", range(len(words)), format_func=lambda i: f"{i}: {words[i]}", key="cf_word")
+word_i = e1.selectbox("Word to edit", range(len(words)), key="cf_word",
+                      format_func=lambda i: f"{i}: {words[i]}" + (" (target)" if i in in_target else ""))
 replacement = e2.text_input("Replace it with (empty = delete)", key="cf_replacement")
 edited_words = words[:word_i] + ([replacement] if replacement.strip() else []) + words[word_i + 1:]
 edited_tweet = " ".join(edited_words)
 cf_caption, cf_image = caption, image_bytes
 if needs == "caption":
-    cf_caption = st.text_input("Swap the caption", value=caption, key="cf_caption")
+    if st.session_state.get("_cf_caption_of") != caption or "cf_caption" not in st.session_state:
+        st.session_state["cf_caption"] = caption  # starts from the caption typed above, then yours to edit
+        st.session_state["_cf_caption_of"] = caption
+    cf_caption = st.text_input("Swap the caption", key="cf_caption",
+                               help="starts as the caption above; type another to see what the image input changes")
 elif needs == "image":
     swapped, _, err = image_input("Swap the image (upload another)", "cf_image", keep=True)
     if err:
         st.error(err)
+        st.stop()
     cf_image = swapped if swapped is not None else image_bytes
-st.markdown(f"Edited tweet: _{edited_tweet}_")
-if not edited_tweet.strip() or target.strip().lower() not in edited_tweet.lower():
+st.markdown(f"Edited tweet: _{common.md(edited_tweet)}_")
+if needs == "caption" and cf_caption != caption:
+    st.markdown(f"Swapped caption: _{common.md(cf_caption)}_")
+if not edited_tweet.strip() or ("$T$" not in edited_tweet and target.strip().lower() not in edited_tweet.lower()):
     st.error("The edit removes the target from the tweet (or empties it): edit another word.")
     st.stop()
 if needs == "caption" and not (cf_caption or "").strip():
     st.error("The swapped caption is empty.")
     st.stop()
-cf = predict(edited_tweet, target, cf_caption, cf_image)
+cf = predict(edited_tweet, target, cf_caption, cf_image, attribute=False)
 if cf is None:
     st.stop()
 changed = cf["label"] != res["label"]

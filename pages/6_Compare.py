@@ -2,8 +2,6 @@
 the chosen runs; every figure downloadable."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -11,9 +9,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import common
+from cmcs_core.config import METHOD_TITLES, METHODS
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.runs import results_table
-from cmcs_core.tables import DATASETS, collect_runs, markdown_tables, paired_differences
+from cmcs_core.tables import DATASETS, collect_runs, markdown_tables, paired_differences, regime
 
 st.title("Compare runs")
 runs, run, other = common.require_run()
@@ -23,19 +22,20 @@ if not finished:
     st.stop()
 
 @st.cache_data(show_spinner=False, ttl=10)
-def tables(paths: tuple[str, ...]) -> tuple[pd.DataFrame, str, str]:
+def tables(paths: tuple[str, ...], ids: tuple[str, ...]) -> tuple[pd.DataFrame, str, str]:
     found = collect_runs(list(paths))
-    if not found.empty:
-        found = found.assign(run=found.run.map(lambda p: Path(p).name))
+    if not found.empty:  # a run is its folder relative to the runs folder: names repeat across grids
+        found = found.assign(run=found.run.map(dict(zip(paths, ids))).fillna(found.run),
+                             regime=found.apply(regime, axis=1))
     bench = found[found.dataset.isin(DATASETS)] if not found.empty else found
     paired = paired_differences(found) if not found.empty and (found.method == "cmcs").any() else ""
     return found, markdown_tables(bench) if not bench.empty else "", paired
 
-found, md, paired = tables(tuple(str(r.path) for r in finished))
+found, md, paired = tables(tuple(str(r.path) for r in finished), tuple(common.rid(r) for r in finished))
 tab_tables, tab_runs = st.tabs(["Table 1 & Table 2", "Confusion matrices & per-class F1"])
 with tab_tables:
     st.markdown("Test accuracy | macro-F1 (%) per method, mean ± std over seeds, one block per regime "
-                "(text encoder, tuning, **visual source**), beside the published numbers.")
+                "(text encoder, tuning, **visual source**); the published numbers once, above them.")
     if md:
         st.markdown(md)
         st.download_button("⬇ Tables (Markdown)", md, file_name="cmcs_tables.md", mime="text/markdown")
@@ -52,18 +52,27 @@ with tab_tables:
                         "switches, so a per-seed difference shows what two means ± std can hide.")
             st.markdown(paired)
     if not found.empty:
-        fig = px.bar(found.sort_values(["dataset", "method", "run"]), x="run", y=["test_acc", "test_f1"], barmode="group",
-                     hover_data=["dataset", "method", "seed", "visual_source"],
-                     title="Test accuracy and macro-F1 (%) per run")
-        fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10))
-        common.show_fig(fig, key="acc_bars", name="runs_accuracy")
+        metric = st.radio("Per run", ["test_acc", "test_f1"], horizontal=True,
+                          format_func={"test_acc": "test accuracy (%)", "test_f1": "macro-F1 (%)"}.get)
+        points = found.assign(method=found.method.map(lambda m: METHOD_TITLES.get(m, m)))
+        order = [METHOD_TITLES.get(m, m) for m in ["text_only", *METHODS]]
+        order = [m for m in order if m in set(points.method)] + sorted(set(points.method) - set(order))
+        fig = px.strip(points, x=metric, y="method", color="regime", facet_col="dataset",
+                       category_orders={"method": order}, hover_name="run", hover_data=["seed", "visual_source"],
+                       title=f"{'Test accuracy' if metric == 'test_acc' else 'Macro-F1'} (%): one point per run "
+                             f"({len(points)} runs); spread = seeds")
+        fig.update_traces(marker=dict(size=8, opacity=0.8))
+        fig.update_layout(height=160 + 34 * len(order), margin=dict(l=10, r=10, t=60, b=10),
+                          legend=dict(orientation="h", yanchor="top", y=-0.15, x=0, title_text="regime"))
+        fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+        fig.update_xaxes(title=None)
+        common.show_fig(fig, key="acc_points", name="runs_accuracy")
 
 with tab_runs:
-    by_name = {r.name: r for r in finished}
-    default = [n for n in (run.name, getattr(other, "name", None)) if n in by_name] or [finished[0].name]
+    by_path = {str(r.path): r for r in finished}
+    default = [p for p in (str(run.path), str(getattr(other, "path", ""))) if p in by_path] or [str(finished[0].path)]
     c1, c2, c3 = st.columns([3, 1, 1])
-    chosen = c1.multiselect("Runs", list(by_name), default=default,
-                            format_func=lambda n: f"{n} · {by_name[n].method_title} · visual: {by_name[n].visual_source}")
+    chosen = c1.multiselect("Runs", list(by_path), default=default, format_func=lambda p: common.run_label(by_path[p]))
     split = c2.selectbox("Split", ["test", "dev"])
     normalise = c3.checkbox("Row-normalised", value=False)
     if not chosen:
@@ -71,8 +80,9 @@ with tab_runs:
         st.stop()
     cols = st.columns(min(len(chosen), 3))
     f1_rows = []
-    for i, name in enumerate(chosen):
-        r = by_name[name]
+    for i, path in enumerate(chosen):
+        r = by_path[path]
+        name = common.rid(r)
         common.random_warning(r)
         res = (r.metrics or {}).get(split)
         if not res:
@@ -88,7 +98,7 @@ with tab_runs:
         fig.update_xaxes(title="predicted")
         fig.update_yaxes(title="gold", autorange="reversed")
         with cols[i % len(cols)]:
-            common.show_fig(fig, key=f"cm_{name}", name=f"{name}_{split}_confusion")
+            common.show_fig(fig, key=f"cm_{i}", name=f"{r.name}_{split}_confusion")
         for label, pc in res["per_class"].items():
             f1_rows.append({"run": name, "label": label, "f1": pc["f1"], "precision": pc["precision"],
                             "recall": pc["recall"], "support": pc["support"]})

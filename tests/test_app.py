@@ -8,6 +8,10 @@ import pytest
 from app_fixtures import REPO
 from streamlit.testing.v1 import AppTest
 
+from cmcs_core.runs import load_run
+
+from cmcs_core.data.tsv import LABEL_NAMES
+
 ENTRY = REPO / "app" / "main.py"
 PAGES = REPO / "pages"
 LABELS = {"negative", "neutral", "positive"}
@@ -63,17 +67,24 @@ def test_training_dynamics(app_runs):
     assert len(charts(at)) == 5
 
 
-def test_feature_space_projects_and_caches(app_runs):
+def test_feature_space_projects_and_caches(app_runs, tmp_path, monkeypatch):
+    """PCA draws first; a t-SNE is cached under $CMCS_CACHE_DIR, never in the run folder."""
+    monkeypatch.setenv("CMCS_CACHE_DIR", str(tmp_path / "cache"))
     at = page("Feature_space", app_runs, "pix_cmcs").run()
     no_exceptions(at)
     assert len(charts(at)) >= 2
-    cached = list((app_runs / "pix_cmcs" / "projections").glob("test_text_*_tsne_*.npy"))
+    projection = next(s for s in at.selectbox if s.label == "Projection")
+    assert projection.value == "pca"
+    projection.select("tsne").run()
+    no_exceptions(at)
+    cached = list((tmp_path / "cache" / "projections").glob("pix_cmcs_test_text_*_tsne_*.npy"))
     assert len(cached) == 2
     features = next(s for s in at.selectbox if s.label == "Features")
     assert "visual" in features.options[1]
     features.select("visual").run()
     no_exceptions(at)
-    assert len(list((app_runs / "pix_cmcs" / "projections").glob("test_visual_*"))) == 2
+    assert len(list((tmp_path / "cache" / "projections").glob("pix_cmcs_test_visual_*_tsne_*"))) == 2
+    assert not (app_runs / "pix_cmcs" / "projections").exists()
 
 
 def test_masks_page(app_runs):
@@ -126,7 +137,7 @@ def test_inspector_counterfactual_and_pixels(app_runs):
     no_exceptions(at)
     final = next(m for m in at.metric if m.label == "Final label")  # a dataset image is preselected
     assert final.value in LABELS
-    assert any("visual input: dataset image img00.png" in c.value for c in at.caption)
+    assert any("visual input: dataset image img00\\.png" in c.value for c in at.caption)  # escaped Markdown
     at.selectbox(key="cf_word").select(3)
     at.text_input(key="cf_replacement").input("awful").run()
     no_exceptions(at)
@@ -183,3 +194,130 @@ def test_result_folder_without_checkpoint(app_runs, tmp_path):
     assert len(charts(at)) >= 3
     at = page("Inspector", runs, "kept").run()
     assert any("no best checkpoint" in e.value for e in at.main.error)
+
+
+def plotly_values(a) -> list:
+    """A trace's array from a figure's JSON: plain, or plotly's typed-array encoding."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(a, dict):
+        return np.frombuffer(base64.b64decode(a["bdata"]), dtype=a["dtype"]).tolist()
+    return list(a)
+
+
+def fusion_change(at: AppTest) -> tuple[float, float]:
+    """(original, edited) fusion weight from the counterfactual's message."""
+    import re
+
+    msg = next(m.value for m in list(at.success) + list(at.warning) if "fusion weight" in m.value)
+    a, b = re.search(r"fusion weight ([0-9]+\.[0-9]+) → ([0-9]+\.[0-9]+)", msg).groups()
+    return float(a), float(b)
+
+
+def test_inspector_counterfactual_uses_the_typed_caption(app_runs):
+    """The swap starts from the caption typed above (not the default or a previous one), the
+    default edit keeps the target, and the edited prediction is the one of the edited inputs."""
+    from cmcs_core.inference import Predictor
+
+    at = page("Inspector", app_runs, "cap_cmcs").run()
+    tweet, target = "Drake was great tonight at the show", "Drake"
+    at.text_area(key="ins_tweet").input(tweet)
+    at.text_input(key="ins_target").input(target)
+    at.text_input(key="ins_caption").input("a red picture with a white circle").run()
+    no_exceptions(at)
+    assert at.text_input(key="cf_caption").value == "a red picture with a white circle"
+    word = at.selectbox(key="cf_word").value
+    assert word == 1  # word 0 is the target: the default edit deletes the next word instead
+    edited = "Drake great tonight at the show"
+    assert any(edited in m.value for m in at.markdown)
+    at.text_input(key="ins_caption").input("a blue picture with a white circle").run()
+    assert at.text_input(key="cf_caption").value == "a blue picture with a white circle"  # follows the typed one
+    at.text_input(key="cf_caption").input("a green picture with a white circle").run()
+    no_exceptions(at)
+    assert not at.main.error, [e.value for e in at.main.error]
+    pred = Predictor(app_runs / "cap_cmcs")
+    s0 = pred.predict(tweet, target, caption="a blue picture with a white circle")["s"]
+    s1 = pred.predict(edited, target, caption="a green picture with a white circle")["s"]
+    assert fusion_change(at) == (round(s0, 3), round(s1, 3))
+    at.selectbox(key="cf_word").select(0).run()  # deleting the target itself is refused
+    assert any("removes the target" in e.value for e in at.main.error)
+
+
+def test_inspector_warns_when_the_encoder_reads_mostly_unknown_tokens(app_runs):
+    at = page("Inspector", app_runs, "cap_cmcs").run()
+    at.text_area(key="ins_tweet").input("😀😀 🎉🎉 Drake 🔥🔥 😍😍 🙌🙌")
+    at.text_input(key="ins_target").input("Drake").run()
+    no_exceptions(at)
+    assert any("unknown to the encoder" in w.value and "tweet" in w.value for w in at.warning)
+    at.text_area(key="ins_tweet").input("The new album by Drake is amazing tonight").run()
+    assert not any("unknown to the encoder" in w.value for w in at.warning)
+
+
+def test_user_text_is_not_markdown(app_runs):
+    """A tweet starting with # stays a line of text (escaped), not a heading."""
+    at = page("Inspector", app_runs, "cap_cmcs").run()
+    at.text_area(key="ins_tweet").input("# Drake :red[is] *great* tonight now").run()
+    at.text_input(key="ins_target").input("Drake").run()
+    at.selectbox(key="cf_word").select(5).run()  # delete "now": the rest is shown as typed
+    no_exceptions(at)
+    edited = next(m.value for m in at.markdown if m.value.startswith("Edited tweet"))
+    assert "\\#" in edited and "\\:red\\[is\\]" in edited and "\\*great\\*" in edited
+    assert not any(m.value.lstrip().startswith("#") for m in at.markdown)
+
+
+def test_upload_limit_is_the_one_the_app_states():
+    """Streamlit's own limit (.streamlit/config.toml) is the Inspector's."""
+    import tomllib
+
+    from streamlit import config
+
+    limit = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]
+    assert limit == 20
+    config.get_config_options(force_reparse=True)
+    assert config.get_option("server.maxUploadSize") == limit
+    source = (PAGES / "5_Inspector.py").read_text()
+    assert 'st.get_option("server.maxUploadSize")' in source and "MAX_UPLOAD_MB = 20" not in source
+
+
+def twin_runs(app_runs, tmp_path):
+    """Two runs named `twin` in different folders: CMCS (grid_a) and the text-only baseline (grid_b)."""
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(app_runs / "cap_cmcs", root / "grid_a" / "twin")
+    shutil.copytree(app_runs / "cap_text_only", root / "grid_b" / "twin")
+    return root
+
+
+def test_case_studies_and_compare_tell_same_name_runs_apart(app_runs, tmp_path):
+    root = twin_runs(app_runs, tmp_path)
+    at = page("Case_studies", root, "grid_a/twin")
+    at.session_state["compare_path"] = str(root / "grid_b" / "twin")
+    at.run()
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert {"grid_a/twin", "grid_b/twin"} <= set(table.columns)
+    truth = {g: load_run(root / g / "twin").predictions("test") for g in ("grid_a", "grid_b")}
+    for g in truth:
+        assert table[f"{g}/twin"].str.split().str[0].tolist() == truth[g].pred.map(LABEL_NAMES.__getitem__).tolist()[:len(table)]
+    at = page("Compare", root, "grid_a/twin").run()
+    no_exceptions(at)
+    chart = charts(at)[0]  # one point per run, not bars stacked by name
+    xs = sorted(float(x) for trace in json.loads(chart.proto.spec)["data"] for x in plotly_values(trace["x"]))
+    acc = sorted(100 * json.loads((root / g / "twin" / "metrics.json").read_text())["test"]["acc"] for g in truth)
+    assert xs == pytest.approx(acc)
+
+
+def test_pca_map_is_sklearns():
+    """The instant first map (numpy SVD, no sklearn import) is scikit-learn's PCA, signs included."""
+    import numpy as np
+    from sklearn.decomposition import PCA
+
+    from cmcs_core.projection import project
+
+    x = np.random.default_rng(0).normal(size=(120, 40)).astype(np.float32) * np.linspace(0.5, 3, 40)
+    ours = project(x, "pca")
+    z = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    np.testing.assert_allclose(ours, PCA(2).fit_transform(z), atol=1e-3)

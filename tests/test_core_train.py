@@ -337,7 +337,10 @@ def test_cli_table_prints_markdown_rows(tiny_run, overfit_run: Path, capsys) -> 
     assert ours[METHOD_TITLES["wo_cms"]][2] == theirs["CMCS (ours)"][2] == "–"  # never averaged across
     for method in ("wo_visual", "wo_mfs", "wo_mfs_cms"):
         assert ours[METHOD_TITLES[method]][2] == "–"  # no runs: no numbers
-    assert "78.0" in ours["CapTrBERT (published)"]
+    published = rows(text.split("### Table 1")[0])  # once, above every regime
+    assert "78.0" in published["CapTrBERT"] and published["CMCS"][2] == "79.7"
+    assert text.count("CapTrBERT") == 1 and "(published)" not in text
+    assert ours["**CMCS (ours)**"][6] == "1/–"  # seeds per dataset (Twitter2015/Twitter2017)
 
 
 def test_paired_differences_pair_by_seed_and_regime() -> None:

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from cmcs_core.data.dataset import Split
+from cmcs_core.data.images import MAX_IMAGE_PIXELS, load_image  # noqa: F401 - re-exported
 from cmcs_core.encoders.text import TextEncoder, cache_root
 from cmcs_core.progress import progress_bar
 
@@ -164,20 +165,3 @@ def extract_pixel_visual(
         return build()
     stamps = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]  # cache=True needs files
     return _cached("pixels", _digest(image_encoder.name, stamps, prompts), build)
-
-
-MAX_IMAGE_PIXELS = 50_000_000
-
-
-def load_image(source) -> Image.Image:
-    """Open an image file or file-like as RGB; a clear error for non-images and huge files."""
-    if isinstance(source, Image.Image):
-        return source.convert("RGB")
-    try:
-        with Image.open(source) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"image is too large ({img.width}x{img.height} pixels)")
-            img.draft("RGB", (512, 512))
-            return img.convert("RGB")
-    except (OSError, Image.DecompressionBombError) as err:
-        raise ValueError(f"not a readable image: {getattr(source, 'name', source)} ({err})") from err

