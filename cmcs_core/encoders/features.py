@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
 
 from cmcs_core.data.dataset import Split
 from cmcs_core.data.images import MAX_IMAGE_PIXELS, load_image  # noqa: F401 - re-exported
