@@ -41,7 +41,7 @@ def server(app_runs):
     SHOTS.mkdir(parents=True, exist_ok=True)
     log = open(SHOTS.parent / "streamlit_test.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
          "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -116,7 +116,10 @@ def test_inspector_upload(server, browser, tmp_path):
     settle(page, "visual input: uploaded upload.png")
     metric = page.locator("[data-testid='stMetric']").first.inner_text()
     assert "Final label" in metric and any(lab in metric for lab in ("negative", "neutral", "positive"))
-    assert "pixels (efficientnet-lite0)" in page.inner_text("body")
+    body = page.inner_text("body")
+    assert "pixels (efficientnet-lite0)" in body
+    assert "What the mask does" in body and "largest |Δp|" in body  # measured on the uploaded picture
+    assert "absolute scale 0…1" in page.content()  # mask colours on the absolute scale by default
     page.screenshot(path=str(SHOTS / "Inspector_upload.png"), full_page=True)
 
     bad = tmp_path / "notes.png"
