@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from bench.playground_sweep import _mean_std  # noqa: E402
 from cmcs_core.playground import PlaygroundConfig  # noqa: E402
 from cmcs_core.playground.run import ensure_dataset, run_config  # noqa: E402
-from cmcs_core.playground.score import score_run  # noqa: E402
+from cmcs_core.playground.score import effect_values, score_run  # noqa: E402
 
 # name -> (method, ModelConfig overrides)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -79,7 +79,21 @@ def run_one(args: argparse.Namespace, dev: str, seed: int, variant: str) -> dict
     metrics = json.loads((run / "metrics.json").read_text())
     return {"dev": dev, "seed": seed, "variant": variant, "seconds": round(time.time() - t0, 1),
             "dev_acc": metrics["dev"]["acc"], "test_acc": metrics["test"]["acc"], "best_epoch": metrics["best_epoch"],
-            "score": score_run(run), "scheduler": scheduler_stats(run), "masks": mask_stats(run)}
+            "score": score_run(run), "scheduler": scheduler_stats(run), "masks": mask_stats(run),
+            "effects": effect_score(run)}
+
+
+def effect_score(run: Path) -> dict:
+    """What the mask does (|Δp| per token, explain.mask_effects) by word role, scored like the masks;
+    kept in the run folder (mask_effect_score.json), so a redraw does not recompute it."""
+    path = run / "mask_effect_score.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    res = score_run(run, values=effect_values(run))
+    out = {k: res[k] for k in ("text", "visual", "ratio_spurious_to_sentiment", "ratio_cue_to_other",
+                               "p_spurious_below_sentiment", "p_cue_below_other")}
+    path.write_text(json.dumps(out, indent=1))
+    return out
 
 
 COLUMNS = {  # summary column -> (reader, shown as %)
@@ -87,6 +101,8 @@ COLUMNS = {  # summary column -> (reader, shown as %)
     "acc_conflicting": (lambda r: r["score"]["accuracy"]["spurious_conflicting"], True),
     "text_below": (lambda r: r["score"]["p_spurious_below_sentiment"], True),
     "visual_below": (lambda r: r["score"]["p_cue_below_other"], True),
+    "effect_text_ratio": (lambda r: r["effects"]["ratio_spurious_to_sentiment"], False),
+    "effect_visual_ratio": (lambda r: r["effects"]["ratio_cue_to_other"], False),
     "text_mask_mean": (lambda r: r["masks"]["text_mean"], False),
     "text_mask_std": (lambda r: r["masks"]["text_std"], False),
     "phi_v_over_t": (lambda r: r["scheduler"]["phi_v_over_t"], False),
@@ -110,8 +126,9 @@ def summarise(records: list[dict]) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     head = ("| D_dev | variant | seeds | test acc % | acc, cues conflict % | % planted word < sentiment word "
-            "| % caption cue < other words | text mask mean (sd over tokens) | phi_v / phi_t | beta |")
-    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+            "| % caption cue < other words | \\|Δp\\| planted / sentiment word | \\|Δp\\| caption cue / other words "
+            "| text mask mean (sd over tokens) | phi_v / phi_t | beta |")
+    lines = [head, "|---" * (head.replace("\\|", "").count("|") - 1) + "|"]
     for r in rows:
         def c(k: str, pct: bool) -> str:
             if np.isnan(r[k]):
@@ -120,6 +137,7 @@ def markdown(rows: list[dict]) -> str:
         sched = [c("phi_v_over_t", False), c("beta", False)] if "w/o CMS" not in r["variant"] else ["fixed 1", "–"]
         lines.append(f"| {r['dev']} | {r['variant']} | {r['n_seeds']} | {c('test_acc', True)} | "
                      f"{c('acc_conflicting', True)} | {c('text_below', True)} | {c('visual_below', True)} | "
+                     f"{c('effect_text_ratio', False)} | {c('effect_visual_ratio', False)} | "
                      f"{r['text_mask_mean']:.3f} ({r['text_mask_std']:.3f}) | " + " | ".join(sched) + " |")
     return "\n".join(lines)
 
@@ -185,8 +203,17 @@ def main() -> None:
     p.add_argument("--img-dir", default=str(ROOT / "docs" / "img"))
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # see docs/benchmarks.md: one thread is faster on a shared 2-core box
     if args.plot_only:
-        records = json.loads(Path(args.results).read_text())["runs"]
+        saved = json.loads(Path(args.results).read_text())
+        records = saved["runs"]
+        missing = [r for r in records if "effects" not in r]
+        for r in tqdm(missing, desc="what the masks do"):
+            r["effects"] = effect_score(Path(r["score"]["run"]))
+        if missing:
+            write(Path(args.results), {k: saved[k] for k in ("argv", "settings")}, records, saved["wall_seconds"])
     else:
         jobs = [(d, s, v) for s in args.seeds for d in args.devs for v in args.variants]  # seed-major
         records, start = [], time.time()

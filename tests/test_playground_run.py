@@ -133,7 +133,8 @@ def test_default_command_trains_a_captions_and_a_pixel_run(tmp_path: Path, monke
     assert json.loads((cap / "metrics.json").read_text())["visual_source"] == "captions"
     assert json.loads((pix / "metrics.json").read_text())["visual_source"] == "pixels (efficientnet-lite0)"
     assert json.loads((pix / "masks_test.json").read_text())["grid"] == [7, 7]
-    assert (pix / "playground_score.json").is_file()
+    score = json.loads((pix / "playground_score.json").read_text())
+    assert set(score["visual"]) == {"cue", "other"}  # the badge's grid cells vs the rest
     buf = io.BytesIO()
     Image.new("RGB", (300, 200), (200, 30, 30)).save(buf, format="PNG")  # an upload, not a dataset file
     pred = Predictor(pix)
@@ -142,3 +143,13 @@ def test_default_command_trains_a_captions_and_a_pixel_run(tmp_path: Path, monke
                   n_steps=4)
     assert res["grid"] == (7, 7) and len(res["visual_mask"]) == 49 and len(res["mask_effect"]["visual"]) == 49
     assert len(res["mask_effect"]["text"]) == len(res["tokens"])
+
+
+def test_efficientnet_cue_cells_follow_resize_and_centre_crop() -> None:
+    from cmcs_core.playground.score import efficientnet_cue_cells
+
+    centre = efficientnet_cue_cells([100, 100, 124, 124], 224, (7, 7))  # -> 98..126 px of the 224 crop
+    assert centre.index(1) == 3 * 7 + 3 and sum(centre) == 1
+    wide = efficientnet_cue_cells([100, 100, 140, 124], 224, (7, 7))  # reaches into the next column
+    assert [i for i, v in enumerate(wide) if v] == [24, 25]
+    assert sum(efficientnet_cue_cells([0, 0, 10, 10], 224, (7, 7))) == 0  # cut away by the crop
