@@ -152,8 +152,9 @@ def plot(records: list[dict], img_dir: Path) -> list[Path]:
     img_dir.mkdir(parents=True, exist_ok=True)
     panels = (("acc_conflicting", "accuracy on test rows whose cues point elsewhere", None),
               ("text_below", "share of test rows: planted word masked below sentiment word", 0.5),
-              ("visual_below", "share of test rows: caption cue masked below other words", 0.5))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=False)
+              ("visual_below", "share of test rows: caption cue masked below other words", 0.5),
+              ("phi_v_over_t", "scheduler: phi_v / phi_t, last epoch (1 = joint training)", 1.0))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.3), sharey=False)
     names = list(VARIANTS)
     for ax, (key, title, ref) in zip(axes, panels):
         fn = COLUMNS[key][0]
@@ -168,7 +169,8 @@ def plot(records: list[dict], img_dir: Path) -> list[Path]:
                           label=f"D_dev {dev}" if i == 0 else None)
         if ref is not None:
             ax.axhline(ref, color="grey", ls="--", lw=0.8)
-            ax.set_ylim(0, 1)
+            if ref == 0.5:
+                ax.set_ylim(0, 1)
         ax.set_xticks(range(len(names)), [n.replace("CMCS, ", "CMCS\n").replace(" (", "\n(") for n in names],
                       fontsize=8)
         ax.set_title(title, fontsize=9)
