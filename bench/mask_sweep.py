@@ -171,8 +171,9 @@ def plot(records: list[dict], img_dir: Path) -> list[Path]:
             ax.axhline(ref, color="grey", ls="--", lw=0.8)
             if ref == 0.5:
                 ax.set_ylim(0, 1)
-        ax.set_xticks(range(len(names)), [n.replace("CMCS, ", "CMCS\n").replace(" (", "\n(") for n in names],
-                      fontsize=8)
+        short = {"joint (w/o CMS)": "joint\n(w/o CMS)", "CMCS, paper mask": "CMCS\npaper", "CMCS, token gate": "CMCS\ntoken",
+                 "CMCS, token + sparsity 0.1": "CMCS token\n+ λ 0.1", "CMCS, token + sparsity 0.5": "CMCS token\n+ λ 0.5"}
+        ax.set_xticks(range(len(names)), [short.get(n, n) for n in names], fontsize=8)
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     axes[0].legend(fontsize=8)
