@@ -109,16 +109,19 @@ def mask_effects(model, batch: dict[str, torch.Tensor], target_label: int) -> di
     """
     was_training = model.training
     model.eval()
-    base = model.fuse(model(batch), batch.get("fusion_sim"))["p_final"][0, target_label]
-    out: dict = {"p_masked": float(base), "target": LABEL_NAMES[target_label]}
+    out: dict = {"target": LABEL_NAMES[target_label]}
     for branch, tokens_key in (("text", "attention_mask"), ("visual", "visual_mask")):
         if tokens_key not in batch:
             continue
         m = batch[tokens_key].shape[1]
-        release = torch.eye(m, dtype=torch.bool, device=batch[tokens_key].device)  # copy i lets token i through
-        copies = _expanded(batch, m)
-        p_raw = model.fuse(model(copies, release={branch: release}), copies.get("fusion_sim"))["p_final"]
-        out[branch] = (base - p_raw[:, target_label]).float().cpu().tolist()
+        # copy 0 keeps every gate, copy i + 1 lets token i through: one batched pass, so the
+        # difference holds no float noise from different batch shapes
+        eye = torch.eye(m, dtype=torch.bool, device=batch[tokens_key].device)
+        release = torch.cat([torch.zeros_like(eye[:1]), eye])
+        copies = _expanded(batch, m + 1)
+        p = model.fuse(model(copies, release={branch: release}), copies.get("fusion_sim"))["p_final"][:, target_label]
+        out["p_masked"] = float(p[0])
+        out[branch] = (p[0] - p[1:]).float().cpu().tolist()
     model.train(was_training)
     return out
 
