@@ -228,30 +228,67 @@ def show_fig(fig: go.Figure, key: str, name: str | None = None, **chart_kwargs):
     return event
 
 
-def token_heatmap(tokens: list[str], values: list[float], title: str, colorscale: str = "RdBu",
-                  zmid: float | None = 0.5, label: str = "mask") -> go.Figure:
-    """One row of tokens coloured by a per-token value (mask or attribution)."""
+# -- mask / attribution colour scales: one rule for every page -----------------------------
+# Absolute by default: masks on 0..1 (what MFS lets through), signed values (attributions, what
+# the mask does) on -1..1 (they are probability differences). A contrast view stretches the
+# colours to the values shown; it is only drawn when chosen, and says so with the spread.
+SCALE_OPTIONS = ("absolute", "contrast")
+
+
+def scale_picker(key: str) -> bool:
+    """The colour-scale choice of one view; True = contrast (stretched to the values shown)."""
+    choice = st.radio("Colour scale", SCALE_OPTIONS, key=key, horizontal=True,
+                      format_func=lambda o: "absolute (mask 0…1, Δp −1…1)" if o == "absolute"
+                      else "contrast (stretched to the values shown)",
+                      help="Absolute: the same colours mean the same values on every sample and run. Contrast: "
+                           "the colours span only the values shown, so tiny differences look large; the spread "
+                           "is printed with it.")
+    return choice == "contrast"
+
+
+def colour_range(values, signed: bool, contrast: bool) -> tuple[float, float, str]:
+    """zmin, zmax and the line that says which scale is drawn and how far the values spread."""
+    vals = np.asarray(values, dtype=float).ravel()
+    vals = vals[np.isfinite(vals)]
+    lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 0.0)
+    spread = f"values {lo:.3f} … {hi:.3f} (spread {hi - lo:.3f})"
+    if not contrast:
+        return (-1.0, 1.0, f"absolute scale −1…1 · {spread}") if signed else (0.0, 1.0, f"absolute scale 0…1 · {spread}")
+    if signed:
+        bound = max(abs(lo), abs(hi), 1e-9)
+        return -bound, bound, f"CONTRAST VIEW: colours stretched to ±{bound:.3f} · {spread}"
+    pad = 1e-9 if hi - lo < 1e-9 else 0.0
+    return lo - pad, hi + pad, f"CONTRAST VIEW: colours stretched to {lo:.3f}…{hi:.3f} · {spread}"
+
+
+def token_heatmap(tokens: list[str], values: list[float], title: str, label: str = "mask",
+                  signed: bool = False, contrast: bool = False) -> go.Figure:
+    """One row of tokens coloured by a per-token value: a mask (0..1, red = suppressed) or a
+    signed probability change (attribution, what the mask does; red = towards the label)."""
     x = [f"{i}:{t}" for i, t in enumerate(tokens)]
-    if values:  # the colour scale stretches to the data: say how wide the range really is
-        title = f"{title}<br><sup>values {min(values):.3f} … {max(values):.3f}</sup>"
-    fig = go.Figure(go.Heatmap(z=[values], x=x, y=[label], colorscale=colorscale, zmid=zmid,
-                               text=[[t for t in tokens]], texttemplate="%{text}", textfont={"size": 11},
-                               hovertemplate="%{x}<br>" + label + " %{z:.3f}<extra></extra>"))
-    fig.update_layout(title=title, height=210, margin=dict(l=10, r=10, t=60, b=10))
+    zmin, zmax, note = colour_range(values, signed, contrast)
+    fig = go.Figure(go.Heatmap(z=[values], x=x, y=[label], colorscale="RdBu_r" if signed else "RdBu",
+                               zmin=zmin, zmax=zmax, text=[list(tokens)], texttemplate="%{text}",
+                               textfont={"size": 11},
+                               hovertemplate="%{x}<br>" + label + " %{z:.4f}<extra></extra>"))
+    fig.update_layout(title=f"{title}<br><sup>{note}</sup>", height=210, margin=dict(l=10, r=10, t=60, b=10))
     fig.update_xaxes(showticklabels=False)
     return fig
 
 
-def grid_overlay(image, grid_values: np.ndarray, title: str, colorscale: str = "RdBu",
-                 zmid: float | None = 0.5) -> go.Figure:
-    """A per-cell value over the image's feature grid, drawn semi-transparent on the image."""
+def grid_overlay(image, grid_values: np.ndarray, title: str, signed: bool = False,
+                 contrast: bool = False) -> go.Figure:
+    """A per-cell value over the image's feature grid, drawn semi-transparent on the image
+    (same colour rule as token_heatmap)."""
     h, w = grid_values.shape
     img = np.asarray(image.convert("RGB").resize((224, 224)))
+    zmin, zmax, note = colour_range(grid_values, signed, contrast)
     fig = go.Figure(go.Image(z=img))
     fig.add_trace(go.Heatmap(z=grid_values, x0=224 / w / 2, dx=224 / w, y0=224 / h / 2, dy=224 / h,
-                             colorscale=colorscale, zmid=zmid, opacity=0.55,
-                             hovertemplate="cell (%{y:.0f}, %{x:.0f})<br>%{z:.3f}<extra></extra>"))
-    fig.update_layout(title=title, height=360, width=380, margin=dict(l=10, r=10, t=40, b=10))
+                             colorscale="RdBu_r" if signed else "RdBu", zmin=zmin, zmax=zmax, opacity=0.55,
+                             hovertemplate="cell (%{y:.0f}, %{x:.0f})<br>%{z:.4f}<extra></extra>"))
+    fig.update_layout(title=f"{title}<br><sup>{note}</sup>", height=380, width=400,
+                      margin=dict(l=10, r=10, t=60, b=10))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig
@@ -306,7 +343,8 @@ def load_dataset_image(run: Run, image_id: str):
 
 
 def show_sample(run: Run, split: str, i: int, key: str) -> None:
-    """Tweet with its target, gold vs predicted label, branch probabilities, image or caption, masks."""
+    """Tweet with its target, gold vs predicted label, branch probabilities, image or caption, masks
+    (absolute colour scale unless the contrast view is chosen)."""
     from cmcs_core.grid import grid_of  # not explain: that imports torch (seconds on a cold server)
 
     pred = frame(run, "predictions", split)
@@ -328,21 +366,97 @@ def show_sample(run: Run, split: str, i: int, key: str) -> None:
         st.plotly_chart(prob_bars(probs, "branch probabilities"), key=f"{key}_probs")
     entry = m["samples"][i] if m and i < len(m["samples"]) else None
     image = load_dataset_image(run, str(row.image_id))
+    contrast = scale_picker(f"{key}_scale") if entry else False
     with right:
         if image is not None:
             grid = grid_of(entry.get("visual_mask", []), m.get("grid")) if entry else None
             if grid is not None:
-                st.plotly_chart(grid_overlay(image, grid, "visual mask on the image grid"), key=f"{key}_grid")
+                st.plotly_chart(grid_overlay(image, grid, "visual mask on the image grid (low = suppressed)",
+                                             contrast=contrast), key=f"{key}_grid")
             else:
                 st.image(image, caption=f"image {row.image_id}", width=260)
         if entry and entry.get("caption"):
             st.markdown(f"**caption** (the visual input of this run): _{md(entry['caption'])}_")
     if entry:
-        st.plotly_chart(token_heatmap(entry["tokens"], entry["mask"], "text mask per token (low = suppressed)"),
-                        key=f"{key}_tmask")
+        st.plotly_chart(token_heatmap(entry["tokens"], entry["mask"], "text mask per token (low = suppressed)",
+                                      contrast=contrast), key=f"{key}_tmask")
         if entry.get("visual_tokens"):
             st.plotly_chart(token_heatmap(entry["visual_tokens"], entry["visual_mask"],
-                                          "visual mask per caption token"), key=f"{key}_vmask")
+                                          "visual mask per caption token", contrast=contrast), key=f"{key}_vmask")
+
+
+MASK_EFFECT_HELP = (
+    "**What the mask does**: for each token (or image cell), Δp = p(label | every token through its "
+    "learned mask) − p(label | the same, but this one token let through raw, gate 1). It is the part of "
+    "the prediction that the mask's intervention on that token is responsible for: 0 = the mask's "
+    "gate on it changes nothing, red = the intervention pushes towards the label, blue = away from it. "
+    "A low mask value with Δp ≈ 0 suppressed features the model did not use anyway. "
+    "`cmcs_core.explain.mask_effects`."
+)
+
+
+@st.cache_resource(show_spinner="Loading the run's encoders and checkpoint…", max_entries=3)
+def _predictor(path: str, _stamp: float, threads: int):
+    import torch
+
+    from cmcs_core.inference import Predictor
+
+    torch.set_num_threads(threads)
+    return Predictor(path, device="cpu")
+
+
+def predictor(run: Run, threads: int = 1):
+    """The run's Predictor, loaded once per checkpoint (one thread: see bench/bench_app.py)."""
+    return _predictor(str(run.path), stamp(run), threads)
+
+
+@st.cache_data(show_spinner="Measuring what the mask does to each token…", max_entries=64)
+def _sample_mask_effects(path: str, _stamp: float, split: str, i: int) -> dict:
+    from cmcs_core.explain import input_batch, mask_effects
+
+    run = load_run(path)
+    row = run.predictions(split).iloc[i]
+    entry = run.masks(split)["samples"][i]
+    pred = predictor(run)
+    image = load_dataset_image(run, str(row.image_id)) if pred.needs_image else None
+    if pred.needs_image and image is None:
+        raise ValueError(f"image {row.image_id} is not in the run's image folder")
+    batch = input_batch(pred, str(row.tweet), str(row.target), entry.get("caption"), image)
+    return mask_effects(pred.model, batch, int(row.pred))
+
+
+def sample_mask_effects(run: Run, split: str, i: int) -> dict | None:
+    """What the mask does on one sample of a run's split (needs the checkpoint), or None + a note."""
+    if not run.has_checkpoint:
+        st.info("What the mask does needs the run's checkpoint (best.safetensors); this folder has none.")
+        return None
+    try:
+        return _sample_mask_effects(str(run.path), stamp(run), split, i)
+    except (OSError, ValueError, RuntimeError) as err:
+        st.error(f"Cannot measure what the mask does on this sample: {err}")
+        return None
+
+
+def show_mask_effects(effect: dict, tokens: list[str], key: str, contrast: bool, visual_tokens: list[str] | None = None,
+                      grid=None, image=None) -> None:
+    """Δp per text token, and per caption token or image cell, drawn on the shared colour rule."""
+    from cmcs_core.explain import grid_of
+
+    label = effect.get("target", "label")
+    st.plotly_chart(token_heatmap(tokens, effect["text"], f"what the text mask does: Δp({label}) per token",
+                                  label="Δp", signed=True, contrast=contrast), key=f"{key}_text")
+    if "visual" in effect:
+        cells = grid_of(effect["visual"], grid)
+        if cells is not None and image is not None:
+            st.plotly_chart(grid_overlay(image, cells, f"what the visual mask does: Δp({label}) per cell",
+                                         signed=True, contrast=contrast), key=f"{key}_visual")
+        elif visual_tokens:
+            st.plotly_chart(token_heatmap(visual_tokens, effect["visual"], f"what the visual mask does: Δp({label}) "
+                                          "per caption token", label="Δp", signed=True, contrast=contrast),
+                            key=f"{key}_visual")
+    big = max(((abs(v), t) for v, t in zip(effect["text"], tokens)), default=(0.0, ""))
+    st.caption(MASK_EFFECT_HELP + f" p({label}) with the masks: {effect['p_masked']:.3f}; largest |Δp| on a "
+               f"text token: {big[0]:.4f} (`{big[1]}`).")
 
 
 def require_splits(run: Run) -> list[str]:

@@ -71,6 +71,9 @@ class ModelConfig:
     fusion: str = "auto"  # auto | similarity | constant
     fusion_constant: float = 0.5
     alpha_init: float = 0.5413  # softplus(0.5413) = 1: CMCS starts as joint training
+    # Opt-in extensions beyond the paper (docs/method.md, "Beyond the paper"); the defaults are the paper's MFS.
+    mask_granularity: str = "element"  # element (paper: m x d gates) | token (one gate per token/cell, broadcast over d)
+    mask_sparsity: float = 0.0  # lambda of a prior lambda * mean(M) in the lower objective; 0 = off (paper)
 
 
 @dataclass

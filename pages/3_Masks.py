@@ -1,6 +1,7 @@
 """Masks: per-token mask heatmaps over the tweet and over the image grid (pixels) or the
-caption's tokens (captions); a dataset view of the words the masks suppress most, beside how
-strongly each goes with a label in the training data."""
+caption's tokens (captions), on an absolute 0..1 scale unless the contrast view is chosen;
+what the mask does to the prediction, token by token (explain.mask_effects); a dataset view of
+the words the masks suppress most, beside how strongly each goes with a label in training."""
 from __future__ import annotations
 
 import pandas as pd
@@ -15,6 +16,10 @@ st.title("Masks")
 runs, run, other = common.require_run()
 splits = common.require_splits(run)
 mode = run.cfg.model.mask_mode
+extensions = [f"{run.cfg.model.mask_granularity} gates" if run.cfg.model.mask_granularity != "element" else "",
+              f"sparsity prior λ = {run.cfg.model.mask_sparsity:g}" if run.cfg.model.mask_sparsity else ""]
+if any(extensions):
+    st.caption("This run's mask uses extensions beyond the paper: " + ", ".join(e for e in extensions if e) + ".")
 if mode != "learned":
     st.info(f"{run.method_title} has no learned mask (mask mode '{mode}': "
             f"{'every value is 0.5' if mode == 'fixed' else 'the identity, every value is 1'}). "
@@ -37,8 +42,17 @@ with tab_sample:
         common.show_sample(run, split, int(i), key="mask_sample")
         st.caption("Mask values near 1 keep a token's features, near 0 suppress them (mean over the d "
                    f"features of each token). Visual source of this run: **{run.visual_source}** — "
-                   + ("the visual mask is drawn over the image's feature grid." if run.cfg.encoder.visual_model != "caption"
+                   + ("the visual mask is drawn over the image's 7x7 feature grid." if run.cfg.encoder.visual_model != "caption"
                       else "the visual mask is over the caption's tokens."))
+        st.subheader("What the mask does")
+        effect = common.sample_mask_effects(run, split, int(i))
+        if effect is not None:
+            m = common.masks(run, split)
+            entry = m["samples"][int(i)]
+            image = common.load_dataset_image(run, str(pred.loc[i, "image_id"]))
+            common.show_mask_effects(effect, entry["tokens"], "mask_effect",
+                                     contrast=st.session_state.get("mask_sample_scale") == "contrast",
+                                     visual_tokens=entry.get("visual_tokens"), grid=m.get("grid"), image=image)
 
 @st.cache_data(show_spinner="Counting words in the masks and the training data…", max_entries=8)
 def word_table(path: str, split: str, min_count: int, _stamp: float) -> tuple[pd.DataFrame, str | None]:
@@ -54,6 +68,7 @@ with tab_data:
     c1, c2 = st.columns(2)
     min_count = c1.slider("Minimum occurrences", 1, 20, 3)
     top_n = c2.slider("Words shown", 5, 60, 20)
+    contrast = common.scale_picker("mask_data_scale")
     try:
         table, note = word_table(str(run.path), split, min_count, common.stamp(run))
     except RunReadError as err:
@@ -72,14 +87,20 @@ with tab_data:
                  hover_data=[c for c in ("count", "lift", "p_top_label", "train_count") if c in top],
                  title=f"The {len(top)} words the text mask suppresses most ({split}), coloured by the label "
                        "they go with in training")
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10), xaxis_tickangle=-45)
+    lo, hi, note = common.colour_range(table["mean_mask"], signed=False, contrast=contrast)
+    fig.update_layout(height=400, margin=dict(l=10, r=10, t=70, b=10), xaxis_tickangle=-45,
+                      title=f"{fig.layout.title.text}<br><sup>y axis: {note} (all words)</sup>")
+    fig.update_yaxes(range=[lo, hi] if not contrast else [lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)])
     common.show_fig(fig, key="suppressed", name=f"{run.name}_{split}_suppressed_words")
     if "lift" in table:
         scatter = table.dropna(subset=["lift"])
         fig = px.scatter(scatter, x="lift", y="mean_mask", size="count", color="top_label", hover_name="word",
                          color_discrete_map=common.LABEL_COLORS, log_x=True,
                          title="Mask value against label association (lift = P(label | word) / P(label) in train)")
-        fig.update_layout(height=420, margin=dict(l=10, r=10, t=50, b=10))
+        fig.update_layout(height=440, margin=dict(l=10, r=10, t=70, b=10),
+                          title=f"{fig.layout.title.text}<br><sup>y axis: {note}</sup>")
+        if not contrast:
+            fig.update_yaxes(range=[0, 1])
         common.show_fig(fig, key="mask_vs_lift", name=f"{run.name}_{split}_mask_vs_lift")
         st.caption("Words far right go with one label much more often than chance in the training data — "
                    "candidate spurious cues. If MFS works as intended, those that are not about the target "

@@ -1,6 +1,7 @@
 """Inspector: your own tweet, target and image (or caption) through a trained run — each branch's
-prediction, the fusion weight, the final probabilities, the masks, captum attributions, and
-counterfactual edits (delete/replace a word, swap the image or caption)."""
+prediction, the fusion weight, the final probabilities, the masks, what the mask does to the
+prediction, captum attributions, and counterfactual edits (delete/replace a word, swap the image
+or caption)."""
 from __future__ import annotations
 
 import io
@@ -13,6 +14,7 @@ from app import common
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.data.images import load_image
 from cmcs_core.grid import grid_of
+from cmcs_core.runs import load_run
 
 # Streamlit's own upload limit (.streamlit/config.toml server.maxUploadSize) is the one the app accepts.
 MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))
@@ -30,32 +32,23 @@ if not run.has_checkpoint:
              "weights): pick a run with best.safetensors in the sidebar.")
     st.stop()
 
-@st.cache_resource(show_spinner="Loading the run's encoders and checkpoint…", max_entries=3)
-def predictor(path: str, _stamp: float):
-    import torch  # here, not at the top: a run without weights stops before paying for torch
-
-    from cmcs_core.inference import Predictor
-
-    torch.set_num_threads(APP_THREADS)
-    return Predictor(path, device="cpu")
-
 @st.cache_data(show_spinner="Predicting and attributing…", max_entries=64)
 def run_explain(path: str, stamp: float, tweet: str, target: str, caption: str | None,
                 image_bytes: bytes | None) -> dict:
     from cmcs_core.explain import explain
 
     image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
-    return explain(predictor(path, stamp), tweet, target, caption=caption, image=image)
+    return explain(common.predictor(load_run(path), APP_THREADS), tweet, target, caption=caption, image=image)
 
 @st.cache_data(show_spinner="Predicting the edited input…", max_entries=64)
 def run_predict(path: str, stamp: float, tweet: str, target: str, caption: str | None,
                 image_bytes: bytes | None) -> dict:
     """The counterfactual needs the prediction only, not the attributions (seconds saved)."""
     image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
-    return predictor(path, stamp).predict(tweet, target, caption=caption, image=image)
+    return common.predictor(load_run(path), APP_THREADS).predict(tweet, target, caption=caption, image=image)
 
 try:
-    pred = predictor(str(run.path), common.stamp(run))
+    pred = common.predictor(run, APP_THREADS)
 except (OSError, ValueError, RuntimeError) as err:
     st.error(f"Cannot load `{run.name}`: {err}")
     st.stop()
@@ -192,22 +185,27 @@ common.show_fig(common.prob_bars(probs, f"branch probabilities (visual source: {
 
 image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
 st.subheader("Masks")
-common.show_fig(common.token_heatmap(res["tokens"], res["token_mask"], "text mask per token (low = suppressed)"),
-                key="ins_tmask", name="inspector_text_mask")
+contrast = common.scale_picker("ins_scale")
+common.show_fig(common.token_heatmap(res["tokens"], res["token_mask"], "text mask per token (low = suppressed)",
+                                     contrast=contrast), key="ins_tmask", name="inspector_text_mask")
 if "visual_mask" in res:
     grid = grid_of(res["visual_mask"], res.get("grid"))
     if grid is not None and image is not None:
-        common.show_fig(common.grid_overlay(image, grid, "visual mask on the image's feature grid"),
-                        key="ins_vmask", name="inspector_visual_mask")
+        common.show_fig(common.grid_overlay(image, grid, "visual mask on the image's feature grid (low = suppressed)",
+                                            contrast=contrast), key="ins_vmask", name="inspector_visual_mask")
     elif res.get("visual_tokens"):
-        common.show_fig(common.token_heatmap(res["visual_tokens"], res["visual_mask"], "visual mask per caption token"),
-                        key="ins_vmask", name="inspector_visual_mask")
+        common.show_fig(common.token_heatmap(res["visual_tokens"], res["visual_mask"], "visual mask per caption token",
+                                             contrast=contrast), key="ins_vmask", name="inspector_visual_mask")
+
+st.subheader("What the mask does")
+common.show_mask_effects(res["mask_effect"], res["tokens"], "ins_effect", contrast,
+                         visual_tokens=res.get("visual_tokens"), grid=res.get("grid"), image=image)
 
 st.subheader(f"Attributions towards “{res['label']}” (captum)")
 ta = res["text_attr"]
 span = max(1e-9, max(abs(v) for v in ta["scores"]))
 common.show_fig(common.token_heatmap(ta["tokens"], ta["scores"], "Integrated Gradients per token (red = pushes "
-                                     "towards the label)", colorscale="RdBu_r", zmid=0.0, label="IG"),
+                                     "towards the label)", label="IG", signed=True, contrast=contrast),
                 key="ins_ig", name="inspector_integrated_gradients")
 st.caption(f"IG over the token states the model reads, baseline zeros, 32 steps; convergence error {ta['delta']:.1e}. "
            f"Largest |attribution| {span:.3f}.")
@@ -216,10 +214,10 @@ if va is not None:
     grid = grid_of(va["scores"], va.get("grid"))
     if grid is not None and image is not None:
         common.show_fig(common.grid_overlay(image, grid, "occlusion: drop in p(label) when a grid cell is zeroed",
-                                            colorscale="RdBu_r", zmid=0.0), key="ins_occ", name="inspector_occlusion")
+                                            signed=True, contrast=contrast), key="ins_occ", name="inspector_occlusion")
     elif va.get("tokens"):
         common.show_fig(common.token_heatmap(va["tokens"], va["scores"], "occlusion: drop in p(label) when a caption "
-                                             "token is zeroed", colorscale="RdBu_r", zmid=0.0, label="occl."),
+                                             "token is zeroed", label="occl.", signed=True, contrast=contrast),
                         key="ins_occ", name="inspector_occlusion")
 
 # -- counterfactual edits ----------------------------------------------------------------------

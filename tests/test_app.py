@@ -87,13 +87,52 @@ def test_feature_space_projects_and_caches(app_runs, tmp_path, monkeypatch):
     assert not (app_runs / "pix_cmcs" / "projections").exists()
 
 
+def figures(at: AppTest) -> list[dict]:
+    """The plotly figures of a rendered page, as JSON."""
+    return [json.loads(c.proto.spec) for c in charts(at)]
+
+
+def heatmaps(at: AppTest, title_part: str) -> list[dict]:
+    """Heatmap traces of the figures whose title contains title_part (with the figure's title)."""
+    out = []
+    for fig in figures(at):
+        title = fig.get("layout", {}).get("title", {}).get("text", "")
+        if title_part in title:
+            out += [{**t, "figure_title": title} for t in fig["data"] if t.get("type") == "heatmap"]
+    return out
+
+
 def test_masks_page(app_runs):
     at = page("Masks", app_runs, "cap_cmcs").run()
     no_exceptions(at)
-    assert len(charts(at)) >= 3  # probabilities, text mask, caption mask, suppressed words …
+    assert len(charts(at)) >= 5  # probabilities, text + caption mask, what the mask does (2), suppressed words …
     words = at.dataframe[-1].value
     assert {"word", "mean_mask", "lift", "top_label"} <= set(words.columns)
     assert words["mean_mask"].is_monotonic_increasing
+    masks = heatmaps(at, "text mask per token")
+    assert masks and all((h["zmin"], h["zmax"]) == (0, 1) for h in masks)  # absolute by default
+    assert "absolute scale 0…1" in masks[0]["figure_title"] and "spread" in masks[0]["figure_title"]
+    effects = heatmaps(at, "what the text mask does")
+    assert effects and (effects[0]["zmin"], effects[0]["zmax"]) == (-1, 1)
+    assert len(effects[0]["z"][0]) == len(masks[0]["z"][0])  # one Δp per token
+    at.radio(key="mask_sample_scale").set_value("contrast").run()
+    no_exceptions(at)
+    stretched = heatmaps(at, "text mask per token")[0]
+    values = stretched["z"][0]
+    assert "CONTRAST VIEW" in stretched["figure_title"]
+    assert (stretched["zmin"], stretched["zmax"]) == pytest.approx((min(values), max(values)))
+
+
+def test_masks_page_pixel_run_draws_the_cell_grid(app_runs):
+    at = page("Masks", app_runs, "pix_cmcs").run()
+    no_exceptions(at)
+    grids = [f for f in figures(at) if any(t.get("type") == "image" for t in f["data"])]
+    titles = [f["layout"]["title"]["text"] for f in grids]
+    assert any("visual mask on the image grid" in t for t in titles), titles
+    assert any("what the visual mask does" in t for t in titles), titles
+    z = heatmaps(at, "what the visual mask does")[0]["z"]  # plotly may ship arrays as typed buffers
+    shape = tuple(int(n) for n in z["shape"].split(",")) if isinstance(z, dict) else (len(z), len(z[0]))
+    assert shape == (7, 7)
 
 
 def test_case_studies_side_by_side(app_runs):

@@ -247,7 +247,10 @@ def test_inspector_upload(server, browser, tmp_path):
     settle(page, "visual input: uploaded upload.png")
     metric = page.locator("[data-testid='stMetric']").first.inner_text()
     assert "Final label" in metric and any(lab in metric for lab in ("negative", "neutral", "positive"))
-    assert "pixels (efficientnet-lite0)" in page.inner_text("body")
+    body = page.inner_text("body")
+    assert "pixels (efficientnet-lite0)" in body
+    assert "What the mask does" in body and "largest |Δp|" in body  # measured on the uploaded picture
+    assert "absolute scale 0…1" in page.content()  # mask colours on the absolute scale by default
     page.screenshot(path=str(SHOTS / "Inspector_upload.png"), full_page=True)
 
     bad = tmp_path / "notes.png"

@@ -11,6 +11,7 @@ from cmcs_core.config import RunConfig
 from cmcs_core.playground import PlaygroundConfig, generate_playground
 from cmcs_core.playground.run import run_config
 from cmcs_core.playground.score import cue_span, score_run
+from cmcs_core.runs import load_run
 
 TWEET = "on monday honestly $T$ is so-so #news"  # spurious "monday", sentiment "so-so" (3 pieces)
 TARGET = "Real Madrid"
@@ -108,3 +109,48 @@ def test_smoke_training_on_a_small_playground(tmp_path: Path, monkeypatch: pytes
     res = score_run(tmp_path / "run")
     assert res["n"] == 30 and res["accuracy"]["all"] == pytest.approx(metrics["test"]["acc"])
     assert 0.0 < res["text"]["spurious"] < 1.0 and 0.0 < res["visual"]["cue"] < 1.0
+
+
+def test_default_command_trains_a_captions_and_a_pixel_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `make app` gives a fresh user: both runs, the pixel one reading the drawn images
+    through EfficientNet-Lite0, whose inspector takes an uploaded PNG and whose masks and
+    mask effects cover the 7x7 cell grid."""
+    import io
+
+    from PIL import Image
+
+    from cmcs_core.cli import main
+    from cmcs_core.encoders.features import load_image
+    from cmcs_core.explain import explain
+    from cmcs_core.inference import Predictor
+    from cmcs_core.playground.run import PIXEL_EPOCHS, run_name
+
+    monkeypatch.setenv("CMCS_CACHE_DIR", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    code = main(["playground", "--data-out", str(tmp_path / "data"), "--runs-dir", str(runs), "--quiet",
+                 "--n-train", "48", "--n-dev", "24", "--n-test", "24", "--epochs", "1", "--pixel-epochs", "1"])
+    assert code == 0 and PIXEL_EPOCHS >= 1
+    cap, pix = runs / run_name("cmcs", 0, "caption"), runs / run_name("cmcs", 0, "efficientnet-lite0")
+    assert json.loads((cap / "metrics.json").read_text())["visual_source"] == "captions"
+    assert json.loads((pix / "metrics.json").read_text())["visual_source"] == "pixels (efficientnet-lite0)"
+    assert load_run(pix).masks("test")["grid"] == [7, 7]
+    score = json.loads((pix / "playground_score.json").read_text())
+    assert set(score["visual"]) == {"cue", "other"}  # the badge's grid cells vs the rest
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(buf, format="PNG")  # an upload, not a dataset file
+    pred = Predictor(pix)
+    assert pred.needs_image
+    res = explain(pred, "the show by Drake was awful tonight", "Drake", image=load_image(io.BytesIO(buf.getvalue())),
+                  n_steps=4)
+    assert res["grid"] == (7, 7) and len(res["visual_mask"]) == 49 and len(res["mask_effect"]["visual"]) == 49
+    assert len(res["mask_effect"]["text"]) == len(res["tokens"])
+
+
+def test_efficientnet_cue_cells_follow_resize_and_centre_crop() -> None:
+    from cmcs_core.playground.score import efficientnet_cue_cells
+
+    centre = efficientnet_cue_cells([100, 100, 124, 124], 224, (7, 7))  # -> 98..126 px of the 224 crop
+    assert centre.index(1) == 3 * 7 + 3 and sum(centre) == 1
+    wide = efficientnet_cue_cells([100, 100, 140, 124], 224, (7, 7))  # reaches into the next column
+    assert [i for i, v in enumerate(wide) if v] == [24, 25]
+    assert sum(efficientnet_cue_cells([0, 0, 10, 10], 224, (7, 7))) == 0  # cut away by the crop

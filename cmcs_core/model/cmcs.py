@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from cmcs_core.config import ModelConfig
 from cmcs_core.encoders.text import TextEncoder
-from cmcs_core.model.mfs import CausalIntervention, pool
+from cmcs_core.model.mfs import CausalIntervention, mean_gate, pool
 
 EFFECT_LOG_CLAMP = 10.0  # exp() of a loss gap is clamped to e^±10 so one bad batch cannot explode phi
 
@@ -71,12 +71,13 @@ class CMCSModel(nn.Module):
         self.cfg = cfg
         self.text_tower = text_tower
         d_t = text_tower.encoder.dim
-        self.text_mfs = CausalIntervention(d_t, cfg.hidden_dim, cfg.dropout, cfg.mask_mode)
+        self.text_mfs = CausalIntervention(d_t, cfg.hidden_dim, cfg.dropout, cfg.mask_mode, cfg.mask_granularity)
         self.text_head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(d_t, 3))  # f_t, softmax
         if cfg.use_visual:
             if visual_dim is None:
                 raise ValueError("use_visual needs a visual feature dimension")
-            self.visual_mfs = CausalIntervention(visual_dim, cfg.hidden_dim, cfg.dropout, cfg.mask_mode)
+            self.visual_mfs = CausalIntervention(visual_dim, cfg.hidden_dim, cfg.dropout, cfg.mask_mode,
+                                                 cfg.mask_granularity)
             self.visual_head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(visual_dim, 3))  # f_v, sigmoids
         # phi = {alpha, beta}: the scheduler, optimised only by the upper level.
         self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha_init)))
@@ -96,13 +97,19 @@ class CMCSModel(nn.Module):
         return [p for p in self.text_tower.parameters() if p.requires_grad]
 
     # -- forward ------------------------------------------------------------------------
-    def forward(self, batch: dict[str, torch.Tensor], encoder_grad: bool = True) -> dict[str, torch.Tensor]:
-        """Predictions of raw and counterfactual features for both branches."""
+    def forward(self, batch: dict[str, torch.Tensor], encoder_grad: bool = True,
+                release: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Predictions of raw and counterfactual features for both branches.
+
+        `release` ({"text": (B, m) bool, "visual": (B, mv) bool}, optional) passes the flagged
+        tokens through MFS with gate 1 (explain.mask_effects); training never sets it.
+        """
+        release = release or {}
         with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
             text = self.text_tower(batch)
         text = text.float()
         text_mask = batch["attention_mask"]
-        text_bar, text_sel = self.text_mfs(text)
+        text_bar, text_sel = self.text_mfs(text, release.get("text"))
         out = {
             "text_raw_pooled": pool(text, text_mask, self.cfg.pooling),
             "text_bar_pooled": pool(text_bar, text_mask, self.cfg.pooling),
@@ -112,7 +119,7 @@ class CMCSModel(nn.Module):
         out["text_logits"] = self.text_head(out["text_bar_pooled"])
         if self.cfg.use_visual:
             vis, vis_mask = batch["visual_tokens"].float(), batch["visual_mask"]
-            vis_bar, vis_sel = self.visual_mfs(vis)
+            vis_bar, vis_sel = self.visual_mfs(vis, release.get("visual"))
             out["visual_raw_pooled"] = pool(vis, vis_mask, "mean")
             out["visual_bar_pooled"] = pool(vis_bar, vis_mask, "mean")
             out["visual_mask"] = vis_sel
@@ -131,6 +138,11 @@ class CMCSModel(nn.Module):
             yv = batch["image_label"]
             losses["L_v"] = F.binary_cross_entropy_with_logits(out["visual_logits"], yv)
             losses["L_v_raw"] = F.binary_cross_entropy_with_logits(out["visual_logits_raw"], yv)
+        if self.cfg.mask_sparsity > 0:  # beyond the paper: a prior that makes the mask choose
+            sparse = mean_gate(out["text_mask"], batch["attention_mask"])
+            if self.cfg.use_visual:
+                sparse = sparse + mean_gate(out["visual_mask"], batch["visual_mask"])
+            losses["L_sparse"] = sparse
         return losses
 
     @staticmethod
@@ -156,6 +168,9 @@ class CMCSModel(nn.Module):
             stats.update(eff_v=eff_v.item(), phi_v=float(phi_v.detach()), L_v=losses["L_v"].item())
         else:
             stats.update(eff_v=math.nan, phi_v=math.nan, L_v=math.nan)
+        if "L_sparse" in losses:  # outside phi: the prior is not a modality's loss to schedule
+            total = total + self.cfg.mask_sparsity * losses["L_sparse"]
+            stats["L_sparse"] = losses["L_sparse"].item()
         return total, stats
 
     def dev_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -2,6 +2,10 @@
 
 M = sigmoid(MLP(E)) picks features element-wise (the do-operator on each of m x d entries);
 Ebar = MLP(M*E + MLP(M*E)) are the counterfactual features the classifier is trained on.
+
+Beyond the paper (opt-in, docs/method.md): granularity "token" gives one gate per token or
+image cell, broadcast over the d features, so the mask has to pick words/regions rather
+than features; the sparsity prior lives in CMCSModel.branch_losses.
 """
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ import torch
 from torch import nn
 
 MASK_MODES = ("learned", "fixed", "none")
+MASK_GRANULARITIES = ("element", "token")
 
 
-def mlp(dim: int, hidden: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+def mlp(dim: int, hidden: int, dropout: float, out_dim: int | None = None) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim or dim))
 
 
 class CausalIntervention(nn.Module):
@@ -22,30 +27,40 @@ class CausalIntervention(nn.Module):
     still train); "none" is the identity, for the text-only baseline.
     """
 
-    def __init__(self, dim: int, hidden: int, dropout: float, mode: str = "learned") -> None:
+    def __init__(self, dim: int, hidden: int, dropout: float, mode: str = "learned",
+                 granularity: str = "element") -> None:
         super().__init__()
         if mode not in MASK_MODES:
             raise ValueError(f"mask mode {mode!r} not in {MASK_MODES}")
-        self.mode = mode
+        if granularity not in MASK_GRANULARITIES:
+            raise ValueError(f"mask granularity {granularity!r} not in {MASK_GRANULARITIES}")
+        self.mode, self.granularity = mode, granularity
         if mode == "learned":
-            self.mask_net = mlp(dim, hidden, dropout)
+            self.mask_net = mlp(dim, hidden, dropout, out_dim=1 if granularity == "token" else dim)
         if mode != "none":
             self.inner = mlp(dim, hidden, dropout)
             self.outer = mlp(dim, hidden, dropout)
             self.norm = nn.LayerNorm(dim)
 
     def mask(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, m, d) gates in [0, 1]; a token gate is the same value on all d features."""
         if self.mode == "learned":
-            return torch.sigmoid(self.mask_net(features))
+            return torch.sigmoid(self.mask_net(features)).expand_as(features)
         fill = 0.5 if self.mode == "fixed" else 1.0
         return torch.full_like(features, fill)
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """features (B, m, d) -> counterfactual features (B, m, d), mask (B, m, d)."""
+    def forward(self, features: torch.Tensor, release: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, m, d) -> counterfactual features (B, m, d), mask (B, m, d).
+
+        `release` (B, m) bool lets the flagged tokens through raw (gate 1): explain.mask_effects
+        uses it to measure what the mask does to each token. The returned mask is the learned one.
+        """
         mask = self.mask(features)
         if self.mode == "none":
             return features, mask
-        selected = mask * features
+        gate = mask if release is None else torch.where(release.unsqueeze(-1), torch.ones_like(mask), mask)
+        selected = gate * features
         # LayerNorm keeps Ebar on the scale of E so one classifier serves both (like with like).
         return self.norm(self.outer(selected + self.inner(selected))), mask
 
@@ -56,3 +71,9 @@ def pool(features: torch.Tensor, mask: torch.Tensor, how: str = "mean") -> torch
         return features[:, 0]
     weights = mask.unsqueeze(-1).to(features.dtype)
     return (features * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def mean_gate(mask: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean of the (B, m, d) mask over real tokens and features: the sparsity prior's term."""
+    weights = real.unsqueeze(-1).to(mask.dtype)
+    return (mask * weights).sum() / (weights.sum() * mask.shape[-1]).clamp(min=1.0)

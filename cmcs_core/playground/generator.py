@@ -47,6 +47,9 @@ class PlaygroundConfig:
     text_spurious_strength_test: float = 1 / 3
     image_spurious_strength_train: float = 0.9
     image_spurious_strength_test: float = 1 / 3
+    # True: dev is drawn like test (cues at chance), so CMCS's upper level, which only sees
+    # D_dev, sees no shortcut; False (default): dev follows train (an i.i.d. validation split).
+    dev_cues_at_chance: bool = False
     image_spurious_kind: str = "object"  # "object" (coloured badge) | "background" (colour)
     label_noise: float = 0.0  # train only: this fraction of labels flipped to another class
     image_size: int = 224
@@ -71,7 +74,7 @@ class PlaygroundConfig:
 
     def strengths(self, split: str) -> tuple[float, float]:
         """(text, image) planted strength used for a split."""
-        if split == "test":
+        if split == "test" or (split == "dev" and self.dev_cues_at_chance):
             return self.text_spurious_strength_test, self.image_spurious_strength_test
         return self.text_spurious_strength_train, self.image_spurious_strength_train
 

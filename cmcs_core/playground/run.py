@@ -1,21 +1,31 @@
-"""`python -m cmcs_core playground`: generate the playground dataset and train a run on it.
+"""`python -m cmcs_core playground`: generate the playground dataset and train runs on it.
 
 This is the embedded default of the app: with no benchmark data on the machine, one command
-gives a populated lab in a few minutes on two CPU cores.
+gives a populated lab in a few minutes on two CPU cores: a CMCS run that reads the images as
+captions and one that reads their pixels (EfficientNet-Lite0), so the inspector takes an
+uploaded picture and the masks page draws the 7x7 cell mask over it.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from pathlib import Path
 
 from cmcs_core.config import METHODS, RunConfig, apply_method
 
 DEFAULT_DATA = Path("playground") / "data"
 DEFAULT_RUNS = Path("runs")
-# Sized so the whole command (generate, encode, 6 epochs of CMCS) fits ~2.5 min on 2 CPU cores
-# (measured: docs/playground.md); the generator's own defaults stay larger for library use.
-DEFAULT_SIZES = {"n_train": 800, "n_dev": 200, "n_test": 300}
+# Sized so the whole command (generate, encode, a captions run and a pixel run) stays under
+# 90 s of CPU time (bench/bench_first_run.py, docs/playground.md); the generator's own
+# defaults stay larger for library use.
+DEFAULT_SIZES = {"n_train": 600, "n_dev": 150, "n_test": 300}
+DEFAULT_EPOCHS = 5
+VISUAL_MODELS = ("caption", "efficientnet-lite0")
+# A pixel run's MFS works on 49 x 1280 features per image, ~35x the captions' 40 x 384: these
+# keep it a short run (its point is the inspector and the cell masks, not the tables).
+PIXEL_OVERRIDES = {"model.hidden_dim": 64, "train.H": 10}
+PIXEL_EPOCHS = 3
 
 
 def add_playground_args(p: argparse.ArgumentParser) -> None:
@@ -23,13 +33,22 @@ def add_playground_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="where run folders go")
     p.add_argument("--methods", nargs="+", default=["cmcs"], choices=sorted(METHODS))
     p.add_argument("--seed", type=int, default=0, help="generator and training seed")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of the captions run "
+                   "(pixel runs: --pixel-epochs)")
+    p.add_argument("--pixel-epochs", type=int, default=PIXEL_EPOCHS, help="epochs of the pixel run")
     p.add_argument("--n-train", type=int, default=DEFAULT_SIZES["n_train"], help="rows (tweet-target pairs) in train")
     p.add_argument("--n-dev", type=int, default=DEFAULT_SIZES["n_dev"])
     p.add_argument("--n-test", type=int, default=DEFAULT_SIZES["n_test"])
     p.add_argument("--text-strength", type=float, default=None, help="planted word/label agreement in train")
     p.add_argument("--image-strength", type=float, default=None, help="planted image cue/label agreement in train")
-    p.add_argument("--visual-model", default="caption", help="caption | efficientnet-lite0 (real pixels)")
+    p.add_argument("--visual-model", nargs="+", default=list(VISUAL_MODELS), choices=VISUAL_MODELS,
+                   help="one run per visual source: caption (the image's caption) and/or efficientnet-lite0 "
+                        "(real pixels of the drawn images)")
+    p.add_argument("--dev-at-chance", action="store_true",
+                   help="draw dev with the cues at chance, like test (the upper level sees no shortcut)")
+    p.add_argument("--mask-granularity", choices=("element", "token"), default="element",
+                   help="beyond the paper: token = one gate per token/image cell")
+    p.add_argument("--mask-sparsity", type=float, default=0.0, help="beyond the paper: lambda of the mask prior")
     p.add_argument("--generate-only", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
@@ -44,6 +63,7 @@ def playground_config(args: argparse.Namespace):
         "n_test": getattr(args, "n_test", None),
         "text_spurious_strength_train": args.text_strength,
         "image_spurious_strength_train": args.image_strength,
+        "dev_cues_at_chance": getattr(args, "dev_at_chance", None) or None,
     }
     return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -60,8 +80,12 @@ def ensure_dataset(out: Path, config) -> Path:
     return generate_playground(out, config, overwrite=True)
 
 
-def run_config(data_dir: Path, method: str, seed: int, epochs: int, visual_model: str = "caption") -> RunConfig:
-    """Small, fast defaults: frozen MiniLM, captions (or pixels), a few epochs."""
+def run_config(data_dir: Path, method: str, seed: int, epochs: int, visual_model: str = "caption",
+               **model: object) -> RunConfig:
+    """Small, fast defaults: frozen MiniLM, captions (or pixels: PIXEL_OVERRIDES), a few epochs.
+
+    `model` sets ModelConfig fields after the method preset (mask_granularity=..., mask_sparsity=...).
+    """
     cfg = RunConfig()
     cfg.data.dataset = str(data_dir)
     if visual_model != "caption":
@@ -76,7 +100,17 @@ def run_config(data_dir: Path, method: str, seed: int, epochs: int, visual_model
     # The heads are tiny: on a busy 2-core box one thread did a training step in ~10x less
     # CPU time than two (OpenMP threads wait on each other); see docs/playground.md.
     cfg.train.num_threads = 1
+    cfg.model = dataclasses.replace(cfg.model, **model)
+    if visual_model != "caption":
+        for key, value in PIXEL_OVERRIDES.items():
+            section, name = key.split(".")
+            setattr(getattr(cfg, section), name, value)
     return cfg
+
+
+def run_name(method: str, seed: int, visual_model: str) -> str:
+    """playground_cmcs_s0 (captions, the name older versions used) / playground_cmcs_pixels_s0."""
+    return f"playground_{method}{'' if visual_model == 'caption' else '_pixels'}_s{seed}"
 
 
 def playground_main(args: argparse.Namespace) -> list[Path]:
@@ -90,14 +124,21 @@ def playground_main(args: argparse.Namespace) -> list[Path]:
     if args.generate_only:
         return []
     runs = []
-    for method in args.methods:
-        cfg = run_config(data_dir, method, args.seed, args.epochs, args.visual_model)
-        out = Path(args.runs_dir) / f"playground_{method}_s{args.seed}"
-        metrics = train(cfg, out, progress=not args.quiet)
-        score = score_run(out, data_dir)  # the truth-scored masks travel with the run (for the app)
-        atomic_write_json(out / "playground_score.json", score)
-        acc = {k: "n/a" if v is None else f"{v:.3f}" for k, v in score["accuracy"].items()}
-        print(f"{method}: test acc {metrics['test']['acc']:.3f} (dev {metrics['dev']['acc']:.3f}; "
-              f"cues agree {acc['spurious_aligned']} / conflict {acc['spurious_conflicting']}) -> {out}")
-        runs.append(out)
+    visual_models = [args.visual_model] if isinstance(args.visual_model, str) else args.visual_model
+    extensions = {"mask_granularity": getattr(args, "mask_granularity", "element"),
+                  "mask_sparsity": getattr(args, "mask_sparsity", 0.0)}
+    for visual_model in visual_models:
+        for method in args.methods:
+            cpu = time.process_time()
+            epochs = args.epochs if visual_model == "caption" else getattr(args, "pixel_epochs", PIXEL_EPOCHS)
+            cfg = run_config(data_dir, method, args.seed, epochs, visual_model, **extensions)
+            out = Path(args.runs_dir) / run_name(method, args.seed, visual_model)
+            metrics = train(cfg, out, progress=not args.quiet)
+            score = score_run(out, data_dir)  # the truth-scored masks travel with the run (for the app)
+            atomic_write_json(out / "playground_score.json", score)
+            acc = {k: "n/a" if v is None else f"{v:.3f}" for k, v in score["accuracy"].items()}
+            print(f"{method} ({metrics['visual_source']}): test acc {metrics['test']['acc']:.3f} "
+                  f"(dev {metrics['dev']['acc']:.3f}; cues agree {acc['spurious_aligned']} / conflict "
+                  f"{acc['spurious_conflicting']}; {time.process_time() - cpu:.0f} s CPU) -> {out}")
+            runs.append(out)
     return runs

@@ -113,7 +113,8 @@ class _Aligner:
             raise ValueError(f"re-tokenising {text!r} gives {tokens[:8]}... but the run stored {stored[:8]}...")
 
 
-def score_run(run_dir: str | Path, data_dir: str | Path | None = None, split: str = "test") -> dict[str, Any]:
+def score_run(run_dir: str | Path, data_dir: str | Path | None = None, split: str = "test",
+              values: list[dict[str, list[float]]] | None = None) -> dict[str, Any]:
     """Mask weight by word role (text) and cue vs rest (captions), and accuracy by alignment.
 
     Returns {"text": {group: mean}, "visual": {...} | None, "ratio_spurious_to_sentiment",
@@ -130,7 +131,12 @@ def score_run(run_dir: str | Path, data_dir: str | Path | None = None, split: st
     truth, kind = truth_all["splits"][split], truth_all["image_cue_kind"]
     loaded = load_run(run)
     preds = loaded.predictions(split)
-    masks = loaded.masks(split)["samples"]
+    stored = loaded.masks(split)
+    masks, grid = stored["samples"], stored.get("grid")
+    meta = data / "meta.json"
+    image_size = json.loads(meta.read_text())["config"]["image_size"] if meta.is_file() else 224
+    if values is not None:
+        masks = [{**m, **v} for m, v in zip(masks, values, strict=True)]
     if len(masks) != len(preds):
         raise ValueError(f"{run}: {len(masks)} mask entries but {len(preds)} predictions")
     align = _Aligner(cfg)
@@ -142,6 +148,9 @@ def score_run(run_dir: str | Path, data_dir: str | Path | None = None, split: st
         text_rows.append(group_means(m["mask"], owners, text_roles(t, len(text.split())), TEXT_GROUPS))
         if "visual_tokens" in m and "caption" in m:
             inside = align.caption_in_cue(m["caption"], cue_span(m["caption"], t["image"], kind), m["visual_tokens"])
+            vis_rows.append(group_means(m["visual_mask"], inside, ["other", "cue"], VISUAL_GROUPS))
+        elif grid and cfg.encoder.visual_model == "efficientnet-lite0" and "visual_mask" in m:
+            inside = efficientnet_cue_cells(t["image"]["bbox"], image_size, tuple(grid))
             vis_rows.append(group_means(m["visual_mask"], inside, ["other", "cue"], VISUAL_GROUPS))
     text_frame, vis_frame = pd.DataFrame(text_rows), pd.DataFrame(vis_rows)
     text_means = text_frame.mean().to_dict()
@@ -157,6 +166,36 @@ def score_run(run_dir: str | Path, data_dir: str | Path | None = None, split: st
         "p_cue_below_other": share_below(vis_frame, "cue", "other") if vis_rows else None,
         "accuracy": subset_accuracy(preds, truth),
     }
+
+
+def efficientnet_cue_cells(bbox: list[int], image_size: int, grid: tuple[int, int]) -> list[int]:
+    """1 for each row-major grid cell that the planted cue's bbox overlaps, as EfficientNet-Lite0
+    sees a square image: resized to 256, centre-cropped to 224, 7x7 cells of 32 pixels."""
+    scale, offset, crop = 256 / image_size, (256 - 224) / 2, 224
+    x0, y0, x1, y1 = (v * scale - offset for v in bbox)
+    h, w = grid
+    ch, cw = crop / h, crop / w
+    return [int(x0 < (c + 1) * cw and x1 > c * cw and y0 < (r + 1) * ch and y1 > r * ch)
+            for r in range(h) for c in range(w)]
+
+
+def effect_values(run_dir: str | Path, split: str = "test") -> list[dict[str, list[float]]]:
+    """|what the mask does| (explain.mask_effects, towards the predicted label) per token of every
+    sample of a split, shaped for score_run(values=...): which words the intervention matters on."""
+    import torch
+
+    from cmcs_core.explain import mask_effects
+    from cmcs_core.inference import Predictor
+
+    pred = Predictor(run_dir)
+    data = pred.pipe.tensors(pred.pipe.load_split(split), progress=False)
+    labels = pd.read_csv(Path(run_dir) / f"predictions_{split}.csv")["pred"].astype(int).tolist()
+    out = []
+    for i, label in enumerate(labels):
+        eff = mask_effects(pred.model, data.batch(torch.tensor([i]), pred.pipe.device), label)
+        out.append({"mask": [abs(v) for v in eff["text"]],
+                    **({"visual_mask": [abs(v) for v in eff["visual"]]} if "visual" in eff else {})})
+    return out
 
 
 def share_below(frame: pd.DataFrame, low: str, high: str) -> float | None:
