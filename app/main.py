@@ -15,7 +15,7 @@ PAGES = [  # file in pages/, title, icon (Material Symbols ship with Streamlit),
     ("1_Training_dynamics.py", "Training dynamics", ":material/monitoring:", "Training_dynamics"),
     ("2_Feature_space.py", "Feature space", ":material/scatter_plot:", "Feature_space"),
     ("3_Masks.py", "Masks", ":material/filter_alt:", "Masks"),
-    ("4_Case_studies.py", "Case studies", ":material/compare:", "Case_studies"),
+    ("4_Case_studies.py", "Case studies", ":material/view_column:", "Case_studies"),
     ("5_Inspector.py", "Inspector", ":material/biotech:", "Inspector"),
     ("6_Compare.py", "Compare", ":material/table_chart:", "Compare"),
 ]

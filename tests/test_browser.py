@@ -99,8 +99,14 @@ def browser():
 
 
 def settle(page, text: str, timeout: float = 90_000) -> None:
-    """Wait for the page's marker text, then for Streamlit to finish running the script."""
-    page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
+    """Wait for the page's marker text, then for Streamlit to finish running the script. On a
+    time-out the page is kept as artifacts/screenshots/timeout_*.png for the CI log's reader."""
+    try:
+        page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
+    except PlaywrightTimeout:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"timeout_{text[:20].replace(' ', '_')}.png"), full_page=True)
+        raise
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
     page.wait_for_timeout(800)
 
