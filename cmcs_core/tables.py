@@ -33,7 +33,8 @@ def collect_runs(paths: list[str | Path]) -> pd.DataFrame:
             if "test" not in m:
                 continue
             cfg_path = path.parent / "config.json"
-            train = json.loads(cfg_path.read_text()).get("train", {}) if cfg_path.is_file() else {}
+            cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+            train = cfg.get("train", {})
             rows.append({
                 "run": str(path.parent), "dataset": Path(str(m["dataset"])).name, "method": m["method"],
                 "seed": m["seed"], "text_model": m["text_model"], "visual_source": m["visual_source"],
@@ -41,17 +42,22 @@ def collect_runs(paths: list[str | Path]) -> pd.DataFrame:
                 "test_f1": 100 * m["test"]["macro_f1"], "dev_acc": 100 * m["dev"]["acc"],
                 "best_epoch": m["best_epoch"],
                 "lr": train.get("lr", TrainConfig.lr), "head_lr": train.get("head_lr", TrainConfig.head_lr),
+                "augment": cfg.get("data", {}).get("augment_clauses", 0.0),
             })
     return pd.DataFrame(rows)
 
 
-def regime(row) -> str:
+def regime(row, with_augment: bool = True) -> str:
     ft = int(row["finetune_layers"])
     tuned = "frozen" if ft == 0 else ("fine-tuned (all layers)" if ft == -1 else f"fine-tuned (top {ft} layers)")
     # Learning rates away from the defaults make another regime: never average them together.
     lrs = "".join(f", {name.replace('_', ' ')} {row[name]:g}" for name in ("lr", "head_lr")
                   if name in row and row[name] != getattr(TrainConfig, name))
-    return f"{row['text_model']}, {tuned}, visual = {row['visual_source']}{lrs}"
+    # Counterfactual augmentation changes the training data: its own regime too (the stress
+    # tables put it beside the plain methods instead, as a variant).
+    aug = row.get("augment", 0) if with_augment else 0
+    extra = f", counterfactual augmentation {aug:g}" if aug and not pd.isna(aug) else ""
+    return f"{row['text_model']}, {tuned}, visual = {row['visual_source']}{lrs}{extra}"
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
