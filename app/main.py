@@ -18,6 +18,7 @@ PAGES = [  # file in pages/, title, icon, url path
     ("4_Case_studies.py", "Case studies", "🔎", "Case_studies"),
     ("5_Inspector.py", "Inspector", "🧪", "Inspector"),
     ("6_Compare.py", "Compare", "⚖️", "Compare"),
+    ("7_Robustness.py", "Robustness", "🛡️", "Robustness"),
 ]
 
 common.setup()

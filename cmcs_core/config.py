@@ -44,6 +44,7 @@ class DataConfig:
     # target-focused training: this share of train rows (1.0 = each once) gets a copy with a clause of
     # another sentiment about something else appended, label kept (data/counterfactual.py); 0 = off
     augment_clauses: float = 0.0
+    augment_seed: int = 0  # which copies/phrases: fixed apart from the run's seed, so a grid shares one set
     max_eval_samples: int | None = None
     dev_subset_size: int = 256  # |D_dev| for the upper level, drawn from the validation split
 

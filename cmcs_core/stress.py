@@ -278,3 +278,16 @@ def _augmented_vs_plain(part: pd.DataFrame, edits: list[str]) -> str:
             cells.append("–" if diff.empty else " ".join(f"{d:+.1f}" for d in diff) + f" (mean {diff.mean():+.1f})")
         lines.append(f"| {variant_title(plain)} | " + " | ".join(cells) + " |\n")
     return "".join(lines)
+
+
+def read_flipped(run_dir: str | Path, rows_file: str) -> pd.DataFrame:
+    """The flipped rows of one edit (rows_file as stress.json names it), with a clear error."""
+    from cmcs_core.runs import RunReadError
+
+    path = Path(run_dir) / rows_file
+    try:
+        return pd.read_csv(path, keep_default_na=False, dtype={"index": str})
+    except FileNotFoundError as err:
+        raise RunReadError(f"{run_dir}: missing {rows_file} (rerun `python -m cmcs_core stress --run {run_dir}`)") from err
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise RunReadError(f"{path}: cannot read ({err})") from err
