@@ -25,6 +25,7 @@ PAGES = {  # url path -> text that must appear once the page has rendered
     "Case_studies": "Side by side",
     "Inspector": "Counterfactual edits",
     "Compare": "Table 1",
+    "Robustness": "Flipped examples",
 }
 
 
@@ -41,7 +42,7 @@ def server(app_runs):
     SHOTS.mkdir(parents=True, exist_ok=True)
     log = open(SHOTS.parent / "streamlit_test.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
          "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
