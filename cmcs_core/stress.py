@@ -288,6 +288,7 @@ def read_flipped(run_dir: str | Path, rows_file: str) -> pd.DataFrame:
     try:
         return pd.read_csv(path, keep_default_na=False, dtype={"index": str})
     except FileNotFoundError as err:
-        raise RunReadError(f"{run_dir}: missing {rows_file} (rerun `python -m cmcs_core stress --run {run_dir}`)") from err
+        raise RunReadError(f"{run_dir}: missing {rows_file} "
+                           f"(rerun `python -m cmcs_core stress --run {run_dir}`)") from err
     except (OSError, ValueError, pd.errors.ParserError) as err:
         raise RunReadError(f"{path}: cannot read ({err})") from err

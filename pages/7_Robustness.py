@@ -113,7 +113,8 @@ else:
                                  hovertemplate=f"mean {diff.mean():+.1f} points<extra></extra>"))
     fig.add_hline(y=0, line_dash="dash", line_color="grey")
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
-                      title=f"CMCS minus each method: flip-rate points per seed under {edit} (below 0: CMCS flips less)",
+                      title=f"CMCS minus each method: flip-rate points per seed under {edit} "
+                            "(below 0: CMCS flips less)",
                       yaxis=dict(range=[-1.1 * span, 1.1 * span], title="flip-rate difference (points)"))
     common.show_fig(fig, key="rob_paired", name=f"robustness_paired_{dataset}_{edit}")
     st.caption("Runs with the same seed share initialisation and batch order up to the method's switches; the bar "
@@ -153,8 +154,8 @@ if edit == "swap_target":
     view.insert(5, "edited_target", shown.edited_target)
 if edit in ("swap_visual", "no_visual"):
     view["edited_caption"] = shown.edited_caption
-pick = st.dataframe(view, hide_index=True, width="stretch", height=300, on_select="rerun",
-                    selection_mode="single-row", key="rob_table")
+pick = st.dataframe(view, hide_index=True, width="stretch", height=min(300, 36 * (len(view) + 1) + 2),
+                    on_select="rerun", selection_mode="single-row", key="rob_table")
 selected = pick.selection.rows[0] if pick and pick.selection.rows else 0
 row = shown.iloc[selected]
 target = str(row.edited_target)
