@@ -5,7 +5,8 @@
 docs/img/stress_<dataset>.png: flip rate per edit and method (bars: mean over seeds, whiskers:
 per-seed 95% bootstrap intervals averaged, dots: seeds; axis 0-100%). docs/img/stress_augment.png:
 counterfactual augmentation against the plain method, seed by seed (flip rate under the appended
-clauses vs test accuracy). bench/results/stress_tables.md: `table --stress` of the same folders.
+clauses vs test accuracy). bench/results/stress_tables.md: `table --stress` of the same folders
+and the augmentation's cost per epoch.
 """
 from __future__ import annotations
 
@@ -92,6 +93,25 @@ def augment_pairs(found) -> Path | None:
     return path
 
 
+def augment_cost(found) -> str:
+    """Median seconds per training epoch, augmented vs plain run of the same dataset, method and
+    seed (epochs.csv): what the extra rows cost. Shared CPU: read the ratio, not the seconds."""
+    import pandas as pd
+
+    runs = found.drop_duplicates("run")
+    rows = []
+    for r in runs[runs.variant.str.endswith("+aug")].itertuples():
+        plain = runs[(runs.variant == r.method) & (runs.dataset == r.dataset) & (runs.seed == r.seed)]
+        if plain.empty:
+            continue
+        sec = [float(pd.read_csv(Path(x) / "epochs.csv").seconds.median()) for x in (r.run, plain.run.iloc[0])]
+        rows.append(f"| {r.dataset} | {r.method} | {r.seed} | {sec[1]:.1f} | {sec[0]:.1f} | {sec[0] / sec[1]:.2f} |\n")
+    if not rows:
+        return ""
+    return ("\n### Cost of counterfactual augmentation (median seconds per training epoch)\n\n"
+            "| dataset | method | seed | plain | augmented | ratio |\n|---|---|---|---|---|---|\n" + "".join(rows))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="+")
@@ -103,7 +123,7 @@ def main() -> None:
         print(flip_bars(found, dataset))
     print(augment_pairs(found))
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "stress_tables.md").write_text(stress_tables(found))
+    (OUT / "stress_tables.md").write_text(stress_tables(found) + augment_cost(found))
     print(OUT / "stress_tables.md")
 
 

@@ -223,20 +223,30 @@ def stress_tables(found: pd.DataFrame, reference: str = "cmcs") -> str:
         for variant in variant_order(part.variant):
             v = part[part.variant == variant]
             acc = v.drop_duplicates("run").test_acc
-            cells = []
-            for edit in edits:
-                f = v[v.edit == edit].flip_rate
-                cells.append("–" if f.empty else f"{f.mean():.1f} ± {0 if len(f) < 2 else f.std():.1f}")
-            lines.append(f"| {variant_title(variant)} | {acc.mean():.1f} ± {0 if len(acc) < 2 else acc.std():.1f} | "
-                         + " | ".join(cells) + f" | {v.seed.nunique()} |\n")
+            cells = ["–" if v[v.edit == e].empty else _mean_std(v[v.edit == e].flip_rate) for e in edits]
+            lines.append(f"| {variant_title(variant)} | {_mean_std(acc)} | " + " | ".join(cells)
+                         + f" | {v.seed.nunique()} |\n")
         lines.append(_paired(part, edits, reference))
         lines.append(_augmented_vs_plain(part, edits))
         out.append("".join(lines))
     na = found[~found.applies].drop_duplicates(["method", "edit", "reason"])
     notes = "".join(f"- {r.method}, {r.edit}: not run — {r.reason}\n" for r in na.itertuples())
     return ("\n".join(out) + "\nFlip rate: share of edited rows whose predicted label changes (%), mean ± std over "
-            "seeds; test acc: the run's test accuracy (%). Paired cells list seeds in ascending order.\n"
+            "seeds (no ± with one seed); test acc: the run's test accuracy (%). Paired cells list seeds in "
+            "ascending order.\n"
             + (f"\n{notes}" if notes else ""))
+
+
+def _mean_std(values: pd.Series) -> str:
+    """Mean ± std over seeds; one seed has no spread to show, so no ± at all."""
+    return f"{values.mean():.1f}" if len(values) < 2 else f"{values.mean():.1f} ± {values.std():.1f}"
+
+
+def _diffs(diff: pd.Series) -> str:
+    if diff.empty:
+        return "–"
+    seeds = " ".join(f"{d:+.1f}" for d in diff)
+    return seeds if len(diff) < 2 else f"{seeds} (mean {diff.mean():+.1f})"
 
 
 def _pivot(part: pd.DataFrame, edit: str) -> pd.DataFrame:
@@ -249,14 +259,13 @@ def _paired(part: pd.DataFrame, edits: list[str], reference: str) -> str:
     lines = [f"\n{variant_title(reference)} minus each method, flip rate points paired by seed (negative: "
              f"{reference} flips less):\n\n| minus | " + " | ".join(edits) + " |\n|---|" + "---|" * len(edits) + "\n"]
     for variant in variant_order(part.variant):
-        if variant == reference:
+        if variant == reference or variant.endswith("+aug"):  # augmented runs: compared with their plain method
             continue
         cells = []
         for edit in edits:
             p = _pivot(part, edit)
             both = p[[reference, variant]].dropna() if {reference, variant} <= set(p.columns) else pd.DataFrame()
-            diff = (both[reference] - both[variant]) if not both.empty else pd.Series(dtype=float)
-            cells.append("–" if diff.empty else " ".join(f"{d:+.1f}" for d in diff) + f" (mean {diff.mean():+.1f})")
+            cells.append(_diffs((both[reference] - both[variant]) if not both.empty else pd.Series(dtype=float)))
         lines.append(f"| {variant_title(variant)} | " + " | ".join(cells) + " |\n")
     return "".join(lines)
 
@@ -274,8 +283,7 @@ def _augmented_vs_plain(part: pd.DataFrame, edits: list[str]) -> str:
         cells = []
         for table in [accs] + [_pivot(part, e) for e in edits]:
             both = table[[aug, plain]].dropna() if {aug, plain} <= set(table.columns) else pd.DataFrame()
-            diff = (both[aug] - both[plain]) if not both.empty else pd.Series(dtype=float)
-            cells.append("–" if diff.empty else " ".join(f"{d:+.1f}" for d in diff) + f" (mean {diff.mean():+.1f})")
+            cells.append(_diffs((both[aug] - both[plain]) if not both.empty else pd.Series(dtype=float)))
         lines.append(f"| {variant_title(plain)} | " + " | ".join(cells) + " |\n")
     return "".join(lines)
 
