@@ -59,7 +59,7 @@ def flip_bars(found, dataset: str) -> Path:
 
 def augment_pairs(found) -> Path | None:
     part = found[found.applies & (found.split == "test") & found.edit.str.startswith("clause_")]
-    aug = sorted({v for v in part.variant if v.endswith("+aug")})
+    aug = sorted({v for v in part.variant if "+aug" in v})
     if not aug:
         return None
     datasets = sorted(part.dataset.unique())
@@ -100,12 +100,12 @@ def augment_cost(found) -> str:
 
     runs = found.drop_duplicates("run")
     rows = []
-    for r in runs[runs.variant.str.endswith("+aug")].itertuples():
+    for r in runs[runs.variant.str.contains("+aug", regex=False)].itertuples():
         plain = runs[(runs.variant == r.method) & (runs.dataset == r.dataset) & (runs.seed == r.seed)]
         if plain.empty:
             continue
         sec = [float(pd.read_csv(Path(x) / "epochs.csv").seconds.median()) for x in (r.run, plain.run.iloc[0])]
-        rows.append(f"| {r.dataset} | {r.method} | {r.seed} | {sec[1]:.1f} | {sec[0]:.1f} | {sec[0] / sec[1]:.2f} |\n")
+        rows.append(f"| {r.dataset} | {r.variant} | {r.seed} | {sec[1]:.1f} | {sec[0]:.1f} | {sec[0] / sec[1]:.2f} |\n")
     if not rows:
         return ""
     return ("\n### Cost of counterfactual augmentation (median seconds per training epoch)\n\n"

@@ -45,6 +45,9 @@ class DataConfig:
     # another sentiment about something else appended, label kept (data/counterfactual.py); 0 = off
     augment_clauses: float = 0.0
     augment_seed: int = 0  # which copies/phrases: fixed apart from the run's seed, so a grid shares one set
+    # opposite: the clause's sentiment differs from the label (ARTS' AddDiff) -- which makes "negative clause"
+    # a sign of a positive label; random: either sentiment, independent of the label
+    augment_polarity: str = "opposite"
     max_eval_samples: int | None = None
     dev_subset_size: int = 256  # |D_dev| for the upper level, drawn from the validation split
 

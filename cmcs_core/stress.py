@@ -182,7 +182,7 @@ def collect_stress(paths: list[str | Path]) -> pd.DataFrame:
             for edit, res in entry.get("edits", {}).items():
                 rows.append({
                     "run": run["run"], "dataset": run["dataset"], "method": run["method"],
-                    "variant": run["method"] + (" +aug" if run.get("augment", 0) else ""),
+                    "variant": variant_of(run),
                     "seed": run["seed"], "regime": regime(run, with_augment=False), "test_acc": run["test_acc"],
                     "split": tag, "edit": edit, "applies": bool(res.get("applies")), "reason": res.get("reason", ""),
                     "rows": res.get("rows", 0), "flip_rate": 100 * res.get("flip_rate", np.nan),
@@ -192,6 +192,15 @@ def collect_stress(paths: list[str | Path]) -> pd.DataFrame:
                     "flips": res.get("flips", {}), "rows_file": res.get("rows_file", ""),
                 })
     return pd.DataFrame(rows)
+
+
+def variant_of(run) -> str:
+    """The method, marked when trained with counterfactual augmentation (and how its clauses' sentiment
+    was drawn): `cmcs +aug`, `text_only +aug-random`."""
+    if not run.get("augment", 0):
+        return run["method"]
+    polarity = run.get("augment_polarity", "opposite")
+    return run["method"] + (" +aug" if polarity == "opposite" else f" +aug-{polarity}")
 
 
 def variant_order(variants) -> list[str]:
@@ -205,7 +214,8 @@ def variant_title(variant: str) -> str:
     from cmcs_core.config import METHOD_TITLES
 
     method, _, aug = variant.partition(" ")
-    return METHOD_TITLES.get(method, method) + (" + counterfactual augmentation" if aug else "")
+    how = f" ({aug.split('-', 1)[1]} sentiment)" if "-" in aug else ""
+    return METHOD_TITLES.get(method, method) + (f" + counterfactual augmentation{how}" if aug else "")
 
 
 def stress_tables(found: pd.DataFrame, reference: str = "cmcs") -> str:
@@ -259,7 +269,7 @@ def _paired(part: pd.DataFrame, edits: list[str], reference: str) -> str:
     lines = [f"\n{variant_title(reference)} minus each method, flip rate points paired by seed (negative: "
              f"{reference} flips less):\n\n| minus | " + " | ".join(edits) + " |\n|---|" + "---|" * len(edits) + "\n"]
     for variant in variant_order(part.variant):
-        if variant == reference or variant.endswith("+aug"):  # augmented runs: compared with their plain method
+        if variant == reference or "+aug" in variant:  # augmented runs: compared with their plain method
             continue
         cells = []
         for edit in edits:
@@ -271,7 +281,7 @@ def _paired(part: pd.DataFrame, edits: list[str], reference: str) -> str:
 
 
 def _augmented_vs_plain(part: pd.DataFrame, edits: list[str]) -> str:
-    pairs = [(v.split(" ")[0], v) for v in variant_order(part.variant) if v.endswith("+aug")]
+    pairs = [(v.split(" ")[0], v) for v in variant_order(part.variant) if "+aug" in v]
     pairs = [(plain, aug) for plain, aug in pairs if plain in set(part.variant)]
     if not pairs:
         return ""
@@ -284,7 +294,7 @@ def _augmented_vs_plain(part: pd.DataFrame, edits: list[str]) -> str:
         for table in [accs] + [_pivot(part, e) for e in edits]:
             both = table[[aug, plain]].dropna() if {aug, plain} <= set(table.columns) else pd.DataFrame()
             cells.append(_diffs((both[aug] - both[plain]) if not both.empty else pd.Series(dtype=float)))
-        lines.append(f"| {variant_title(plain)} | " + " | ".join(cells) + " |\n")
+        lines.append(f"| {variant_title(aug)} | " + " | ".join(cells) + " |\n")
     return "".join(lines)
 
 

@@ -43,6 +43,7 @@ def collect_runs(paths: list[str | Path]) -> pd.DataFrame:
                 "best_epoch": m["best_epoch"],
                 "lr": train.get("lr", TrainConfig.lr), "head_lr": train.get("head_lr", TrainConfig.head_lr),
                 "augment": cfg.get("data", {}).get("augment_clauses", 0.0),
+                "augment_polarity": cfg.get("data", {}).get("augment_polarity", "opposite"),
             })
     return pd.DataFrame(rows)
 
@@ -57,6 +58,8 @@ def regime(row, with_augment: bool = True) -> str:
     # tables put it beside the plain methods instead, as a variant).
     aug = row.get("augment", 0) if with_augment else 0
     extra = f", counterfactual augmentation {aug:g}" if aug and not pd.isna(aug) else ""
+    if extra and row.get("augment_polarity", "opposite") != "opposite":
+        extra += f" ({row['augment_polarity']} sentiment)"
     return f"{row['text_model']}, {tuned}, visual = {row['visual_source']}{lrs}{extra}"
 
 

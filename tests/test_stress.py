@@ -231,8 +231,14 @@ def test_augmentation_never_trains_on_a_stress_phrase(tiny_config_factory, tmp_p
         assert row.tweet.startswith(orig.tweet) and row.label == orig.label
         assert CLAUSE_LABEL[polarity] != orig.label and row.target == orig.target
     # many more rows than phrases: still none from the stress bank
-    big = augment_rows(read_tsv(trainer.pipe.dataset().split_path("train")), 2.0, seed=3)
+    train_rows = read_tsv(trainer.pipe.dataset().split_path("train"))
+    big = augment_rows(train_rows, 2.0, seed=3)
     assert not any(p in r.tweet for r in big for p in stress)
+    # polarity="random": every label meets clauses of both sentiments (no label signal in the clause)
+    rnd = augment_rows(train_rows, 1.0, seed=0, polarity="random")[len(train_rows):]
+    seen = {(r.label, side) for r in rnd for side, bank in augment.items() if any(r.tweet.endswith(x) for x in bank)}
+    assert seen == {(label, side) for label in range(3) for side in CLAUSE_LABEL}
+    assert not any(p in r.tweet for r in rnd for p in stress)
 
 
 def test_edits_are_deterministic_and_change_one_thing(rows_file):

@@ -132,11 +132,14 @@ def edit_rows(samples: list[Sample], edit: str, seed: int = 0, phrases: dict[str
 
 
 def augment_rows(samples: list[Sample], rate: float, seed: int,
-                 phrases: dict[str, list[str]] | None = None) -> list[Sample]:
+                 phrases: dict[str, list[str]] | None = None, polarity: str = "opposite") -> list[Sample]:
     """Target-focused training data: the rows plus, for a share `rate` of them (1.0 = every row;
     above 1, more than one copy), a copy with a clause from the `augment` bank appended whose
     sentiment differs from the row's label, which the copy keeps. What the sentence says about
-    something else must not move the prediction for the target."""
+    something else must not move the prediction for the target. polarity="random" draws the
+    clause's sentiment independently of the label instead, so the clause carries no label signal."""
+    if polarity not in ("opposite", "random"):
+        raise ValueError(f"augment polarity must be 'opposite' or 'random', not {polarity!r}")
     if rate <= 0:
         return list(samples)
     bank = phrases or phrase_bank("augment")
@@ -146,10 +149,10 @@ def augment_rows(samples: list[Sample], rate: float, seed: int,
     out = list(samples)
     for n, i in enumerate(order):
         s = samples[i]
-        polarities = [p for p, label in CLAUSE_LABEL.items() if label != s.label]
+        polarities = [p for p, label in CLAUSE_LABEL.items() if polarity == "random" or label != s.label]
         phrase = None
-        for polarity in rng.sample(polarities, len(polarities)):
-            phrase = _free_phrase(bank[polarity], s, rng)
+        for side in rng.sample(polarities, len(polarities)):
+            phrase = _free_phrase(bank[side], s, rng)
             if phrase is not None:
                 break
         if phrase is not None:
@@ -157,9 +160,9 @@ def augment_rows(samples: list[Sample], rate: float, seed: int,
     return out
 
 
-def augmented_split(split: Split, rate: float, seed: int) -> Split:
+def augmented_split(split: Split, rate: float, seed: int, polarity: str = "opposite") -> Split:
     """The training split with augment_rows' copies added; each copy keeps its row's image."""
-    rows = augment_rows(split.samples, rate, seed)
+    rows = augment_rows(split.samples, rate, seed, polarity=polarity)
     if len(rows) == len(split.samples):
         return split
     text = dict(zip((s.image_id for s in split.samples), split.visual_text)) if split.visual_text else None
