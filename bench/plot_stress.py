@@ -63,6 +63,7 @@ def augment_pairs(found) -> Path | None:
     if not aug:
         return None
     datasets = sorted(part.dataset.unique())
+    colour = {v: f"C{i}" for i, v in enumerate(variant_order(part.variant))}  # one colour per method in every panel
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         d = part[part.dataset == dataset]
@@ -79,7 +80,7 @@ def augment_pairs(found) -> Path | None:
                             arrowprops=dict(arrowstyle="->", color="grey", lw=0.8))
         for variant in variant_order(runs.variant):
             r = runs[runs.variant == variant]
-            ax.scatter(r.acc, r.flip, label=variant_title(variant), s=25)
+            ax.scatter(r.acc, r.flip, label=variant_title(variant), s=25, color=colour[variant])
         ax.set_ylim(0, 100)
         ax.set_xlabel("test accuracy (%)")
         ax.set_ylabel("flip rate, appended clauses (%)")
