@@ -18,6 +18,7 @@ PAGES = [  # file in pages/, title, icon (Material Symbols ship with Streamlit),
     ("4_Case_studies.py", "Case studies", ":material/view_column:", "Case_studies"),
     ("5_Inspector.py", "Inspector", ":material/biotech:", "Inspector"),
     ("6_Compare.py", "Compare", ":material/table_chart:", "Compare"),
+    ("7_Robustness.py", "Robustness", ":material/shield:", "Robustness"),
 ]
 
 common.setup()

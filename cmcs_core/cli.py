@@ -1,4 +1,4 @@
-"""`python -m cmcs_core train | evaluate | predict | table | playground`.
+"""`python -m cmcs_core train | evaluate | stress | predict | table | playground`.
 
 Every field of the config dataclasses is a flag (`--finetune-layers 2`), so a run folder's
 config.json and the command line describe the same thing.
@@ -14,6 +14,7 @@ import typing
 from pathlib import Path
 
 from cmcs_core.config import METHODS, DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig, apply_method
+from cmcs_core.data.counterfactual import EDITS
 
 SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
 
@@ -72,23 +73,29 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from cmcs_core.evaluate import predict_tensors, write_outputs
+    from cmcs_core.evaluate import predict_tensors, split_tag, write_outputs
     from cmcs_core.inference import Predictor
 
     pred = Predictor(args.run, device=args.device)
     if args.image_dir:
         pred.pipe.cfg.data.image_dir = args.image_dir
     split = pred.pipe.load_split(args.split, args.max_samples)
-    data = pred.pipe.tensors(split)
+    data = pred.pipe.tensors(split, progress=not args.quiet)
     res = predict_tensors(pred.model, data, pred.pipe.device)
-    name = args.split if args.split in ("train", "dev", "test") else Path(args.split).stem
+    name = split_tag(args.split, split.path)
+    if args.max_samples:
+        name += f"-first{args.max_samples}"
     out = Path(args.output_dir) if args.output_dir else Path(args.run) / f"eval_{name}"
     metrics = write_outputs(out, name, pred.pipe, data, res)
     metrics.update(file=str(split.path), visual_source=split.visual_source, dropped=split.dropped)
     from cmcs_core.io import atomic_write_json
 
     atomic_write_json(out / "metrics.json", metrics)
-    print(json.dumps({k: metrics[k] for k in ("file", "n", "acc", "macro_f1", "visual_source", "dropped")}, indent=2))
+    print(json.dumps({k: metrics[k] for k in ("file", "n", "acc", "macro_f1", "macro_f1_classes", "visual_source",
+                                              "dropped")}, indent=2))
+    if len(metrics["macro_f1_classes"]) < 3:
+        print(f"note: macro_f1 averages over the {len(metrics['macro_f1_classes'])} classes present in the file "
+              f"({', '.join(metrics['macro_f1_classes'])}), not over all three")
     print(f"outputs in {out}")
 
 
@@ -102,9 +109,41 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(json.dumps(out, indent=2))
 
 
+def cmd_stress(args: argparse.Namespace) -> None:
+    from cmcs_core.stress import run_stress
+
+    if args.num_threads:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
+    for run in args.run:  # several runs in one process share the start-up and the feature cache
+        entry = run_stress(run, args.split, tuple(args.edits), args.seed, args.phrases, args.n_boot, args.device,
+                           progress=not args.quiet, log=lambda msg: print(f"{run}: {msg}", file=sys.stderr))
+        print(f"== {run} [{entry['tag']}]")
+        for edit in args.edits:
+            res = entry["edits"].get(edit, {})
+            if not res.get("applies"):
+                print(f"{edit:16s} not run: {res.get('reason', '?')}")
+                continue
+            lo, hi = res["flip_ci"]
+            moves = ", ".join(f"{k} {v}" for k, v in list(res["flips"].items())[:3])
+            print(f"{edit:16s} rows {res['rows']:5d}  acc {100 * res['acc_before']:5.1f} -> "
+                  f"{100 * res['acc_after']:5.1f}  flip {100 * res['flip_rate']:5.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+                  f"  {moves}")
+        print(f"results in {Path(run) / 'stress.json'} and {Path(run) / 'stress' / entry['tag']}/")
+
+
 def cmd_table(args: argparse.Namespace) -> None:
     from cmcs_core.tables import collect_runs, markdown_tables, paired_differences
 
+    if args.stress:
+        from cmcs_core.stress import collect_stress, stress_tables
+
+        text = stress_tables(collect_stress(args.runs))
+        print(text)
+        if args.output:
+            Path(args.output).write_text(text)
+        return
     runs = collect_runs(args.runs)
     text = markdown_tables(runs)
     if args.paired:
@@ -137,9 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="train | dev | test | path/to/file.tsv")
     p.add_argument("--image-dir", help="image folder for runs that read pixels")
     p.add_argument("--max-samples", type=int)
-    p.add_argument("--output-dir", help="default RUN/eval_<split>")
+    p.add_argument("--output-dir", help="default RUN/eval_<split>, or RUN/eval_<file stem>-<content digest>")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("stress", help="counterfactual stress tests: edit a split, evaluate the run, count flips")
+    p.add_argument("--run", required=True, nargs="+", help="run folder(s) with a checkpoint (best.safetensors)")
+    p.add_argument("--split", default="test", help="train | dev | test | path/to/file.tsv")
+    p.add_argument("--edits", nargs="+", default=list(EDITS), choices=EDITS, help="default: all")
+    p.add_argument("--seed", type=int, default=0, help="seed of the edits' random choices (phrases, swaps)")
+    p.add_argument("--phrases", help="a phrase-bank JSON with a 'stress' bank (default: the shipped one)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the flip-rate interval")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--num-threads", type=int, help="torch threads (1 on a busy machine)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_stress)
 
     p = sub.add_parser("predict", help="predict one tweet/target with a caption or image")
     p.add_argument("--run", required=True)
@@ -154,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run folders or folders that contain them")
     p.add_argument("--output", help="also write the Markdown here")
     p.add_argument("--paired", action="store_true", help="also CMCS minus each method, seed by seed")
+    p.add_argument("--stress", action="store_true",
+                   help="the stress tests' flip rates instead (methods side by side, paired by seed)")
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("playground", help="generate the spurious-correlation playground and train on it")

@@ -41,6 +41,13 @@ class DataConfig:
     use_faces: bool = False  # append FITE face descriptions to captions
     drop_missing_visual: bool = False  # drop rows whose image has no caption/file instead of failing
     max_train_samples: int | None = None  # quick runs, as in the transformers examples
+    # target-focused training: this share of train rows (1.0 = each once) gets a copy with a clause of
+    # another sentiment about something else appended, label kept (data/counterfactual.py); 0 = off
+    augment_clauses: float = 0.0
+    augment_seed: int = 0  # which copies/phrases: fixed apart from the run's seed, so a grid shares one set
+    # opposite: the clause's sentiment differs from the label (ARTS' AddDiff) -- which makes "negative clause"
+    # a sign of a positive label; random: either sentiment, independent of the label
+    augment_polarity: str = "opposite"
     max_eval_samples: int | None = None
     dev_subset_size: int = 256  # |D_dev| for the upper level, drawn from the validation split
 

@@ -1,6 +1,7 @@
 """Metrics and per-sample outputs (predictions, masks, pooled features) of a model on a split."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +15,26 @@ from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.pipeline import Pipeline, SplitTensors
 
 
+def split_tag(split: str, path: str | Path) -> str:
+    """Name of a split's outputs: train/dev/test, or a file's stem plus a digest of its content,
+    so test.tsv of two datasets (or two edits of one) never share an output name."""
+    if split in ("train", "dev", "test"):
+        return split
+    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:8]
+    return f"{Path(path).stem}-{digest}"
+
+
 def compute_metrics(labels: np.ndarray, preds: np.ndarray) -> dict:
-    """Accuracy, macro-F1 (what peers call F1), per-class P/R/F1 and the confusion matrix."""
+    """Accuracy, macro-F1 (what peers call F1), per-class P/R/F1 and the confusion matrix.
+
+    Macro-F1 averages over the classes present in the gold labels: an edited file may hold no
+    positive rows, and a zero F1 for a class with no support would only drag the mean down."""
     p, r, f, support = precision_recall_fscore_support(labels, preds, labels=[0, 1, 2], zero_division=0)
+    present = [i for i in range(3) if support[i] > 0]
     return {
         "acc": float(accuracy_score(labels, preds)),
-        "macro_f1": float(f1_score(labels, preds, labels=[0, 1, 2], average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(labels, preds, labels=present, average="macro", zero_division=0)),
+        "macro_f1_classes": [LABEL_NAMES[i] for i in present],
         "per_class": {
             name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}
             for i, name in enumerate(LABEL_NAMES)

@@ -34,7 +34,8 @@ def collect_runs(paths: list[str | Path]) -> pd.DataFrame:
             if "test" not in m:
                 continue
             cfg_path = path.parent / "config.json"
-            train = json.loads(cfg_path.read_text()).get("train", {}) if cfg_path.is_file() else {}
+            cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+            train = cfg.get("train", {})
             rows.append({
                 "run": str(path.parent), "dataset": dataset_name(str(m["dataset"])), "method": m["method"],
                 "seed": m["seed"], "text_model": m["text_model"], "visual_source": m["visual_source"],
@@ -43,11 +44,13 @@ def collect_runs(paths: list[str | Path]) -> pd.DataFrame:
                 "best_epoch": m["best_epoch"],
                 "lr": train.get("lr", TrainConfig.lr), "head_lr": train.get("head_lr", TrainConfig.head_lr),
                 "select_on": train.get("select_on", TrainConfig.select_on),
+                "augment": cfg.get("data", {}).get("augment_clauses", 0.0),
+                "augment_polarity": cfg.get("data", {}).get("augment_polarity", "opposite"),
             })
     return pd.DataFrame(rows)
 
 
-def regime(row) -> str:
+def regime(row, with_augment: bool = True) -> str:
     ft = int(row["finetune_layers"])
     tuned = "frozen" if ft == 0 else ("fine-tuned (all layers)" if ft == -1 else f"fine-tuned (top {ft} layers)")
     # Learning rates away from the defaults make another regime: never average them together.
@@ -56,7 +59,13 @@ def regime(row) -> str:
     # So does another rule for picking the epoch (--select-on).
     if row.get("select_on", TrainConfig.select_on) != TrainConfig.select_on:
         lrs += f", epoch chosen on {row['select_on'].replace('_', ' ')}"
-    return f"{row['text_model']}, {tuned}, visual = {row['visual_source']}{lrs}"
+    # Counterfactual augmentation changes the training data: its own regime too (the stress
+    # tables put it beside the plain methods instead, as a variant).
+    aug = row.get("augment", 0) if with_augment else 0
+    extra = f", counterfactual augmentation {aug:g}" if aug and not pd.isna(aug) else ""
+    if extra and row.get("augment_polarity", "opposite") != "opposite":
+        extra += f" ({row['augment_polarity']} sentiment)"
+    return f"{row['text_model']}, {tuned}, visual = {row['visual_source']}{lrs}{extra}"
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:

@@ -76,6 +76,8 @@ if examples is not None and len(examples):
                                            f"{str(examples.iloc[r]['tweet'])[:80]}")
         st.button("Use this sample", on_click=use_example)
 
+if st.session_state.get("ins_from"):  # set by the Robustness page's "open in the Inspector"
+    st.info(f"Opened from the {st.session_state.pop('ins_from')}.")
 st.session_state.setdefault("ins_tweet", "The new phone from Apple is great, but the battery is awful")
 st.session_state.setdefault("ins_target", "Apple")
 st.session_state.setdefault("ins_caption", "a person holding a smartphone")

@@ -23,6 +23,7 @@ TARGETS = ["Apple", "Netflix", "Drake", "Uber", "Boston", "Messi"]
 WORDS = {0: ["awful", "terrible", "sad"], 1: ["okay", "today", "announced"], 2: ["great", "amazing", "love"]}
 RUNS = {"cap_cmcs": ("cmcs", "caption"), "cap_text_only": ("text_only", "caption"),
         "pix_cmcs": ("cmcs", "efficientnet-lite0")}
+STRESSED = ("cap_cmcs", "cap_text_only")
 
 
 def make_png(path: Path, colour: tuple[int, int, int], size: int = 64) -> Path:
@@ -68,6 +69,10 @@ def train_runs(data: Path, runs_dir: Path) -> dict[str, Path]:
         cfg.train.batch_size, cfg.train.H = 16, 2
         train(cfg, runs_dir / name, progress=False)
         out[name] = runs_dir / name
+    from cmcs_core.stress import run_stress
+
+    for name in STRESSED:  # the Robustness page's data: CMCS and the baseline, same seed
+        run_stress(runs_dir / name, progress=False, log=lambda msg: None)
     broken = runs_dir / "broken_run"
     broken.mkdir(exist_ok=True)
     (broken / "config.json").write_text("{ this is not json")

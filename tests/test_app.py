@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from app_fixtures import REPO
 from streamlit.testing.v1 import AppTest
@@ -202,7 +203,32 @@ def test_compare_tables_and_confusions(app_runs):
     assert set(per_class["label"]) == LABELS
 
 
-@pytest.mark.parametrize("name", ["Training_dynamics", "Feature_space", "Masks", "Case_studies", "Inspector", "Compare"])
+def test_robustness_page_and_open_in_inspector(app_runs):
+    at = page("Robustness", app_runs, "cap_cmcs").run()
+    no_exceptions(at)
+    assert len(charts(at)) >= 2  # flip rates per edit and method, CMCS paired by seed
+    assert json.loads(charts(at)[0].proto.spec)["layout"]["yaxis"]["range"] == [0, 100]  # honest scale
+    report = json.loads((app_runs / "cap_cmcs" / "stress.json").read_text())["splits"]["test"]["edits"]
+    first = next(e for e in ("clause_positive", "clause_negative", "swap_target", "swap_visual")
+                 if report[e]["flipped"] > 0)
+    at.selectbox(key="rob_rows_edit").select(first).run()
+    no_exceptions(at)
+    res = report[first]
+    assert any(f"**{res['flipped']}** of {res['rows']} edited rows flipped" in m.value for m in at.markdown)
+    flipped = pd.read_csv(app_runs / "cap_cmcs" / res["rows_file"], keep_default_na=False, dtype={"index": str})
+    row = flipped.iloc[0]
+    at.button[0].click().run()  # open the first flipped row in the Inspector
+    no_exceptions(at)
+    assert at.session_state["ins_tweet"] == row.edited_tweet.replace("$T$", row.edited_target)
+    assert at.session_state["ins_target"] == row.edited_target
+    assert at.text_area(key="ins_tweet").value == at.session_state["ins_tweet"]  # the Inspector drew it
+    assert any("Opened from the Robustness page" in i.value for i in at.info)
+    final = next(m for m in at.metric if m.label == "Final label")
+    assert final.value == row.pred_after  # the Inspector predicts what the stress test recorded
+
+
+@pytest.mark.parametrize("name", ["Training_dynamics", "Feature_space", "Masks", "Case_studies", "Inspector", "Compare",
+                                  "Robustness"])
 def test_pages_without_runs_do_not_crash(name, tmp_path):
     at = page(name, tmp_path).run()
     no_exceptions(at)

@@ -27,6 +27,7 @@ PAGES = {  # url path -> text that must appear once the page has rendered
     "Case_studies": "Side by side",
     "Inspector": "Counterfactual edits",
     "Compare": "Table 1",
+    "Robustness": "Flipped examples",
 }
 
 

@@ -296,7 +296,9 @@ def test_cli_evaluate_on_an_edited_tsv(tiny_run, data_dir: Path, tmp_path: Path,
     assert str(out) in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 10 and metrics["file"] == str(tsv) and metrics["dropped"] == 0
-    pred = read_table(out / "predictions_my_edit.parquet")
+    (name,) = [f.name for f in out.glob("predictions_*.parquet")]  # stem + content digest: no collisions
+    assert name.startswith("predictions_my_edit-")
+    pred = read_table(out / name)
     assert pred.label.tolist() == [s.label for s in edited]
     assert metrics["acc"] == pytest.approx((pred.pred == pred.label).mean())
     # Same model, same inputs: the same probabilities as the run's own test predictions.

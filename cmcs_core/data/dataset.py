@@ -18,6 +18,9 @@ from cmcs_core.data.tsv import Sample, read_tsv
 BENCHMARKS = ("twitter2015", "twitter2017")
 SPLITS = ("train", "dev", "test")
 DATA_DIR_ENV = "CMCS_DATA_DIR"
+# An image column holding this name means "no visual input": an empty caption, or a blank grey
+# image for runs that read pixels. The stress test's no_visual edit writes it; any TSV may use it.
+NO_VISUAL = "NO_VISUAL"
 
 
 class MissingVisualError(ValueError):
@@ -112,6 +115,23 @@ def image_label_sets(samples: list[Sample]) -> dict[str, np.ndarray]:
     return labels
 
 
+def blank_image() -> Path:
+    """A mid-grey 224x224 PNG in the cache: what a NO_VISUAL row shows a pixel encoder."""
+    from PIL import Image
+
+    from cmcs_core.encoders.text import cache_root
+    from cmcs_core.io import atomic_save
+
+    path = cache_root() / "no_visual.png"
+    if not path.is_file():
+        atomic_save(path, lambda p: Image.new("RGB", (224, 224), (128, 128, 128)).save(p, format="PNG"))
+    return path
+
+
+def _image_path(image_dir: Path, image_id: str) -> Path:
+    return blank_image() if image_id == NO_VISUAL else image_dir / image_id
+
+
 @dataclass
 class Split:
     name: str
@@ -151,7 +171,7 @@ def load_split(
     missing: list[Sample] = []
     if files.image_dir is not None:
         source = "pixels"
-        found = [(s, files.image_dir / s.image_id) for s in samples]
+        found = [(s, _image_path(files.image_dir, s.image_id)) for s in samples]
         missing = [s for s, p in found if not p.is_file()]
     else:
         if captions is None:
@@ -165,8 +185,9 @@ def load_split(
                     raise FileNotFoundError(f"{files.name}: --use-faces given but no face descriptions file")
                 faces = load_json_map(files.faces)
                 captions = {k: f"{v} {faces.get(k, '')}".strip() for k, v in captions.items()}
+        captions = {**captions, NO_VISUAL: ""}
         source = "captions+faces" if use_faces else "captions"
-        missing = [s for s in samples if not captions.get(s.image_id, "").strip()]
+        missing = [s for s in samples if s.image_id != NO_VISUAL and not captions.get(s.image_id, "").strip()]
     if missing:
         if not drop_missing:
             first = ", ".join(f"{path}:{s.line} ({s.image_id})" for s in missing[:5])
@@ -184,7 +205,7 @@ def load_split(
         samples=samples,
         visual_source=source,
         visual_text=None if source == "pixels" else [captions[s.image_id] for s in samples],
-        image_paths=[files.image_dir / s.image_id for s in samples] if source == "pixels" else None,
+        image_paths=[_image_path(files.image_dir, s.image_id) for s in samples] if source == "pixels" else None,
         image_labels=np.stack([label_sets[s.image_id] for s in samples]),
         dropped=len(missing),
     )

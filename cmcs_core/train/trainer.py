@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cmcs_core.config import RunConfig
+from cmcs_core.data.counterfactual import augmented_split
 from cmcs_core.evaluate import compute_metrics, predict_tensors, write_outputs
 from cmcs_core.io import atomic_save, atomic_write_json
 from cmcs_core.model.cmcs import CMCSModel
@@ -132,7 +133,10 @@ class Trainer:
         d = self.cfg.data
         t0 = time.time()
         def tensors(split: str, max_samples: int | None) -> SplitTensors:
-            return self.pipe.tensors(self.pipe.load_split(split, max_samples), progress=self.progress)
+            rows = self.pipe.load_split(split, max_samples)
+            if split == "train" and d.augment_clauses > 0:
+                rows = augmented_split(rows, d.augment_clauses, d.augment_seed, d.augment_polarity)
+            return self.pipe.tensors(rows, progress=self.progress)
 
         self.train_data = tensors("train", d.max_train_samples)
         self.dev_data = tensors("dev", d.max_eval_samples)

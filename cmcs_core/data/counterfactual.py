@@ -1,0 +1,176 @@
+"""Counterfactual edits of benchmark rows: what the stress test measures and what
+target-focused training augments with.
+
+Every edit changes one thing of a row and keeps its gold label:
+  clause_positive / clause_negative  a clause of that sentiment about something else appended
+                                     (ARTS' AddDiff; only rows whose gold label differs from it)
+  swap_visual                        the row's image (or caption) replaced by another row's
+  no_visual                          the visual input removed (empty caption / blank image)
+  swap_target                        the target replaced by another target of the same split
+The phrases come from `phrases.json` beside this package: the `stress` bank for the test, the
+disjoint `augment` bank for training, so a model is never measured on a phrase it trained on.
+Edits are pure functions of the rows and a seed: every run of a grid sees the same edited file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cmcs_core.data.dataset import NO_VISUAL, Split, image_label_sets
+from cmcs_core.data.tsv import LABEL_NAMES, TARGET_TOKEN, Sample
+
+PHRASES_FILE = Path(__file__).resolve().parents[1] / "phrases.json"
+CLAUSE_LABEL = {"positive": LABEL_NAMES.index("positive"), "negative": LABEL_NAMES.index("negative")}
+EDITS = ("clause_positive", "clause_negative", "swap_visual", "no_visual", "swap_target")
+VISUAL_EDITS = ("swap_visual", "no_visual")
+EDIT_TITLES = {
+    "clause_positive": "positive clause about something else appended",
+    "clause_negative": "negative clause about something else appended",
+    "swap_visual": "visual input swapped with another row's",
+    "no_visual": "visual input removed (empty caption / blank image)",
+    "swap_target": "target replaced by another target of the split",
+}
+
+
+def phrase_bank(bank: str, path: str | Path | None = None) -> dict[str, list[str]]:
+    """{'positive': [...], 'negative': [...]} of one bank ('stress' or 'augment')."""
+    path = Path(path) if path else PHRASES_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read the phrase bank ({err})") from err
+    if bank not in data or not all(data[bank].get(p) for p in CLAUSE_LABEL):
+        raise ValueError(f"{path}: no '{bank}' bank with positive and negative phrases")
+    return {p: [str(x).strip() for x in data[bank][p] if str(x).strip()] for p in CLAUSE_LABEL}
+
+
+def names_target(phrase: str, target: str) -> bool:
+    """Whether the phrase mentions the target as a whole word (case-insensitive)."""
+    return re.search(rf"(?<!\w){re.escape(target.strip())}(?!\w)", phrase, flags=re.IGNORECASE) is not None
+
+
+def append_clause(sample: Sample, phrase: str) -> Sample:
+    """The row with the clause appended; a phrase naming the target would change what the label
+    is about, so it is refused."""
+    if names_target(phrase, sample.target):
+        raise ValueError(f"phrase {phrase!r} contains the target {sample.target!r} (row {sample.index}): "
+                         "a clause about something else must not name the target")
+    return dataclasses.replace(sample, tweet=f"{sample.tweet} {phrase}")
+
+
+def _free_phrase(phrases: list[str], sample: Sample, rng: random.Random) -> str | None:
+    """A random phrase of the list that does not name the row's target, or None."""
+    free = [p for p in phrases if not names_target(p, sample.target)]
+    return rng.choice(free) if free else None
+
+
+@dataclass
+class Edited:
+    """An edit applied to a split: the edited rows, their positions in the split, and why some
+    rows were left out."""
+
+    edit: str
+    rows: list[Sample]
+    positions: list[int]
+    skipped: list[str] = field(default_factory=list)
+    not_applicable: str | None = None  # why the edit applies to no row
+
+
+def edit_rows(samples: list[Sample], edit: str, seed: int = 0, phrases: dict[str, list[str]] | None = None) -> Edited:
+    """Apply one edit to every row it applies to; deterministic in (rows, edit, seed)."""
+    if edit not in EDITS:
+        raise ValueError(f"unknown edit {edit!r}; choose from {', '.join(EDITS)}")
+    rng = random.Random(f"{seed}:{edit}")
+    rows: list[Sample] = []
+    positions: list[int] = []
+    skipped: list[str] = []
+    if edit.startswith("clause_"):
+        polarity = edit.split("_", 1)[1]
+        bank = (phrases or phrase_bank("stress"))[polarity]
+        for i, s in enumerate(samples):
+            if s.label == CLAUSE_LABEL[polarity]:
+                continue
+            phrase = _free_phrase(bank, s, rng)
+            if phrase is None:
+                skipped.append(f"row {s.index} (line {s.line}): every {polarity} phrase names its target {s.target!r}")
+                continue
+            rows.append(append_clause(s, phrase))
+            positions.append(i)
+        why = f"no row has a gold label other than {polarity}" if not rows and not skipped else None
+    elif edit == "swap_visual":
+        images = list(dict.fromkeys(s.image_id for s in samples if s.image_id != NO_VISUAL))
+        for i, s in enumerate(samples):
+            others = [x for x in images if x != s.image_id]
+            if others:
+                rows.append(dataclasses.replace(s, image_id=rng.choice(others)))
+                positions.append(i)
+        why = "the split has fewer than two distinct images" if not rows else None
+    elif edit == "no_visual":
+        for i, s in enumerate(samples):
+            if s.image_id != NO_VISUAL:
+                rows.append(dataclasses.replace(s, image_id=NO_VISUAL))
+                positions.append(i)
+        why = "every row already has no visual input" if not rows else None
+    else:  # swap_target
+        targets = list(dict.fromkeys(s.target for s in samples))
+        for i, s in enumerate(samples):
+            context = s.tweet.replace(TARGET_TOKEN, " ")
+            others = [t for t in targets if t.lower() != s.target.lower() and not names_target(context, t)]
+            if others:
+                rows.append(dataclasses.replace(s, target=rng.choice(others)))
+                positions.append(i)
+        why = "the split has no second target to swap in" if not rows else None
+    if not rows and skipped:
+        why = f"every phrase names the target of each row it could apply to ({len(skipped)} rows)"
+    return Edited(edit, rows, positions, skipped, why)
+
+
+def augment_rows(samples: list[Sample], rate: float, seed: int,
+                 phrases: dict[str, list[str]] | None = None, polarity: str = "opposite") -> list[Sample]:
+    """Target-focused training data: the rows plus, for a share `rate` of them (1.0 = every row;
+    above 1, more than one copy), a copy with a clause from the `augment` bank appended whose
+    sentiment differs from the row's label, which the copy keeps. What the sentence says about
+    something else must not move the prediction for the target. polarity="random" draws the
+    clause's sentiment independently of the label instead, so the clause carries no label signal."""
+    if polarity not in ("opposite", "random"):
+        raise ValueError(f"augment polarity must be 'opposite' or 'random', not {polarity!r}")
+    if rate <= 0:
+        return list(samples)
+    bank = phrases or phrase_bank("augment")
+    rng = random.Random(f"augment:{seed}")
+    copies = int(rate) * len(samples) + round((rate - int(rate)) * len(samples))
+    order = [i for _ in range(int(rate) + 1) for i in rng.sample(range(len(samples)), len(samples))][:copies]
+    out = list(samples)
+    for n, i in enumerate(order):
+        s = samples[i]
+        polarities = [p for p, label in CLAUSE_LABEL.items() if polarity == "random" or label != s.label]
+        phrase = None
+        for side in rng.sample(polarities, len(polarities)):
+            phrase = _free_phrase(bank[side], s, rng)
+            if phrase is not None:
+                break
+        if phrase is not None:
+            out.append(dataclasses.replace(append_clause(s, phrase), index=f"{s.index}+aug{n}"))
+    return out
+
+
+def augmented_split(split: Split, rate: float, seed: int, polarity: str = "opposite") -> Split:
+    """The training split with augment_rows' copies added; each copy keeps its row's image."""
+    rows = augment_rows(split.samples, rate, seed, polarity=polarity)
+    if len(rows) == len(split.samples):
+        return split
+    text = dict(zip((s.image_id for s in split.samples), split.visual_text)) if split.visual_text else None
+    paths = dict(zip((s.image_id for s in split.samples), split.image_paths)) if split.image_paths else None
+    labels = image_label_sets(rows)
+    return dataclasses.replace(
+        split, samples=rows,
+        visual_text=[text[s.image_id] for s in rows] if text is not None else None,
+        image_paths=[paths[s.image_id] for s in rows] if paths is not None else None,
+        image_labels=np.stack([labels[s.image_id] for s in rows]),
+    )

@@ -1,0 +1,193 @@
+"""Robustness: the counterfactual stress tests (`python -m cmcs_core stress`) of every run —
+flip rate per edit and method with intervals, CMCS paired against each method by seed, and
+the flipped examples, each one click away from the Inspector with the edit applied."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app import common
+from cmcs_core.data.counterfactual import EDIT_TITLES, EDITS
+from cmcs_core.data.dataset import NO_VISUAL
+from cmcs_core.stress import STRESS_FILE, collect_stress, read_flipped, stress_tables, variant_order, variant_title
+
+st.title("Robustness")
+runs, run, other = common.require_run()
+finished = [r for r in runs if r.finished]
+
+
+@st.cache_data(show_spinner="Reading stress results…", max_entries=8)
+def stress_frame(paths: tuple[str, ...], _stamps: tuple[float, ...]) -> pd.DataFrame:
+    return collect_stress(list(paths))
+
+
+def stress_stamp(path: Path) -> float:
+    f = path / STRESS_FILE
+    return f.stat().st_mtime if f.is_file() else 0.0
+
+
+paths = tuple(str(r.path) for r in finished)
+found = stress_frame(paths, tuple(stress_stamp(r.path) for r in finished))
+st.markdown(
+    "Each stress test edits something that is **not about the target** and keeps the gold label: a clause of "
+    "positive or negative sentiment about something else appended (rows whose gold label differs from it), the "
+    "visual input swapped with another row's or removed, or the target replaced by another target of the split. "
+    "The **flip rate** is the share of edited rows whose predicted label changes: a model that reads the target's "
+    "context flips little on the first three kinds.")
+if found.empty:
+    st.warning("No stress results under this runs folder yet. Stress-test a run with a checkpoint:")
+    st.code(f"python -m cmcs_core stress --run {run.path}", language="bash")
+    st.stop()
+
+c1, c2, c3 = st.columns(3)
+datasets = sorted(found.dataset.unique())
+dataset = c1.selectbox("Dataset", datasets, index=datasets.index(run.dataset) if run.dataset in datasets else 0,
+                       key="rob_dataset")
+part = found[found.dataset == dataset]
+regime = c2.selectbox("Regime", sorted(part.regime.unique()), key="rob_regime")
+part = part[part.regime == regime]
+split = c3.selectbox("Split", sorted(part.split.unique(), key=lambda s: (s != "test", s)), key="rob_split")
+part = part[part.split == split]
+ok = part[part.applies]
+variants = variant_order(part.variant)
+edits = [e for e in EDITS if e in set(ok.edit)]
+
+# -- flip rate per edit and method -------------------------------------------------------------
+st.subheader("Flip rate per edit and method")
+fig = go.Figure()
+for variant in variants:
+    v = ok[ok.variant == variant]
+    g = v.groupby("edit").agg(mean=("flip_rate", "mean"), lo=("flip_lo", "mean"), hi=("flip_hi", "mean"),
+                              seeds=("seed", "nunique")).reindex(edits)
+    fig.add_trace(go.Bar(
+        name=variant_title(variant), x=edits, y=g["mean"], offsetgroup=variant,
+        error_y=dict(type="data", symmetric=False, array=g["hi"] - g["mean"], arrayminus=g["mean"] - g["lo"]),
+        customdata=np.stack([g.lo, g.hi, g.seeds], axis=-1),
+        hovertemplate="%{x}: %{y:.1f}% (95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}, %{customdata[2]} seeds)"
+                      "<extra>" + variant_title(variant) + "</extra>"))
+    fig.add_trace(go.Scatter(  # every seed as a dot: the spread the mean hides
+        x=v.edit, y=v.flip_rate, mode="markers", marker=dict(color="black", size=5), offsetgroup=variant,
+        showlegend=False, customdata=v.seed, hovertemplate="seed %{customdata}: %{y:.1f}%<extra></extra>"))
+fig.update_layout(barmode="group", scattermode="group", height=430, margin=dict(l=10, r=10, t=50, b=10),
+                  title=f"Share of edited rows whose prediction changes — {dataset}, {split} split",
+                  yaxis=dict(range=[0, 100], title="flip rate (%)", ticksuffix="%"), legend_title="method")
+common.show_fig(fig, key="rob_bars", name=f"robustness_flip_rates_{dataset}")
+st.caption("Bars: mean over seeds; whiskers: the per-seed 95% bootstrap intervals (over rows), averaged; dots: "
+           "each seed. " + " · ".join(f"**{e}**: {EDIT_TITLES[e]}" for e in edits))
+na = part[~part.applies].drop_duplicates(["variant", "edit"])
+if not na.empty:
+    st.caption("Not run: " + "; ".join(f"{variant_title(r.variant)} × {r.edit} ({r.reason})" for r in na.itertuples()))
+
+acc = ok.groupby(["variant", "edit"]).agg(before=("acc_before", "mean"), after=("acc_after", "mean"),
+                                          rows=("rows", "max"), seeds=("seed", "nunique")).reset_index()
+acc["method"] = acc.variant.map(variant_title)
+with st.expander("Accuracy on the edited rows, before and after the edit"):
+    st.dataframe(acc[["method", "edit", "rows", "before", "after", "seeds"]].round(1), hide_index=True,
+                 width="stretch")
+
+# -- CMCS paired against each method, by seed ----------------------------------------------------
+st.subheader("CMCS against each method, paired by seed")
+if "cmcs" not in set(ok.variant) or len(variants) < 2:
+    st.info("Paired differences need CMCS and at least one other method stress-tested on this dataset and regime.")
+else:
+    edit = st.selectbox("Edit", edits, format_func=lambda e: f"{e} — {EDIT_TITLES[e]}", key="rob_paired_edit")
+    table = ok[ok.edit == edit].pivot_table(index="seed", columns="variant", values="flip_rate")
+    fig = go.Figure()
+    span = 1.0
+    for variant in [v for v in variants if v != "cmcs" and v in table]:
+        both = table[["cmcs", variant]].dropna()
+        if both.empty:
+            continue
+        diff = both["cmcs"] - both[variant]
+        span = max(span, float(diff.abs().max()))
+        fig.add_trace(go.Scatter(x=[variant_title(variant)] * len(diff), y=diff, mode="markers+text",
+                                 text=[f"s{s}" for s in diff.index], textposition="middle right",
+                                 marker=dict(size=10), name=variant_title(variant), showlegend=False,
+                                 hovertemplate="seed %{text}: %{y:+.1f} points<extra></extra>"))
+        fig.add_trace(go.Scatter(x=[variant_title(variant)], y=[diff.mean()], mode="markers", showlegend=False,
+                                 marker=dict(symbol="line-ew", size=30, line=dict(width=3, color="black")),
+                                 hovertemplate=f"mean {diff.mean():+.1f} points<extra></extra>"))
+    fig.add_hline(y=0, line_dash="dash", line_color="grey")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
+                      title=f"CMCS minus each method: flip-rate points per seed under {edit} "
+                            "(below 0: CMCS flips less)",
+                      yaxis=dict(range=[-1.1 * span, 1.1 * span], title="flip-rate difference (points)"))
+    common.show_fig(fig, key="rob_paired", name=f"robustness_paired_{dataset}_{edit}")
+    st.caption("Runs with the same seed share initialisation and batch order up to the method's switches; the bar "
+               "marks the mean over seeds. The axis is symmetric around zero.")
+with st.expander("The tables (Markdown, as `python -m cmcs_core table --stress`)"):
+    md = stress_tables(part)
+    st.markdown(md)
+    st.download_button("⬇ Tables (Markdown)", md, file_name=f"stress_{dataset}.md", mime="text/markdown")
+
+# -- flipped examples ------------------------------------------------------------------------------
+st.subheader("Flipped examples")
+with_rows = ok[ok.rows_file != ""]
+by_path = {str(r.path): r for r in finished}
+run_paths = list(dict.fromkeys(with_rows.run))
+if not run_paths:
+    st.stop()
+d1, d2 = st.columns([3, 2])
+default = run_paths.index(str(run.path)) if str(run.path) in run_paths else 0
+chosen = d1.selectbox("Run", run_paths, index=default, key="rob_run",
+                      format_func=lambda p: f"{Path(p).name} · {by_path[p].method_title}" if p in by_path else p)
+run_edits = [e for e in edits if e in set(with_rows[with_rows.run == chosen].edit)]
+edit = d2.selectbox("Edit", run_edits, key="rob_rows_edit", format_func=lambda e: f"{e} — {EDIT_TITLES[e]}")
+record = with_rows[(with_rows.run == chosen) & (with_rows.edit == edit)].iloc[0]
+try:
+    rows = read_flipped(Path(chosen), record.rows_file)
+except ValueError as err:
+    st.error(str(err))
+    st.stop()
+moves = ", ".join(f"{k} {v}" for k, v in record.flips.items())
+st.markdown(f"**{len(rows)}** of {record.rows} edited rows flipped ({record.flip_rate:.1f}%, 95% CI "
+            f"{record.flip_lo:.1f}–{record.flip_hi:.1f}); where they went: {moves or '–'}.")
+if rows.empty:
+    st.stop()
+shown = rows.head(500)
+view = shown[["index", "label", "pred_before", "pred_after", "target", "edited_tweet"]].copy()
+if edit == "swap_target":
+    view.insert(5, "edited_target", shown.edited_target)
+if edit in ("swap_visual", "no_visual"):
+    view["edited_caption"] = shown.edited_caption
+pick = st.dataframe(view, hide_index=True, width="stretch", height=min(300, 36 * (len(view) + 1) + 2),
+                    on_select="rerun", selection_mode="single-row", key="rob_table")
+selected = pick.selection.rows[0] if pick and pick.selection.rows else 0
+row = shown.iloc[selected]
+target = str(row.edited_target)
+st.markdown(f"**#{row['index']}** · gold **{row.label}** · prediction **{row.pred_before} → {row.pred_after}**")
+st.markdown(f"original: {common.highlight_target(str(row.tweet), str(row.target))}")
+st.markdown(f"edited: {common.highlight_target(str(row.edited_tweet), target)}")
+if edit in ("swap_visual", "no_visual"):
+    st.markdown(f"visual input after the edit: `{row.edited_image_id}`"
+                + (f" — caption _{row.edited_caption}_" if isinstance(row.edited_caption, str) and row.edited_caption
+                   else ""))
+
+target_run = by_path.get(chosen)
+blocked = None
+if target_run is None or not target_run.has_checkpoint:
+    blocked = "this run has no checkpoint, so the Inspector cannot load it"
+elif row.edited_image_id == NO_VISUAL:
+    blocked = "the Inspector needs a caption or an image, and this edit removed the visual input"
+
+
+def open_in_inspector() -> None:
+    """Fill the Inspector's inputs with the edited row and select its run (before the widgets draw)."""
+    st.session_state.run_path = chosen
+    st.session_state.ins_tweet = str(row.edited_tweet).replace("$T$", target)
+    st.session_state.ins_target = target
+    if isinstance(row.edited_caption, str) and row.edited_caption:
+        st.session_state.ins_caption = row.edited_caption
+    st.session_state.ins_dataset_image = str(row.edited_image_id)
+    st.session_state.ins_from = f"Robustness page: {edit} applied to row #{row['index']} of `{Path(chosen).name}`"
+
+
+if st.button("Open in the Inspector with the edit applied", on_click=open_in_inspector, disabled=blocked is not None,
+             help=blocked or "fills the Inspector's tweet, target and caption/image with the edited row"):
+    st.switch_page(common.PAGES_DIR / "5_Inspector.py")
+if blocked:
+    st.caption(f"Inspector: {blocked}.")

@@ -1,0 +1,260 @@
+"""Counterfactual stress tests and target-focused training: the edits write valid benchmark
+TSVs that change one thing, flip rates match a count made through `evaluate`, reruns skip
+finished work, bad input fails clearly and leaves nothing half-written, and the augmentation
+never trains on a stress-bank phrase."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cmcs_core.cli import main
+from cmcs_core.data.counterfactual import (
+    CLAUSE_LABEL,
+    EDITS,
+    append_clause,
+    augment_rows,
+    edit_rows,
+    names_target,
+    phrase_bank,
+)
+from cmcs_core.data.dataset import NO_VISUAL
+from cmcs_core.data.tsv import read_tsv, write_tsv
+from cmcs_core.evaluate import compute_metrics, split_tag
+from cmcs_core.runfiles import read_table
+from cmcs_core.stress import STRESS_FILE, collect_stress, flip_stats, run_stress, stress_tables
+
+FUNCTION_WORDS = {"and", "is", "my", "the", "this", "was", "a", "i", "of", "so", "that", "are", "on", "but", "also"}
+
+
+@pytest.fixture(scope="module")
+def rows_file(data_dir, tmp_path_factory):
+    """The first 64 rows of Twitter2015 test as a file of its own (indices unique)."""
+    rows = read_tsv(data_dir / "twitter2015" / "test.tsv")[:64]
+    assert len({r.index for r in rows}) == len(rows)
+    return write_tsv(tmp_path_factory.mktemp("split") / "first64.tsv", rows)
+
+
+@pytest.fixture(scope="module")
+def stressed(tiny_run, rows_file, tmp_path_factory, one_thread):
+    """A copy of the session's tiny CMCS run, stress-tested on the 64 rows."""
+    run = tmp_path_factory.mktemp("stressed") / "run"
+    shutil.copytree(tiny_run["dir"], run)
+    entry = run_stress(run, str(rows_file), progress=False)
+    return run, entry
+
+
+def test_phrase_banks_are_disjoint_and_name_no_target():
+    stress, augment = phrase_bank("stress"), phrase_bank("augment")
+    for bank in (stress, augment):
+        assert all(len(bank[p]) >= 3 for p in CLAUSE_LABEL)  # several phrasings per polarity
+    words = {name: {w for p in bank.values() for x in p for w in re.findall(r"[a-z]+", x.lower())}
+             for name, bank in (("stress", stress), ("augment", augment))}
+    assert not (words["stress"] & words["augment"]) - FUNCTION_WORDS
+
+
+def test_each_edit_writes_a_valid_tsv_with_only_the_intended_change(stressed, rows_file):
+    run, entry = stressed
+    originals = {r.index: r for r in read_tsv(rows_file)}
+    bank = phrase_bank("stress")
+    images = {r.image_id for r in originals.values()}
+    targets = {r.target for r in originals.values()}
+    for edit in EDITS:
+        res = entry["edits"][edit]
+        assert res["applies"], edit
+        edited = read_tsv(run / res["file"])  # parses as a benchmark TSV
+        assert len(edited) == res["rows"]
+        for row in edited:
+            orig = originals[row.index]
+            assert row.label == orig.label
+            same = lambda *fields: all(getattr(row, f) == getattr(orig, f) for f in fields)  # noqa: E731
+            if edit.startswith("clause_"):
+                polarity = edit.split("_")[1]
+                assert orig.label != CLAUSE_LABEL[polarity]
+                assert row.tweet.startswith(orig.tweet + " ")
+                assert row.tweet[len(orig.tweet) + 1:] in bank[polarity]
+                assert same("image_id", "target")
+            elif edit == "swap_visual":
+                assert row.image_id != orig.image_id and row.image_id in images
+                assert same("tweet", "target")
+            elif edit == "no_visual":
+                assert row.image_id == NO_VISUAL and same("tweet", "target")
+            else:
+                assert row.target.lower() != orig.target.lower() and row.target in targets
+                assert same("tweet", "image_id")
+    clause_rows = {e: sum(r.label != CLAUSE_LABEL[e.split("_")[1]] for r in originals.values())
+                   for e in ("clause_positive", "clause_negative")}
+    assert all(entry["edits"][e]["rows"] == n for e, n in clause_rows.items())
+
+
+def test_flip_rate_equals_a_count_through_evaluate(stressed, rows_file, tmp_path, capsys):
+    """Evaluate the original file and each edited file with the CLI, match rows by index, count."""
+    run, entry = stressed
+
+    def preds(path, name):
+        assert main(["evaluate", "--run", str(run), "--split", str(path), "--output-dir", str(tmp_path / name),
+                     "--quiet"]) == 0
+        frame = next((tmp_path / name).glob("predictions_*.parquet"))
+        return read_table(frame).set_index("index")
+
+    before = preds(rows_file, "original")
+    for edit in EDITS:
+        res = entry["edits"][edit]
+        after = preds(run / res["file"], edit)
+        flips = int((before.loc[after.index, "pred"] != after["pred"]).sum())
+        assert res["flipped"] == flips
+        assert res["flip_rate"] == pytest.approx(flips / len(after))
+        assert res["acc_before"] == pytest.approx((before.loc[after.index, "pred"] == after["label"]).mean())
+        assert res["acc_after"] == pytest.approx((after["pred"] == after["label"]).mean())
+        assert sum(res["flips"].values()) == flips
+        flipped = pd.read_csv(run / res["rows_file"], dtype={"index": str})
+        assert len(flipped) == flips and set(flipped["index"]) <= set(after.index)
+        lo, hi = res["flip_ci"]
+        assert lo <= res["flip_rate"] <= hi
+
+
+def test_rerun_skips_finished_work(stressed, rows_file, monkeypatch):
+    run, entry = stressed
+    before = (run / STRESS_FILE).read_text()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished edit was evaluated again")
+
+    monkeypatch.setattr("cmcs_core.evaluate.predict_tensors", fail)
+    again = run_stress(run, str(rows_file), progress=False)
+    assert again["edits"] == entry["edits"]
+    assert json.loads((run / STRESS_FILE).read_text()) == json.loads(before)
+
+
+def test_table_stress_puts_the_run_in(stressed, capsys):
+    run, entry = stressed
+    found = collect_stress([run])
+    assert set(found.edit) == set(EDITS) and (found.method == "cmcs").all()
+    md = stress_tables(found)
+    rate = 100 * entry["edits"]["clause_positive"]["flip_rate"]
+    row = next(line for line in md.splitlines() if line.startswith("| CMCS (ours) |"))
+    assert row.split("|")[3].strip() == f"{rate:.1f}"  # one seed: the rate, no ± to pretend a spread
+    assert main(["table", "--stress", str(run)]) == 0
+    assert "clause_positive" in capsys.readouterr().out
+
+
+def test_flip_stats_by_hand():
+    labels, before, after = np.array([0, 1, 2, 1]), np.array([0, 1, 1, 1]), np.array([2, 1, 1, 0])
+    s = flip_stats(labels, before, after, n_boot=500)
+    assert s["flipped"] == 2 and s["flip_rate"] == 0.5
+    assert s["acc_before"] == 0.75 and s["acc_after"] == 0.25
+    assert s["flips"] == {"negative→positive": 1, "neutral→negative": 1}
+    assert 0.0 <= s["flip_ci"][0] <= 0.5 <= s["flip_ci"][1] <= 1.0
+
+
+def test_run_without_checkpoint_is_refused(stressed, tmp_path, capsys):
+    run, _ = stressed
+    bare = tmp_path / "bare"
+    shutil.copytree(run, bare)
+    (bare / "best.safetensors").unlink()
+    assert main(["stress", "--run", str(bare), "--quiet"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_edit_that_applies_to_no_row_and_phrase_naming_the_target(tiny_run, rows_file, tmp_path):
+    rows = [r for r in read_tsv(rows_file) if r.label == CLAUSE_LABEL["positive"]][:6]
+    only_positive = write_tsv(tmp_path / "positive.tsv", rows)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["dir"], run)
+    phrases = tmp_path / "phrases.json"
+    target = rows[0].target
+    phrases.write_text(json.dumps({"stress": {"positive": ["lovely day"], "negative": [f"I hate {target} so much"]}}))
+    messages = []
+    entry = run_stress(run, str(only_positive), edits=("clause_positive", "clause_negative"),
+                       phrases_file=phrases, progress=False, log=messages.append)
+    pos = entry["edits"]["clause_positive"]
+    assert not pos["applies"] and "no row has a gold label other than positive" in pos["reason"]
+    assert any("applies to no row" in m for m in messages)
+    neg = entry["edits"]["clause_negative"]
+    skipped = [r for r in rows if names_target(f"I hate {target} so much", r.target)]
+    assert neg["rows"] == len(rows) - len(skipped) and len(neg["skipped"]) == len(skipped) >= 1
+    assert any(target in m and "names its target" in m for m in messages)
+    assert not list((run / "stress").rglob("clause_positive*"))  # nothing written for it
+    assert not list(run.rglob(".*.tmp*"))  # no half-written file
+    with pytest.raises(ValueError, match="contains the target"):
+        append_clause(rows[0], f"what a day for {target.upper()}")
+
+
+def test_interrupted_stress_leaves_valid_files(tiny_run, rows_file, tmp_path, monkeypatch):
+    """An error in the third edit keeps the first two recorded and writes nothing partial."""
+    import cmcs_core.evaluate as ev
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["dir"], run)
+    real, calls = ev.predict_tensors, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # edit 1 (+ the unedited rows), edit 2, then edit 3 fails
+            raise RuntimeError("interrupted")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "predict_tensors", flaky)
+    with pytest.raises(RuntimeError):
+        run_stress(run, str(rows_file), progress=False)
+    report = json.loads((run / STRESS_FILE).read_text())
+    done = report["splits"][split_tag(str(rows_file), rows_file)]["edits"]
+    assert list(done) == list(EDITS[:2])
+    assert not list(run.rglob(".*.tmp*"))
+    assert not list((run / "stress").rglob(f"{EDITS[2]}_flipped.csv"))
+
+
+def test_augmentation_never_trains_on_a_stress_phrase(tiny_config_factory, tmp_path, one_thread):
+    """What the trainer actually reads: every added row is an original row plus an augment-bank
+    clause of another sentiment, label kept; no stress-bank phrase anywhere."""
+    from cmcs_core.train.trainer import Trainer
+
+    cfg = tiny_config_factory("text_only", epochs=1)
+    cfg.data.augment_clauses = 1.0
+    trainer = Trainer(cfg, tmp_path / "aug", progress=False)
+    trainer._load_data()
+    rows = trainer.train_data.split.samples
+    n = cfg.data.max_train_samples
+    assert len(rows) == 2 * n and len(trainer.train_data) == 2 * n
+    stress = [p for ps in phrase_bank("stress").values() for p in ps]
+    augment = phrase_bank("augment")
+    originals = {r.index: r for r in rows[:n]}
+    for row in rows:
+        assert not any(p in row.tweet for p in stress)
+    for row in rows[n:]:
+        orig = originals[row.index.split("+aug")[0]]
+        clause = row.tweet[len(orig.tweet) + 1:]
+        polarity = next(p for p, bank in augment.items() if clause in bank)
+        assert row.tweet.startswith(orig.tweet) and row.label == orig.label
+        assert CLAUSE_LABEL[polarity] != orig.label and row.target == orig.target
+    # many more rows than phrases: still none from the stress bank
+    train_rows = read_tsv(trainer.pipe.dataset().split_path("train"))
+    big = augment_rows(train_rows, 2.0, seed=3)
+    assert not any(p in r.tweet for r in big for p in stress)
+    # polarity="random": every label meets clauses of both sentiments (no label signal in the clause)
+    rnd = augment_rows(train_rows, 1.0, seed=0, polarity="random")[len(train_rows):]
+    seen = {(r.label, side) for r in rnd for side, bank in augment.items() if any(r.tweet.endswith(x) for x in bank)}
+    assert seen == {(label, side) for label in range(3) for side in CLAUSE_LABEL}
+    assert not any(p in r.tweet for r in rnd for p in stress)
+
+
+def test_edits_are_deterministic_and_change_one_thing(rows_file):
+    rows = read_tsv(rows_file)
+    for edit in EDITS:
+        a, b = edit_rows(rows, edit, seed=0), edit_rows(rows, edit, seed=0)
+        assert a.rows == b.rows and a.positions == b.positions
+
+
+def test_macro_f1_over_present_classes_and_output_names(tmp_path):
+    m = compute_metrics(np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1]))
+    assert m["macro_f1_classes"] == ["negative", "neutral"]
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1.0) / 2)  # the absent positive class is not averaged in
+    a, b = tmp_path / "a" / "test.tsv", tmp_path / "b" / "test.tsv"
+    for path, text in ((a, "x"), (b, "y")):
+        path.parent.mkdir()
+        path.write_text(text)
+    assert split_tag(str(a), a) != split_tag(str(b), b) and split_tag("test", a) == "test"
