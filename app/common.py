@@ -115,6 +115,18 @@ def sidebar() -> tuple[list[Run], Run | None, Run | None]:
     return runs, by_path[run_path], by_path.get(other)
 
 
+@st.cache_data(show_spinner=False, ttl=10)
+def _collect(paths: tuple[str, ...]) -> pd.DataFrame:
+    from cmcs_core.tables import collect_runs
+
+    return collect_runs(list(paths))
+
+
+def benchmark_runs(runs: list[Run]) -> pd.DataFrame:
+    """One row per finished run (config + metrics) for the tables, cached for the session."""
+    return _collect(tuple(str(r.path) for r in runs if r.finished))
+
+
 def remember_selection(selection: tuple[list[Run], Run | None, Run | None]) -> None:
     st.session_state[SELECTION] = selection
 

@@ -5,6 +5,7 @@ import streamlit as st
 
 from app import common
 from cmcs_core.runs import runs_table
+from cmcs_core.tables import headline
 
 st.title("CMCS lab")
 st.markdown(
@@ -28,6 +29,15 @@ with st.expander("Diagram: what CMCS does", expanded=not runs):
 if not runs:
     common.no_runs_message()
     st.stop()
+
+best = headline(common.benchmark_runs(runs))
+if best is not None:
+    reg, rows = best
+    st.subheader("Headline")
+    st.markdown(f"Test accuracy (%) in the strongest regime found: **{common.md(reg)}**. All tables, ablations "
+                "and CMCS paired against each method by seed: *Compare*; flip rates under counterfactual "
+                "edits: *Robustness*.")
+    st.dataframe(rows, hide_index=True)
 
 st.subheader(f"Runs found ({len(runs)})")
 table = runs_table(runs).assign(run=[common.rid(r) for r in runs])  # names repeat across grids
@@ -67,5 +77,5 @@ st.markdown(
     "*Feature space*: t-SNE/UMAP of raw vs masked features (Fig. 5). *Masks*: what the masks keep and "
     "suppress, per sample and over the dataset. *Case studies*: the same samples across CMCS, the "
     "text-only baseline and the ablations (Fig. 6). *Inspector*: your own tweet, target and image. "
-    "*Compare*: Tables 1–2, confusion matrices, per-class F1."
+    "*Compare*: Tables 1–2, confusion matrices, per-class F1. *Robustness*: how often a prediction flips when something that is not about the target is edited."
 )

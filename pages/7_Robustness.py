@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -14,6 +15,7 @@ from app import common
 from cmcs_core.data.counterfactual import EDIT_TITLES, EDITS
 from cmcs_core.data.dataset import NO_VISUAL
 from cmcs_core.stress import STRESS_FILE, collect_stress, read_flipped, stress_tables, variant_order, variant_title
+from cmcs_core.tables import regime_order
 
 st.title("Robustness")
 runs, run, other = common.require_run()
@@ -48,7 +50,7 @@ datasets = sorted(found.dataset.unique())
 dataset = c1.selectbox("Dataset", datasets, index=datasets.index(run.dataset) if run.dataset in datasets else 0,
                        key="rob_dataset")
 part = found[found.dataset == dataset]
-regime = c2.selectbox("Regime", sorted(part.regime.unique()), key="rob_regime")
+regime = c2.selectbox("Regime", regime_order(part.regime), key="rob_regime")
 part = part[part.regime == regime]
 split = c3.selectbox("Split", sorted(part.split.unique(), key=lambda s: (s != "test", s)), key="rob_split")
 part = part[part.split == split]
@@ -59,12 +61,13 @@ edits = [e for e in EDITS if e in set(ok.edit)]
 # -- flip rate per edit and method -------------------------------------------------------------
 st.subheader("Flip rate per edit and method")
 fig = go.Figure()
-for variant in variants:
+PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Dark2  # one colour per method, never reused
+for n, variant in enumerate(variants):
     v = ok[ok.variant == variant]
     g = v.groupby("edit").agg(mean=("flip_rate", "mean"), lo=("flip_lo", "mean"), hi=("flip_hi", "mean"),
                               seeds=("seed", "nunique")).reindex(edits)
     fig.add_trace(go.Bar(
-        name=variant_title(variant), x=edits, y=g["mean"], offsetgroup=variant,
+        name=variant_title(variant), x=edits, y=g["mean"], offsetgroup=variant, marker_color=PALETTE[n % len(PALETTE)],
         error_y=dict(type="data", symmetric=False, array=g["hi"] - g["mean"], arrayminus=g["mean"] - g["lo"]),
         customdata=np.stack([g.lo, g.hi, g.seeds], axis=-1),
         hovertemplate="%{x}: %{y:.1f}% (95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}, %{customdata[2]} seeds)"

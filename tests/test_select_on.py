@@ -10,7 +10,7 @@ from sklearn.metrics import log_loss
 
 from cmcs_core.config import TrainConfig
 from cmcs_core.runfiles import read_table
-from cmcs_core.tables import regime
+from cmcs_core.tables import headline, regime, regime_order
 from cmcs_core.train import trainer as trainer_mod
 from cmcs_core.train.trainer import SELECT_ON, Trainer, dev_loss, improves, train
 
@@ -75,3 +75,35 @@ def test_trainer_keeps_the_epoch_with_the_lowest_dev_loss(tiny_config_factory, c
     assert metrics["best_epoch"] == 2 and metrics["selected_on"] == "dev_loss"  # dev_acc would keep 3
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["best_epoch"] == 2
+
+
+def test_regimes_are_ordered_headline_first() -> None:
+    """Tables and menus lead with the strongest regime: base-size encoder, end-to-end tuning,
+    default knobs; variants of a regime follow it."""
+    base = {"visual_source": "captions", "lr": TrainConfig.lr, "head_lr": TrainConfig.head_lr}
+    rows = [{**base, "text_model": m, "finetune_layers": ft} for m, ft in
+            (("minilm", 0), ("minilm", 2), ("mpnet_fp16", -1), ("minilm", -1))]
+    rows.append({**rows[2], "head_lr": 1e-4})
+    rows.append({**rows[0], "select_on": "dev_loss"})
+    names = [regime(r) for r in rows]
+    assert regime_order(reversed(names)) == [names[2], names[4], names[3], names[1], names[0], names[5]]
+
+
+def test_headline_is_the_strongest_regimes_text_only_and_cmcs() -> None:
+    """Home leads with it: means over seeds of the strongest regime, beside the published rows."""
+    import pandas as pd
+
+    base = {"visual_source": "captions", "lr": TrainConfig.lr, "head_lr": TrainConfig.head_lr, "test_f1": 50.0}
+    rows = [{**base, "text_model": model, "finetune_layers": ft, "dataset": "twitter2015", "method": method,
+             "seed": seed, "test_acc": acc}
+            for model, ft, method, seed, acc in [("minilm", 0, "cmcs", 1, 90.0), ("mpnet_fp16", -1, "cmcs", 1, 70.0),
+                                                 ("mpnet_fp16", -1, "cmcs", 2, 72.0),
+                                                 ("mpnet_fp16", -1, "text_only", 1, 71.0)]]
+    reg, table = headline(pd.DataFrame(rows))
+    assert reg.startswith("mpnet_fp16, fine-tuned (all layers)")
+    by_method = table.set_index("method")
+    assert by_method.loc["CMCS (ours)", "twitter2015"] == "71.0 ± 1.4 (2 seeds)"
+    assert by_method.loc["Text-only baseline", "twitter2015"] == "71.0 ± 0.0 (1 seed)"
+    assert by_method.loc["CMCS (ours)", "twitter2017"] == "–"
+    assert by_method.loc["CapTrBERT (published)", "twitter2017"] == "72.3"
+    assert headline(pd.DataFrame([{**rows[0], "dataset": "playground"}])) is None
