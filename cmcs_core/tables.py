@@ -105,7 +105,7 @@ def headline(runs: pd.DataFrame) -> tuple[str, pd.DataFrame] | None:
         for d in DATASETS:
             hit = _lookup(summary, reg, d, method)
             std = 0.0 if hit is None or np.isnan(hit.acc_std) else hit.acc_std
-            row[d] = "–" if hit is None else f"{hit.acc_mean:.1f} ± {std:.1f} ({int(hit.seeds)} seed{'s' * (hit.seeds != 1)})"
+            row[d] = "–" if hit is None else f"{hit.acc_mean:.1f} ± {std:.1f} ({int(hit.seeds)} seed{'' if hit.seeds == 1 else 's'})"
         rows.append(row)
     for name in ("CMCS", "CapTrBERT"):
         rows.append({"method": f"{name} (published)", **{d: f"{PUBLISHED[name][i][0]:.1f}" for i, d in enumerate(DATASETS)}})
