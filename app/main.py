@@ -6,6 +6,9 @@ drawn here exist on every page, so the selection cannot be lost on a page switch
 """
 from __future__ import annotations
 
+import importlib
+import threading
+
 import streamlit as st
 
 from app import common
@@ -21,7 +24,19 @@ PAGES = [  # file in pages/, title, icon (Material Symbols ship with Streamlit),
     ("7_Robustness.py", "Robustness", ":material/shield:", "Robustness"),
 ]
 
+
+
+@st.cache_resource(show_spinner=False)
+def warm_model_imports() -> threading.Thread:
+    """Import torch and the model code in the background once per server: most of the Inspector's
+    cold start is these imports, and a user usually reads Home or another page first."""
+    thread = threading.Thread(target=importlib.import_module, args=("cmcs_core.inference",), daemon=True)
+    thread.start()
+    return thread
+
+
 common.setup()
+warm_model_imports()
 page = st.navigation([
     st.Page(common.PAGES_DIR / file, title=title, icon=icon, url_path=url, default=(url == "home"))
     for file, title, icon, url in PAGES
