@@ -26,19 +26,18 @@ from _common import peak_rss_mb, write_result  # noqa: E402
 ENTRY = REPO / "app" / "main.py"
 
 
-def app_pages() -> list[str]:
-    """The pages app/main.py lists (its PAGES: file names in the top-level pages/), read without
-    running Streamlit."""
+def page_rows() -> list[tuple[str, str, str, str]]:
+    """app/main.py's PAGES (file in pages/, title, icon, url path), read without running Streamlit."""
     import ast
 
-    tree = ast.parse(ENTRY.read_text())
-    for node in tree.body:
+    for node in ast.parse(ENTRY.read_text()).body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PAGES" for t in node.targets):
-            return [row[0] for row in ast.literal_eval(node.value)]
+            return [tuple(row) for row in ast.literal_eval(node.value)]
     raise SystemExit(f"{ENTRY}: no PAGES list")
 
 
-PAGES = app_pages()
+PAGE_ROWS = page_rows()
+PAGES = [row[0] for row in PAGE_ROWS]
 
 
 def find_runs(runs_dir: Path | None):
@@ -122,15 +121,9 @@ def run_kinds(runs: list) -> dict:
 
 
 def url_path(name: str) -> str:
-    """The page's URL path as app/main.py registers it (4th field of PAGES)."""
-    import ast
-
-    for node in ast.parse(ENTRY.read_text()).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PAGES" for t in node.targets):
-            for file, _title, _icon, url in ast.literal_eval(node.value):
-                if file == name:
-                    return "" if url == "home" else url
-    return Path(name).stem.split("_", 1)[-1]
+    """The page's URL path as app/main.py registers it (4th field of PAGES; Home is the root)."""
+    url = next(row[3] for row in PAGE_ROWS if row[0] == name)
+    return "" if url == "home" else url
 
 
 class Server:
