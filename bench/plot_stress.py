@@ -1,12 +1,14 @@
 """Figures and tables of docs/robustness.md from stress-tested run folders.
 
     python bench/plot_stress.py results/stress_frozen
+    python bench/plot_stress.py results/stress_top2 --name stress_top2
 
-docs/img/stress_<dataset>.png: flip rate per edit and method (bars: mean over seeds, whiskers:
-per-seed 95% bootstrap intervals averaged, dots: seeds; axis 0-100%). docs/img/stress_augment.png:
-counterfactual augmentation against the plain method, seed by seed (flip rate under the appended
-clauses vs test accuracy). bench/results/stress_tables.md: `table --stress` of the same folders
-and the augmentation's cost per epoch.
+docs/img/<name>_<dataset>.png: flip rate per edit and method (bars: mean over seeds, whiskers:
+per-seed 95% bootstrap intervals averaged, dots: seeds; axis 0-100%). docs/img/<name>_variants.png:
+each variant (augmentation, target pooling, caption in the text input) against the same method
+without it, seed by seed (flip rate under the appended clauses vs test accuracy).
+bench/results/<name>_tables.md: `table --stress` of the same folders and the augmentation's cost
+per epoch.
 """
 from __future__ import annotations
 
@@ -20,14 +22,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cmcs_core.data.counterfactual import EDITS  # noqa: E402
-from cmcs_core.stress import collect_stress, stress_tables, variant_order, variant_title  # noqa: E402
+from cmcs_core.stress import base_of, collect_stress, stress_tables, variant_order, variant_title  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 IMG = ROOT / "docs" / "img"
 OUT = ROOT / "bench" / "results"
 
 
-def flip_bars(found, dataset: str) -> Path:
+def flip_bars(found, dataset: str, name: str = "stress") -> Path:
     part = found[(found.dataset == dataset) & found.applies & (found.split == "test")]
     variants = variant_order(part.variant)
     edits = [e for e in EDITS if e in set(part.edit)]
@@ -51,26 +53,27 @@ def flip_bars(found, dataset: str) -> Path:
     ax.legend(fontsize=7, ncol=2, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    path = IMG / f"stress_{dataset}.png"
+    path = IMG / f"{name}_{dataset}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def augment_pairs(found) -> Path | None:
+def variant_pairs(found, name: str = "stress") -> Path | None:
     part = found[found.applies & (found.split == "test") & found.edit.str.startswith("clause_")]
-    aug = sorted({v for v in part.variant if "+aug" in v})
+    aug = sorted({v for v in part.variant if base_of(v)})
     if not aug:
         return None
     datasets = sorted(part.dataset.unique())
-    colour = {v: f"C{i}" for i, v in enumerate(variant_order(part.variant))}  # one colour per method in every panel
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
+    # one colour per variant in every panel; tab20 so that a dozen variants never share one
+    colour = {v: plt.cm.tab20(i % 20) for i, v in enumerate(variant_order(part.variant))}
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 7.0), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         d = part[part.dataset == dataset]
         # one point per run: mean flip rate over the two clause edits, test accuracy
         runs = d.groupby(["variant", "seed"]).agg(flip=("flip_rate", "mean"), acc=("test_acc", "first")).reset_index()
         for variant in aug:
-            plain = variant.split(" ")[0]
+            plain = base_of(variant)
             for seed in sorted(set(runs.seed)):
                 a = runs[(runs.variant == variant) & (runs.seed == seed)]
                 p = runs[(runs.variant == plain) & (runs.seed == seed)]
@@ -84,11 +87,11 @@ def augment_pairs(found) -> Path | None:
         ax.set_ylim(0, 100)
         ax.set_xlabel("test accuracy (%)")
         ax.set_ylabel("flip rate, appended clauses (%)")
-        ax.set_title(f"{dataset}: plain → counterfactual augmentation, per seed", fontsize=10)
+        ax.set_title(f"{dataset}: each arrow from a run to its variant (same seed)", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
     fig.tight_layout()
-    path = IMG / "stress_augment.png"
+    path = IMG / f"{name}_variants.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -102,7 +105,7 @@ def augment_cost(found) -> str:
     runs = found.drop_duplicates("run")
     rows = []
     for r in runs[runs.variant.str.contains("+aug", regex=False)].itertuples():
-        plain = runs[(runs.variant == r.method) & (runs.dataset == r.dataset) & (runs.seed == r.seed)]
+        plain = runs[(runs.variant == base_of(r.variant)) & (runs.dataset == r.dataset) & (runs.seed == r.seed)]
         if plain.empty:
             continue
         sec = [float(pd.read_csv(Path(x) / "epochs.csv").seconds.median()) for x in (r.run, plain.run.iloc[0])]
@@ -116,16 +119,18 @@ def augment_cost(found) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="+")
+    p.add_argument("--name", default="stress", help="prefix of the figure and table files")
     args = p.parse_args()
     found = collect_stress(args.folders)
     if found.empty:
         raise SystemExit("no stress.json under " + " ".join(args.folders))
     for dataset in sorted(found.dataset.unique()):
-        print(flip_bars(found, dataset))
-    print(augment_pairs(found))
+        print(flip_bars(found, dataset, args.name))
+    print(variant_pairs(found, args.name))
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "stress_tables.md").write_text(stress_tables(found) + augment_cost(found))
-    print(OUT / "stress_tables.md")
+    tables = OUT / f"{args.name}_tables.md"
+    tables.write_text(stress_tables(found) + augment_cost(found))
+    print(tables)
 
 
 if __name__ == "__main__":

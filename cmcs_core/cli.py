@@ -110,13 +110,20 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_stress(args: argparse.Namespace) -> None:
-    from cmcs_core.stress import run_stress
+    from cmcs_core.stress import check_checkpoint, run_stress
 
     if args.num_threads:
         import torch
 
         torch.set_num_threads(args.num_threads)
+    refused = []
     for run in args.run:  # several runs in one process share the start-up and the feature cache
+        try:
+            check_checkpoint(Path(run))
+        except FileNotFoundError as err:  # one bad folder (or a grid.log in a glob) does not stop the others
+            print(f"skipped: {err}", file=sys.stderr)
+            refused.append(run)
+            continue
         entry = run_stress(run, args.split, tuple(args.edits), args.seed, args.phrases, args.n_boot, args.device,
                            progress=not args.quiet, log=lambda msg: print(f"{run}: {msg}", file=sys.stderr))
         print(f"== {run} [{entry['tag']}]")
@@ -131,6 +138,8 @@ def cmd_stress(args: argparse.Namespace) -> None:
                   f"{100 * res['acc_after']:5.1f}  flip {100 * res['flip_rate']:5.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
                   f"  {moves}")
         print(f"results in {Path(run) / 'stress.json'} and {Path(run) / 'stress' / entry['tag']}/")
+    if refused:
+        raise FileNotFoundError(f"{len(refused)} of {len(args.run)} paths were not finished runs: {', '.join(refused)}")
 
 
 def cmd_table(args: argparse.Namespace) -> None:

@@ -62,6 +62,9 @@ class EncoderConfig:
     max_length: int = 64
     caption_max_length: int = 40
     finetune_layers: int = 0  # 0 frozen, N top layers over cached states, -1 all layers
+    # Beyond the paper, opt-in: the image's caption also goes into the text encoder's input,
+    # `[CLS] tweet [SEP] target [SEP] caption [SEP]`, as CapTrBERT reads it (needs captions)
+    caption_in_text: bool = False
 
 
 @dataclass
@@ -74,7 +77,7 @@ class ModelConfig:
     mask_mode: str = "learned"  # learned | fixed (0.5, w/o MFS) | none (identity, baseline)
     hidden_dim: int = 256  # MLP width inside MFS
     dropout: float = 0.1
-    pooling: str = "mean"  # mean over real tokens | cls
+    pooling: str = "mean"  # mean over real tokens | cls | target (opt-in: mean over the target's tokens)
     fusion: str = "auto"  # auto | similarity | constant
     fusion_constant: float = 0.5
     alpha_init: float = 0.5413  # softplus(0.5413) = 1: CMCS starts as joint training

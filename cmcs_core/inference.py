@@ -57,7 +57,8 @@ class Predictor:
 
     @property
     def needs_caption(self) -> bool:
-        return self.cfg.model.use_visual and not self.pipe.uses_pixels
+        """Captions runs read one; so does a run with the caption inside its text input."""
+        return (self.cfg.model.use_visual and not self.pipe.uses_pixels) or self.cfg.encoder.caption_in_text
 
     def tensors(
         self, samples: list[Sample], captions: list[str] | None = None, images: list[Image.Image] | None = None

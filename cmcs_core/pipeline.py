@@ -96,6 +96,9 @@ class Pipeline:
         self.files: DatasetFiles | None = None
         self.image_encoder = None
         self.caption_encoder: TextEncoder | None = None
+        if self.uses_pixels and enc.caption_in_text:
+            raise ValueError("caption_in_text reads the image's caption inside the text input: it needs the "
+                             f"caption visual source, not {enc.visual_model}")
         if self.uses_pixels:
             from cmcs_core.encoders.visual import load_image_encoder
 
@@ -147,7 +150,8 @@ class Pipeline:
         """Extract (or load cached) features for a split; `progress` shows extraction bars."""
         enc = self.cfg.encoder
         layer = -1 if enc.finetune_layers == -1 else self.text_encoder.num_layers - enc.finetune_layers
-        text = extract_text(self.text_encoder, split, layer, enc.max_length, cache=cache, progress=progress)
+        text = extract_text(self.text_encoder, split, layer, enc.max_length, cache=cache, progress=progress,
+                            caption_in_text=enc.caption_in_text)
         visual = None
         if self.cfg.model.use_visual:
             if self.image_encoder is not None:

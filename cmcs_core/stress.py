@@ -109,7 +109,7 @@ def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] 
     out_dir = run_dir / STRESS_DIR / tag
     before = None
     for edit in tqdm(edits, desc=f"stress {run_dir.name} [{tag}]", disable=not progress):
-        if edit in VISUAL_EDITS and not pred.cfg.model.use_visual:
+        if edit in VISUAL_EDITS and not (pred.cfg.model.use_visual or pred.cfg.encoder.caption_in_text):
             entry["edits"][edit] = {"applies": False, "reason": "the run reads no visual input, so this edit "
                                                                 "cannot change its predictions"}
             continue
@@ -183,7 +183,7 @@ def collect_stress(paths: list[str | Path]) -> pd.DataFrame:
                 rows.append({
                     "run": run["run"], "dataset": run["dataset"], "method": run["method"],
                     "variant": variant_of(run),
-                    "seed": run["seed"], "regime": regime(run, with_augment=False), "test_acc": run["test_acc"],
+                    "seed": run["seed"], "regime": regime(run, with_variants=False), "test_acc": run["test_acc"],
                     "split": tag, "edit": edit, "applies": bool(res.get("applies")), "reason": res.get("reason", ""),
                     "rows": res.get("rows", 0), "flip_rate": 100 * res.get("flip_rate", np.nan),
                     "flip_lo": 100 * res.get("flip_ci", [np.nan, np.nan])[0],
@@ -195,12 +195,24 @@ def collect_stress(paths: list[str | Path]) -> pd.DataFrame:
 
 
 def variant_of(run) -> str:
-    """The method, marked when trained with counterfactual augmentation (and how its clauses' sentiment
-    was drawn): `cmcs +aug`, `text_only +aug-random`."""
-    if not run.get("augment", 0):
-        return run["method"]
-    polarity = run.get("augment_polarity", "opposite")
-    return run["method"] + (" +aug" if polarity == "opposite" else f" +aug-{polarity}")
+    """The method and what was changed from its plain form, one tag per change in a fixed order:
+    `text_only +pool-target`, `text_only +caption-in-text`, `cmcs +aug`, `text_only +pool-target +aug-random`.
+    Each variant is compared with the same string less its last tag (base_of)."""
+    tags = []
+    pooling = run.get("pooling", "mean")
+    if isinstance(pooling, str) and pooling != "mean":
+        tags.append(f"+pool-{pooling}")
+    if run.get("caption_in_text", False) == True:  # noqa: E712 - numpy bools and NaN (older rows) too
+        tags.append("+caption-in-text")
+    if run.get("augment", 0) and not pd.isna(run.get("augment", 0)):
+        polarity = run.get("augment_polarity", "opposite")
+        tags.append("+aug" if polarity == "opposite" else f"+aug-{polarity}")
+    return " ".join([run["method"], *tags])
+
+
+def base_of(variant: str) -> str | None:
+    """The variant without its last change (None for a plain method)."""
+    return variant.rsplit(" ", 1)[0] if " " in variant else None
 
 
 def variant_order(variants) -> list[str]:
@@ -210,12 +222,22 @@ def variant_order(variants) -> list[str]:
     return sorted(set(variants), key=lambda v: (order.get(v.split(" ")[0], 99), v))
 
 
+def _tag_title(tag: str) -> str:
+    if tag.startswith("+pool-"):
+        return f"{tag[len('+pool-'):]} pooling"
+    if tag == "+caption-in-text":
+        return "caption in the text input"
+    if tag.startswith("+aug"):
+        how = f" ({tag.split('-', 1)[1]} sentiment)" if "-" in tag else ""
+        return f"counterfactual augmentation{how}"
+    return tag.lstrip("+")
+
+
 def variant_title(variant: str) -> str:
     from cmcs_core.config import METHOD_TITLES
 
-    method, _, aug = variant.partition(" ")
-    how = f" ({aug.split('-', 1)[1]} sentiment)" if "-" in aug else ""
-    return METHOD_TITLES.get(method, method) + (f" + counterfactual augmentation{how}" if aug else "")
+    method, *tags = variant.split(" ")
+    return " + ".join([METHOD_TITLES.get(method, method), *(_tag_title(t) for t in tags)])
 
 
 def stress_tables(found: pd.DataFrame, reference: str = "cmcs") -> str:
@@ -237,7 +259,7 @@ def stress_tables(found: pd.DataFrame, reference: str = "cmcs") -> str:
             lines.append(f"| {variant_title(variant)} | {_mean_std(acc)} | " + " | ".join(cells)
                          + f" | {v.seed.nunique()} |\n")
         lines.append(_paired(part, edits, reference))
-        lines.append(_augmented_vs_plain(part, edits))
+        lines.append(_variant_vs_base(part, edits))
         out.append("".join(lines))
     na = found[~found.applies].drop_duplicates(["method", "edit", "reason"])
     notes = "".join(f"- {r.method}, {r.edit}: not run — {r.reason}\n" for r in na.itertuples())
@@ -269,7 +291,7 @@ def _paired(part: pd.DataFrame, edits: list[str], reference: str) -> str:
     lines = [f"\n{variant_title(reference)} minus each method, flip rate points paired by seed (negative: "
              f"{reference} flips less):\n\n| minus | " + " | ".join(edits) + " |\n|---|" + "---|" * len(edits) + "\n"]
     for variant in variant_order(part.variant):
-        if variant == reference or "+aug" in variant:  # augmented runs: compared with their plain method
+        if variant == reference or base_of(variant):  # variants: compared with their base (_variant_vs_base)
             continue
         cells = []
         for edit in edits:
@@ -280,33 +302,94 @@ def _paired(part: pd.DataFrame, edits: list[str], reference: str) -> str:
     return "".join(lines)
 
 
-def _augmented_vs_plain(part: pd.DataFrame, edits: list[str]) -> str:
-    pairs = [(v.split(" ")[0], v) for v in variant_order(part.variant) if "+aug" in v]
-    pairs = [(plain, aug) for plain, aug in pairs if plain in set(part.variant)]
+def _variant_vs_base(part: pd.DataFrame, edits: list[str]) -> str:
+    pairs = [(base_of(v), v) for v in variant_order(part.variant) if base_of(v)]
+    pairs = [(base, v) for base, v in pairs if base in set(part.variant)]
     if not pairs:
         return ""
-    lines = ["\nCounterfactual augmentation minus the plain method, paired by seed (flip rate points per edit; "
-             "test accuracy points):\n\n| method | test acc | " + " | ".join(edits) + " |\n|---|---|"
-             + "---|" * len(edits) + "\n"]
+    lines = ["\nEach variant minus the same method without its last change (augmentation, target pooling, caption "
+             "in the text input), paired by seed (flip rate points per edit; test accuracy points):\n\n"
+             "| variant | minus | test acc | " + " | ".join(edits) + " |\n|---|---|---|" + "---|" * len(edits) + "\n"]
     accs = part.drop_duplicates("run").pivot_table(index="seed", columns="variant", values="test_acc")
-    for plain, aug in pairs:
+    for base, variant in pairs:
         cells = []
         for table in [accs] + [_pivot(part, e) for e in edits]:
-            both = table[[aug, plain]].dropna() if {aug, plain} <= set(table.columns) else pd.DataFrame()
-            cells.append(_diffs((both[aug] - both[plain]) if not both.empty else pd.Series(dtype=float)))
-        lines.append(f"| {variant_title(aug)} | " + " | ".join(cells) + " |\n")
+            both = table[[variant, base]].dropna() if {variant, base} <= set(table.columns) else pd.DataFrame()
+            cells.append(_diffs((both[variant] - both[base]) if not both.empty else pd.Series(dtype=float)))
+        lines.append(f"| {variant_title(variant)} | {variant_title(base)} | " + " | ".join(cells) + " |\n")
     return "".join(lines)
 
 
+# Columns a packed flipped-rows file may leave to the data: `restore_flipped` rebuilds them from the
+# split's TSV and the edit (deterministic in the report's seed and phrase bank), checked by line.
+FLIPPED_BY_REFERENCE = ("tweet", "image_id", "edited_tweet", "edited_target", "edited_image_id", "edited_caption")
+
+
+def restore_flipped(rows: pd.DataFrame, run_dir: str | Path, edit: str, tag: str) -> pd.DataFrame:
+    """Put back the text columns of a packed flipped-rows frame by redoing the edit on the run's
+    data file. Raises ValueError (or OSError) if the data is not at hand or no longer matches."""
+    from cmcs_core.config import RunConfig
+    from cmcs_core.data.dataset import dataset_files, load_split
+    from cmcs_core.evaluate import split_tag
+
+    run_dir = Path(run_dir)
+    report = _load_report(run_dir / STRESS_FILE)
+    entry = report["splits"][tag]
+    cfg = RunConfig.load(run_dir / "config.json")
+    files = dataset_files(cfg.data.dataset, cfg.data.data_dir)
+    name = tag if tag in ("train", "dev", "test") else entry["file"]
+    split = load_split(files, name, cfg.data.use_faces, cfg.data.drop_missing_visual)
+    if split_tag(name, split.path) != tag:
+        raise ValueError(f"{split.path} changed since the stress test ({tag})")
+    bank = report.get("phrases", "")
+    phrases = phrase_bank("stress", bank if bank and Path(bank).is_file() else None)
+    edited = edit_rows(split.samples, edit, int(report.get("seed", 0)), phrases)
+    pixels = str(entry.get("visual_source", "")).startswith("pixels")
+    captions = {s.image_id: c for s, c in zip(split.samples, split.visual_text or [])}
+    by_line = {}
+    for pos, new in zip(edited.positions, edited.rows):
+        orig = split.samples[pos]
+        by_line[orig.line] = (orig, new, "" if pixels else captions.get(new.image_id, ""))
+    found = [by_line.get(int(line)) for line in rows["line"]]
+    bad = [int(line) for line, hit, index, target in zip(rows["line"], found, rows["index"], rows["target"])
+           if hit is None or str(hit[0].index) != str(index) or hit[0].target != target]
+    if bad:
+        raise ValueError(f"{len(bad)} flipped rows do not match the data file (first line {bad[0]})")
+    out = rows.copy()
+    values = {
+        "tweet": [h[0].tweet for h in found], "image_id": [h[0].image_id for h in found],
+        "edited_tweet": [h[1].tweet for h in found], "edited_target": [h[1].target for h in found],
+        "edited_image_id": [h[1].image_id for h in found], "edited_caption": [h[2] for h in found],
+    }
+    for name in FLIPPED_BY_REFERENCE:
+        out[name] = values[name]
+    columns = ["index", "line", "label", "pred_before", "pred_after", "tweet", "target", "image_id",
+               "edited_tweet", "edited_target", "edited_image_id", "edited_caption"]
+    return out[columns + [c for c in out.columns if c not in columns]]
+
+
 def read_flipped(run_dir: str | Path, rows_file: str) -> pd.DataFrame:
-    """The flipped rows of one edit (rows_file as stress.json names it), with a clear error."""
+    """The flipped rows of one edit (rows_file as stress.json names it), with a clear error. A packed
+    file without its text gets it back from the data (restore_flipped); without the data the text
+    columns come back empty and `frame.attrs["text_missing"]` says why."""
     from cmcs_core.runs import RunReadError
 
     path = Path(run_dir) / rows_file
     try:
-        return pd.read_csv(path, keep_default_na=False, dtype={"index": str})
+        rows = pd.read_csv(path, keep_default_na=False, dtype={"index": str})
     except FileNotFoundError as err:
         raise RunReadError(f"{run_dir}: missing {rows_file} "
                            f"(rerun `python -m cmcs_core stress --run {run_dir}`)") from err
     except (OSError, ValueError, pd.errors.ParserError) as err:
         raise RunReadError(f"{path}: cannot read ({err})") from err
+    if all(c in rows for c in FLIPPED_BY_REFERENCE):
+        return rows
+    # rows_file is stress/<tag>/<edit>_flipped.csv[.gz]
+    tag, edit = Path(rows_file).parent.name, Path(rows_file).name.split("_flipped")[0]
+    try:
+        return restore_flipped(rows, run_dir, edit, tag)
+    except (OSError, ValueError, KeyError) as err:
+        for name in FLIPPED_BY_REFERENCE:
+            rows[name] = ""
+        rows.attrs["text_missing"] = f"the tweets are kept by reference and could not be read back: {err}"
+        return rows

@@ -46,6 +46,8 @@ def collect_runs(paths: list[str | Path]) -> pd.DataFrame:
                 "select_on": train.get("select_on", TrainConfig.select_on),
                 "augment": cfg.get("data", {}).get("augment_clauses", 0.0),
                 "augment_polarity": cfg.get("data", {}).get("augment_polarity", "opposite"),
+                "caption_in_text": bool(cfg.get("encoder", {}).get("caption_in_text", False)),
+                "pooling": cfg.get("model", {}).get("pooling", "mean"),
             })
     return pd.DataFrame(rows)
 
@@ -56,13 +58,13 @@ def regime_order(regimes) -> list[str]:
     knobs before a variant of them (another learning rate, selection rule or training data)."""
     def key(reg: str) -> tuple:
         tuning = 0 if "all layers" in reg else 1 if "top" in reg else 2
-        variant = any(v in reg for v in (", head lr", ", lr ", ", epoch chosen", ", counterfactual"))
+        variant = any(v in reg for v in (", head lr", ", lr ", ", epoch chosen", ", counterfactual", ", caption in", " pooling"))
         return ("minilm" in reg.split(",")[0], tuning, variant, reg)
 
     return sorted(set(regimes), key=key)
 
 
-def regime(row, with_augment: bool = True) -> str:
+def regime(row, with_variants: bool = True) -> str:
     ft = int(row["finetune_layers"])
     tuned = "frozen" if ft == 0 else ("fine-tuned (all layers)" if ft == -1 else f"fine-tuned (top {ft} layers)")
     # Learning rates away from the defaults make another regime: never average them together.
@@ -71,12 +73,21 @@ def regime(row, with_augment: bool = True) -> str:
     # So does another rule for picking the epoch (--select-on).
     if row.get("select_on", TrainConfig.select_on) != TrainConfig.select_on:
         lrs += f", epoch chosen on {row['select_on'].replace('_', ' ')}"
-    # Counterfactual augmentation changes the training data: its own regime too (the stress
-    # tables put it beside the plain methods instead, as a variant).
-    aug = row.get("augment", 0) if with_augment else 0
-    extra = f", counterfactual augmentation {aug:g}" if aug and not pd.isna(aug) else ""
-    if extra and row.get("augment_polarity", "opposite") != "opposite":
-        extra += f" ({row['augment_polarity']} sentiment)"
+    # Counterfactual augmentation changes the training data, the caption read inside the text input
+    # (CapTrBERT's way) and target pooling change the model's input or readout: each is its own regime
+    # here. The stress tables put them beside the plain methods instead, as variants (stress.variant_of).
+    extra = ""
+    if with_variants:
+        pooling = row.get("pooling", "mean")
+        if isinstance(pooling, str) and pooling != "mean":
+            extra += f", {pooling} pooling"
+        if row.get("caption_in_text", False) == True:  # noqa: E712 - numpy bools and NaN (older rows) too
+            extra += ", caption in the text input"
+        aug = row.get("augment", 0)
+        if aug and not pd.isna(aug):
+            extra += f", counterfactual augmentation {aug:g}"
+            if row.get("augment_polarity", "opposite") != "opposite":
+                extra += f" ({row['augment_polarity']} sentiment)"
     return f"{row['text_model']}, {tuned}, visual = {row['visual_source']}{lrs}{extra}"
 
 
@@ -182,6 +193,34 @@ def paired_differences(runs: pd.DataFrame, reference: str = "cmcs") -> str:
                              f"{int((diff > 0).sum())}/{len(diff)} |\n")
         if len(lines) > 2:
             out.append("".join(lines))
+    variants = variant_differences(runs)
+    out += [variants] if variants else []
     if not out:
         return f"No seed has both {METHOD_TITLES[reference]} and another method.\n"
     return "\n".join(out) + "\nSeeds in ascending order; ahead counts seeds where the difference is above zero.\n"
+
+
+VARIANT_SUFFIXES = (", target pooling", ", caption in the text input")
+
+
+def variant_differences(runs: pd.DataFrame) -> str:
+    """Each opt-in variant regime (target pooling, the caption in the text input) minus the same
+    method in the regime without it, paired by dataset and seed: what the change itself bought."""
+    runs = runs.assign(regime=runs.apply(regime, axis=1)) if "regime" not in runs else runs
+    acc = runs.pivot_table(index=["dataset", "method", "seed"], columns="regime", values="test_acc")
+    lines = []
+    for reg in regime_order(acc.columns):
+        for suffix in VARIANT_SUFFIXES:
+            base = reg.replace(suffix, "", 1)
+            if suffix not in reg or base not in acc:
+                continue
+            for (dataset, method), part in acc[[reg, base]].dropna().groupby(level=[0, 1]):
+                diff = part[reg] - part[base]
+                seeds = " ".join(f"{d:+.1f}" for d in diff)
+                lines.append(f"| {suffix.lstrip(', ')} | {base} | {METHOD_TITLES.get(method, method)} | {dataset} | "
+                             f"{seeds} | {diff.mean():+.2f} | {int((diff > 0).sum())}/{len(diff)} |\n")
+    if not lines:
+        return ""
+    return ("### Each opt-in variant minus the same method without it, paired by seed\n\n"
+            "| variant | regime without it | method | dataset | per seed (accuracy points) | mean | ahead |\n"
+            "|---|---|---|---|---|---|---|\n" + "".join(lines))

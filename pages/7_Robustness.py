@@ -136,8 +136,8 @@ if not run_paths:
     st.stop()
 d1, d2 = st.columns([3, 2])
 default = run_paths.index(str(run.path)) if str(run.path) in run_paths else 0
-chosen = d1.selectbox("Run", run_paths, index=default, key="rob_run",
-                      format_func=lambda p: f"{Path(p).name} · {by_path[p].method_title}" if p in by_path else p)
+names = {p: f"{common.rid(by_path[p])} · {by_path[p].method_title}" if p in by_path else p for p in run_paths}
+chosen = d1.selectbox("Run", run_paths, index=default, key="rob_run", format_func=names.get)  # paths: names repeat
 run_edits = [e for e in edits if e in set(with_rows[with_rows.run == chosen].edit)]
 edit = d2.selectbox("Edit", run_edits, key="rob_rows_edit", format_func=lambda e: f"{e} — {EDIT_TITLES[e]}")
 record = with_rows[(with_rows.run == chosen) & (with_rows.edit == edit)].iloc[0]
@@ -149,6 +149,9 @@ except ValueError as err:
 moves = ", ".join(f"{k} {v}" for k, v in record.flips.items())
 st.markdown(f"**{len(rows)}** of {record.rows} edited rows flipped ({record.flip_rate:.1f}%, 95% CI "
             f"{record.flip_lo:.1f}–{record.flip_hi:.1f}); where they went: {moves or '–'}.")
+if rows.attrs.get("text_missing"):
+    st.warning(f"Only labels and predictions here: {rows.attrs['text_missing']}. Point the app at the data "
+               "(`CMCS_DATA_DIR`) to see the tweets.")
 if rows.empty:
     st.stop()
 shown = rows.head(500)
@@ -172,7 +175,9 @@ if edit in ("swap_visual", "no_visual"):
 
 target_run = by_path.get(chosen)
 blocked = None
-if target_run is None or not target_run.has_checkpoint:
+if rows.attrs.get("text_missing"):
+    blocked = "the tweet of this row could not be read back from the data"
+elif target_run is None or not target_run.has_checkpoint:
     blocked = "this run has no checkpoint, so the Inspector cannot load it"
 elif row.edited_image_id == NO_VISUAL:
     blocked = "the Inspector needs a caption or an image, and this edit removed the visual input"

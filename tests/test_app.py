@@ -227,6 +227,25 @@ def test_robustness_page_and_open_in_inspector(app_runs):
     assert final.value == row.pred_after  # the Inspector predicts what the stress test recorded
 
 
+def test_robustness_page_reads_committed_rows_by_reference(data_dir):
+    """results/stress_frozen keeps the flipped rows' tweets by reference: the page shows them back
+    from the data, and without a checkpoint the Inspector button is off."""
+    from cmcs_core.stress import read_flipped
+
+    root = REPO / "results" / "stress_frozen"
+    run = root / "frozen" / "twitter2015_minilm_frozen_cmcs_s1"
+    at = page("Robustness", root, str(run.relative_to(root))).run()
+    no_exceptions(at)
+    at.selectbox(key="rob_rows_edit").select("clause_positive").run()
+    no_exceptions(at)
+    shown = at.dataframe[-1].value
+    res = json.loads((run / "stress.json").read_text())["splits"]["test"]["edits"]["clause_positive"]
+    assert len(shown) == res["flipped"] and (shown.edited_tweet.str.len() > 0).all()
+    assert shown.edited_tweet.iloc[0] == read_flipped(run, res["rows_file"]).edited_tweet.iloc[0]
+    assert not at.warning or all("Only labels" not in w.value for w in at.warning)
+    assert at.button[0].disabled
+
+
 @pytest.mark.parametrize("name", ["Training_dynamics", "Feature_space", "Masks", "Case_studies", "Inspector", "Compare",
                                   "Robustness"])
 def test_pages_without_runs_do_not_crash(name, tmp_path):

@@ -26,7 +26,7 @@ from cmcs_core.data.dataset import NO_VISUAL
 from cmcs_core.data.tsv import read_tsv, write_tsv
 from cmcs_core.evaluate import compute_metrics, split_tag
 from cmcs_core.runfiles import read_table
-from cmcs_core.stress import STRESS_FILE, collect_stress, flip_stats, run_stress, stress_tables
+from cmcs_core.stress import STRESS_FILE, collect_stress, flip_stats, read_flipped, run_stress, stress_tables
 
 FUNCTION_WORDS = {"and", "is", "my", "the", "this", "was", "a", "i", "of", "so", "that", "are", "on", "but", "also"}
 
@@ -160,6 +160,22 @@ def test_run_without_checkpoint_is_refused(stressed, tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
 
 
+def test_bad_paths_among_runs_are_reported_and_the_rest_run(stressed, rows_file, tmp_path, capsys):
+    """`stress --run runs/grid/*` also matches grid.log: it is named and skipped, the runs are
+    stress-tested, and the command still fails at the end."""
+    run, _ = stressed
+    log = tmp_path / "grid.log"
+    log.write_text("{}\n")
+    good = tmp_path / "good"
+    shutil.copytree(run, good)
+    (good / STRESS_FILE).unlink()
+    assert main(["stress", "--run", str(log), str(good), "--split", str(rows_file),
+                 "--edits", "clause_positive", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"skipped: {log} is not a run folder" in err and "1 of 2 paths" in err
+    assert "clause_positive" in json.loads((good / STRESS_FILE).read_text())["splits"][split_tag(str(rows_file), rows_file)]["edits"]
+
+
 def test_edit_that_applies_to_no_row_and_phrase_naming_the_target(tiny_run, rows_file, tmp_path):
     rows = [r for r in read_tsv(rows_file) if r.label == CLAUSE_LABEL["positive"]][:6]
     only_positive = write_tsv(tmp_path / "positive.tsv", rows)
@@ -258,3 +274,41 @@ def test_macro_f1_over_present_classes_and_output_names(tmp_path):
         path.parent.mkdir()
         path.write_text(text)
     assert split_tag(str(a), a) != split_tag(str(b), b) and split_tag("test", a) == "test"
+
+
+def test_packed_flipped_rows_keep_their_text_by_reference(stressed, rows_file, tmp_path):
+    """bench/pack_stress.py drops the tweets of the flipped rows only when redoing the edit on the
+    data file gives them back exactly; without the data file they come back empty, with a reason."""
+    import gzip
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run, entry = stressed
+    grid = tmp_path / "grid"
+    shutil.copytree(run, grid / "run")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(root / "bench" / "pack_stress.py"), str(grid), "--out", str(tmp_path / "packed")],
+                   check=True, capture_output=True)
+    packed = tmp_path / "packed" / "grid" / "run"
+    report = json.loads((packed / STRESS_FILE).read_text())
+    checked = 0
+    for edit, res in report["splits"][entry["tag"]]["edits"].items():
+        if not res.get("rows_file"):
+            continue
+        header = gzip.decompress((packed / res["rows_file"]).read_bytes()).decode().splitlines()[0].split(",")
+        assert "tweet" not in header and "edited_tweet" not in header and "target" in header
+        original = read_flipped(run, entry["edits"][edit]["rows_file"])
+        back = read_flipped(packed, res["rows_file"])
+        pd.testing.assert_frame_equal(back, original)
+        checked += len(back)
+    assert checked > 0  # some rows flipped, so the comparison above compared text
+    # the data file gone: the rows still read, the text is empty and the frame says why
+    moved = rows_file.with_name("moved.tsv")
+    rows_file.rename(moved)
+    try:
+        res = next(r for r in report["splits"][entry["tag"]]["edits"].values() if r.get("rows_file"))
+        rows = read_flipped(packed, res["rows_file"])
+        assert (rows.tweet == "").all() and "by reference" in rows.attrs["text_missing"]
+    finally:
+        moved.rename(rows_file)

@@ -50,9 +50,13 @@ def phrase_bank(bank: str, path: str | Path | None = None) -> dict[str, list[str
     return {p: [str(x).strip() for x in data[bank][p] if str(x).strip()] for p in CLAUSE_LABEL}
 
 
+def _target_pattern(target: str) -> re.Pattern:
+    return re.compile(rf"(?<!\w){re.escape(target.strip())}(?!\w)", flags=re.IGNORECASE)
+
+
 def names_target(phrase: str, target: str) -> bool:
     """Whether the phrase mentions the target as a whole word (case-insensitive)."""
-    return re.search(rf"(?<!\w){re.escape(target.strip())}(?!\w)", phrase, flags=re.IGNORECASE) is not None
+    return _target_pattern(target).search(phrase) is not None
 
 
 def append_clause(sample: Sample, phrase: str) -> Sample:
@@ -119,9 +123,10 @@ def edit_rows(samples: list[Sample], edit: str, seed: int = 0, phrases: dict[str
         why = "every row already has no visual input" if not rows else None
     else:  # swap_target
         targets = list(dict.fromkeys(s.target for s in samples))
+        patterns = [_target_pattern(t) for t in targets]  # compiled once: rows x targets searches
         for i, s in enumerate(samples):
             context = s.tweet.replace(TARGET_TOKEN, " ")
-            others = [t for t in targets if t.lower() != s.target.lower() and not names_target(context, t)]
+            others = [t for t, p in zip(targets, patterns) if t.lower() != s.target.lower() and not p.search(context)]
             if others:
                 rows.append(dataclasses.replace(s, target=rng.choice(others)))
                 positions.append(i)

@@ -62,14 +62,30 @@ def _device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
+def text_pairs(encoder: TextEncoder, split: Split, caption_in_text: bool = False) -> list[str]:
+    """The second segment of the text input: the target, or `target [SEP] caption` when the
+    caption is read inside the text encoder (CapTrBERT's input; an opt-in extension here)."""
+    targets = [s.target for s in split.samples]
+    if not caption_in_text:
+        return targets
+    if split.visual_text is None:
+        raise ValueError(
+            f"{split.name}: caption_in_text reads the image's caption, but this split's visual input is "
+            f"{split.visual_source}; train it on captions (no --image-dir)"
+        )
+    sep = encoder.tokenizer.sep_token
+    return [f"{t} {sep} {c}".strip() if c.strip() else t for t, c in zip(targets, split.visual_text)]
+
+
 def extract_text(
     encoder: TextEncoder, split: Split, layer: int, max_length: int, batch_size: int = 64, cache: bool = True,
-    progress: bool = True,
+    progress: bool = True, caption_in_text: bool = False,
 ) -> TextFeatures:
-    """Token ids + hidden states after `layer` layers for `[CLS] tweet [SEP] target [SEP]`."""
+    """Token ids + hidden states after `layer` layers for `[CLS] tweet [SEP] target [SEP]`
+    (`... target [SEP] caption [SEP]` with caption_in_text)."""
     texts = [s.text for s in split.samples]
-    targets = [s.target for s in split.samples]
-    enc = encoder.tokenize(texts, targets, max_length=max_length)
+    targets = text_pairs(encoder, split, caption_in_text)
+    enc = encoder.tokenize(texts, targets, max_length=max_length, truncation="longest_first" if caption_in_text else None)
 
     def build() -> TextFeatures:
         hidden = None
@@ -89,7 +105,7 @@ def extract_text(
 
     if not cache or layer < 0:
         return build()
-    key = _digest(encoder.name, layer, max_length, texts, targets)
+    key = _digest(encoder.name, layer, max_length, texts, targets, *(["longest_first"] if caption_in_text else []))
     return _cached("text", key, build)
 
 

@@ -118,14 +118,15 @@ class TextEncoder(nn.Module):
         return layers
 
     def tokenize(
-        self, texts: list[str], pairs: list[str] | None = None, max_length: int = 64
+        self, texts: list[str], pairs: list[str] | None = None, max_length: int = 64, truncation: str | None = None
     ) -> dict[str, torch.Tensor]:
-        """[CLS] text [SEP] pair [SEP], padded to the longest in the batch."""
+        """[CLS] text [SEP] pair [SEP], padded to the longest in the batch. A long tweet is cut,
+        never the target; `truncation="longest_first"` lets a long pair (target + caption) be cut too."""
         enc = self.tokenizer(
             texts,
             pairs,
             max_length=max_length,
-            truncation="only_first" if pairs is not None else True,
+            truncation=truncation or ("only_first" if pairs is not None else True),
             padding=True,
             return_tensors="pt",
             return_token_type_ids=True,

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from cmcs_core.config import ModelConfig
 from cmcs_core.encoders.text import TextEncoder
-from cmcs_core.model.mfs import CausalIntervention, mean_gate, pool
+from cmcs_core.model.mfs import CausalIntervention, mean_gate, pool, target_segment
 
 EFFECT_LOG_CLAMP = 10.0  # exp() of a loss gap is clamped to e^±10 so one bad batch cannot explode phi
 
@@ -68,6 +68,8 @@ class TextTower(nn.Module):
 class CMCSModel(nn.Module):
     def __init__(self, cfg: ModelConfig, text_tower: TextTower, visual_dim: int | None) -> None:
         super().__init__()
+        if cfg.pooling not in ("mean", "cls", "target"):
+            raise ValueError(f"pooling must be mean, cls or target, not {cfg.pooling!r}")
         self.cfg = cfg
         self.text_tower = text_tower
         d_t = text_tower.encoder.dim
@@ -108,11 +110,11 @@ class CMCSModel(nn.Module):
         with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
             text = self.text_tower(batch)
         text = text.float()
-        text_mask = batch["attention_mask"]
         text_bar, text_sel = self.text_mfs(text, release.get("text"))
+        pool_mask = self._pool_mask(batch)
         out = {
-            "text_raw_pooled": pool(text, text_mask, self.cfg.pooling),
-            "text_bar_pooled": pool(text_bar, text_mask, self.cfg.pooling),
+            "text_raw_pooled": pool(text, pool_mask, self.cfg.pooling),
+            "text_bar_pooled": pool(text_bar, pool_mask, self.cfg.pooling),
             "text_mask": text_sel,
         }
         out["text_logits_raw"] = self.text_head(out["text_raw_pooled"])
@@ -126,6 +128,15 @@ class CMCSModel(nn.Module):
             out["visual_logits_raw"] = self.visual_head(out["visual_raw_pooled"])
             out["visual_logits"] = self.visual_head(out["visual_bar_pooled"])
         return out
+
+    def _pool_mask(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The tokens the text branch averages: all real tokens, or only the target's
+        (`pooling="target"`, opt-in: the tweet reaches the classifier only through what the
+        encoder's attention carried into the target's states)."""
+        if self.cfg.pooling != "target":
+            return batch["attention_mask"]
+        tok = self.text_tower.encoder.tokenizer
+        return target_segment(batch["input_ids"], batch["attention_mask"], tok.sep_token_id, tok.all_special_ids)
 
     # -- losses, causal effects (Eq. 3, 6-8) and scheduling weights (Eq. 9) --------------
     def branch_losses(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

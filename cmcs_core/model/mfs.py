@@ -66,11 +66,27 @@ class CausalIntervention(nn.Module):
 
 
 def pool(features: torch.Tensor, mask: torch.Tensor, how: str = "mean") -> torch.Tensor:
-    """Masked mean over real tokens, or the first ([CLS]) token."""
+    """Masked mean over the tokens `mask` flags (real tokens, or the target's: target_segment),
+    or the first ([CLS]) token."""
     if how == "cls":
         return features[:, 0]
     weights = mask.unsqueeze(-1).to(features.dtype)
     return (features * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def target_segment(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_id: int,
+                   special_ids: list[int]) -> torch.Tensor:
+    """(B, m) bool: the word pieces of the input's second segment, the target (`[CLS] tweet [SEP]
+    target [SEP]`; `<s> tweet </s></s> target </s>` for MPNet), found by the separators rather than
+    token types, which MPNet does not have. With caption_in_text the caption after the target's
+    separator is left out. A row without a second segment falls back to all its real tokens."""
+    special = torch.isin(input_ids, torch.tensor(special_ids, device=input_ids.device))
+    count = (input_ids == sep_id).long().cumsum(1)  # separators seen so far, this one included
+    words = attention_mask.bool() & ~special
+    after = words & (count >= 1)
+    first = count.masked_fill(~after, torch.iinfo(count.dtype).max).min(1, keepdim=True).values
+    segment = after & (count == first)
+    return torch.where(segment.any(1, keepdim=True), segment, attention_mask.bool())
 
 
 def mean_gate(mask: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

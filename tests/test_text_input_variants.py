@@ -1,0 +1,171 @@
+"""Opt-in changes to the text input and readout, and how the tables keep them apart.
+
+The caption-aware text input (`--caption-in-text`, CapTrBERT's way of reading the image) puts the
+caption into the text encoder's second segment; a run trained with it asks for a caption everywhere
+it predicts, and the stress test's visual edits reach it. Target pooling (`--pooling target`)
+averages only the target's word pieces. Tables and stress tables name each as its own variant and
+pair it with the same method without it."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from cmcs_core.data.dataset import Split
+from cmcs_core.data.tsv import Sample
+from cmcs_core.encoders.features import extract_text
+from cmcs_core.pipeline import torch_threads
+
+
+def _split(captions: list[str] | None, tweets: list[str], targets: list[str]) -> Split:
+    import numpy as np
+
+    samples = [Sample(str(i), 1, f"{i}.jpg", t, g, i + 1) for i, (t, g) in enumerate(zip(tweets, targets))]
+    return Split("t", __import__("pathlib").Path("<t>"), samples, "captions" if captions else "pixels",
+                 captions, None, np.zeros((len(samples), 3), dtype=np.float32))
+
+
+def test_caption_is_the_second_segment_after_the_target(text_encoder):
+    tweets = ["$T$ scored twice tonight", "I can't believe what $T$ said " + "really " * 80]
+    targets = ["Messi", "the mayor"]
+    captions = ["a man kicking a ball on a field", "a woman speaking at a podium"]
+    plain = extract_text(text_encoder, _split(captions, tweets, targets), -1, 64, cache=False, progress=False)
+    feats = extract_text(text_encoder, _split(captions, tweets, targets), -1, 64, cache=False, progress=False,
+                         caption_in_text=True)
+    tok = text_encoder.tokenizer
+    first = tok.decode(feats.input_ids[0][feats.attention_mask[0].bool()])
+    assert first == "[CLS] messi scored twice tonight [SEP] messi [SEP] a man kicking a ball on a field [SEP]"
+    # target and caption are one segment (type 1), the tweet the other (type 0)
+    types = feats.token_type_ids[0][feats.attention_mask[0].bool()]
+    n_tweet = len(tok.tokenize("Messi scored twice tonight")) + 2  # [CLS] ... [SEP]
+    assert types[:n_tweet].eq(0).all() and types[n_tweet:].eq(1).all()
+    # a long tweet is cut to max_length and the target and caption survive
+    second = tok.decode(feats.input_ids[1][feats.attention_mask[1].bool()])
+    assert feats.attention_mask[1].sum() == 64
+    assert second.endswith("[SEP] the mayor [SEP] a woman speaking at a podium [SEP]")
+    # without the flag nothing changes: the plain input has no caption
+    assert "kicking" not in tok.decode(plain.input_ids[0])
+
+
+def test_caption_in_text_needs_a_caption_source(text_encoder):
+    with pytest.raises(ValueError, match="caption_in_text reads the image's caption"):
+        extract_text(text_encoder, _split(None, ["$T$ is great"], ["x"]), -1, 64, cache=False, progress=False,
+                     caption_in_text=True)
+
+
+def test_pixel_run_with_caption_in_text_is_refused(tiny_config_factory):
+    from cmcs_core.pipeline import Pipeline
+
+    cfg = tiny_config_factory("cmcs")
+    cfg.encoder = dataclasses.replace(cfg.encoder, visual_model="efficientnet-lite0", caption_in_text=True)
+    with pytest.raises(ValueError, match="needs the caption visual source"):
+        Pipeline(cfg, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def caption_text_run(tmp_path_factory, cmcs_cache, tiny_config_factory):
+    """A tiny text-only run that reads the caption inside its text input."""
+    from cmcs_core.train.trainer import train
+
+    cfg = tiny_config_factory("text_only")
+    cfg.encoder = dataclasses.replace(cfg.encoder, caption_in_text=True, max_length=96)
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny_text_caption"
+    with torch_threads(1):
+        metrics = train(cfg, run_dir, progress=False)
+    return run_dir, metrics
+
+
+def test_trained_run_reads_the_caption_everywhere(caption_text_run):
+    from cmcs_core.inference import Predictor
+    from cmcs_core.tables import collect_runs, regime
+
+    run_dir, _ = caption_text_run
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["encoder"]["caption_in_text"] is True
+    pred = Predictor(run_dir)
+    assert pred.needs_caption and not pred.needs_image
+    with pytest.raises(ValueError, match="give a caption"):
+        pred.predict("$T$ was on stage tonight", "the band")
+    a = pred.predict("$T$ was on stage tonight", "the band", caption="a crowd cheering at a concert")
+    b = pred.predict("$T$ was on stage tonight", "the band", caption="a burning car in a street")
+    assert "concert" in a["tokens"] and "burning" in b["tokens"]
+    assert a["p_text"] != b["p_text"]  # the text branch sees the caption
+    row = collect_runs([run_dir]).iloc[0]
+    assert regime(row).endswith("caption in the text input")
+
+
+def test_stress_visual_edits_reach_a_text_only_run_with_caption_in_text(caption_text_run, data_dir, tmp_path):
+    """A plain text-only run skips the visual edits; this one reads the caption, so they apply."""
+    from cmcs_core.data.tsv import read_tsv, write_tsv
+    from cmcs_core.stress import run_stress
+
+    run_dir, _ = caption_text_run
+    rows = write_tsv(tmp_path / "first32.tsv", read_tsv(data_dir / "twitter2015" / "test.tsv")[:32])
+    with torch_threads(1):
+        entry = run_stress(run_dir, str(rows), edits=("no_visual", "swap_visual"), n_boot=50, progress=False)
+    for edit in ("no_visual", "swap_visual"):
+        assert entry["edits"][edit]["applies"] is True, entry["edits"][edit]
+        assert entry["edits"][edit]["rows"] == 32
+
+
+def test_target_pooling_reads_only_the_target_segment(text_encoder):
+    """pooling="target" averages the target's word pieces: BERT's second segment, MPNet's
+    (`<s> A </s></s> B </s>`, no token types), never the caption after it; no segment -> all."""
+    from cmcs_core.model.mfs import pool, target_segment
+
+    tok = text_encoder.tokenizer
+    enc = text_encoder.tokenize(["$T$ is awful but the pizza was great", "hello"],
+                                [f"the mayor {tok.sep_token} a man at a podium", "x"], max_length=64,
+                                truncation="longest_first")
+    seg = target_segment(enc["input_ids"], enc["attention_mask"], tok.sep_token_id, tok.all_special_ids)
+    assert tok.convert_ids_to_tokens(enc["input_ids"][0][seg[0]]) == ["the", "mayor"]
+    assert tok.convert_ids_to_tokens(enc["input_ids"][1][seg[1]]) == ["x"]
+    # MPNet's layout with ids 0 <s>, 2 </s>, 1 <pad>: B is 7 8; a row with one segment falls back to all
+    ids = torch.tensor([[0, 5, 6, 2, 2, 7, 8, 2, 1], [0, 5, 6, 2, 1, 1, 1, 1, 1]])
+    mask = (ids != 1).long()
+    seg = target_segment(ids, mask, 2, [0, 1, 2])
+    assert seg[0].nonzero().flatten().tolist() == [5, 6]
+    assert seg[1].tolist() == mask[1].bool().tolist()
+    feats = torch.arange(9, dtype=torch.float).repeat(2, 1).unsqueeze(-1)
+    assert pool(feats, seg)[0].item() == 5.5  # mean of positions 5 and 6
+
+
+def test_unknown_pooling_is_refused(text_encoder):
+    from cmcs_core.config import ModelConfig
+    from cmcs_core.model.cmcs import CMCSModel, TextTower
+
+    with pytest.raises(ValueError, match="pooling must be"):
+        CMCSModel(ModelConfig(pooling="max"), TextTower(text_encoder, 0), None)
+
+
+def _run_row(method, seed, acc, **kw) -> dict:
+    return {"run": f"r/{method}{kw}{seed}", "dataset": "twitter2015", "method": method, "seed": seed,
+            "text_model": "minilm", "visual_source": "captions", "finetune_layers": 0, "test_acc": acc,
+            "test_f1": acc, "lr": 2e-5, "head_lr": 1e-3, "select_on": "dev_acc", "augment": 0.0,
+            "augment_polarity": "opposite", "caption_in_text": False, "pooling": "mean", **kw}
+
+
+def test_variants_are_named_and_paired_with_their_base():
+    import pandas as pd
+
+    from cmcs_core.stress import base_of, variant_of, variant_title
+    from cmcs_core.tables import paired_differences, regime
+
+    rows = [_run_row("text_only", s, 60 + s) for s in (1, 2)]
+    rows += [_run_row("text_only", s, 61 + 2 * s, caption_in_text=True) for s in (1, 2)]
+    rows += [_run_row("text_only", s, 50.0, pooling="target", augment=1.0, augment_polarity="random") for s in (1, 2)]
+    runs = pd.DataFrame(rows)
+    v = variant_of(runs.iloc[4])
+    assert v == "text_only +pool-target +aug-random" and base_of(v) == "text_only +pool-target"
+    assert base_of("cmcs") is None
+    assert variant_title(v) == "Text-only baseline + target pooling + counterfactual augmentation (random sentiment)"
+    assert regime(runs.iloc[4]).endswith(", target pooling, counterfactual augmentation 1 (random sentiment)")
+    assert regime(runs.iloc[4], with_variants=False) == "minilm, frozen, visual = captions"
+    text = paired_differences(runs)
+    # caption in text minus plain, seed by seed: 63 - 61 and 65 - 62
+    line = next(row for row in text.splitlines() if row.startswith("| caption in the text input |"))
+    assert "| Text-only baseline | twitter2015 | +2.0 +3.0 | +2.50 | 2/2 |" in line, line
+    # the target-pooling run has augmentation too: no base without augmentation here, so no row for it
+    assert "| target pooling |" not in text
