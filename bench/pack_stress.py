@@ -51,10 +51,9 @@ def _slim_csv(rows: pd.DataFrame, run: Path, rows_file: str) -> bytes:
     if rows.attrs.get("text_missing"):
         return full
     slim = rows.drop(columns=list(FLIPPED_BY_REFERENCE))
-    tag, edit = Path(rows_file).parent.name, Path(rows_file).name.split("_flipped")[0]
     try:
         back = restore_flipped(pd.read_csv(io.BytesIO(slim.to_csv(index=False).encode()), keep_default_na=False,
-                                           dtype={"index": str}), run, edit, tag)
+                                           dtype={"index": str}), run, rows_file)
         if back.to_csv(index=False).encode() == full:
             return slim.to_csv(index=False).encode()
     except (OSError, ValueError, KeyError):

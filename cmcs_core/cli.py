@@ -110,7 +110,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_stress(args: argparse.Namespace) -> None:
-    from cmcs_core.stress import check_checkpoint, run_stress
+    from cmcs_core.stress import run_stress
 
     if args.num_threads:
         import torch
@@ -119,13 +119,12 @@ def cmd_stress(args: argparse.Namespace) -> None:
     refused = []
     for run in args.run:  # several runs in one process share the start-up and the feature cache
         try:
-            check_checkpoint(Path(run))
+            entry = run_stress(run, args.split, tuple(args.edits), args.seed, args.phrases, args.n_boot, args.device,
+                               progress=not args.quiet, log=lambda msg: print(f"{run}: {msg}", file=sys.stderr))
         except FileNotFoundError as err:  # one bad folder (or a grid.log in a glob) does not stop the others
             print(f"skipped: {err}", file=sys.stderr)
             refused.append(run)
             continue
-        entry = run_stress(run, args.split, tuple(args.edits), args.seed, args.phrases, args.n_boot, args.device,
-                           progress=not args.quiet, log=lambda msg: print(f"{run}: {msg}", file=sys.stderr))
         print(f"== {run} [{entry['tag']}]")
         for edit in args.edits:
             res = entry["edits"].get(edit, {})
@@ -139,7 +138,7 @@ def cmd_stress(args: argparse.Namespace) -> None:
                   f"  {moves}")
         print(f"results in {Path(run) / 'stress.json'} and {Path(run) / 'stress' / entry['tag']}/")
     if refused:
-        raise FileNotFoundError(f"{len(refused)} of {len(args.run)} paths were not finished runs: {', '.join(refused)}")
+        raise FileNotFoundError(f"{len(refused)} of {len(args.run)} paths could not be stress-tested: {', '.join(refused)}")
 
 
 def cmd_table(args: argparse.Namespace) -> None:

@@ -198,16 +198,9 @@ def variant_of(run) -> str:
     """The method and what was changed from its plain form, one tag per change in a fixed order:
     `text_only +pool-target`, `text_only +caption-in-text`, `cmcs +aug`, `text_only +pool-target +aug-random`.
     Each variant is compared with the same string less its last tag (base_of)."""
-    tags = []
-    pooling = run.get("pooling", "mean")
-    if isinstance(pooling, str) and pooling != "mean":
-        tags.append(f"+pool-{pooling}")
-    if run.get("caption_in_text", False) == True:  # noqa: E712 - numpy bools and NaN (older rows) too
-        tags.append("+caption-in-text")
-    if run.get("augment", 0) and not pd.isna(run.get("augment", 0)):
-        polarity = run.get("augment_polarity", "opposite")
-        tags.append("+aug" if polarity == "opposite" else f"+aug-{polarity}")
-    return " ".join([run["method"], *tags])
+    from cmcs_core.tables import opt_in_changes
+
+    return " ".join([run["method"], *(tag for tag, _ in opt_in_changes(run))])
 
 
 def base_of(variant: str) -> str | None:
@@ -325,14 +318,16 @@ def _variant_vs_base(part: pd.DataFrame, edits: list[str]) -> str:
 FLIPPED_BY_REFERENCE = ("tweet", "image_id", "edited_tweet", "edited_target", "edited_image_id", "edited_caption")
 
 
-def restore_flipped(rows: pd.DataFrame, run_dir: str | Path, edit: str, tag: str) -> pd.DataFrame:
-    """Put back the text columns of a packed flipped-rows frame by redoing the edit on the run's
-    data file. Raises ValueError (or OSError) if the data is not at hand or no longer matches."""
+def restore_flipped(rows: pd.DataFrame, run_dir: str | Path, rows_file: str) -> pd.DataFrame:
+    """Put back the text columns of a packed flipped-rows frame (rows_file as stress.json names it:
+    stress/<split tag>/<edit>_flipped.csv[.gz]) by redoing the edit on the run's data file.
+    Raises ValueError (or OSError) if the data is not at hand or no longer matches."""
     from cmcs_core.config import RunConfig
     from cmcs_core.data.dataset import dataset_files, load_split
     from cmcs_core.evaluate import split_tag
 
     run_dir = Path(run_dir)
+    tag, edit = Path(rows_file).parent.name, Path(rows_file).name.split("_flipped")[0]
     report = _load_report(run_dir / STRESS_FILE)
     entry = report["splits"][tag]
     cfg = RunConfig.load(run_dir / "config.json")
@@ -384,10 +379,8 @@ def read_flipped(run_dir: str | Path, rows_file: str) -> pd.DataFrame:
         raise RunReadError(f"{path}: cannot read ({err})") from err
     if all(c in rows for c in FLIPPED_BY_REFERENCE):
         return rows
-    # rows_file is stress/<tag>/<edit>_flipped.csv[.gz]
-    tag, edit = Path(rows_file).parent.name, Path(rows_file).name.split("_flipped")[0]
     try:
-        return restore_flipped(rows, run_dir, edit, tag)
+        return restore_flipped(rows, run_dir, rows_file)
     except (OSError, ValueError, KeyError) as err:
         for name in FLIPPED_BY_REFERENCE:
             rows[name] = ""

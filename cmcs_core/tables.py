@@ -73,22 +73,29 @@ def regime(row, with_variants: bool = True) -> str:
     # So does another rule for picking the epoch (--select-on).
     if row.get("select_on", TrainConfig.select_on) != TrainConfig.select_on:
         lrs += f", epoch chosen on {row['select_on'].replace('_', ' ')}"
-    # Counterfactual augmentation changes the training data, the caption read inside the text input
-    # (CapTrBERT's way) and target pooling change the model's input or readout: each is its own regime
-    # here. The stress tables put them beside the plain methods instead, as variants (stress.variant_of).
-    extra = ""
-    if with_variants:
-        pooling = row.get("pooling", "mean")
-        if isinstance(pooling, str) and pooling != "mean":
-            extra += f", {pooling} pooling"
-        if row.get("caption_in_text", False) == True:  # noqa: E712 - numpy bools and NaN (older rows) too
-            extra += ", caption in the text input"
-        aug = row.get("augment", 0)
-        if aug and not pd.isna(aug):
-            extra += f", counterfactual augmentation {aug:g}"
-            if row.get("augment_polarity", "opposite") != "opposite":
-                extra += f" ({row['augment_polarity']} sentiment)"
+    # The opt-in changes (augmentation, target pooling, the caption in the text input) make a regime of
+    # their own here; the stress tables put them beside the plain methods instead (stress.variant_of).
+    extra = "".join(f", {phrase}" for _, phrase in opt_in_changes(row)) if with_variants else ""
     return f"{row['text_model']}, {tuned}, visual = {row['visual_source']}{lrs}{extra}"
+
+
+def opt_in_changes(row) -> list[tuple[str, str]]:
+    """(tag, phrase) per opt-in change a run was trained with, in a fixed order: another pooling,
+    the caption in the text input, counterfactual augmentation. One reading of a runs row for the
+    regime names here and the stress variants (`text_only +pool-target +aug-random`)."""
+    changes = []
+    pooling = row.get("pooling", "mean")
+    if isinstance(pooling, str) and pooling != "mean":
+        changes.append((f"+pool-{pooling}", f"{pooling} pooling"))
+    if row.get("caption_in_text", False) == True:  # noqa: E712 - numpy bools and NaN (older rows) too
+        changes.append(("+caption-in-text", "caption in the text input"))
+    aug = row.get("augment", 0)
+    if aug and not pd.isna(aug):
+        polarity = row.get("augment_polarity", "opposite")
+        how = "" if polarity == "opposite" else f" ({polarity} sentiment)"
+        changes.append(("+aug" if polarity == "opposite" else f"+aug-{polarity}",
+                        f"counterfactual augmentation {aug:g}{how}"))
+    return changes
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
