@@ -50,7 +50,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     for section in SECTIONS:
         updates = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith(section + ".") and v is not None}
         setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **updates))
-    return cfg
+    return cfg.validate()
 
 
 def default_run_dir(cfg: RunConfig) -> Path:

@@ -21,6 +21,14 @@ METHODS: dict[str, dict[str, Any]] = {
     "text_only": dict(use_visual=False, use_cms=False, mask_mode="none"),
 }
 
+POOLINGS = ("mean", "cls", "target", "mention")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+
+
 METHOD_TITLES = {
     "cmcs": "CMCS (ours)",
     "wo_visual": "w/o Visual Modality",
@@ -77,13 +85,36 @@ class ModelConfig:
     mask_mode: str = "learned"  # learned | fixed (0.5, w/o MFS) | none (identity, baseline)
     hidden_dim: int = 256  # MLP width inside MFS
     dropout: float = 0.1
-    pooling: str = "mean"  # mean over real tokens | cls | target (opt-in: mean over the target's tokens)
+    # mean over real tokens | cls | target (opt-in: mean over the target segment's tokens) | mention (opt-in:
+    # the target's words inside the tweet); "+" concatenates readouts, e.g. "mean+target" (TD-BERT-style)
+    pooling: str = "mean"
     fusion: str = "auto"  # auto | similarity | constant
     fusion_constant: float = 0.5
     alpha_init: float = 0.5413  # softplus(0.5413) = 1: CMCS starts as joint training
     # Opt-in extensions beyond the paper (docs/method.md, "Beyond the paper"); the defaults are the paper's MFS.
     mask_granularity: str = "element"  # element (paper: m x d gates) | token (one gate per token/cell, broadcast over d)
     mask_sparsity: float = 0.0  # lambda of a prior lambda * mean(M) in the lower objective; 0 = off (paper)
+    # Target-aware selection (opt-in, issue 15): "target" adds to each text token's gate a term of its relation
+    # to the target (its states beside the target's, its distance from the target's mention), zero at init,
+    # and the text branch then averages its tokens weighted by their gates. Needs token granularity.
+    mask_condition: str = "none"  # none (paper) | target
+
+    def validate(self) -> "ModelConfig":
+        """The model's own refusals (RunConfig.validate adds those across sections)."""
+        parts = self.pooling.split("+")
+        bad = [p for p in parts if p not in POOLINGS]
+        if bad or len(set(parts)) != len(parts):
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, or several joined by '+' (each once, "
+                             f"e.g. mean+target), not {self.pooling!r}")
+        _choice("mask_condition", self.mask_condition, ("none", "target"))
+        if self.mask_condition == "target":
+            if self.mask_mode != "learned":
+                raise ValueError(f"mask_condition=target conditions a learned mask on the target, but method "
+                                 f"{self.method!r} has mask mode {self.mask_mode!r} (no learned mask to condition)")
+            if self.mask_granularity != "token":
+                raise ValueError("mask_condition=target gives one gate per token (its relation to the target): "
+                                 "set mask_granularity=token")
+        return self
 
 
 @dataclass
@@ -109,6 +140,15 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on GPU only
     eval_test_each_epoch: bool = True
     select_on: str = "dev_acc"  # dev_acc | dev_f1 | dev_loss: which dev figure picks the kept epoch
+    # Opt-in upper level beyond the paper (issue 15; docs/method.md). "counterfactual": D_dev also holds a copy
+    # of each row with a clause about something else appended (augment bank, either sentiment, label kept),
+    # and L_dev adds that copy's L_t plus invariance_weight * JS(p_t(row) || p_t(copy)).
+    upper_objective: str = "dev"  # dev (paper: L_t + L_v on D_dev) | counterfactual
+    invariance_weight: float = 1.0  # weight of the JS invariance term of the counterfactual upper level
+    # "upper": the text mask network is a hyperparameter: it leaves theta and moves only by the upper level's
+    # hypergradient (direct + implicit term), with Adam at mask_lr. "lower" is the paper (masks are in theta).
+    mask_level: str = "lower"  # lower | upper
+    mask_lr: float = 1e-3
     num_threads: int | None = None
 
 
@@ -141,11 +181,29 @@ class RunConfig:
             encoder=build(EncoderConfig, d.get("encoder", {})),
             model=build(ModelConfig, d.get("model", {})),
             train=build(TrainConfig, d.get("train", {})),
-        )
+        ).validate()
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def validate(self) -> "RunConfig":
+        """Refuse values and combinations that cannot mean anything, before any work starts, with
+        a message that says why (the CLI, the trainer and every config reader call this)."""
+        m, t = self.model.validate(), self.train
+        _choice("upper_objective", t.upper_objective, ("dev", "counterfactual"))
+        _choice("mask_level", t.mask_level, ("lower", "upper"))
+        no_upper = f"method {m.method!r} has no upper level (no CMS, phi fixed to 1)"
+        if t.upper_objective != "dev" and not m.use_cms:
+            raise ValueError(f"upper_objective={t.upper_objective}: {no_upper}")
+        if t.mask_level == "upper":
+            if not m.use_cms:
+                raise ValueError(f"mask_level=upper: {no_upper}, so the mask could never move")
+            if m.mask_mode != "learned":
+                raise ValueError(f"mask_level=upper: method {m.method!r} has no learned mask")
+        if t.invariance_weight < 0 or t.mask_lr <= 0:
+            raise ValueError("invariance_weight must be >= 0 and mask_lr > 0")
+        return self
 
 
 def apply_method(model: ModelConfig, method: str) -> ModelConfig:

@@ -165,6 +165,26 @@ def augment_rows(samples: list[Sample], rate: float, seed: int,
     return out
 
 
+def counterfactual_copies(samples: list[Sample], seed: int,
+                          phrases: dict[str, list[str]] | None = None) -> list[Sample]:
+    """One copy of every row with a clause about something else appended, label kept: the
+    counterfactual upper level's D_dev pairs. The clause's sentiment is drawn independently of the
+    label (so it carries no label signal) from the `augment` bank, never the stress bank; a row
+    where every phrase names its target is copied unchanged (its pair then costs nothing)."""
+    bank = phrases or phrase_bank("augment")
+    rng = random.Random(f"counterfactual-dev:{seed}")
+    out = []
+    for s in samples:
+        phrase = _free_phrase(bank[rng.choice(sorted(bank))], s, rng)
+        out.append(append_clause(s, phrase) if phrase is not None else s)
+    return out
+
+
+def counterfactual_split(split: Split, seed: int) -> Split:
+    """The split with every row replaced by its counterfactual copy (same order, same visual input)."""
+    return dataclasses.replace(split, samples=counterfactual_copies(split.samples, seed))
+
+
 def augmented_split(split: Split, rate: float, seed: int, polarity: str = "opposite") -> Split:
     """The training split with augment_rows' copies added; each copy keeps its row's image."""
     rows = augment_rows(split.samples, rate, seed, polarity=polarity)

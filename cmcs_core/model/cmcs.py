@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from cmcs_core.config import ModelConfig
 from cmcs_core.encoders.text import TextEncoder
-from cmcs_core.model.mfs import CausalIntervention, mean_gate, pool, target_segment
+from cmcs_core.model.mfs import CausalIntervention, mean_gate, mention_distance, mention_tokens, pool, target_segment
 
 EFFECT_LOG_CLAMP = 10.0  # exp() of a loss gap is clamped to e^±10 so one bad batch cannot explode phi
 
@@ -68,13 +68,13 @@ class TextTower(nn.Module):
 class CMCSModel(nn.Module):
     def __init__(self, cfg: ModelConfig, text_tower: TextTower, visual_dim: int | None) -> None:
         super().__init__()
-        if cfg.pooling not in ("mean", "cls", "target"):
-            raise ValueError(f"pooling must be mean, cls or target, not {cfg.pooling!r}")
-        self.cfg = cfg
+        self.cfg = cfg.validate()
+        self.readouts = cfg.pooling.split("+")  # e.g. ["mean", "target"]: concatenated (TD-BERT-style)
         self.text_tower = text_tower
         d_t = text_tower.encoder.dim
-        self.text_mfs = CausalIntervention(d_t, cfg.hidden_dim, cfg.dropout, cfg.mask_mode, cfg.mask_granularity)
-        self.text_head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(d_t, 3))  # f_t, softmax
+        self.text_mfs = CausalIntervention(d_t, cfg.hidden_dim, cfg.dropout, cfg.mask_mode, cfg.mask_granularity,
+                                           target_conditioned=cfg.mask_condition == "target")
+        self.text_head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(d_t * len(self.readouts), 3))  # f_t
         if cfg.use_visual:
             if visual_dim is None:
                 raise ValueError("use_visual needs a visual feature dimension")
@@ -89,11 +89,19 @@ class CMCSModel(nn.Module):
     def scheduler_parameters(self) -> list[nn.Parameter]:
         return [self.alpha, self.beta] if self.cfg.use_visual else [self.alpha]
 
-    def head_parameters(self) -> list[nn.Parameter]:
+    def head_parameters(self, mask_level: str = "lower") -> list[nn.Parameter]:
+        """theta's heads: MFS networks and classifiers; with mask_level="upper" the text mask's
+        own network is left out (it is then a hyperparameter: mask_parameters)."""
         mods = [self.text_mfs, self.text_head]
         if self.cfg.use_visual:
             mods += [self.visual_mfs, self.visual_head]
-        return [p for m in mods for p in m.parameters() if p.requires_grad]
+        upper = {id(p) for p in self.mask_parameters()} if mask_level == "upper" else set()
+        return [p for m in mods for p in m.parameters() if p.requires_grad and id(p) not in upper]
+
+    def mask_parameters(self) -> list[nn.Parameter]:
+        """The text mask's own network (and its target term): what mask_level="upper" moves to the
+        upper level."""
+        return self.text_mfs.gate_parameters()
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.text_tower.parameters() if p.requires_grad]
@@ -110,11 +118,20 @@ class CMCSModel(nn.Module):
         with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
             text = self.text_tower(batch)
         text = text.float()
-        text_bar, text_sel = self.text_mfs(text, release.get("text"))
-        pool_mask = self._pool_mask(batch)
+        spans = self._token_sets(batch)
+        target, distance = None, None
+        if self.text_mfs.relation is not None:
+            target = pool(text, spans["target"])
+            distance = mention_distance(spans["mention"], batch["attention_mask"])
+        text_bar, text_sel = self.text_mfs(text, release.get("text"), target, distance)
+        # A target-conditioned gate also decides how much each token counts in the readout, so a
+        # token it closes leaves the average instead of diluting it (pooling weights = gates).
+        weights = text_sel[..., 0] if self.text_mfs.relation is not None else None
+        if weights is not None and release.get("text") is not None:
+            weights = torch.where(release["text"], torch.ones_like(weights), weights)
         out = {
-            "text_raw_pooled": pool(text, pool_mask, self.cfg.pooling),
-            "text_bar_pooled": pool(text_bar, pool_mask, self.cfg.pooling),
+            "text_raw_pooled": self._readout(text, spans),
+            "text_bar_pooled": self._readout(text_bar, spans, weights),
             "text_mask": text_sel,
         }
         out["text_logits_raw"] = self.text_head(out["text_raw_pooled"])
@@ -129,14 +146,35 @@ class CMCSModel(nn.Module):
             out["visual_logits"] = self.visual_head(out["visual_bar_pooled"])
         return out
 
-    def _pool_mask(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The tokens the text branch averages: all real tokens, or only the target's
-        (`pooling="target"`, opt-in: the tweet reaches the classifier only through what the
-        encoder's attention carried into the target's states)."""
-        if self.cfg.pooling != "target":
-            return batch["attention_mask"]
-        tok = self.text_tower.encoder.tokenizer
-        return target_segment(batch["input_ids"], batch["attention_mask"], tok.sep_token_id, tok.all_special_ids)
+    def _token_sets(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The token sets the readouts average: all real tokens ("mean"), the target segment
+        ("target", opt-in: the tweet reaches the classifier only through what attention carried
+        into the target's states), the target's words inside the tweet ("mention", falling back
+        to the target segment where the tweet was cut before them). Only what is needed is built."""
+        sets = {"mean": batch["attention_mask"]}
+        wanted = set(self.readouts) | ({"target", "mention"} if self.text_mfs.relation is not None else set())
+        if wanted & {"target", "mention"}:
+            tok = self.text_tower.encoder.tokenizer
+            ids, real = batch["input_ids"], batch["attention_mask"]
+            sets["target"] = target_segment(ids, real, tok.sep_token_id, tok.all_special_ids)
+            if "mention" in wanted:
+                sets["mention"] = mention_tokens(ids, real, tok.sep_token_id, tok.all_special_ids)
+        return sets
+
+    def _readout(self, features: torch.Tensor, sets: dict[str, torch.Tensor],
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled text vector: one pooling, or several concatenated ("mean+target");
+        `weights` (B, m) weigh the tokens of every averaged set (a gate-weighted mean)."""
+        parts = []
+        for how in self.readouts:
+            if how == "cls":
+                parts.append(features[:, 0])
+                continue
+            chosen = sets[how]
+            if how == "mention":  # a row without a mention reads its target segment instead
+                chosen = torch.where(chosen.any(1, keepdim=True), chosen, sets["target"])
+            parts.append(pool(features, chosen if weights is None else chosen.float() * weights))
+        return torch.cat(parts, -1)
 
     # -- losses, causal effects (Eq. 3, 6-8) and scheduling weights (Eq. 9) --------------
     def branch_losses(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -187,6 +225,26 @@ class CMCSModel(nn.Module):
     def dev_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """L_dev = L_t + L_v on D_dev: it does not depend on phi directly."""
         return losses["L_t"] + (losses["L_v"] if self.cfg.use_visual else 0.0)
+
+    @staticmethod
+    def invariance(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+        """Mean Jensen-Shannon divergence (nats, in [0, log 2]) between the text predictions of
+        rows and their counterfactual copies: zero exactly when every pair is predicted alike."""
+        p, q = logits_a.float().softmax(-1), logits_b.float().softmax(-1)
+        mid = (0.5 * (p + q)).clamp(min=1e-12).log()
+        kl = lambda a: (a * (a.clamp(min=1e-12).log() - mid)).sum(-1)  # noqa: E731
+        return (0.5 * (kl(p) + kl(q))).mean()
+
+    def counterfactual_dev_loss(self, losses: dict[str, torch.Tensor], out: dict[str, torch.Tensor],
+                                edited_out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                                weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+        """The counterfactual upper objective (opt-in): L_t + L_v on the D_dev rows, plus L_t on
+        their copies with a clause about something else appended (same label), plus `weight` x the
+        invariance between the two predictions. Both copies must be classified right, and alike."""
+        edited_lt = F.cross_entropy(edited_out["text_logits"], batch["label"])
+        inv = self.invariance(out["text_logits"], edited_out["text_logits"])
+        total = self.dev_loss(losses) + edited_lt + weight * inv
+        return total, {"dev_invariance": inv.item(), "dev_L_t_edited": edited_lt.item()}
 
     # -- inference (Eq. 15) ---------------------------------------------------------------
     def fuse(self, out: dict[str, torch.Tensor], fusion_sim: torch.Tensor | None) -> dict[str, torch.Tensor]:

@@ -1,6 +1,6 @@
 """Implicit hypergradient with a K-truncated Neumann series (Eq. 13-14; Lorraine et al. 2020).
 
-d L_dev / d phi = - grad_theta L_dev . H^-1 . d/dphi grad_theta L_train, with
+d L_dev / d phi = dL_dev/dphi (direct; zero for alpha, beta) - grad_theta L_dev . H^-1 . d/dphi grad_theta L_train, with
 H^-1 ~ eta * sum_{j=0..K} (I - eta H)^j and H applied only as Hessian-vector products.
 """
 from __future__ import annotations
@@ -39,21 +39,31 @@ def implicit_hypergradient(
     hyperparams: Tensors,
     K: int,
     eta: float,
+    stats: dict | None = None,
 ) -> list[torch.Tensor]:
-    """Gradient of dev_loss w.r.t. hyperparams through theta*(phi) (dev_loss has no direct term)."""
-    dev_grad = torch.autograd.grad(dev_loss, params, allow_unused=True)
-    dev_grad = [g if g is not None else torch.zeros_like(p) for g, p in zip(dev_grad, params)]
+    """Total derivative of dev_loss w.r.t. hyperparams through theta*(phi): the direct term
+    (zero for phi = {alpha, beta}, which the dev loss does not read; the mask network when it is
+    a hyperparameter) minus the implicit one. `stats`, when given, receives the cosine between
+    grad_theta L_dev and grad_theta L_train (how much the upper level asks beyond "fit more")."""
+    wrt = [*params, *hyperparams]
+    grads_dev = torch.autograd.grad(dev_loss, wrt, allow_unused=True)
+    dev_grad = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads_dev[: len(params)], params)]
+    direct = [g if g is not None else torch.zeros_like(h) for g, h in zip(grads_dev[len(params):], hyperparams)]
     train_grad = torch.autograd.grad(train_loss, params, create_graph=True, allow_unused=True)
     pairs = [(g, p) for g, p in zip(train_grad, params) if g is not None and g.requires_grad]
     if not pairs:
-        return [torch.zeros_like(h) for h in hyperparams]
+        return direct
     keep = {id(p) for _, p in pairs}
     grads = [g for g, _ in pairs]
     used = [p for _, p in pairs]
     vec = [d for d, p in zip(dev_grad, params) if id(p) in keep]
+    if stats is not None:
+        dot = float(_dot(vec, [g.detach() for g in grads]))
+        norms = float(_dot(vec, vec)) ** 0.5 * float(_dot([g.detach() for g in grads], [g.detach() for g in grads])) ** 0.5
+        stats["dev_train_cos"] = dot / norms if norms > 0 else float("nan")
     inv = neumann_inverse_hvp(grads, used, vec, K, eta)
     mixed = torch.autograd.grad(_dot(grads, inv), hyperparams, allow_unused=True)
-    return [-(m if m is not None else torch.zeros_like(h)) for m, h in zip(mixed, hyperparams)]
+    return [d - (m if m is not None else torch.zeros_like(h)) for d, m, h in zip(direct, mixed, hyperparams)]
 
 
 def exact_hypergradient(

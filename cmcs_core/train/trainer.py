@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cmcs_core.config import RunConfig
-from cmcs_core.data.counterfactual import augmented_split
+from cmcs_core.data.counterfactual import augmented_split, counterfactual_split
 from cmcs_core.evaluate import compute_metrics, predict_tensors, write_outputs
 from cmcs_core.io import atomic_save, atomic_write_json
 from cmcs_core.model.cmcs import CMCSModel
@@ -29,6 +29,11 @@ from cmcs_core.runfiles import read_table, table_path, write_table
 BATCH_LOG_COLUMNS = [
     "epoch", "step", "global_step", "eff_t", "eff_v", "phi_t", "phi_v", "L_t", "L_v",
     "loss", "alpha", "beta", "hypergrad_norm", "hypergrad_alpha", "hypergrad_beta",
+    # what reaches the selection machinery (docs/method.md, "Why MFS and CMS stay inert"): the lower
+    # step's gradient norm before the clip and its text-mask part, the text gates' batch mean and their
+    # spread over tokens; per upper step, cos(grad L_dev, grad L_train) and the mask's hypergradient
+    "grad_norm", "mask_grad_norm", "mask_mean", "mask_token_std",
+    "dev_train_cos", "hypergrad_mask_norm", "dev_invariance", "dev_L_t_edited",
 ]
 
 
@@ -112,6 +117,7 @@ class Trainer:
         self.progress = progress
         self._check_run_dir()
         check_select_on(cfg.train.select_on)  # fail before any work, not after the first epoch
+        cfg.validate()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.paths["config"])
         self.log = _setup_logger(self.paths["log"])
@@ -141,6 +147,12 @@ class Trainer:
         self.train_data = tensors("train", d.max_train_samples)
         self.dev_data = tensors("dev", d.max_eval_samples)
         self.test_data = tensors("test", d.max_eval_samples)
+        # The counterfactual upper level reads each D_dev row beside a copy with a clause about something
+        # else appended (augment bank, label kept): row i of dev_cf_data is the copy of row i of dev_data.
+        self.dev_cf_data = None
+        if self.cfg.train.upper_objective == "counterfactual":
+            self.dev_cf_data = self.pipe.tensors(counterfactual_split(self.dev_data.split, d.augment_seed),
+                                                 progress=self.progress)
         n_dev = min(d.dev_subset_size, len(self.dev_data))
         pick = torch.randperm(len(self.dev_data), generator=torch.Generator().manual_seed(self.cfg.train.seed))
         self.dev_subset = pick[:n_dev]
@@ -167,11 +179,14 @@ class Trainer:
     # -- optimisation ---------------------------------------------------------------------
     def _build_optim(self) -> None:
         t = self.cfg.train
-        groups = [{"params": self.model.head_parameters(), "lr": t.head_lr}]
+        groups = [{"params": self.model.head_parameters(t.mask_level), "lr": t.head_lr}]
         enc = self.model.encoder_parameters()
         if enc:
             groups.append({"params": enc, "lr": t.lr})
         self.opt = torch.optim.AdamW(groups, weight_decay=t.weight_decay)
+        # mask_level="upper": the text mask network moves only with the upper level, by its own Adam
+        self.mask_opt = (torch.optim.Adam(self.model.mask_parameters(), lr=t.mask_lr)
+                         if t.mask_level == "upper" else None)
         steps_per_epoch = math.ceil(len(self.train_data) / t.batch_size)
         total = max(1, steps_per_epoch * t.epochs)
         schedule = warmup_linear_decay(total, int(total * t.warmup_ratio))
@@ -183,36 +198,60 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
     def _hypergrad_params(self) -> list[torch.nn.Parameter]:
-        params = self.model.head_parameters()
+        params = self.model.head_parameters(self.cfg.train.mask_level)
         if self.cfg.train.hessian_params == "heads+encoder":
             params += self.model.encoder_parameters()
         return params
 
+    def _lower_params(self) -> list[torch.nn.Parameter]:
+        """theta: what the lower level's optimiser steps (and its gradient clip covers)."""
+        return self.model.head_parameters(self.cfg.train.mask_level) + self.model.encoder_parameters()
+
     def _upper_step(self, train_batch, dev_batch) -> dict[str, float]:
-        """One step on phi with the implicit gradient (Eq. 14), in eval mode so HVPs are exact."""
+        """One step on phi (and, with mask_level="upper", on the text mask network) with the implicit
+        gradient (Eq. 14), in eval mode so HVPs are exact. Each group's hypergradient is clipped on its
+        own, so phi steps exactly as in the paper's setting whatever else moves."""
         t = self.cfg.train
         self.model.eval()
         enc_grad = t.hessian_params != "heads"
         train_loss, _ = self.model.scheduled_loss(
             self.model.branch_losses(self.model(train_batch, encoder_grad=enc_grad), train_batch), detach_phi=False
         )
-        dev_loss = self.model.dev_loss(
-            self.model.branch_losses(self.model(dev_batch, encoder_grad=enc_grad), dev_batch)
-        )
+        dev_out = self.model(dev_batch, encoder_grad=enc_grad)
+        losses = self.model.branch_losses(dev_out, dev_batch)
+        info: dict[str, float] = {}
+        if self.dev_cf_data is None:
+            dev_loss = self.model.dev_loss(losses)
+        else:  # the same D_dev rows' counterfactual copies
+            edited_out = self.model(self.dev_cf_data.batch(dev_batch["index"].cpu(), self.device), encoder_grad=enc_grad)
+            dev_loss, cf_stats = self.model.counterfactual_dev_loss(losses, dev_out, edited_out, dev_batch,
+                                                                    t.invariance_weight)
+            info.update(cf_stats)
         phi = self.model.scheduler_parameters()
-        grads = implicit_hypergradient(train_loss, dev_loss, self._hypergrad_params(), phi, t.K, t.neumann_eta)
-        norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
-        scale = min(1.0, t.hypergrad_clip / (float(norm) + 1e-12))
-        self.phi_opt.zero_grad(set_to_none=True)
-        for p, g in zip(phi, grads):
-            p.grad = (g * scale).detach()
-        self.phi_opt.step()
+        masks = self.model.mask_parameters() if self.mask_opt is not None else []
+        grads = implicit_hypergradient(train_loss, dev_loss, self._hypergrad_params(), phi + masks, t.K,
+                                       t.neumann_eta, stats=info)
+        norm = self._clipped_step(self.phi_opt, phi, grads[: len(phi)])
+        if masks:
+            info["hypergrad_mask_norm"] = self._clipped_step(self.mask_opt, masks, grads[len(phi):])
         self.model.train()
         return {
-            "hypergrad_norm": float(norm),
+            "hypergrad_norm": norm,
             "hypergrad_alpha": float(grads[0]),
-            "hypergrad_beta": float(grads[1]) if len(grads) > 1 else math.nan,
+            "hypergrad_beta": float(grads[1]) if len(phi) > 1 else math.nan,
+            **info,
         }
+
+    def _clipped_step(self, opt: torch.optim.Optimizer, params: list, grads: list[torch.Tensor]) -> float:
+        """Hand the hypergradient, its norm clipped at hypergrad_clip, to an upper-level optimiser;
+        returns the unclipped norm (what batches.parquet logs)."""
+        norm = float(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
+        scale = min(1.0, self.cfg.train.hypergrad_clip / (norm + 1e-12))
+        opt.zero_grad(set_to_none=True)
+        for p, g in zip(params, grads):
+            p.grad = (g * scale).detach()
+        opt.step()
+        return norm
 
     # -- state -----------------------------------------------------------------------------
     def _save_state(self, epoch: int) -> None:
@@ -224,6 +263,7 @@ class Trainer:
             "opt": self.opt.state_dict(),
             "sched": self.sched.state_dict(),
             "phi_opt": self.phi_opt.state_dict(),
+            "mask_opt": self.mask_opt.state_dict() if self.mask_opt is not None else None,
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
@@ -237,6 +277,8 @@ class Trainer:
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.phi_opt.load_state_dict(state["phi_opt"])
+        if self.mask_opt is not None:
+            self.mask_opt.load_state_dict(state["mask_opt"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.global_step, self.best = state["global_step"], state["best"]
@@ -290,7 +332,11 @@ class Trainer:
                 loss, stats = self.model.scheduled_loss(self.model.branch_losses(out, batch))
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.head_parameters() + self.model.encoder_parameters(), t.grad_clip)
+                stats.update(self._mask_stats(out, batch))
+                if self.mask_opt is not None:  # an upper-level mask takes no lower-level step
+                    for p in self.model.mask_parameters():
+                        p.grad = None
+                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self._lower_params(), t.grad_clip))
                 self.opt.step()
                 self.sched.step()
                 self.global_step += 1
@@ -303,6 +349,16 @@ class Trainer:
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", phi_t=f"{stats['phi_t']:.2f}")
             self._end_epoch(epoch, time.time() - t0, float(np.mean(losses)))
         return self._finish()
+
+    def _mask_stats(self, out: dict, batch: dict) -> dict[str, float]:
+        """The text gates of this batch (mean over real tokens, spread of the per-token gate over
+        tokens) and the norm of their network's gradient before the clip: whether the mask can move."""
+        real = batch["attention_mask"].bool()
+        gates = out["text_mask"].detach().float().mean(-1)[real]
+        grads = [p.grad for p in self.model.mask_parameters() if p.grad is not None]
+        norm = float(torch.sqrt(sum(g.pow(2).sum() for g in grads))) if grads else math.nan
+        return {"mask_mean": float(gates.mean()), "mask_token_std": float(gates.std()) if len(gates) > 1 else 0.0,
+                "mask_grad_norm": norm}
 
     def _end_epoch(self, epoch: int, seconds: float, train_loss: float) -> None:
         dev_m = self._split_metrics(self.dev_data)

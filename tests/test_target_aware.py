@@ -1,0 +1,310 @@
+"""Target-aware selection (issue 15), opt-in: the readouts that keep the target (mean+target,
+mention), the target-conditioned token gate, the counterfactual upper level and the mask as an
+upper-level variable. Each piece's math on its own, the refusals of combinations that mean
+nothing, and a CPU smoke training of every variant."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from cmcs_core.config import ModelConfig, RunConfig, apply_method
+from cmcs_core.data.counterfactual import counterfactual_copies, names_target, phrase_bank
+from cmcs_core.data.tsv import Sample
+from cmcs_core.model.cmcs import CMCSModel, TextTower
+from cmcs_core.model.hypergrad import implicit_hypergradient
+from cmcs_core.model.mfs import (DISTANCE_EDGES, NO_MENTION, CausalIntervention, mention_distance, mention_tokens,
+                                 pool, target_segment)
+from cmcs_core.pipeline import torch_threads
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _ids(text_encoder, tweets: list[str], targets: list[str]) -> dict[str, torch.Tensor]:
+    return text_encoder.tokenize(tweets, targets, max_length=32)
+
+
+def _specials(text_encoder) -> tuple[int, list[int]]:
+    tok = text_encoder.tokenizer
+    return tok.sep_token_id, tok.all_special_ids
+
+
+# -- where the target is ------------------------------------------------------------------------------
+def test_mention_tokens_mark_the_targets_words_inside_the_tweet(text_encoder):
+    enc = _ids(text_encoder, ["great game by real madrid tonight", "no mention here at all"],
+               ["real madrid", "barcelona"])
+    found = mention_tokens(enc["input_ids"], enc["attention_mask"], *_specials(text_encoder))
+    tok = text_encoder.tokenizer
+    words = tok.convert_ids_to_tokens(enc["input_ids"][0][found[0]].tolist())
+    assert words == ["real", "madrid"]  # in the tweet, not the copy in the second segment
+    positions = found[0].nonzero().flatten().tolist()
+    segment = target_segment(enc["input_ids"], enc["attention_mask"], *_specials(text_encoder))
+    assert not segment[0, positions].any()  # the first segment's copy, not the second's
+    assert not found[1].any()  # a tweet without its target (cut, or absent) has no mention
+
+
+def test_mention_distance_buckets_and_the_no_mention_bucket():
+    mention = torch.zeros(2, 40, dtype=torch.bool)
+    mention[0, 5] = True
+    dist = mention_distance(mention, torch.ones(2, 40, dtype=torch.long))
+    gaps = (torch.arange(40) - 5).abs()
+    expected = torch.bucketize(gaps, torch.tensor(DISTANCE_EDGES), right=True)
+    assert torch.equal(dist[0], expected)
+    assert dist[0, 5] == 0 and dist[0, 6] == 1 and dist[0, 4] == 1 and dist[0, 39] == len(DISTANCE_EDGES)
+    assert (dist[1] == NO_MENTION).all()
+
+
+# -- readouts ---------------------------------------------------------------------------------------
+def _model(text_encoder, **model_kw) -> CMCSModel:
+    cfg = dataclasses.replace(apply_method(ModelConfig(), model_kw.pop("method", "text_only")), **model_kw)
+    return CMCSModel(cfg, TextTower(text_encoder, 0), None).eval()
+
+
+def _batch(text_encoder, tweets, targets) -> dict[str, torch.Tensor]:
+    enc = _ids(text_encoder, tweets, targets)
+    with torch.no_grad():
+        hidden = text_encoder.hidden_at(enc, text_encoder.num_layers)
+    return {**enc, "text_hidden": hidden, "label": torch.zeros(len(tweets), dtype=torch.long),
+            "image_label": torch.zeros(len(tweets), 3)}
+
+
+def test_mean_plus_target_readout_concatenates_the_two_pools(text_encoder):
+    batch = _batch(text_encoder, ["lovely evening with pat and sam", "the mayor spoke about taxes"], ["pat", "taxes"])
+    model = _model(text_encoder, pooling="mean+target")
+    out = model(batch)
+    hidden = batch["text_hidden"].float()
+    segment = target_segment(batch["input_ids"], batch["attention_mask"], *_specials(text_encoder))
+    expected = torch.cat([pool(hidden, batch["attention_mask"]), pool(hidden, segment)], -1)
+    torch.testing.assert_close(out["text_raw_pooled"], expected)
+    assert model.text_head[1].in_features == 2 * text_encoder.dim
+
+
+def test_mention_readout_reads_the_tweets_copy_and_falls_back_to_the_target_segment(text_encoder):
+    batch = _batch(text_encoder, ["lovely evening with pat tonight", "nothing about it"], ["pat", "taxes"])
+    out = _model(text_encoder, pooling="mention")(batch)
+    hidden = batch["text_hidden"].float()
+    ids, real = batch["input_ids"], batch["attention_mask"]
+    mention = mention_tokens(ids, real, *_specials(text_encoder))
+    segment = target_segment(ids, real, *_specials(text_encoder))
+    torch.testing.assert_close(out["text_raw_pooled"][0], pool(hidden[:1], mention[:1])[0])
+    torch.testing.assert_close(out["text_raw_pooled"][1], pool(hidden[1:], segment[1:])[0])
+
+
+# -- the target-conditioned gate ------------------------------------------------------------------------
+def test_target_conditioned_gate_equals_the_plain_mask_when_its_target_term_is_zero():
+    torch.manual_seed(0)
+    plain = CausalIntervention(16, 8, 0.0, "learned", "token").eval()
+    cond = CausalIntervention(16, 8, 0.0, "learned", "token", target_conditioned=True).eval()
+    cond.load_state_dict(plain.state_dict(), strict=False)  # same mask MLP and MFS networks
+    x, t = torch.randn(3, 7, 16), torch.randn(3, 16)
+    dist = torch.randint(0, NO_MENTION + 1, (3, 7))
+    # at initialisation the target term's output layer is zero: the same gates, the same Ebar
+    torch.testing.assert_close(cond.mask(x, t, dist), plain.mask(x))
+    torch.testing.assert_close(cond(x, None, t, dist)[0], plain(x)[0])
+    # once the term is non-zero the gate depends on the target and on the distance
+    torch.nn.init.normal_(cond.relation.out.weight)
+    assert not torch.allclose(cond.mask(x, t, dist), plain.mask(x))
+    assert not torch.allclose(cond.mask(x, t, dist), cond.mask(x, -t, dist))
+    assert not torch.allclose(cond.mask(x, t, dist), cond.mask(x, t, (dist + 1) % (NO_MENTION + 1)))
+    with torch.no_grad():
+        cond.relation.out.weight.zero_()
+    torch.testing.assert_close(cond.mask(x, t, dist), plain.mask(x))
+
+
+def test_a_closed_gate_takes_its_token_out_of_the_readout(text_encoder):
+    """With a target-conditioned gate the text branch averages Ebar weighted by the gates: a token
+    at gate ~0 leaves the average rather than diluting it."""
+    batch = _batch(text_encoder, ["pat was lovely tonight"], ["pat"])
+    model = _model(text_encoder, method="cmcs", use_visual=False, mask_granularity="token",
+                   mask_condition="target")
+    with torch.no_grad():
+        model.text_mfs.mask_net[-1].bias.fill_(-30.0)  # every gate ~0 ...
+        model.text_mfs.relation.out.bias.zero_()
+    out = model(batch)
+    gates = out["text_mask"][0, :, 0]
+    assert float(gates.detach().max()) < 1e-6
+    # ... except one released token: the gate-weighted readout is then that token's Ebar alone
+    release = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
+    release[0, 2] = True
+    one = model(batch, release={"text": release})
+    ebar, _ = model.text_mfs(batch["text_hidden"].float(), release, *model_inputs(model, batch))
+    torch.testing.assert_close(one["text_bar_pooled"][0], ebar[0, 2], rtol=1e-4, atol=1e-4)
+
+
+def model_inputs(model: CMCSModel, batch):
+    """The target state and distance buckets the model feeds its gate (recomputed independently)."""
+    tok = model.text_tower.encoder.tokenizer
+    ids, real = batch["input_ids"], batch["attention_mask"]
+    target = pool(batch["text_hidden"].float(), target_segment(ids, real, tok.sep_token_id, tok.all_special_ids))
+    mention = mention_tokens(ids, real, tok.sep_token_id, tok.all_special_ids)
+    return target, mention_distance(mention, real)
+
+
+# -- the counterfactual upper level ------------------------------------------------------------------------
+def test_invariance_is_zero_for_identical_pairs_and_bounded_by_log2():
+    a = torch.randn(5, 3)
+    assert float(CMCSModel.invariance(a, a.clone())) == pytest.approx(0.0, abs=1e-7)
+    far = torch.tensor([[20.0, -20.0, -20.0]]), torch.tensor([[-20.0, 20.0, -20.0]])
+    assert float(CMCSModel.invariance(*far)) == pytest.approx(math.log(2), rel=1e-4)
+    b = torch.randn(5, 3)
+    assert float(CMCSModel.invariance(a, b)) == pytest.approx(float(CMCSModel.invariance(b, a)), rel=1e-6)
+    assert float(CMCSModel.invariance(a, b)) > 0
+
+
+def test_counterfactual_dev_rows_keep_labels_and_never_use_a_stress_phrase():
+    samples = [Sample(str(i), i % 3, f"{i}.jpg", f"$T$ did something {i}", t, i + 1)
+               for i, t in enumerate(["Pat", "the team", "London", "Sam"] * 25)]
+    copies = counterfactual_copies(samples, seed=3)
+    stress = {p for side in phrase_bank("stress").values() for p in side}
+    augment = {p for side in phrase_bank("augment").values() for p in side}
+    assert len(copies) == len(samples)
+    for orig, new in zip(samples, copies):
+        assert (new.label, new.target, new.image_id, new.index) == (orig.label, orig.target, orig.image_id, orig.index)
+        clause = new.tweet[len(orig.tweet):].strip()
+        assert new.tweet.startswith(orig.tweet) and clause
+        assert clause in augment and clause not in stress
+        assert not names_target(clause, orig.target)
+    # either sentiment, independent of the label: both banks' sides appear for every label
+    sides = {(s.label, "positive" if c.tweet[len(s.tweet):].strip() in phrase_bank("augment")["positive"]
+              else "negative") for s, c in zip(samples, copies)}
+    assert len(sides) == 6
+    assert copies == counterfactual_copies(samples, seed=3)  # deterministic
+    assert copies != counterfactual_copies(samples, seed=4)
+
+
+# -- the hypergradient with a direct term ------------------------------------------------------------------
+def test_hypergradient_adds_the_direct_term_of_a_hyperparameter_the_dev_loss_reads():
+    """L_train = a/2 (theta - psi)^2 puts theta* = psi; L_dev = (theta - c)^2 + psi^2 then has
+    total derivative 2 (psi - c) + 2 psi. A K-term Neumann series with eta * a < 1 approaches it."""
+    a, c = 2.0, 0.3
+    theta = torch.tensor([0.7], requires_grad=True)
+    psi = torch.tensor([0.7], requires_grad=True)  # theta at its optimum for this psi
+    train = 0.5 * a * (theta - psi).pow(2).sum()
+    dev = (theta - c).pow(2).sum() + psi.pow(2).sum()
+    stats: dict = {}
+    (got,) = implicit_hypergradient(train, dev, [theta], [psi], K=200, eta=0.2, stats=stats)
+    assert float(got) == pytest.approx(2 * (0.7 - c) + 2 * 0.7, rel=1e-4)
+    # without the direct term (a dev loss that does not read psi) only the implicit part remains
+    train = 0.5 * a * (theta - psi).pow(2).sum()
+    (implicit,) = implicit_hypergradient(train, (theta - c).pow(2).sum(), [theta], [psi], K=200, eta=0.2)
+    assert float(implicit) == pytest.approx(2 * (0.7 - c), rel=1e-4)
+    assert "dev_train_cos" in stats
+
+
+# -- refusals when the config is built ------------------------------------------------------------------------
+@pytest.mark.parametrize("method, model_kw, train_kw, why", [
+    ("text_only", {"mask_condition": "target", "mask_granularity": "token"}, {}, "no learned mask to condition"),
+    ("wo_mfs", {"mask_condition": "target", "mask_granularity": "token"}, {}, "no learned mask to condition"),
+    ("cmcs", {"mask_condition": "target"}, {}, "set mask_granularity=token"),
+    ("wo_cms", {}, {"upper_objective": "counterfactual"}, "has no upper level"),
+    ("text_only", {}, {"upper_objective": "counterfactual"}, "has no upper level"),
+    ("wo_cms", {}, {"mask_level": "upper"}, "has no upper level"),
+    ("wo_mfs", {}, {"mask_level": "upper"}, "has no learned mask"),
+    ("cmcs", {"pooling": "mean+mean"}, {}, "each once"),
+    ("cmcs", {"pooling": "max"}, {}, "pooling must be one of"),
+    ("cmcs", {}, {"upper_objective": "dev+cf"}, "upper_objective must be one of"),
+])
+def test_combinations_that_mean_nothing_are_refused_with_the_reason(method, model_kw, train_kw, why):
+    cfg = RunConfig()
+    cfg.model = dataclasses.replace(apply_method(cfg.model, method), **model_kw)
+    cfg.train = dataclasses.replace(cfg.train, **train_kw)
+    with pytest.raises(ValueError, match=why):
+        cfg.validate()
+    with pytest.raises(ValueError, match=why):  # also when a saved config.json is read back
+        RunConfig.from_dict(cfg.to_dict())
+
+
+def test_cli_refuses_before_any_work(capsys):
+    from cmcs_core.cli import main
+
+    code = main(["train", "--method", "text_only", "--mask-condition", "target", "--mask-granularity", "token",
+                 "--output-dir", "/nonexistent/never-written"])
+    assert code == 2
+    assert "no learned mask to condition" in capsys.readouterr().err
+
+
+# -- CPU smoke training of each variant -----------------------------------------------------------------------
+VARIANTS = {
+    "text_only mean+target": ("text_only", {"pooling": "mean+target"}, {}),
+    "text_only mention": ("text_only", {"pooling": "mention"}, {}),
+    "cmcs target gates": ("cmcs", {"mask_granularity": "token", "mask_condition": "target",
+                                   "pooling": "mean+target"}, {}),
+    "cmcs counterfactual upper": ("cmcs", {}, {"upper_objective": "counterfactual"}),
+    "cmcs target-aware (all)": ("cmcs", {"mask_granularity": "token", "mask_condition": "target",
+                                         "pooling": "mean+target"},
+                                {"upper_objective": "counterfactual", "mask_level": "upper", "mask_lr": 1e-2}),
+    "wo_cms target gates": ("wo_cms", {"mask_granularity": "token", "mask_condition": "target",
+                                       "pooling": "mean+target"}, {}),
+}
+
+
+@pytest.fixture(scope="module")
+def variant_runs(tmp_path_factory, cmcs_cache, tiny_config_factory) -> dict:
+    from cmcs_core.train.trainer import Trainer
+
+    runs = {}
+    for name, (method, model_kw, train_kw) in VARIANTS.items():
+        cfg = tiny_config_factory(method, epochs=1, **train_kw)
+        cfg.model = dataclasses.replace(cfg.model, **model_kw)
+        run_dir = tmp_path_factory.mktemp("variants") / name.replace(" ", "_")
+        trainer = Trainer(cfg, run_dir, progress=False)
+        with torch_threads(1):
+            trainer._setup()
+            initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+            trainer.fit()
+        runs[name] = {"dir": run_dir, "trainer": trainer, "initial": initial}
+    return runs
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_each_variant_trains_records_its_flags_and_reloads(variant_runs, name):
+    from cmcs_core.inference import Predictor
+
+    run = variant_runs[name]
+    method, model_kw, train_kw = VARIANTS[name]
+    cfg = json.loads((run["dir"] / "config.json").read_text())
+    for key, value in model_kw.items():
+        assert cfg["model"][key] == value
+    for key, value in train_kw.items():
+        assert cfg["train"][key] == value
+    metrics = json.loads((run["dir"] / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["acc"] <= 1.0
+    batches = pd.read_parquet(run["dir"] / "batches.parquet")
+    assert batches["grad_norm"].notna().all() and (batches["grad_norm"] > 0).all()
+    if cfg["model"]["mask_mode"] == "learned":
+        assert (batches["mask_token_std"] >= 0).all() and batches["mask_mean"].between(0, 1).all()
+    pred = Predictor(run["dir"])  # the checkpoint loads into the same architecture
+    out = pred.predict("great night with Pat but the traffic was awful", "Pat", caption="two people smiling")
+    assert out["label"] in ("negative", "neutral", "positive")
+
+
+def test_counterfactual_upper_level_logs_its_invariance(variant_runs):
+    batches = pd.read_parquet(variant_runs["cmcs counterfactual upper"]["dir"] / "batches.parquet")
+    upper = batches[batches.hypergrad_norm.notna()]
+    assert len(upper) >= 2
+    assert upper.dev_invariance.notna().all() and (upper.dev_invariance >= 0).all()
+    assert upper.dev_L_t_edited.notna().all() and upper.dev_train_cos.between(-1, 1).all()
+
+
+def test_an_upper_level_mask_moves_only_with_the_upper_level(variant_runs):
+    """mask_level=upper: the mask network is stepped by its own Adam at the upper steps (and moves),
+    theta's optimiser never holds it; with the plain setting the mask is in theta."""
+    run = variant_runs["cmcs target-aware (all)"]
+    trainer = run["trainer"]
+    masks = {id(p) for p in trainer.model.mask_parameters()}
+    in_theta = {id(p) for g in trainer.opt.param_groups for p in g["params"]}
+    assert masks and not masks & in_theta
+    assert {id(p) for g in trainer.mask_opt.param_groups for p in g["params"]} == masks
+    names = {n for n, p in trainer.model.named_parameters() if id(p) in masks}
+    moved = [n for n in names if not torch.equal(run["initial"][n], dict(trainer.model.named_parameters())[n])]
+    assert moved  # the hypergradient reached the mask (its target term included)
+    assert any(n.startswith("text_mfs.relation.") for n in moved)
+    batches = pd.read_parquet(run["dir"] / "batches.parquet")
+    assert batches.hypergrad_mask_norm.dropna().gt(0).all()
+    plain = variant_runs["cmcs target gates"]["trainer"]
+    assert {id(p) for p in plain.model.mask_parameters()} <= {id(p) for g in plain.opt.param_groups for p in g["params"]}
+    assert plain.mask_opt is None
