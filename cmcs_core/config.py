@@ -133,6 +133,9 @@ class TrainConfig:
     H: int = 20  # lower steps per upper step
     K: int = 3  # Neumann terms
     neumann_eta: float = 0.1  # Neumann step eta
+    # Opt-in: "curvature" sets eta = 0.8 / lambda_max of each upper step's Hessian (power iteration, 5 HVPs),
+    # so the K-term series stays an approximation of H^-1 instead of diverging where eta * lambda > 2
+    neumann_eta_rule: str = "fixed"  # fixed (neumann_eta) | curvature
     phi_lr: float = 1e-2  # eta2
     hypergrad_clip: float = 1.0
     hessian_params: str = "heads"  # heads | heads+encoder
@@ -193,6 +196,7 @@ class RunConfig:
         m, t = self.model.validate(), self.train
         _choice("upper_objective", t.upper_objective, ("dev", "counterfactual"))
         _choice("mask_level", t.mask_level, ("lower", "upper"))
+        _choice("neumann_eta_rule", t.neumann_eta_rule, ("fixed", "curvature"))
         no_upper = f"method {m.method!r} has no upper level (no CMS, phi fixed to 1)"
         if t.upper_objective != "dev" and not m.use_cms:
             raise ValueError(f"upper_objective={t.upper_objective}: {no_upper}")

@@ -308,3 +308,34 @@ def test_an_upper_level_mask_moves_only_with_the_upper_level(variant_runs):
     plain = variant_runs["cmcs target gates"]["trainer"]
     assert {id(p) for p in plain.model.mask_parameters()} <= {id(p) for g in plain.opt.param_groups for p in g["params"]}
     assert plain.mask_opt is None
+
+
+def test_curvature_rule_recovers_the_exact_hypergradient_where_the_fixed_step_diverges():
+    """A quadratic with Hessian diag(50, 1): with eta = 0.1 the Neumann terms grow as (1 - 5)^j; with
+    eta = 0.8 / lambda_max (power iteration) and enough terms the series approaches -g H^-1 B."""
+    from cmcs_core.model.hypergrad import top_eigenvalue
+
+    h = torch.tensor([50.0, 1.0])
+    theta = torch.tensor([0.2, -0.4], requires_grad=True)
+    psi = torch.tensor([1.0], requires_grad=True)
+    target = torch.tensor([0.5, 0.5])
+
+    def losses():
+        train = 0.5 * (h * theta.pow(2)).sum() - psi.sum() * theta.sum()  # d2L/dtheta dpsi = -1 per coordinate
+        dev = (theta - target).pow(2).sum()
+        return train, dev
+
+    g_dev = 2 * (theta.detach() - target)
+    exact = float((g_dev / h).sum())  # -g^T H^-1 (-1, -1)
+    train, dev = losses()
+    (fixed,) = implicit_hypergradient(train, dev, [theta], [psi], K=6, eta=0.1)
+    assert abs(float(fixed)) > 100 * abs(exact)  # the divergent series
+    train, dev = losses()
+    stats: dict = {}
+    (curv,) = implicit_hypergradient(train, dev, [theta], [psi], K=800, eta=0.1, stats=stats, power_iters=30)
+    assert stats["hessian_top_eig"] == pytest.approx(50.0, rel=1e-3)
+    assert stats["neumann_eta"] == pytest.approx(0.8 / 50.0, rel=1e-3)
+    assert float(curv) == pytest.approx(exact, rel=1e-3)
+    train, _ = losses()
+    grads = torch.autograd.grad(train, [theta], create_graph=True)
+    assert top_eigenvalue(grads, [theta], 30) == pytest.approx(50.0, rel=1e-3)

@@ -1,5 +1,8 @@
 """Implicit hypergradient with a K-truncated Neumann series (Eq. 13-14; Lorraine et al. 2020).
 
+The series is a fair inverse only while eta * lambda_max(H) <= 1; `power_iters` (opt-in) sets eta
+from the batch's own top eigenvalue (docs/method.md, "Why MFS and CMS stay inert").
+
 d L_dev / d phi = dL_dev/dphi (direct; zero for alpha, beta) - grad_theta L_dev . H^-1 . d/dphi grad_theta L_train, with
 H^-1 ~ eta * sum_{j=0..K} (I - eta H)^j and H applied only as Hessian-vector products.
 """
@@ -32,6 +35,22 @@ def neumann_inverse_hvp(
     return [eta * t for t in total]
 
 
+def top_eigenvalue(train_grad: Tensors, params: Tensors, iters: int, generator: torch.Generator | None = None
+                   ) -> float:
+    """Largest-magnitude eigenvalue of the Hessian behind `train_grad` by power iteration on
+    Hessian-vector products (Rayleigh quotient of the last iterate; from below, so slightly low)."""
+    vec = [torch.randn(p.shape, generator=generator).to(p) for p in params]
+    value = 0.0
+    for _ in range(max(1, iters)):
+        norm = torch.sqrt(_dot(vec, vec))
+        vec = [v / norm for v in vec]
+        hvp = torch.autograd.grad(train_grad, params, grad_outputs=vec, retain_graph=True, allow_unused=True)
+        hvp = [h if h is not None else torch.zeros_like(v) for h, v in zip(hvp, vec)]
+        value = float(_dot(hvp, vec))
+        vec = hvp
+    return value
+
+
 def implicit_hypergradient(
     train_loss: torch.Tensor,
     dev_loss: torch.Tensor,
@@ -40,6 +59,7 @@ def implicit_hypergradient(
     K: int,
     eta: float,
     stats: dict | None = None,
+    power_iters: int = 0,
 ) -> list[torch.Tensor]:
     """Total derivative of dev_loss w.r.t. hyperparams through theta*(phi): the direct term
     (zero for phi = {alpha, beta}, which the dev loss does not read; the mask network when it is
@@ -57,6 +77,13 @@ def implicit_hypergradient(
     grads = [g for g, _ in pairs]
     used = [p for _, p in pairs]
     vec = [d for d, p in zip(dev_grad, params) if id(p) in keep]
+    if power_iters > 0:
+        # The series sum_j (I - eta H)^j converges only where eta * lambda < 2, and approximates H^-1
+        # well only for eta * lambda <= 1: take eta = 0.8 / lambda_max of this batch's Hessian.
+        lam = top_eigenvalue(grads, used, power_iters)
+        eta = 0.8 / abs(lam) if lam != 0 else eta
+        if stats is not None:
+            stats.update(hessian_top_eig=lam, neumann_eta=eta)
     if stats is not None:
         dot = float(_dot(vec, [g.detach() for g in grads]))
         norms = float(_dot(vec, vec)) ** 0.5 * float(_dot([g.detach() for g in grads], [g.detach() for g in grads])) ** 0.5

@@ -33,9 +33,11 @@ BATCH_LOG_COLUMNS = [
     # step's gradient norm before the clip and its text-mask part, the text gates' batch mean and their
     # spread over tokens; per upper step, cos(grad L_dev, grad L_train) and the mask's hypergradient
     "grad_norm", "mask_grad_norm", "mask_mean", "mask_token_std",
-    "dev_train_cos", "hypergrad_mask_norm", "dev_invariance", "dev_L_t_edited",
+    "dev_train_cos", "hypergrad_mask_norm", "dev_invariance", "dev_L_t_edited", "hessian_top_eig", "neumann_eta",
 ]
 
+
+POWER_ITERS = 5  # Hessian-vector products per upper step that estimate lambda_max (neumann_eta_rule="curvature")
 
 # Which way each selection figure improves; ties keep the earlier epoch.
 SELECT_ON = {"dev_acc": "max", "dev_f1": "max", "dev_loss": "min"}
@@ -230,7 +232,8 @@ class Trainer:
         phi = self.model.scheduler_parameters()
         masks = self.model.mask_parameters() if self.mask_opt is not None else []
         grads = implicit_hypergradient(train_loss, dev_loss, self._hypergrad_params(), phi + masks, t.K,
-                                       t.neumann_eta, stats=info)
+                                       t.neumann_eta, stats=info,
+                                       power_iters=POWER_ITERS if t.neumann_eta_rule == "curvature" else 0)
         norm = self._clipped_step(self.phi_opt, phi, grads[: len(phi)])
         if masks:
             info["hypergrad_mask_norm"] = self._clipped_step(self.mask_opt, masks, grads[len(phi):])

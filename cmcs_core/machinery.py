@@ -1,0 +1,140 @@
+"""Does the selection machinery engage? What reaches the masks and the scheduler in a run.
+
+Read from a run folder's per-batch log (batches.parquet; the columns the trainer logs since
+issue 15) and its test masks: the lower-level gradient that reaches the text mask network and
+the share the gradient clip takes off it, how far the gates spread over tokens and how many
+saturate, the hypergradient on phi (and on the mask when it is an upper-level variable) and the
+share its clip takes off, the cosine between grad_theta L_dev and grad_theta L_train (near 1:
+the upper level asks for nothing but "fit the training loss more"), and how far alpha and beta
+moved. docs/method.md, "Why MFS and CMS stay inert", is made from this (`cmcs analyse machinery`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cmcs_core.config import RunConfig
+from cmcs_core.runfiles import masks_path, read_masks, read_table, table_path
+
+NEEDED = ("grad_norm", "mask_grad_norm", "mask_token_std")
+
+
+def _share_removed(norms: pd.Series, clip: float) -> pd.Series:
+    """Share of a gradient a norm clip takes away: 1 - min(1, clip / |g|)."""
+    return 1.0 - np.minimum(1.0, clip / norms.clip(lower=1e-12))
+
+
+def gate_saturation(run_dir: str | Path, split: str = "test") -> dict[str, float]:
+    """Per-token text gates of a split (masks_<split>): their spread and how many sit near 0.5
+    (|g - 0.5| < 0.05: the mask is not choosing) or near 0/1 (saturated: the sigmoid's gradient
+    vanishes)."""
+    path = masks_path(run_dir, split)
+    if path is None:
+        return {}
+    gates = np.concatenate([np.asarray(s["mask"], dtype=float) for s in read_masks(path)["samples"] if s.get("mask")])
+    return {"gate_median": float(np.median(gates)), "gate_p05": float(np.percentile(gates, 5)),
+            "gate_p95": float(np.percentile(gates, 95)), "gates_near_half": float(np.mean(np.abs(gates - 0.5) < 0.05)),
+            "gates_saturated": float(np.mean((gates < 0.05) | (gates > 0.95)))}
+
+
+def machinery_summary(run_dir: str | Path) -> dict[str, object]:
+    """One run's figures (fractions, not percent). Raises ValueError for a run logged before the
+    machinery columns existed."""
+    root = Path(run_dir)
+    cfg = RunConfig.load(root / "config.json")
+    path = table_path(root, "batches")
+    if path is None:
+        raise ValueError(f"{root}: no batches log")
+    b = read_table(path)
+    missing = [c for c in NEEDED if c not in b]
+    if missing:
+        raise ValueError(f"{root}: the batches log has no {', '.join(missing)} (trained before issue 15's logging; "
+                         f"retrain with `cmcs train --config {root / 'config.json'}` in a new folder)")
+    t = cfg.train
+    first, last = b[b.epoch == b.epoch.min()], b[b.epoch == b.epoch.max()]
+    upper = b[b.hypergrad_norm.notna()] if "hypergrad_norm" in b else b.iloc[:0]
+    out: dict[str, object] = {
+        "run": str(root), "method": cfg.model.method, "dataset": Path(cfg.data.dataset).name,
+        "finetune_layers": cfg.encoder.finetune_layers, "mask_level": t.mask_level,
+        "upper_objective": t.upper_objective, "mask_condition": cfg.model.mask_condition,
+        "steps": len(b), "upper_steps": len(upper),
+        "mask_grad_norm": float(b.mask_grad_norm.median()),
+        "grad_norm": float(b.grad_norm.median()),
+        "mask_grad_share": float((b.mask_grad_norm / b.grad_norm.clip(lower=1e-12)).median()),
+        "clip_binds": float((b.grad_norm > t.grad_clip).mean()),
+        "clip_removes": float(_share_removed(b.grad_norm, t.grad_clip).median()),
+        "gate_spread_first": float(first.mask_token_std.median()),
+        "gate_spread_last": float(last.mask_token_std.median()),
+        "gate_mean_last": float(last.mask_mean.median()),
+        "alpha_moved": float(b.alpha.iloc[-1] - cfg.model.alpha_init),
+        "beta_moved": float(b.beta.iloc[-1] - cfg.model.alpha_init) if cfg.model.use_visual else np.nan,
+        "phi_ratio_last": float((last.phi_v / last.phi_t).median()) if cfg.model.use_visual else np.nan,
+    }
+    if len(upper):
+        out.update({
+            "hypergrad_norm": float(upper.hypergrad_norm.median()),
+            "hypergrad_clip_removes": float(_share_removed(upper.hypergrad_norm, t.hypergrad_clip).median()),
+            "dev_train_cos_first": float(upper[upper.epoch == upper.epoch.min()].dev_train_cos.median()),
+            "dev_train_cos_last": float(upper[upper.epoch == upper.epoch.max()].dev_train_cos.median()),
+            # the upper level moving alpha and beta the same way acts as a learning-rate knob, not a choice
+            "alpha_beta_same_sign": (float((np.sign(upper.hypergrad_alpha) == np.sign(upper.hypergrad_beta)).mean())
+                                     if cfg.model.use_visual else np.nan),
+        })
+        if "hypergrad_mask_norm" in upper and upper.hypergrad_mask_norm.notna().any():
+            out["hypergrad_mask_norm"] = float(upper.hypergrad_mask_norm.median())
+        if "dev_invariance" in upper and upper.dev_invariance.notna().any():
+            out["dev_invariance_first"] = float(upper[upper.epoch == upper.epoch.min()].dev_invariance.median())
+            out["dev_invariance_last"] = float(upper[upper.epoch == upper.epoch.max()].dev_invariance.median())
+    out.update(gate_saturation(root))
+    return out
+
+
+def machinery_table(run_dirs: list[str | Path]) -> tuple[pd.DataFrame, list[str]]:
+    """One row per run that has the machinery columns; one message per run that has not."""
+    rows, skipped = [], []
+    for run in run_dirs:
+        try:
+            rows.append(machinery_summary(run))
+        except (OSError, ValueError) as err:
+            skipped.append(str(err))
+    return pd.DataFrame(rows), skipped
+
+
+COLUMNS = {  # column -> (heading, format)
+    "mask_grad_norm": ("mask grad (median)", "{:.3g}"),
+    "mask_grad_share": ("mask share of grad", "{:.2f}"),
+    "clip_binds": ("lower clip binds", "{:.0%}"),
+    "clip_removes": ("lower clip removes (median)", "{:.0%}"),
+    "gate_spread_first": ("gate spread over tokens, epoch 1", "{:.3f}"),
+    "gate_spread_last": ("… last epoch", "{:.3f}"),
+    "gates_near_half": ("test gates within 0.05 of 0.5", "{:.0%}"),
+    "gates_saturated": ("saturated (<0.05 or >0.95)", "{:.0%}"),
+    "hypergrad_norm": ("phi hypergrad (median)", "{:.3g}"),
+    "hypergrad_clip_removes": ("upper clip removes (median)", "{:.1%}"),
+    "dev_train_cos_first": ("cos(grad L_dev, grad L_train), epoch 1", "{:.2f}"),
+    "dev_train_cos_last": ("… last epoch", "{:.2f}"),
+    "alpha_beta_same_sign": ("upper steps moving alpha and beta alike", "{:.0%}"),
+    "alpha_moved": ("alpha moved", "{:+.3f}"),
+    "beta_moved": ("beta moved", "{:+.3f}"),
+    "phi_ratio_last": ("phi_v / phi_t, last epoch", "{:.2f}"),
+}
+
+
+def machinery_markdown(table: pd.DataFrame) -> str:
+    """The table transposed (a column per run), since there are more figures than runs."""
+    if table.empty:
+        return "No run with the machinery columns (train a run with this version).\n"
+    names = [f"{r.dataset} {r.method}" + ("" if r.finetune_layers == 0 else f" top-{r.finetune_layers}"
+                                          if r.finetune_layers > 0 else " all layers")
+             + ("" if r.mask_condition == "none" else " +target gates")
+             + ("" if r.upper_objective == "dev" else " +cf upper")
+             + ("" if r.mask_level == "lower" else " +mask upper") for r in table.itertuples()]
+    lines = ["| figure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for col, (title, fmt) in COLUMNS.items():
+        if col not in table:
+            continue
+        cells = ["–" if pd.isna(v) else fmt.format(v) for v in table[col]]
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
