@@ -13,7 +13,8 @@ import types
 import typing
 from pathlib import Path
 
-from cmcs_core.config import METHODS, DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig, apply_method
+from cmcs_core.config import (METHODS, VARIANTS, DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig,
+                              apply_method, apply_variant)
 from cmcs_core.data.counterfactual import EDITS
 
 SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
@@ -43,10 +44,12 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """--config file (if any), then --method preset, then explicit flags."""
+    """--config file (if any), then --method preset, then --variant, then explicit flags."""
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
     if args.method:
         cfg.model = apply_method(cfg.model, args.method)
+    if getattr(args, "variant", None):
+        cfg = apply_variant(cfg, args.variant)
     for section in SECTIONS:
         updates = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith(section + ".") and v is not None}
         setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **updates))
@@ -174,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one run into a run folder (resumes an unfinished one)")
     p.add_argument("--config", help="a config.json (e.g. RUN/config.json to resume or reproduce RUN)")
     p.add_argument("--method", choices=sorted(METHODS), help="CMCS, an ablation, or the text-only baseline")
+    p.add_argument("--variant", choices=sorted(VARIANTS),
+                   help="a named opt-in variant beyond the paper (its flags; methods without CMS take its model part)")
     p.add_argument("--output-dir", help="run folder (default runs/<dataset>_<text>_<regime>_<method>_s<seed>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_flags(p)

@@ -154,3 +154,38 @@ def test_efficientnet_cue_cells_follow_resize_and_centre_crop() -> None:
     wide = efficientnet_cue_cells([100, 100, 140, 124], 224, (7, 7))  # reaches into the next column
     assert [i for i, v in enumerate(wide) if v] == [24, 25]
     assert sum(efficientnet_cue_cells([0, 0, 10, 10], 224, (7, 7))) == 0  # cut away by the crop
+
+
+def test_target_cue_preset_plants_a_cue_beside_each_targets_evidence(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`playground --preset target-cue`: every tweet has two or more targets (so each row has another
+    target's sentiment beside its own), every clause carries a planted word that goes with the label in
+    train and not in dev or test, and the three runs (text-only, the paper's CMCS, the target-aware
+    variant) are trained side by side and scored against that truth."""
+    from cmcs_core.cli import main
+    from cmcs_core.playground.run import PRESETS, run_name
+
+    monkeypatch.setenv("CMCS_CACHE_DIR", str(tmp_path / "cache"))
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    code = main(["playground", "--preset", "target-cue", "--data-out", str(data), "--runs-dir", str(runs), "--quiet",
+                 "--n-train", "150", "--n-dev", "60", "--n-test", "60", "--epochs", "1"])
+    assert code == 0
+    truth = json.loads((data / "truth.json").read_text())["splits"]
+    stats = json.loads((data / "meta.json").read_text())["statistics"]
+    for split in ("train", "dev", "test"):
+        rows = truth[split].values()
+        alone = sum(not r["other_sentiment_positions"] for r in rows)
+        assert alone <= 1  # another target's evidence in every tweet (the split's last may be cut to one row)
+        assert all(r["spurious_positions"] for r in rows)  # a planted word beside each target's own clause
+    assert stats["train"]["text_strength"] > 0.8 and stats["train"]["image_strength"] > 0.8
+    for split in ("dev", "test"):  # the upper level's D_dev sees no shortcut, like test
+        assert stats[split]["text_strength"] < 0.6 and stats[split]["image_strength"] < 0.7
+    names = [run_name(m, 0, "caption", v, "target-cue") for m, v in PRESETS["target-cue"]["runs"]]
+    assert names == ["playground-target-cue_text_only_s0", "playground-target-cue_cmcs_s0",
+                     "playground-target-cue_cmcs+target_aware_s0"]
+    cfgs = [RunConfig.load(runs / n / "config.json") for n in names]
+    assert cfgs[2].model.mask_condition == "target" and cfgs[2].train.mask_level == "upper"
+    assert cfgs[1].model.mask_condition == "none" and cfgs[1].train.mask_level == "lower"  # the paper's CMCS
+    for name in names:
+        score = json.loads((runs / name / "playground_score.json").read_text())
+        assert {"spurious", "sentiment", "other_sentiment", "other"} <= set(score["text"])

@@ -12,7 +12,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from cmcs_core.config import METHODS, RunConfig, apply_method
+from cmcs_core.config import METHODS, RunConfig, apply_method, apply_variant
 
 DEFAULT_DATA = Path("playground") / "data"
 DEFAULT_RUNS = Path("runs")
@@ -27,6 +27,22 @@ VISUAL_MODELS = ("caption", "efficientnet-lite0")
 PIXEL_OVERRIDES = {"model.hidden_dim": 64, "train.H": 10}
 PIXEL_EPOCHS = 3
 
+# Presets: a dataset that tells one story and the runs that show it side by side (`--preset NAME`).
+# "target-cue": every tweet has two or three targets, every clause carries a planted word that goes
+# with the label in train (0.95) and is at chance in dev and test, and the image cue likewise: a
+# target-irrelevant cue beside target-relevant evidence, with other targets' sentiment words as
+# context about something else. The paper's CMCS and the target-aware variant are trained on it next
+# to the text-only baseline; their masks are scored against the planted truth (playground_score.json).
+PRESETS: dict[str, dict] = {
+    "target-cue": {
+        "generator": {"min_targets_per_tweet": 2, "spurious_rate": 1.0, "dev_cues_at_chance": True,
+                      "text_spurious_strength_train": 0.95, "image_spurious_strength_train": 0.95,
+                      "n_train": 1200, "n_dev": 300, "n_test": 300},
+        "runs": [("text_only", None), ("cmcs", None), ("cmcs", "target_aware")],
+        "data_out": Path("playground") / "target_cue",
+    },
+}
+
 
 def add_playground_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-out", default=str(DEFAULT_DATA), help="where the dataset folder is written")
@@ -36,9 +52,10 @@ def add_playground_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of the captions run "
                    "(pixel runs: --pixel-epochs)")
     p.add_argument("--pixel-epochs", type=int, default=PIXEL_EPOCHS, help="epochs of the pixel run")
-    p.add_argument("--n-train", type=int, default=DEFAULT_SIZES["n_train"], help="rows (tweet-target pairs) in train")
-    p.add_argument("--n-dev", type=int, default=DEFAULT_SIZES["n_dev"])
-    p.add_argument("--n-test", type=int, default=DEFAULT_SIZES["n_test"])
+    p.add_argument("--n-train", type=int, help=f"rows (tweet-target pairs) in train (default {DEFAULT_SIZES['n_train']}, "
+                   "or the preset's)")
+    p.add_argument("--n-dev", type=int, help=f"default {DEFAULT_SIZES['n_dev']}, or the preset's")
+    p.add_argument("--n-test", type=int, help=f"default {DEFAULT_SIZES['n_test']}, or the preset's")
     p.add_argument("--text-strength", type=float, default=None, help="planted word/label agreement in train")
     p.add_argument("--image-strength", type=float, default=None, help="planted image cue/label agreement in train")
     p.add_argument("--visual-model", nargs="+", default=list(VISUAL_MODELS), choices=VISUAL_MODELS,
@@ -49,6 +66,9 @@ def add_playground_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-granularity", choices=("element", "token"), default="element",
                    help="beyond the paper: token = one gate per token/image cell")
     p.add_argument("--mask-sparsity", type=float, default=0.0, help="beyond the paper: lambda of the mask prior")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="a dataset and a set of runs that tell one story (target-cue: plain CMCS beside the target-aware "
+                        "variant on tweets with a planted cue beside each target's own evidence); captions only")
     p.add_argument("--generate-only", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
@@ -56,9 +76,10 @@ def add_playground_args(p: argparse.ArgumentParser) -> None:
 def playground_config(args: argparse.Namespace):
     from cmcs_core.playground.generator import PlaygroundConfig
 
-    cfg = PlaygroundConfig(seed=args.seed)
-    overrides = {
-        "n_train": args.n_train,
+    preset = PRESETS[args.preset]["generator"] if getattr(args, "preset", None) else DEFAULT_SIZES
+    cfg = PlaygroundConfig(seed=args.seed, **preset)
+    overrides = {  # explicit flags win over the preset (or the first-run sizes)
+        "n_train": getattr(args, "n_train", None),
         "n_dev": getattr(args, "n_dev", None),
         "n_test": getattr(args, "n_test", None),
         "text_spurious_strength_train": args.text_strength,
@@ -81,10 +102,11 @@ def ensure_dataset(out: Path, config) -> Path:
 
 
 def run_config(data_dir: Path, method: str, seed: int, epochs: int, visual_model: str = "caption",
-               **model: object) -> RunConfig:
+               variant: str | None = None, **model: object) -> RunConfig:
     """Small, fast defaults: frozen MiniLM, captions (or pixels: PIXEL_OVERRIDES), a few epochs.
 
-    `model` sets ModelConfig fields after the method preset (mask_granularity=..., mask_sparsity=...).
+    `model` sets ModelConfig fields after the method preset (mask_granularity=..., mask_sparsity=...);
+    `variant` names one of config.VARIANTS, set after both.
     """
     cfg = RunConfig()
     cfg.data.dataset = str(data_dir)
@@ -101,6 +123,8 @@ def run_config(data_dir: Path, method: str, seed: int, epochs: int, visual_model
     # CPU time than two (OpenMP threads wait on each other); see docs/playground.md.
     cfg.train.num_threads = 1
     cfg.model = dataclasses.replace(cfg.model, **model)
+    if variant:
+        cfg = apply_variant(cfg, variant)
     if visual_model != "caption":
         for key, value in PIXEL_OVERRIDES.items():
             section, name = key.split(".")
@@ -108,9 +132,11 @@ def run_config(data_dir: Path, method: str, seed: int, epochs: int, visual_model
     return cfg
 
 
-def run_name(method: str, seed: int, visual_model: str) -> str:
-    """playground_cmcs_s0 (captions, the name older versions used) / playground_cmcs_pixels_s0."""
-    return f"playground_{method}{'' if visual_model == 'caption' else '_pixels'}_s{seed}"
+def run_name(method: str, seed: int, visual_model: str, variant: str | None = None, preset: str | None = None) -> str:
+    """playground_cmcs_s0 (captions, the name older versions used) / playground_cmcs_pixels_s0;
+    a preset's runs: playground-target-cue_cmcs+target_aware_s0."""
+    prefix = f"playground-{preset}" if preset else "playground"
+    return f"{prefix}_{method}{f'+{variant}' if variant else ''}{'' if visual_model == 'caption' else '_pixels'}_s{seed}"
 
 
 def playground_main(args: argparse.Namespace) -> list[Path]:
@@ -119,6 +145,9 @@ def playground_main(args: argparse.Namespace) -> list[Path]:
     from cmcs_core.train.trainer import train
 
     config = playground_config(args)
+    preset = getattr(args, "preset", None)
+    if preset and args.data_out == str(DEFAULT_DATA):
+        args.data_out = str(PRESETS[preset]["data_out"])  # never overwrite the default playground with a preset's
     data_dir = ensure_dataset(Path(args.data_out), config)
     print(f"playground dataset: {data_dir}")
     if args.generate_only:
@@ -127,18 +156,20 @@ def playground_main(args: argparse.Namespace) -> list[Path]:
     visual_models = [args.visual_model] if isinstance(args.visual_model, str) else args.visual_model
     extensions = {"mask_granularity": getattr(args, "mask_granularity", "element"),
                   "mask_sparsity": getattr(args, "mask_sparsity", 0.0)}
-    for visual_model in visual_models:
-        for method in args.methods:
-            cpu = time.process_time()
-            epochs = args.epochs if visual_model == "caption" else getattr(args, "pixel_epochs", PIXEL_EPOCHS)
-            cfg = run_config(data_dir, method, args.seed, epochs, visual_model, **extensions)
-            out = Path(args.runs_dir) / run_name(method, args.seed, visual_model)
-            metrics = train(cfg, out, progress=not args.quiet)
-            score = score_run(out, data_dir)  # the truth-scored masks travel with the run (for the app)
-            atomic_write_json(out / "playground_score.json", score)
-            acc = {k: "n/a" if v is None else f"{v:.3f}" for k, v in score["accuracy"].items()}
-            print(f"{method} ({metrics['visual_source']}): test acc {metrics['test']['acc']:.3f} "
-                  f"(dev {metrics['dev']['acc']:.3f}; cues agree {acc['spurious_aligned']} / conflict "
-                  f"{acc['spurious_conflicting']}; {time.process_time() - cpu:.0f} s CPU) -> {out}")
-            runs.append(out)
+    plan = [(v, m, None) for v in visual_models for m in args.methods]
+    if preset:
+        plan = [("caption", m, variant) for m, variant in PRESETS[preset]["runs"]]
+    for visual_model, method, variant in plan:
+        cpu = time.process_time()
+        epochs = args.epochs if visual_model == "caption" else getattr(args, "pixel_epochs", PIXEL_EPOCHS)
+        cfg = run_config(data_dir, method, args.seed, epochs, visual_model, variant, **extensions)
+        out = Path(args.runs_dir) / run_name(method, args.seed, visual_model, variant, preset)
+        metrics = train(cfg, out, progress=not args.quiet)
+        score = score_run(out, data_dir)  # the truth-scored masks travel with the run (for the app)
+        atomic_write_json(out / "playground_score.json", score)
+        acc = {k: "n/a" if v is None else f"{v:.3f}" for k, v in score["accuracy"].items()}
+        print(f"{method}{f' +{variant}' if variant else ''} ({metrics['visual_source']}): test acc {metrics['test']['acc']:.3f} "
+              f"(dev {metrics['dev']['acc']:.3f}; cues agree {acc['spurious_aligned']} / conflict "
+              f"{acc['spurious_conflicting']}; {time.process_time() - cpu:.0f} s CPU) -> {out}")
+        runs.append(out)
     return runs
