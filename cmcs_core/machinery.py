@@ -91,12 +91,44 @@ def machinery_summary(run_dir: str | Path) -> dict[str, object]:
     return out
 
 
-def machinery_table(run_dirs: list[str | Path]) -> tuple[pd.DataFrame, list[str]]:
-    """One row per run that has the machinery columns; one message per run that has not."""
+def head_curvature(run_dir: str | Path, batches: int = 3, iters: int = 20, seed: int = 0) -> dict[str, float]:
+    """lambda_max of the lower objective's Hessian over the hypergradient's parameters, at the run's
+    kept checkpoint, on a few training batches (power iteration on Hessian-vector products), and
+    the factor |1 - eta lambda|^K by which the run's K-term Neumann series multiplies that direction.
+    Above 1 the series diverges there, and the clipped hypergradient keeps only its direction."""
+    import torch
+
+    from cmcs_core.inference import Predictor
+    from cmcs_core.model.hypergrad import top_eigenvalue
+
+    pred = Predictor(run_dir)
+    cfg, model = pred.cfg, pred.model
+    data = pred.pipe.tensors(pred.pipe.load_split("train", cfg.data.max_train_samples), progress=False)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    values = []
+    params = model.head_parameters(cfg.train.mask_level)
+    torch.manual_seed(seed)
+    for b in range(batches):
+        batch = data.batch(order[b * cfg.train.batch_size:(b + 1) * cfg.train.batch_size], pred.pipe.device)
+        loss, _ = model.scheduled_loss(model.branch_losses(model(batch, encoder_grad=False), batch), detach_phi=True)
+        grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+        pairs = [(g, p) for g, p in zip(grads, params) if g is not None]
+        values.append(abs(top_eigenvalue([g for g, _ in pairs], [p for _, p in pairs], iters)))
+    lam = float(np.median(values))
+    eta, k = cfg.train.neumann_eta, cfg.train.K
+    return {"hessian_top_eig": lam, "eta_lambda": eta * lam, "neumann_growth": abs(1 - eta * lam) ** k}
+
+
+def machinery_table(run_dirs: list[str | Path], curvature: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """One row per run that has the machinery columns; one message per run that has not.
+    `curvature` adds head_curvature (needs the checkpoint and the data; a few seconds per run)."""
     rows, skipped = [], []
     for run in run_dirs:
         try:
-            rows.append(machinery_summary(run))
+            row = machinery_summary(run)
+            if curvature:
+                row.update(head_curvature(run))
+            rows.append(row)
         except (OSError, ValueError) as err:
             skipped.append(str(err))
     return pd.DataFrame(rows), skipped
@@ -119,6 +151,9 @@ COLUMNS = {  # column -> (heading, format)
     "alpha_moved": ("alpha moved", "{:+.3f}"),
     "beta_moved": ("beta moved", "{:+.3f}"),
     "phi_ratio_last": ("phi_v / phi_t, last epoch", "{:.2f}"),
+    "hessian_top_eig": ("lambda_max of the heads' Hessian", "{:.0f}"),
+    "eta_lambda": ("eta x lambda_max (series converges below 2)", "{:.2f}"),
+    "neumann_growth": ("|1 - eta lambda|^K on the top direction", "{:.3g}"),
 }
 
 

@@ -339,3 +339,34 @@ def test_curvature_rule_recovers_the_exact_hypergradient_where_the_fixed_step_di
     train, _ = losses()
     grads = torch.autograd.grad(train, [theta], create_graph=True)
     assert top_eigenvalue(grads, [theta], 30) == pytest.approx(50.0, rel=1e-3)
+
+
+# -- the machinery diagnosis read from a run's logs ------------------------------------------------------------
+def test_machinery_summary_reads_what_reached_the_mask_and_phi(variant_runs, tmp_path):
+    import shutil
+
+    from cmcs_core.machinery import head_curvature, machinery_markdown, machinery_summary, machinery_table
+
+    run = variant_runs["cmcs target-aware (all)"]["dir"]
+    batches = pd.read_parquet(run / "batches.parquet")
+    summary = machinery_summary(run)
+    upper = batches[batches.hypergrad_norm.notna()]
+    assert summary["upper_steps"] == len(upper) and summary["steps"] == len(batches)
+    assert summary["clip_binds"] == pytest.approx(float((batches.grad_norm > 1.0).mean()))
+    removed = 1 - (1.0 / batches.grad_norm).clip(upper=1.0)
+    assert summary["clip_removes"] == pytest.approx(float(removed.median()))
+    assert summary["hypergrad_mask_norm"] == pytest.approx(float(upper.hypergrad_mask_norm.median()))
+    assert 0.0 <= summary["gates_near_half"] <= 1.0 and "gate_median" in summary
+    curv = head_curvature(run, batches=1, iters=5)
+    cfg = RunConfig.load(run / "config.json")
+    assert curv["hessian_top_eig"] > 0
+    assert curv["neumann_growth"] == pytest.approx(abs(1 - cfg.train.neumann_eta * curv["hessian_top_eig"]) ** cfg.train.K)
+    table, skipped = machinery_table([run, tmp_path / "missing"])
+    assert len(table) == 1 and len(skipped) == 1
+    assert "mask grad (median)" in machinery_markdown(table)
+    # a run logged before these columns is named, with how to get them, rather than read as zeros
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    batches.drop(columns=["grad_norm", "mask_grad_norm"]).to_parquet(old / "batches.parquet")
+    with pytest.raises(ValueError, match="retrain"):
+        machinery_summary(old)
