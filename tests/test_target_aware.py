@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cmcs_core.config import ModelConfig, RunConfig, apply_method
-from cmcs_core.data.counterfactual import counterfactual_copies, names_target, phrase_bank
+from cmcs_core.data.counterfactual import ClauseGrammar, counterfactual_copies, names_target, phrase_bank
 from cmcs_core.data.tsv import Sample
 from cmcs_core.model.cmcs import CMCSModel, TextTower
 from cmcs_core.model.hypergrad import implicit_hypergradient
@@ -155,23 +155,37 @@ def test_invariance_is_zero_for_identical_pairs_and_bounded_by_log2():
     assert float(CMCSModel.invariance(a, b)) > 0
 
 
+FUNCTION_WORDS = {"and", "is", "my", "the", "this", "was", "a", "i", "of", "so", "that", "are", "on", "but", "also",
+                  ",", ":", "."}
+
+
+def test_counterfactual_grammar_shares_no_content_word_with_the_stress_bank():
+    grammar = ClauseGrammar.load()
+    stress = {w for side in phrase_bank("stress").values() for p in side for w in p.lower().split()}
+    assert not (grammar.words() & stress) - FUNCTION_WORDS
+    n = len(grammar.templates) * len(grammar.openers) * len(grammar.subjects) * len(grammar.verbs)
+    assert min(n * len(a) for a in grammar.adjectives.values()) > 1000  # not a dozen phrases to memorise
+
+
 def test_counterfactual_dev_rows_keep_labels_and_never_use_a_stress_phrase():
     samples = [Sample(str(i), i % 3, f"{i}.jpg", f"$T$ did something {i}", t, i + 1)
-               for i, t in enumerate(["Pat", "the team", "London", "Sam"] * 25)]
+               for i, t in enumerate(["Pat", "the team", "London", "my cat"] * 25)]
     copies = counterfactual_copies(samples, seed=3)
+    grammar = ClauseGrammar.load()
     stress = {p for side in phrase_bank("stress").values() for p in side}
-    augment = {p for side in phrase_bank("augment").values() for p in side}
     assert len(copies) == len(samples)
+    sides = set()
     for orig, new in zip(samples, copies):
         assert (new.label, new.target, new.image_id, new.index) == (orig.label, orig.target, orig.image_id, orig.index)
         clause = new.tweet[len(orig.tweet):].strip()
-        assert new.tweet.startswith(orig.tweet) and clause
-        assert clause in augment and clause not in stress
-        assert not names_target(clause, orig.target)
-    # either sentiment, independent of the label: both banks' sides appear for every label
-    sides = {(s.label, "positive" if c.tweet[len(s.tweet):].strip() in phrase_bank("augment")["positive"]
-              else "negative") for s, c in zip(samples, copies)}
-    assert len(sides) == 6
+        assert new.tweet.startswith(orig.tweet) and clause and clause not in stress
+        assert set(clause.lower().split()) <= grammar.words()  # composed from the grammar's parts only
+        assert not names_target(clause, orig.target)  # "my cat" is never appended to the row about my cat
+        side = [p for p, words in grammar.adjectives.items() if any(f" {w}" in f" {clause}" for w in words)]
+        assert len(side) == 1
+        sides.add((orig.label, side[0]))
+    assert len(sides) == 6  # either sentiment, independent of the label
+    assert len({c.tweet for c in copies}) > 90  # varied clauses, not a handful
     assert copies == counterfactual_copies(samples, seed=3)  # deterministic
     assert copies != counterfactual_copies(samples, seed=4)
 

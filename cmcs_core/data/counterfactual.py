@@ -165,17 +165,51 @@ def augment_rows(samples: list[Sample], rate: float, seed: int,
     return out
 
 
-def counterfactual_copies(samples: list[Sample], seed: int,
-                          phrases: dict[str, list[str]] | None = None) -> list[Sample]:
+@dataclass(frozen=True)
+class ClauseGrammar:
+    """The counterfactual bank: clauses about something else composed from parts (phrases.json,
+    "counterfactual"), thousands of them, so what the counterfactual upper level teaches is "a clause
+    about something else", not a dozen memorised phrases. It shares no content word with the stress bank."""
+
+    templates: tuple[str, ...]
+    openers: tuple[str, ...]
+    subjects: tuple[str, ...]
+    verbs: tuple[str, ...]
+    adjectives: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "ClauseGrammar":
+        path = Path(path) if path else PHRASES_FILE
+        try:
+            g = json.loads(path.read_text(encoding="utf-8"))["counterfactual"]
+            return cls(*(tuple(g[k]) for k in ("templates", "openers", "subjects", "verbs")),
+                       {side: tuple(words) for side, words in g["adjectives"].items()})
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: no usable 'counterfactual' grammar ({err})") from err
+
+    def sample(self, rng: random.Random, polarity: str) -> str:
+        return rng.choice(self.templates).format(
+            opener=rng.choice(self.openers), subject=rng.choice(self.subjects), verb=rng.choice(self.verbs),
+            adjective=rng.choice(self.adjectives[polarity]))
+
+    def words(self) -> set[str]:
+        parts = [*self.templates, *self.openers, *self.subjects, *self.verbs, *(a for v in self.adjectives.values() for a in v)]
+        return {w for part in parts for w in re.sub(r"[{}]", " ", part).lower().split()}
+
+
+def counterfactual_copies(samples: list[Sample], seed: int, grammar: ClauseGrammar | None = None,
+                          tries: int = 20) -> list[Sample]:
     """One copy of every row with a clause about something else appended, label kept: the
     counterfactual upper level's D_dev pairs. The clause's sentiment is drawn independently of the
-    label (so it carries no label signal) from the `augment` bank, never the stress bank; a row
-    where every phrase names its target is copied unchanged (its pair then costs nothing)."""
-    bank = phrases or phrase_bank("augment")
+    label (so it carries no label signal) from the counterfactual grammar, never the stress bank; a row
+    whose target every drawn clause names is copied unchanged (its pair then costs nothing)."""
+    grammar = grammar or ClauseGrammar.load()
     rng = random.Random(f"counterfactual-dev:{seed}")
     out = []
     for s in samples:
-        phrase = _free_phrase(bank[rng.choice(sorted(bank))], s, rng)
+        polarity = rng.choice(sorted(grammar.adjectives))
+        phrase = next((c for c in (grammar.sample(rng, polarity) for _ in range(tries)) if not names_target(c, s.target)),
+                      None)
         out.append(append_clause(s, phrase) if phrase is not None else s)
     return out
 
