@@ -149,8 +149,9 @@ class TrainConfig:
     upper_objective: str = "dev"  # dev (paper: L_t + L_v on D_dev) | counterfactual
     invariance_weight: float = 1.0  # weight of the JS invariance term of the counterfactual upper level
     # "upper": the text mask network is a hyperparameter: it leaves theta and moves only by the upper level's
-    # hypergradient (direct + implicit term), with Adam at mask_lr. "lower" is the paper (masks are in theta).
-    mask_level: str = "lower"  # lower | upper
+    # hypergradient (direct + implicit term), with Adam at mask_lr. "relation": only the target term of a
+    # target-conditioned gate does (its content part learns from the training rows). "lower" is the paper.
+    mask_level: str = "lower"  # lower | upper | relation
     mask_lr: float = 1e-3
     num_threads: int | None = None
 
@@ -195,16 +196,19 @@ class RunConfig:
         a message that says why (the CLI, the trainer and every config reader call this)."""
         m, t = self.model.validate(), self.train
         _choice("upper_objective", t.upper_objective, ("dev", "counterfactual"))
-        _choice("mask_level", t.mask_level, ("lower", "upper"))
+        _choice("mask_level", t.mask_level, ("lower", "upper", "relation"))
         _choice("neumann_eta_rule", t.neumann_eta_rule, ("fixed", "curvature"))
         no_upper = f"method {m.method!r} has no upper level (no CMS, phi fixed to 1)"
         if t.upper_objective != "dev" and not m.use_cms:
             raise ValueError(f"upper_objective={t.upper_objective}: {no_upper}")
-        if t.mask_level == "upper":
+        if t.mask_level != "lower":
             if not m.use_cms:
-                raise ValueError(f"mask_level=upper: {no_upper}, so the mask could never move")
+                raise ValueError(f"mask_level={t.mask_level}: {no_upper}, so the mask could never move")
             if m.mask_mode != "learned":
-                raise ValueError(f"mask_level=upper: method {m.method!r} has no learned mask")
+                raise ValueError(f"mask_level={t.mask_level}: method {m.method!r} has no learned mask")
+            if t.mask_level == "relation" and m.mask_condition != "target":
+                raise ValueError("mask_level=relation moves the target term of a target-conditioned gate: "
+                                 "set mask_condition=target")
         if t.invariance_weight < 0 or t.mask_lr <= 0:
             raise ValueError("invariance_weight must be >= 0 and mask_lr > 0")
         return self

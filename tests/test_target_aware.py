@@ -218,6 +218,7 @@ def test_hypergradient_adds_the_direct_term_of_a_hyperparameter_the_dev_loss_rea
     ("text_only", {}, {"upper_objective": "counterfactual"}, "has no upper level"),
     ("wo_cms", {}, {"mask_level": "upper"}, "has no upper level"),
     ("wo_mfs", {}, {"mask_level": "upper"}, "has no learned mask"),
+    ("cmcs", {"mask_granularity": "token"}, {"mask_level": "relation"}, "set mask_condition=target"),
     ("cmcs", {"pooling": "mean+mean"}, {}, "each once"),
     ("cmcs", {"pooling": "max"}, {}, "pooling must be one of"),
     ("cmcs", {}, {"upper_objective": "dev+cf"}, "upper_objective must be one of"),
@@ -251,6 +252,9 @@ VARIANTS = {
     "cmcs target-aware (all)": ("cmcs", {"mask_granularity": "token", "mask_condition": "target",
                                          "pooling": "mean+target"},
                                 {"upper_objective": "counterfactual", "mask_level": "upper", "mask_lr": 1e-2}),
+    "cmcs relation upper": ("cmcs", {"mask_granularity": "token", "mask_condition": "target"},
+                            {"upper_objective": "counterfactual", "mask_level": "relation", "mask_lr": 1e-2,
+                             "neumann_eta_rule": "curvature"}),
     "wo_cms target gates": ("wo_cms", {"mask_granularity": "token", "mask_condition": "target",
                                        "pooling": "mean+target"}, {}),
 }
@@ -384,3 +388,17 @@ def test_machinery_summary_reads_what_reached_the_mask_and_phi(variant_runs, tmp
     batches.drop(columns=["grad_norm", "mask_grad_norm"]).to_parquet(old / "batches.parquet")
     with pytest.raises(ValueError, match="retrain"):
         machinery_summary(old)
+
+
+def test_relation_level_moves_only_the_target_term_at_the_upper_level(variant_runs):
+    """mask_level=relation: the gate's content MLP stays in theta (the training rows teach it), its
+    target term is the hyperparameter (D_dev teaches it)."""
+    run = variant_runs["cmcs relation upper"]
+    trainer = run["trainer"]
+    relation = {id(p) for p in trainer.model.text_mfs.relation.parameters()}
+    content = {id(p) for p in trainer.model.text_mfs.mask_net.parameters()}
+    in_theta = {id(p) for g in trainer.opt.param_groups for p in g["params"]}
+    assert content <= in_theta and not relation & in_theta
+    assert {id(p) for g in trainer.mask_opt.param_groups for p in g["params"]} == relation
+    params = dict(trainer.model.named_parameters())
+    assert not torch.equal(run["initial"]["text_mfs.relation.out.weight"], params["text_mfs.relation.out.weight"])

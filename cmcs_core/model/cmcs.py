@@ -90,18 +90,29 @@ class CMCSModel(nn.Module):
         return [self.alpha, self.beta] if self.cfg.use_visual else [self.alpha]
 
     def head_parameters(self, mask_level: str = "lower") -> list[nn.Parameter]:
-        """theta's heads: MFS networks and classifiers; with mask_level="upper" the text mask's
-        own network is left out (it is then a hyperparameter: mask_parameters)."""
+        """theta's heads: MFS networks and classifiers, less what `mask_level` makes a
+        hyperparameter (upper_mask_parameters)."""
         mods = [self.text_mfs, self.text_head]
         if self.cfg.use_visual:
             mods += [self.visual_mfs, self.visual_head]
-        upper = {id(p) for p in self.mask_parameters()} if mask_level == "upper" else set()
+        upper = {id(p) for p in self.upper_mask_parameters(mask_level)}
         return [p for m in mods for p in m.parameters() if p.requires_grad and id(p) not in upper]
 
     def mask_parameters(self) -> list[nn.Parameter]:
-        """The text mask's own network (and its target term): what mask_level="upper" moves to the
-        upper level."""
+        """The text mask's own network and its target term."""
         return self.text_mfs.gate_parameters()
+
+    def upper_mask_parameters(self, mask_level: str) -> list[nn.Parameter]:
+        """What the upper level moves besides phi: nothing ("lower", the paper), the whole text
+        mask network ("upper"), or only its target term ("relation": the gate's content part learns
+        from the training rows, its relation to the target from D_dev)."""
+        if mask_level == "upper":
+            return self.mask_parameters()
+        if mask_level == "relation":
+            if self.text_mfs.relation is None:
+                raise ValueError("mask_level=relation moves the gate's target term: set mask_condition=target")
+            return list(self.text_mfs.relation.parameters())
+        return []
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.text_tower.parameters() if p.requires_grad]

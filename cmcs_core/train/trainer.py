@@ -186,9 +186,9 @@ class Trainer:
         if enc:
             groups.append({"params": enc, "lr": t.lr})
         self.opt = torch.optim.AdamW(groups, weight_decay=t.weight_decay)
-        # mask_level="upper": the text mask network moves only with the upper level, by its own Adam
-        self.mask_opt = (torch.optim.Adam(self.model.mask_parameters(), lr=t.mask_lr)
-                         if t.mask_level == "upper" else None)
+        # mask_level upper/relation: (part of) the text mask moves only with the upper level, by its own Adam
+        upper = self.model.upper_mask_parameters(t.mask_level)
+        self.mask_opt = torch.optim.Adam(upper, lr=t.mask_lr) if upper else None
         steps_per_epoch = math.ceil(len(self.train_data) / t.batch_size)
         total = max(1, steps_per_epoch * t.epochs)
         schedule = warmup_linear_decay(total, int(total * t.warmup_ratio))
@@ -210,7 +210,7 @@ class Trainer:
         return self.model.head_parameters(self.cfg.train.mask_level) + self.model.encoder_parameters()
 
     def _upper_step(self, train_batch, dev_batch) -> dict[str, float]:
-        """One step on phi (and, with mask_level="upper", on the text mask network) with the implicit
+        """One step on phi (and on the text mask's upper-level part, mask_level upper/relation) with the implicit
         gradient (Eq. 14), in eval mode so HVPs are exact. Each group's hypergradient is clipped on its
         own, so phi steps exactly as in the paper's setting whatever else moves."""
         t = self.cfg.train
@@ -230,7 +230,7 @@ class Trainer:
                                                                     t.invariance_weight)
             info.update(cf_stats)
         phi = self.model.scheduler_parameters()
-        masks = self.model.mask_parameters() if self.mask_opt is not None else []
+        masks = self.model.upper_mask_parameters(t.mask_level)
         grads = implicit_hypergradient(train_loss, dev_loss, self._hypergrad_params(), phi + masks, t.K,
                                        t.neumann_eta, stats=info,
                                        power_iters=POWER_ITERS if t.neumann_eta_rule == "curvature" else 0)
@@ -336,9 +336,8 @@ class Trainer:
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 stats.update(self._mask_stats(out, batch))
-                if self.mask_opt is not None:  # an upper-level mask takes no lower-level step
-                    for p in self.model.mask_parameters():
-                        p.grad = None
+                for p in self.model.upper_mask_parameters(t.mask_level):  # an upper-level mask takes no lower step
+                    p.grad = None
                 stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self._lower_params(), t.grad_clip))
                 self.opt.step()
                 self.sched.step()
