@@ -1,0 +1,295 @@
+"""`cmcs grid`: run a planned grid (spec.py) as Ray tasks, one run each, into the driver's --out.
+
+Where a run's files go: a worker that sees --out at the same path (this machine, or a shared file
+system mounted alike on every node) trains straight into `--out/<run>`; any other worker trains
+into a scratch folder on its node and sends the finished folder back, which the driver unpacks
+beside `--out/<run>` and renames into place. A run counts as finished only by its metrics.json
+(written last, atomically), so a grid killed at any point continues where it stopped: finished
+runs are skipped and an interrupted one resumes from its last epoch's state.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import signal
+import socket
+import sys
+import tarfile
+import tempfile
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from cmcs_core.sweep.cluster import RayOptions, ray_cluster
+from cmcs_core.sweep.spec import PlannedRun, is_finished
+
+TOKEN_FILE = ".grid-token"
+RUN_LOG = "stdout.txt"  # what a run printed, and its traceback if it failed
+TRANSFERS = ("auto", "shared", "send")
+
+
+@dataclass
+class GridOptions:
+    out: Path
+    ray: RayOptions = field(default_factory=RayOptions)
+    stress: bool = False  # stress tests (cmcs_core.stress.run_stress) after each run
+    transfer: str = "auto"  # auto: write to --out where workers see it, else send back | shared | send
+    log_tail: int = 15  # lines of a failed run's log to print
+
+
+@dataclass
+class GridReport:
+    """How a grid ended: runs finished now, before, failed (with their log tails) or interrupted."""
+
+    total: int
+    finished: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    run_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+
+# -- on the worker ----------------------------------------------------------------------------------
+def scratch_dir(out: str, name: str) -> Path:
+    """A node-local folder for a run whose worker cannot write to --out; stable across restarts of
+    the grid, so a run interrupted there resumes there."""
+    key = hashlib.sha1(out.encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / "cmcs-grid" / key / name
+
+
+def pack_folder(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        tar.add(folder, arcname=".")
+    return buf.getvalue()
+
+
+def unpack_folder(data: bytes, dest: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        tar.extractall(dest, filter="data")
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_task(cfg_dict: dict, name: str, out: str, token: str, transfer: str, partial: bytes | None,
+             threads: int, stress: bool, log_tail: int) -> dict[str, Any]:
+    """Train one run (then stress-test it if asked) on a Ray worker; never raises, so one failed run
+    is reported while the others go on."""
+    from cmcs_core.config import RunConfig
+    from cmcs_core.pipeline import torch_threads
+
+    t0 = time.time()
+    token_file = Path(out) / TOKEN_FILE
+    shared = transfer == "shared" or (transfer == "auto" and token_file.is_file()
+                                      and token_file.read_text().strip() == token)
+    run_dir = Path(out) / name if shared else scratch_dir(out, name)
+    if not shared and partial and not (run_dir / "last_state.pt").is_file():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        unpack_folder(partial, run_dir)  # the driver's unfinished folder: resume it here
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status, error = "finished", None
+    with open(run_dir / RUN_LOG, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        print(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()} pid {os.getpid()}, "
+              f"{threads} torch thread(s)", flush=True)
+        try:
+            with torch_threads(threads):
+                if not is_finished(run_dir):
+                    from cmcs_core.train.trainer import train
+
+                    train(RunConfig.from_dict(cfg_dict), run_dir, progress=False)
+                if stress and not is_finished(run_dir, stress=True):
+                    from cmcs_core.stress import run_stress
+
+                    run_stress(run_dir, progress=False, log=print)
+        except KeyboardInterrupt:  # ray.cancel: the last epoch's state stays for a resume
+            status, error = "interrupted", "stopped by the driver"
+            print("interrupted", flush=True)
+        except BaseException as err:  # noqa: BLE001 - reported with the log, the grid goes on
+            status, error = "failed", f"{type(err).__name__}: {err}"
+            traceback.print_exc()
+    result = {"name": name, "status": status, "error": error, "seconds": time.time() - t0,
+              "node": socket.gethostname(), "shared": shared, "log_tail": _tail(run_dir / RUN_LOG, log_tail)}
+    if not shared:  # the driver keeps the folder (and sends it back to resume an unfinished run)
+        result["folder"] = pack_folder(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
+# -- on the driver ----------------------------------------------------------------------------------
+def place_folder(data: bytes, dest: Path) -> None:
+    """Unpack a sent-back run folder next to dest, then swap it in: dest is never half-written."""
+    incoming = dest.parent / f".incoming-{dest.name}-{uuid.uuid4().hex[:8]}"
+    unpack_folder(data, incoming)
+    old = dest.parent / f".replaced-{dest.name}-{uuid.uuid4().hex[:8]}"
+    if dest.exists():
+        dest.rename(old)
+    incoming.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class ProgressLine:
+    """done · running · failed · queued · ETA (mean time of the runs finished so far), redrawn in
+    place on a terminal, one line per change elsewhere."""
+
+    def __init__(self, stream: TextIO, total: int, skipped: int, slots: int) -> None:
+        self.stream, self.total, self.skipped, self.slots = stream, total, skipped, slots
+        self.tty = stream.isatty()
+        self.last = ""
+
+    def text(self, done: int, running: dict[str, float], failed: int, queued: int, durations: list[float]) -> str:
+        eta = "?"
+        if durations:
+            mean = sum(durations) / len(durations)
+            left = queued * mean + sum(max(mean - (time.time() - t), 0.0) for t in running.values())
+            eta = _clock(left / max(1, min(self.slots, queued + len(running))))
+        before = f" ({self.skipped} before)" if self.skipped else ""
+        return (f"grid: {done + self.skipped}/{self.total} done{before} · {len(running)} running · {failed} failed"
+                f" · {queued} queued · ETA {eta}")
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+        elif text.split(" · ETA")[0] != self.last.split(" · ETA")[0]:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self.last = text
+
+    def message(self, text: str) -> None:
+        """A block of text above the progress line."""
+        self.stream.write(("\r\033[K" if self.tty else "") + text.rstrip() + "\n")
+        if self.tty and self.last:
+            self.stream.write(self.last)
+        self.stream.flush()
+
+
+def torch_threads_for(cpus_per_run: float) -> int:
+    """Torch's intra-op threads follow the CPUs Ray gave the run (oversubscribed cores were up to 10x
+    slower here, docs/benchmarks.md)."""
+    return max(1, int(cpus_per_run))
+
+
+def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO = sys.stderr) -> GridReport:
+    """Run every unfinished run of the grid as a Ray task; returns when all have ended (a failed run
+    does not stop the others) or after Ctrl-C has stopped the workers."""
+    import ray
+
+    if opts.transfer not in TRANSFERS:
+        raise ValueError(f"--transfer {opts.transfer!r}: choose from {', '.join(TRANSFERS)}")
+    t_start = time.time()
+    out = opts.out.expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    report = GridReport(total=len(runs))
+    todo = []
+    for run in runs:
+        (report.skipped if is_finished(out / run.name, opts.stress) else todo).append(run)
+    if not todo:
+        stream.write(f"grid: all {len(runs)} runs in {out} are finished\n")
+        return report
+    token = uuid.uuid4().hex
+    (out / TOKEN_FILE).write_text(token)
+    threads = torch_threads_for(opts.ray.cpus_per_run)
+    with ray_cluster(opts.ray) as cluster:
+        slots = cluster.slots(opts.ray)
+        stream.write(f"grid: {len(todo)} runs to go on {'a local Ray' if cluster.embedded else cluster.address} "
+                     f"({cluster.resources.get('CPU', 0):g} CPUs, {cluster.resources.get('GPU', 0):g} GPUs): "
+                     f"{slots} at a time, {opts.ray.cpus_per_run:g} CPU + {opts.ray.gpus_per_run:g} GPU each\n")
+        task = ray.remote(run_task)
+        line = ProgressLine(stream, len(runs), len(report.skipped), slots)
+        queued = list(todo)
+        inflight: dict[Any, tuple[PlannedRun, float]] = {}
+        durations: list[float] = []
+
+        def submit(run: PlannedRun) -> None:
+            dest = out / run.name
+            partial = pack_folder(dest) if opts.transfer != "shared" and dest.is_dir() else None
+            ref = task.options(name=f"cmcs-{run.name}", num_cpus=opts.ray.cpus_per_run,
+                               num_gpus=opts.ray.gpus_per_run, max_retries=1).remote(
+                run.cfg.to_dict(), run.name, str(out), token, opts.transfer, partial, threads, opts.stress, opts.log_tail)
+            inflight[ref] = (run, time.time())
+
+        def collect(result: dict) -> None:
+            run_name = result["name"]
+            if "folder" in result:
+                place_folder(result["folder"], out / run_name)
+            if result["status"] == "finished":
+                report.finished.append(run_name)
+                report.run_seconds[run_name] = result["seconds"]
+                durations.append(result["seconds"])
+            elif result["status"] == "interrupted":
+                report.interrupted.append(run_name)
+            else:
+                report.failed.append({k: v for k, v in result.items() if k != "folder"})
+                line.message(f"FAILED {run_name} on {result['node']}: {result['error']}\n"
+                             f"  last lines of {out / run_name / RUN_LOG}:\n"
+                             + "\n".join("    " + s for s in result["log_tail"].splitlines()))
+
+        def draw() -> None:
+            running = {r.name: t for r, t in inflight.values()}
+            line.show(line.text(len(report.finished), running, len(report.failed), len(queued), durations))
+
+        try:
+            while queued or inflight:
+                while queued and len(inflight) < slots:
+                    submit(queued.pop(0))
+                draw()
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    run, _t = inflight.pop(ref)
+                    try:
+                        collect(ray.get(ref))
+                    except ray.exceptions.RayError as err:  # the worker died (memory, node lost)
+                        collect({"name": run.name, "status": "failed", "error": f"worker lost: {err}",
+                                 "node": "?", "log_tail": _tail(out / run.name / RUN_LOG, opts.log_tail)})
+            draw()
+        except KeyboardInterrupt:
+            line.message(f"grid: stopping {len(inflight)} running run(s); their last finished epoch is kept")
+            _stop(ray, inflight, collect)
+            report.interrupted += [r.name for r, _ in inflight.values()] + [r.name for r in queued]
+        stream.write("\n" if line.tty else "")
+    report.seconds = time.time() - t_start
+    stream.write(f"grid: {len(report.finished)} finished, {len(report.skipped)} finished before, "
+                 f"{len(report.failed)} failed, {len(report.interrupted)} not finished, in {_clock(report.seconds)}\n")
+    if report.interrupted:
+        stream.write("grid: run the same command again to continue\n")
+    return report
+
+
+def _stop(ray, inflight: dict, collect, grace: float = 20.0) -> None:
+    """Ctrl-C: interrupt the running tasks (they keep their last epoch's state), wait for them a
+    little, then end those that did not stop."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+    try:
+        for ref in inflight:
+            ray.cancel(ref, force=False)
+        deadline = time.time() + grace
+        while inflight and time.time() < deadline:
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            for ref in ready:
+                inflight.pop(ref)
+                with contextlib.suppress(ray.exceptions.RayError):
+                    collect(ray.get(ref))
+        for ref in inflight:
+            ray.cancel(ref, force=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
