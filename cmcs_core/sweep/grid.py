@@ -189,9 +189,10 @@ def torch_threads_for(cpus_per_run: float) -> int:
     return max(1, int(cpus_per_run))
 
 
-def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO = sys.stderr) -> GridReport:
+def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = None) -> GridReport:
     """Run every unfinished run of the grid as a Ray task; returns when all have ended (a failed run
     does not stop the others) or after Ctrl-C has stopped the workers."""
+    stream = stream or sys.stderr  # read at call time (tests capture it)
     import ray
 
     if opts.transfer not in TRANSFERS:
@@ -202,7 +203,10 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO = sys.std
     report = GridReport(total=len(runs))
     todo = []
     for run in runs:
-        (report.skipped if is_finished(out / run.name, opts.stress) else todo).append(run)
+        if is_finished(out / run.name, opts.stress):
+            report.skipped.append(run.name)
+        else:
+            todo.append(run)
     if not todo:
         stream.write(f"grid: all {len(runs)} runs in {out} are finished\n")
         return report
@@ -265,7 +269,7 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO = sys.std
         except KeyboardInterrupt:
             line.message(f"grid: stopping {len(inflight)} running run(s); their last finished epoch is kept")
             _stop(ray, inflight, collect)
-            report.interrupted += [r.name for r, _ in inflight.values()] + [r.name for r in queued]
+            report.interrupted += [r.name for r in queued]
         stream.write("\n" if line.tty else "")
     report.seconds = time.time() - t_start
     stream.write(f"grid: {len(report.finished)} finished, {len(report.skipped)} finished before, "
@@ -286,10 +290,14 @@ def _stop(ray, inflight: dict, collect, grace: float = 20.0) -> None:
         while inflight and time.time() < deadline:
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
             for ref in ready:
-                inflight.pop(ref)
-                with contextlib.suppress(ray.exceptions.RayError):
+                run, _t = inflight.pop(ref)
+                try:
                     collect(ray.get(ref))
-        for ref in inflight:
+                except ray.exceptions.RayError:  # cancelled before it started
+                    collect({"name": run.name, "status": "interrupted"})
+        for ref, (run, _t) in inflight.items():
             ray.cancel(ref, force=True)
+            collect({"name": run.name, "status": "interrupted"})
+        inflight.clear()
     finally:
         signal.signal(signal.SIGINT, previous)

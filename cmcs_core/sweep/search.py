@@ -143,8 +143,9 @@ def trial_score(run_dir: Path, metric: str) -> float | None:
     return float(epochs.loc[epochs.epoch == run.metrics["best_epoch"], metric].iloc[0])
 
 
-def run_search(base: RunConfig, opts: SearchOptions, stream: TextIO = sys.stderr) -> dict:
+def run_search(base: RunConfig, opts: SearchOptions, stream: TextIO | None = None) -> dict:
     """Run the search; returns what search.json holds (every trial's values and score, the best)."""
+    stream = stream or sys.stderr  # read at call time (tests capture it)
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
