@@ -53,7 +53,7 @@ def test_dry_run_lists_every_run_and_its_folder(tmp_path, capsys) -> None:
     (["--set", "batch_size=16,0"], "batch_size=0: must be a positive integer"),
     (["--set", "select_on=dev_acc,test_acc"], "select_on='test_acc': choose from dev_acc, dev_f1, dev_loss"),
     (["--set", "seed=1,2"], "use --seeds"),
-    (["--gpus-per-run", "1", "--cpus", "1"], "--gpus-per-run 1: the local Ray has 0 GPU(s)"),
+    (["--gpus-per-run", "1", "--cpus", "1"], "--gpus-per-run 1: the Ray cluster has 0 GPU(s) in all"),
     (["--gpus", "4"], "--gpus 4: this machine has 0 GPU(s)"),
     (["--address", "127.0.0.1:{port}"], "--address 127.0.0.1:{port}: no Ray cluster answers there"),
 ])

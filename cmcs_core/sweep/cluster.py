@@ -63,16 +63,17 @@ def check_options(opts: RayOptions) -> str | None:
         raise ValueError(f"--cpus {opts.cpus}: at least 1")
     if opts.cpus is not None and opts.cpus_per_run > opts.cpus:
         raise ValueError(f"--cpus-per-run {opts.cpus_per_run:g} is more than the --cpus {opts.cpus} Ray may use")
-    visible = local_gpus()
-    if opts.gpus is not None and opts.gpus > visible:
-        raise ValueError(f"--gpus {opts.gpus:g}: this machine has {visible} GPU(s) that torch can use")
-    total_gpus = visible if opts.gpus is None else opts.gpus
-    if opts.gpus_per_run > total_gpus:
-        raise ValueError(f"--gpus-per-run {opts.gpus_per_run:g}: the local Ray has {total_gpus:g} GPU(s)")
+    if opts.gpus is not None:  # else Ray counts them, and ray_cluster checks --gpus-per-run against that
+        visible = local_gpus()
+        if opts.gpus > visible:
+            raise ValueError(f"--gpus {opts.gpus:g}: this machine has {visible} GPU(s) that torch can use")
+        if opts.gpus_per_run > opts.gpus:
+            raise ValueError(f"--gpus-per-run {opts.gpus_per_run:g}: the local Ray has --gpus {opts.gpus:g}")
     return None
 
 
 def local_gpus() -> int:
+    """GPUs the runs could use (imported only when asked: torch costs the driver ~300 MB)."""
     import torch
 
     return torch.cuda.device_count()

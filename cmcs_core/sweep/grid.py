@@ -199,7 +199,6 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
         raise ValueError(f"--transfer {opts.transfer!r}: choose from {', '.join(TRANSFERS)}")
     t_start = time.time()
     out = opts.out.expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
     report = GridReport(total=len(runs))
     todo = []
     for run in runs:
@@ -211,9 +210,10 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
         stream.write(f"grid: all {len(runs)} runs in {out} are finished\n")
         return report
     token = uuid.uuid4().hex
-    (out / TOKEN_FILE).write_text(token)
     threads = torch_threads_for(opts.ray.cpus_per_run)
     with ray_cluster(opts.ray) as cluster:
+        out.mkdir(parents=True, exist_ok=True)  # only once Ray has taken the options
+        (out / TOKEN_FILE).write_text(token)
         slots = cluster.slots(opts.ray)
         stream.write(f"grid: {len(todo)} runs to go on {'a local Ray' if cluster.embedded else cluster.address} "
                      f"({cluster.resources.get('CPU', 0):g} CPUs, {cluster.resources.get('GPU', 0):g} GPUs): "
@@ -252,6 +252,7 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
             running = {r.name: t for r, t in inflight.values()}
             line.show(line.text(len(report.finished), running, len(report.failed), len(queued), durations))
 
+        on_term = _interrupt_on_sigterm()
         try:
             while queued or inflight:
                 while queued and len(inflight) < slots:
@@ -270,6 +271,9 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
             line.message(f"grid: stopping {len(inflight)} running run(s); their last finished epoch is kept")
             _stop(ray, inflight, collect)
             report.interrupted += [r.name for r in queued]
+        finally:
+            if on_term is not None:
+                signal.signal(signal.SIGTERM, on_term)
         stream.write("\n" if line.tty else "")
     report.seconds = time.time() - t_start
     stream.write(f"grid: {len(report.finished)} finished, {len(report.skipped)} finished before, "
@@ -277,6 +281,20 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
     if report.interrupted:
         stream.write("grid: run the same command again to continue\n")
     return report
+
+
+def _interrupt_on_sigterm():
+    """A grid told to end (SIGTERM, e.g. by a job scheduler) stops its runs as Ctrl-C does; returns
+    the handler to put back (None off the main thread, where signals cannot be set)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _stop(ray, inflight: dict, collect, grace: float = 20.0) -> None:
