@@ -189,7 +189,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(describe_plan(runs, parse_sets(args.set), args.out))
         return 0
-    opts = GridOptions(out=Path(args.out), ray=_ray_options(args), stress=args.stress, transfer=args.transfer)
+    opts = GridOptions(out=Path(args.out), ray=_ray_options(args), stress=args.stress, transfer=args.transfer,
+                       deadline=args.deadline)
     check_options(opts.ray)  # refuse an unreachable --address or too many GPUs before anything else
     report = run_grid(runs, opts)
     if args.table:
@@ -298,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="store_true", help="print the tables of --out at the end")
     p.add_argument("--transfer", default="auto", choices=["auto", "shared", "send"],
                    help="auto: workers that see --out write there, others send the finished folder back")
+    p.add_argument("--deadline", type=float, help="seconds after which no new run starts (rerun to continue)")
     add_ray_flags(p)
     add_config_flags(p)
     p.set_defaults(func=cmd_grid, method=None)

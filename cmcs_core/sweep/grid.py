@@ -41,6 +41,7 @@ class GridOptions:
     stress: bool = False  # stress tests (cmcs_core.stress.run_stress) after each run
     transfer: str = "auto"  # auto: write to --out where workers see it, else send back | shared | send
     log_tail: int = 15  # lines of a failed run's log to print
+    deadline: float | None = None  # seconds after which no new run starts (a lent machine's time)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class GridReport:
     total: int
     finished: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)  # queued when the deadline passed
     failed: list[dict] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -57,7 +59,7 @@ class GridReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.interrupted
+        return not self.failed and not self.interrupted and not self.not_started
 
 
 # -- on the worker ----------------------------------------------------------------------------------
@@ -255,6 +257,9 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
         on_term = _interrupt_on_sigterm()
         try:
             while queued or inflight:
+                if queued and opts.deadline is not None and time.time() - t_start > opts.deadline:
+                    line.message(f"grid: deadline of {opts.deadline:g}s passed, {len(queued)} run(s) not started")
+                    report.not_started, queued = [r.name for r in queued], []
                 while queued and len(inflight) < slots:
                     submit(queued.pop(0))
                 draw()
@@ -277,8 +282,9 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
         stream.write("\n" if line.tty else "")
     report.seconds = time.time() - t_start
     stream.write(f"grid: {len(report.finished)} finished, {len(report.skipped)} finished before, "
-                 f"{len(report.failed)} failed, {len(report.interrupted)} not finished, in {_clock(report.seconds)}\n")
-    if report.interrupted:
+                 f"{len(report.failed)} failed, {len(report.interrupted) + len(report.not_started)} not finished, "
+                 f"in {_clock(report.seconds)}\n")
+    if report.interrupted or report.not_started:
         stream.write("grid: run the same command again to continue\n")
     return report
 
