@@ -102,6 +102,15 @@ def comm(pid: int) -> str:
     return name
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/PID/stat, in clock ticks)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def tree_memory(root: int) -> dict[str, float]:
     """PSS (MB) of a process tree by kind: ray services, ray workers, everything else."""
     mem = {"ray_services": 0.0, "ray_workers": 0.0, "other": 0.0, "ray_processes": 0, "workers": 0}
@@ -135,20 +144,31 @@ def footprint(env: dict) -> dict:
 
 
 def run_arm(cmd: list[str], env: dict, out: Path) -> dict:
-    """Run one grid command; wall, CPU of its whole tree, peak PSS sampled every second."""
+    """Run one grid command; wall, CPU of its whole tree, peak PSS sampled every second.
+
+    CPU: the pool's train processes are its children, so the kernel's count of reaped children
+    (RUSAGE_CHILDREN) is exact for it; Ray's workers are children of the raylet, which is ended at
+    shutdown before it reaps them, so the tree's CPU is also summed from /proc every 0.5 s (the
+    last reading of each process: a process loses at most its last half second)."""
     shutil.rmtree(out, ignore_errors=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = {"ray_services": 0.0, "ray_workers": 0.0, "other": 0.0, "total": 0.0}
+    cpu: dict[int, float] = {}
     stop = threading.Event()
 
     def sample() -> None:
-        while not stop.wait(1.0):
-            mem = tree_memory(proc.pid)
-            mem["total"] = mem["ray_services"] + mem["ray_workers"] + mem["other"]
-            for k in peak:
-                peak[k] = max(peak[k], mem[k])
+        tick = 0
+        while not stop.wait(0.5):
+            for pid in descendants(proc.pid):
+                cpu[pid] = max(cpu.get(pid, 0.0), cpu_seconds(pid))
+            tick += 1
+            if tick % 2 == 0:
+                mem = tree_memory(proc.pid)
+                mem["total"] = mem["ray_services"] + mem["ray_workers"] + mem["other"]
+                for k in peak:
+                    peak[k] = max(peak[k], mem[k])
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -161,7 +181,9 @@ def run_arm(cmd: list[str], env: dict, out: Path) -> dict:
         raise RuntimeError(f"{cmd} failed:\n{err[-3000:]}")
     metrics = [json.loads(p.read_text()) for p in out.glob("*/metrics.json")]
     train_s = [m["train_seconds"] for m in metrics]
-    return {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+    reaped = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": max(reaped, sum(cpu.values())), "cpu_reaped_s": reaped,
+            "cpu_sampled_s": sum(cpu.values()),
             "runs": len(metrics), "sum_train_s": sum(train_s), "peak_pss_mb": peak,
             "loadavg_after": list(os.getloadavg())}
 
@@ -211,7 +233,7 @@ def main() -> None:
                  "epochs": args.epochs, "max_train_samples": args.max_train_samples,
                  "max_eval_samples": args.max_eval_samples, "runs_at_a_time": args.workers,
                  "commands": {name: " ".join(make(Path("OUT"))).replace(sys.executable, "python")
-                              .replace(str(pool_script), f"<git show {POOL_COMMIT}:bench/grid.py>")
+                              .replace(cmcs, "cmcs").replace(str(pool_script), f"<git show {POOL_COMMIT}:bench/grid.py>")
                               for name, make in arms.items()}},
         "footprint": {
             "init_s": summary([f["init_s"] for f in fp]), "first_task_s": summary([f["first_task_s"] for f in fp]),

@@ -67,17 +67,20 @@ def test_bad_input_is_refused_before_anything_starts(argv, culprit, tmp_path, ca
 
 
 def test_grid_runs_equal_the_same_runs_trained_by_cmcs_train(data_env, tmp_path, capsys) -> None:
-    """Sent back through the object store (--transfer send), and still the same runs as `cmcs train`."""
+    """Two runs one after the other (--cpus-per-run 2 of 2 CPUs) in Ray's pooled workers, where a run
+    may follow another in the same process, sent back through the object store (--transfer send):
+    still the same runs as `cmcs train`."""
     from run_equality import assert_same_run
 
     out = tmp_path / "grid"
-    assert cli.main(["grid", "--out", str(out), "--methods", "cmcs", "text_only", "--transfer", "send", *TINY]) == 0
+    assert cli.main(["grid", "--out", str(out), "--methods", "cmcs", "text_only", "--transfer", "send",
+                     "--cpus-per-run", "2", *TINY]) == 0
     names = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert names == ["twitter2015_minilm_frozen_cmcs_s1", "twitter2015_minilm_frozen_text_only_s1"]
     flags = ["--dataset", "twitter2015", "--seed", "1", *CONFIG]
     for name in names:
         method = name.split("frozen_")[1].rsplit("_s1", 1)[0]
-        with torch_threads(1):  # what the grid gives a run of 1 CPU
+        with torch_threads(2):  # what the grid gives a run of 2 CPUs
             assert cli.main(["train", "--quiet", "--method", method, "--output-dir", str(tmp_path / name), *flags]) == 0
         assert_same_run(out / name, tmp_path / name)
     assert "2/2 done" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import shutil
 import signal
@@ -89,6 +90,15 @@ def _tail(path: Path, lines: int) -> str:
         return ""
 
 
+def _close_run_logs() -> None:
+    """A Ray worker trains many runs in turn: close the log files the trainer opened for this one."""
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("cmcs.run.") and isinstance(logger, logging.Logger):
+            for handler in list(logger.handlers):
+                handler.close()
+                logger.removeHandler(handler)
+
+
 def run_task(cfg_dict: dict, name: str, out: str, token: str, transfer: str, partial: bytes | None,
              threads: int, stress: bool, log_tail: int) -> dict[str, Any]:
     """Train one run (then stress-test it if asked) on a Ray worker; never raises, so one failed run
@@ -125,6 +135,7 @@ def run_task(cfg_dict: dict, name: str, out: str, token: str, transfer: str, par
         except BaseException as err:  # noqa: BLE001 - reported with the log, the grid goes on
             status, error = "failed", f"{type(err).__name__}: {err}"
             traceback.print_exc()
+    _close_run_logs()
     result = {"name": name, "status": status, "error": error, "seconds": time.time() - t0,
               "node": socket.gethostname(), "shared": shared, "log_tail": _tail(run_dir / RUN_LOG, log_tail)}
     if not shared:  # the driver keeps the folder (and sends it back to resume an unfinished run)
@@ -221,6 +232,8 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
                      f"({cluster.resources.get('CPU', 0):g} CPUs, {cluster.resources.get('GPU', 0):g} GPUs): "
                      f"{slots} at a time, {opts.ray.cpus_per_run:g} CPU + {opts.ray.gpus_per_run:g} GPU each\n")
         task = ray.remote(run_task)
+        # An embedded Ray's workers all see --out: never pack a folder for them.
+        transfer = "shared" if cluster.embedded and opts.transfer == "auto" else opts.transfer
         line = ProgressLine(stream, len(runs), len(report.skipped), slots)
         queued = list(todo)
         inflight: dict[Any, tuple[PlannedRun, float]] = {}
@@ -228,10 +241,10 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
 
         def submit(run: PlannedRun) -> None:
             dest = out / run.name
-            partial = pack_folder(dest) if opts.transfer != "shared" and dest.is_dir() else None
+            partial = pack_folder(dest) if transfer != "shared" and dest.is_dir() else None
             ref = task.options(name=f"cmcs-{run.name}", num_cpus=opts.ray.cpus_per_run,
                                num_gpus=opts.ray.gpus_per_run, max_retries=1).remote(
-                run.cfg.to_dict(), run.name, str(out), token, opts.transfer, partial, threads, opts.stress, opts.log_tail)
+                run.cfg.to_dict(), run.name, str(out), token, transfer, partial, threads, opts.stress, opts.log_tail)
             inflight[ref] = (run, time.time())
 
         def collect(result: dict) -> None:

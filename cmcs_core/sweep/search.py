@@ -193,8 +193,11 @@ def run_search(base: RunConfig, opts: SearchOptions, stream: TextIO | None = Non
     with torch_threads(threads):
         for run_dir in sorted(trials_dir.iterdir()):
             if (run_dir / "last_state.pt").is_file() and not (run_dir / "metrics.json").is_file():
-                Trainer(RunConfig.load(run_dir / "config.json"), run_dir, progress=False).finish_early()
-                stopped.append(run_dir.name)
+                try:
+                    Trainer(RunConfig.load(run_dir / "config.json"), run_dir, progress=False).finish_early()
+                    stopped.append(run_dir.name)
+                except (OSError, ValueError, RuntimeError) as err:  # reported; the other trials still count
+                    errors.append(f"{run_dir.name}: could not be finished ({err})")
     return summarise(base, space, trials_dir, out, metric, stopped, errors, stream)
 
 
