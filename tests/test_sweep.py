@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +126,61 @@ def test_a_stopped_grid_continues_with_the_runs_it_had_not_finished(data_env, tm
     assert second.skipped == ["text_only"] and second.finished == ["wo_visual"] and second.ok
     assert (tmp_path / "grid" / "text_only" / "metrics.json").stat().st_mtime_ns == kept
     assert (tmp_path / "grid" / "wo_visual" / "metrics.json").is_file()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and the processes below it (Ray's GCS and raylet, and through the raylet, its workers)."""
+    kids: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                kids.setdefault(int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        out.append(todo.pop())
+        todo += kids.get(out[-1], [])
+    return out
+
+
+def test_ctrl_c_stops_the_workers_and_keeps_the_last_epoch(data_env, tmp_path) -> None:
+    """Ctrl-C in a terminal: SIGINT to the driver's process group. The run stops cooperatively
+    after its last saved epoch, the grid exits non-zero, and none of Ray's processes stay behind."""
+    out = tmp_path / "grid"
+    run = out / "twitter2015_minilm_frozen_text_only_s1"
+    cmd = [sys.executable, "-m", "cmcs_core", "grid", "--out", str(out), "--datasets", "twitter2015", "--methods",
+           "text_only", "--seeds", "1", "--max-train-samples", "640", "--max-eval-samples", "32",
+           "--dev-subset-size", "32", "--epochs", "40", "--cpus", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        t0 = time.time()
+        while not ((run / "train.log").is_file() and "epoch 1:" in (run / "train.log").read_text()):
+            assert proc.poll() is None and time.time() - t0 < 300, "the run did not reach its first epoch"
+            time.sleep(0.2)
+        ray_processes = [p for p in _tree(proc.pid) if p != proc.pid]
+        os.killpg(proc.pid, signal.SIGINT)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, err
+    assert "stopping 1 running run(s)" in err and "0 finished, 0 finished before, 0 failed, 1 not finished" in err
+    assert "interrupted" in (run / "stdout.txt").read_text()  # the task ended itself, not killed
+    assert (run / "last_state.pt").is_file() and not (run / "metrics.json").exists()
+    worker = int((run / "stdout.txt").read_text().split(" pid ", 1)[1].split(",")[0])
+    t0 = time.time()
+    while any(_alive(p) for p in [worker, *ray_processes]) and time.time() - t0 < 30:
+        time.sleep(0.5)
+    assert len(ray_processes) >= 2 and not [p for p in [worker, *ray_processes] if _alive(p)]
 
 
 def test_a_failing_run_is_reported_with_its_log_while_the_other_finishes(data_env, tmp_path, capsys) -> None:

@@ -20,6 +20,7 @@ import socket
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from cmcs_core.sweep.cluster import RayOptions, ray_cluster
+from cmcs_core.sweep.cluster import Cluster, RayOptions, ray_cluster
 from cmcs_core.sweep.spec import PlannedRun, is_finished
 
 TOKEN_FILE = ".grid-token"
@@ -206,8 +207,6 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
     """Run every unfinished run of the grid as a Ray task; returns when all have ended (a failed run
     does not stop the others) or after Ctrl-C has stopped the workers."""
     stream = stream or sys.stderr  # read at call time (tests capture it)
-    import ray
-
     if opts.transfer not in TRANSFERS:
         raise ValueError(f"--transfer {opts.transfer!r}: choose from {', '.join(TRANSFERS)}")
     t_start = time.time()
@@ -222,77 +221,8 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
     if not todo:
         stream.write(f"grid: all {len(runs)} runs in {out} are finished\n")
         return report
-    token = uuid.uuid4().hex
-    threads = torch_threads_for(opts.ray.cpus_per_run)
     with ray_cluster(opts.ray) as cluster:
-        out.mkdir(parents=True, exist_ok=True)  # only once Ray has taken the options
-        (out / TOKEN_FILE).write_text(token)
-        slots = cluster.slots(opts.ray)
-        stream.write(f"grid: {len(todo)} runs to go on {'a local Ray' if cluster.embedded else cluster.address} "
-                     f"({cluster.resources.get('CPU', 0):g} CPUs, {cluster.resources.get('GPU', 0):g} GPUs): "
-                     f"{slots} at a time, {opts.ray.cpus_per_run:g} CPU + {opts.ray.gpus_per_run:g} GPU each\n")
-        task = ray.remote(run_task)
-        # An embedded Ray's workers all see --out: never pack a folder for them.
-        transfer = "shared" if cluster.embedded and opts.transfer == "auto" else opts.transfer
-        line = ProgressLine(stream, len(runs), len(report.skipped), slots)
-        queued = list(todo)
-        inflight: dict[Any, tuple[PlannedRun, float]] = {}
-        durations: list[float] = []
-
-        def submit(run: PlannedRun) -> None:
-            dest = out / run.name
-            partial = pack_folder(dest) if transfer != "shared" and dest.is_dir() else None
-            ref = task.options(name=f"cmcs-{run.name}", num_cpus=opts.ray.cpus_per_run,
-                               num_gpus=opts.ray.gpus_per_run, max_retries=1).remote(
-                run.cfg.to_dict(), run.name, str(out), token, transfer, partial, threads, opts.stress, opts.log_tail)
-            inflight[ref] = (run, time.time())
-
-        def collect(result: dict) -> None:
-            run_name = result["name"]
-            if "folder" in result:
-                place_folder(result["folder"], out / run_name)
-            if result["status"] == "finished":
-                report.finished.append(run_name)
-                report.run_seconds[run_name] = result["seconds"]
-                durations.append(result["seconds"])
-            elif result["status"] == "interrupted":
-                report.interrupted.append(run_name)
-            else:
-                report.failed.append({k: v for k, v in result.items() if k != "folder"})
-                line.message(f"FAILED {run_name} on {result['node']}: {result['error']}\n"
-                             f"  last lines of {out / run_name / RUN_LOG}:\n"
-                             + "\n".join("    " + s for s in result["log_tail"].splitlines()))
-
-        def draw() -> None:
-            running = {r.name: t for r, t in inflight.values()}
-            line.show(line.text(len(report.finished), running, len(report.failed), len(queued), durations))
-
-        on_term = _interrupt_on_sigterm()
-        try:
-            while queued or inflight:
-                if queued and opts.deadline is not None and time.time() - t_start > opts.deadline:
-                    line.message(f"grid: deadline of {opts.deadline:g}s passed, {len(queued)} run(s) not started")
-                    report.not_started, queued = [r.name for r in queued], []
-                while queued and len(inflight) < slots:
-                    submit(queued.pop(0))
-                draw()
-                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
-                for ref in ready:
-                    run, _t = inflight.pop(ref)
-                    try:
-                        collect(ray.get(ref))
-                    except ray.exceptions.RayError as err:  # the worker died (memory, node lost)
-                        collect({"name": run.name, "status": "failed", "error": f"worker lost: {err}",
-                                 "node": "?", "log_tail": _tail(out / run.name / RUN_LOG, opts.log_tail)})
-            draw()
-        except KeyboardInterrupt:
-            line.message(f"grid: stopping {len(inflight)} running run(s); their last finished epoch is kept")
-            _stop(ray, inflight, collect)
-            report.interrupted += [r.name for r in queued]
-        finally:
-            if on_term is not None:
-                signal.signal(signal.SIGTERM, on_term)
-        stream.write("\n" if line.tty else "")
+        _Driver(cluster, opts, out, report, stream).run(todo)
     report.seconds = time.time() - t_start
     stream.write(f"grid: {len(report.finished)} finished, {len(report.skipped)} finished before, "
                  f"{len(report.failed)} failed, {len(report.interrupted) + len(report.not_started)} not finished, "
@@ -302,11 +232,121 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
     return report
 
 
+class _Driver:
+    """Keeps as many runs in flight as fit on the cluster, collects what they send back, and draws
+    the progress line; Ctrl-C (or SIGTERM) stops the runs in flight."""
+
+    def __init__(self, cluster: Cluster, opts: GridOptions, out: Path, report: GridReport, stream: TextIO) -> None:
+        import ray
+
+        self.ray, self.opts, self.out, self.report, self.stream = ray, opts, out, report, stream
+        self.t_start = time.time()
+        self.slots = cluster.slots(opts.ray)
+        self.threads = torch_threads_for(opts.ray.cpus_per_run)
+        # An embedded Ray's workers all see --out: never pack a folder for them.
+        self.transfer = "shared" if cluster.embedded and opts.transfer == "auto" else opts.transfer
+        self.token = uuid.uuid4().hex
+        out.mkdir(parents=True, exist_ok=True)  # only once Ray has taken the options
+        (out / TOKEN_FILE).write_text(self.token)
+        self.task = ray.remote(run_task)
+        self.inflight: dict[Any, tuple[PlannedRun, float]] = {}
+        self.queued: list[PlannedRun] = []
+        self.durations: list[float] = []
+        self.line = ProgressLine(stream, report.total, len(report.skipped), self.slots)
+        stream.write(f"grid: {report.total - len(report.skipped)} runs to go on "
+                     f"{'a local Ray' if cluster.embedded else cluster.address} "
+                     f"({cluster.resources.get('CPU', 0):g} CPUs, {cluster.resources.get('GPU', 0):g} GPUs): "
+                     f"{self.slots} at a time, {opts.ray.cpus_per_run:g} CPU + {opts.ray.gpus_per_run:g} GPU each\n")
+
+    def run(self, todo: list[PlannedRun]) -> None:
+        self.queued = list(todo)
+        on_term = _interrupt_on_sigterm()
+        try:
+            while self.queued or self.inflight:
+                deadline = self.opts.deadline
+                if self.queued and deadline is not None and time.time() - self.t_start > deadline:
+                    self.line.message(f"grid: deadline of {deadline:g}s passed, {len(self.queued)} run(s) not started")
+                    self.report.not_started, self.queued = [r.name for r in self.queued], []
+                while self.queued and len(self.inflight) < self.slots:
+                    self.submit(self.queued.pop(0))
+                self.draw()
+                ready, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    self.receive(ref, lost="failed")
+            self.draw()
+        except KeyboardInterrupt:
+            self.line.message(f"grid: stopping {len(self.inflight)} running run(s); their last finished epoch is kept")
+            self.stop()
+        finally:
+            if on_term is not None:
+                signal.signal(signal.SIGTERM, on_term)
+        self.stream.write("\n" if self.line.tty else "")
+
+    def submit(self, run: PlannedRun) -> None:
+        dest = self.out / run.name
+        partial = pack_folder(dest) if self.transfer != "shared" and dest.is_dir() else None
+        ref = self.task.options(name=f"cmcs-{run.name}", num_cpus=self.opts.ray.cpus_per_run,
+                                num_gpus=self.opts.ray.gpus_per_run, max_retries=1).remote(
+            run.cfg.to_dict(), run.name, str(self.out), self.token, self.transfer, partial, self.threads,
+            self.opts.stress, self.opts.log_tail)
+        self.inflight[ref] = (run, time.time())
+
+    def receive(self, ref, lost: str) -> None:
+        """A finished task's result; `lost` is the status of a task that returned none (its worker
+        died, or it was cancelled before it started)."""
+        run, _t = self.inflight.pop(ref)
+        try:
+            result = self.ray.get(ref)
+        except self.ray.exceptions.RayError as err:
+            result = {"name": run.name, "status": lost, "error": f"worker lost: {err}", "node": "?",
+                      "log_tail": _tail(self.out / run.name / RUN_LOG, self.opts.log_tail)}
+        if "folder" in result:
+            place_folder(result["folder"], self.out / run.name)
+        status = result["status"]
+        if status == "finished":
+            self.report.finished.append(run.name)
+            self.report.run_seconds[run.name] = result["seconds"]
+            self.durations.append(result["seconds"])
+        elif status == "interrupted":
+            self.report.interrupted.append(run.name)
+        else:
+            self.report.failed.append({k: v for k, v in result.items() if k != "folder"})
+            self.line.message(f"FAILED {run.name} on {result['node']}: {result['error']}\n"
+                              f"  last lines of {self.out / run.name / RUN_LOG}:\n"
+                              + "\n".join("    " + s for s in result["log_tail"].splitlines()))
+
+    def draw(self) -> None:
+        running = {r.name: t for r, t in self.inflight.values()}
+        self.line.show(self.line.text(len(self.report.finished), running, len(self.report.failed),
+                                      len(self.queued), self.durations))
+
+    def stop(self, grace: float = 20.0) -> None:
+        """Interrupt the running tasks (they keep their last epoch's state), wait for them a little,
+        then end those that did not stop; queued runs are not started."""
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None  # a second Ctrl-C waits too
+        try:
+            for ref in self.inflight:
+                self.ray.cancel(ref, force=False)
+            deadline = time.time() + grace
+            while self.inflight and time.time() < deadline:
+                ready, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    self.receive(ref, lost="interrupted")
+            for ref, (run, _t) in list(self.inflight.items()):
+                self.ray.cancel(ref, force=True)
+                self.inflight.pop(ref)
+                self.report.interrupted.append(run.name)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+        self.report.interrupted += [r.name for r in self.queued]
+        self.queued = []
+
+
 def _interrupt_on_sigterm():
     """A grid told to end (SIGTERM, e.g. by a job scheduler) stops its runs as Ctrl-C does; returns
     the handler to put back (None off the main thread, where signals cannot be set)."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return None
 
@@ -314,27 +354,3 @@ def _interrupt_on_sigterm():
         raise KeyboardInterrupt
 
     return signal.signal(signal.SIGTERM, interrupt)
-
-
-def _stop(ray, inflight: dict, collect, grace: float = 20.0) -> None:
-    """Ctrl-C: interrupt the running tasks (they keep their last epoch's state), wait for them a
-    little, then end those that did not stop."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
-    try:
-        for ref in inflight:
-            ray.cancel(ref, force=False)
-        deadline = time.time() + grace
-        while inflight and time.time() < deadline:
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
-            for ref in ready:
-                run, _t = inflight.pop(ref)
-                try:
-                    collect(ray.get(ref))
-                except ray.exceptions.RayError:  # cancelled before it started
-                    collect({"name": run.name, "status": "interrupted"})
-        for ref, (run, _t) in inflight.items():
-            ray.cancel(ref, force=True)
-            collect({"name": run.name, "status": "interrupted"})
-        inflight.clear()
-    finally:
-        signal.signal(signal.SIGINT, previous)
