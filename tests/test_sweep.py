@@ -128,6 +128,32 @@ def test_a_stopped_grid_continues_with_the_runs_it_had_not_finished(data_env, tm
     assert (tmp_path / "grid" / "wo_visual" / "metrics.json").is_file()
 
 
+HEAD = """
+import sys, ray
+ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2)
+print(ray.get_runtime_context().gcs_address.rsplit(":", 1)[1], flush=True)
+sys.stdin.readline()
+ray.shutdown()
+"""
+
+
+def test_a_grid_joins_a_running_ray_with_address(data_env, tmp_path, monkeypatch, capsys) -> None:
+    """A Ray started by another process stands in for a cluster's head: `--address` joins it (with
+    its token, as a cluster needs), the run trains there, and the folder lands in --out."""
+    head = subprocess.Popen([sys.executable, "-c", HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        address = f"127.0.0.1:{head.stdout.readline().strip()}"
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")
+        out = tmp_path / "grid"
+        assert cli.main(["grid", "--out", str(out), "--address", address, "--methods", "text_only",
+                         "--datasets", "twitter2015", "--seeds", "1", *CONFIG, "--epochs", "1"]) == 0
+        assert f"1 runs to go on {address} (2 CPUs" in capsys.readouterr().err
+        assert (out / "twitter2015_minilm_frozen_text_only_s1" / "metrics.json").is_file()
+    finally:
+        head.communicate("\n", timeout=60)
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 ADDRESS_ENV = "RAY_ADDRESS"
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
 # Ray's default object store takes 30% of the RAM; a grid only passes configs and, when workers
 # cannot write to --out, finished run folders (which spill to disk past the cap).
 DEFAULT_OBJECT_STORE_MB = 256
@@ -108,7 +109,11 @@ def ray_cluster(opts: RayOptions) -> Iterator[Cluster]:
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError) as err:
-            raise ValueError(f"--address {address}: cannot join the Ray cluster ({err})") from None
+            hint = ""
+            if not os.environ.get(AUTH_MODE_ENV):  # Ray never sends its token to an explicit address unasked
+                hint = (f"; if the cluster uses Ray's token authentication, set {AUTH_MODE_ENV}=token here "
+                        "and give this machine the cluster's token (~/.ray/auth_token)")
+            raise ValueError(f"--address {address}: cannot join the Ray cluster ({err}){hint}") from None
     else:
         ray.init(address="local", num_cpus=opts.cpus or os.cpu_count(), num_gpus=opts.gpus,
                  include_dashboard=opts.dashboard, object_store_memory=opts.object_store_mb * 1024**2, **kwargs)
