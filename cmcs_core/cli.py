@@ -13,7 +13,17 @@ import types
 import typing
 from pathlib import Path
 
-from cmcs_core.config import METHODS, DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig, apply_method
+from cmcs_core.config import (
+    CHOICES,
+    METHODS,
+    DataConfig,
+    EncoderConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    apply_method,
+)
+from cmcs_core.data.dataset import BENCHMARKS
 from cmcs_core.data.counterfactual import EDITS
 
 SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
@@ -182,7 +192,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
     base = config_from_args(args)
     defaults = args.config is not None  # a config's own dataset/method/seed, else the paper's grid
-    runs = plan_grid(base, args.datasets or ([base.data.dataset] if defaults else ["twitter2015", "twitter2017"]),
+    runs = plan_grid(base, args.datasets or ([base.data.dataset] if defaults else list(BENCHMARKS)),
                      args.methods or ([base.model.method] if defaults else list(METHODS)),
                      args.seeds or ([base.train.seed] if defaults else [1, 2, 3]),
                      parse_sets(args.set), name_of=lambda cfg: str(default_run_dir(cfg).relative_to("runs")))
@@ -313,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a config.json as the base of every trial")
     p.add_argument("--method", choices=sorted(METHODS), help="method of every trial (default cmcs)")
     p.add_argument("--trials", type=int, default=20)
-    p.add_argument("--metric", choices=["dev_acc", "dev_f1", "dev_loss"],
+    p.add_argument("--metric", choices=CHOICES["select_on"],
                    help="dev figure to optimise (default: the config's select_on)")
     p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs every trial gets before a stop")
     p.add_argument("--reduction-factor", type=int, default=2, help="ASHA: keep 1/N of the trials at each rung")

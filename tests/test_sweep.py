@@ -41,6 +41,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_the_config_and_the_trainer_accept_the_same_selection_rules() -> None:
+    from cmcs_core.config import CHOICES
+    from cmcs_core.train.trainer import SELECT_ON
+
+    assert set(CHOICES["select_on"]) == set(SELECT_ON)
+
+
 def test_dry_run_lists_every_run_and_its_folder(tmp_path, capsys) -> None:
     out = tmp_path / "grid"
     assert cli.main(["grid", "--out", str(out), "--dry-run", "--methods", "cmcs", "text_only", "--seeds", "1", "2",

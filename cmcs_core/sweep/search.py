@@ -28,10 +28,9 @@ from typing import Any, TextIO
 from cmcs_core.config import RunConfig
 from cmcs_core.sweep.cluster import RayOptions, ray_cluster
 from cmcs_core.sweep.spec import FIELDS, OWN_OPTION, resolve_field, with_values
+from cmcs_core.train.trainer import SELECT_ON, Trainer, train
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
-# Which way each dev figure improves (the trainer's selection rule, train.select_on).
-MODES = {"dev_acc": "max", "dev_f1": "max", "dev_loss": "min"}
 SEARCH_FILE = "search.json"
 
 
@@ -120,13 +119,12 @@ def run_trial(values: dict[str, Any], base_dict: dict, trials_dir: str, threads:
     from ray import tune
 
     from cmcs_core.pipeline import torch_threads
-    from cmcs_core.train.trainer import train
 
     cfg = trial_config(RunConfig.from_dict(base_dict), values)
     run_dir = Path(trials_dir) / f"trial_{tune.get_context().get_trial_id()}"
 
     def report(row: dict) -> None:
-        tune.report({k: float(row[k]) for k in ("epoch", "train_loss", *MODES)})
+        tune.report({k: float(row[k]) for k in ("epoch", "train_loss", *SELECT_ON)})
 
     with torch_threads(threads):
         train(cfg, run_dir, progress=False, on_epoch=report)
@@ -152,11 +150,10 @@ def run_search(base: RunConfig, opts: SearchOptions, stream: TextIO | None = Non
 
     from cmcs_core.pipeline import torch_threads
     from cmcs_core.sweep.grid import torch_threads_for
-    from cmcs_core.train.trainer import Trainer
 
     metric = opts.metric or base.train.select_on
-    if metric not in MODES:
-        raise ValueError(f"--metric {metric!r}: choose from {', '.join(MODES)}")
+    if metric not in SELECT_ON:
+        raise ValueError(f"--metric {metric!r}: choose from {', '.join(SELECT_ON)}")
     if opts.trials < 1:
         raise ValueError(f"--trials {opts.trials}: at least 1")
     space = load_space(opts.space)
@@ -173,7 +170,7 @@ def run_search(base: RunConfig, opts: SearchOptions, stream: TextIO | None = Non
     with ray_cluster(opts.ray) as cluster:
         slots = cluster.slots(opts.ray)
         stream.write(f"search: {opts.trials} trials, {slots} at a time, optimising {metric} on dev "
-                     f"({MODES[metric]}), ASHA after {opts.grace_period} epoch(s) of at most {max_epochs}\n")
+                     f"({SELECT_ON[metric]}), ASHA after {opts.grace_period} epoch(s) of at most {max_epochs}\n")
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, base_dict=base.to_dict(), trials_dir=str(trials_dir), threads=threads),
             {"cpu": opts.ray.cpus_per_run, "gpu": opts.ray.gpus_per_run})
@@ -181,7 +178,7 @@ def run_search(base: RunConfig, opts: SearchOptions, stream: TextIO | None = Non
             trainable,
             param_space=tune_space(space),
             tune_config=tune.TuneConfig(
-                metric=metric, mode=MODES[metric], num_samples=opts.trials, max_concurrent_trials=slots,
+                metric=metric, mode=SELECT_ON[metric], num_samples=opts.trials, max_concurrent_trials=slots,
                 search_alg=OptunaSearch(seed=opts.seed),
                 scheduler=ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
                                         grace_period=opts.grace_period, reduction_factor=opts.reduction_factor)),
@@ -217,14 +214,14 @@ def summarise(base: RunConfig, space: dict, trials_dir: Path, out: Path, metric:
     scored = [r for r in rows if r["score"] is not None and not math.isnan(r["score"])]
     if not scored:
         raise ValueError(f"no trial finished ({'; '.join(errors[:3]) or 'see ' + str(out / '.tune')})")
-    sign = 1 if MODES[metric] == "max" else -1
+    sign = 1 if SELECT_ON[metric] == "max" else -1
     best = max(scored, key=lambda r: sign * r["score"])  # ties: the first trial
     best_cfg = RunConfig.load(Path(best["run"]) / "config.json")
     best_cfg.data.read_test = base.data.read_test
     best_cfg.train.eval_test_each_epoch = base.train.eval_test_each_epoch
     (out / "best").mkdir(parents=True, exist_ok=True)
     best_cfg.save(out / "best" / "config.json")
-    summary = {"metric": metric, "mode": MODES[metric], "split": "dev", "trials": rows, "best": best,
+    summary = {"metric": metric, "mode": SELECT_ON[metric], "split": "dev", "trials": rows, "best": best,
                "best_config": str(out / "best" / "config.json"), "errors": errors}
     (out / SEARCH_FILE).write_text(json.dumps(summary, indent=2, default=float))
     for r in sorted(scored, key=lambda r: -sign * r["score"]):
