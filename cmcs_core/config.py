@@ -9,7 +9,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 # Ablations of Table 2 and the text-only baseline are presets of one code path.
 METHODS: dict[str, dict[str, Any]] = {
@@ -22,11 +22,6 @@ METHODS: dict[str, dict[str, Any]] = {
 }
 
 POOLINGS = ("mean", "cls", "target", "mention")
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
 
 
 METHOD_TITLES = {
@@ -58,6 +53,7 @@ class DataConfig:
     augment_polarity: str = "opposite"
     max_eval_samples: int | None = None
     dev_subset_size: int = 256  # |D_dev| for the upper level, drawn from the validation split
+    read_test: bool = True  # False: the test split is never opened (hyperparameter searches score on dev only)
 
 
 @dataclass
@@ -101,12 +97,13 @@ class ModelConfig:
 
     def validate(self) -> "ModelConfig":
         """The model's own refusals (RunConfig.validate adds those across sections)."""
+        problems = field_problems(self)
         parts = self.pooling.split("+")
-        bad = [p for p in parts if p not in POOLINGS]
-        if bad or len(set(parts)) != len(parts):
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, or several joined by '+' (each once, "
-                             f"e.g. mean+target), not {self.pooling!r}")
-        _choice("mask_condition", self.mask_condition, ("none", "target"))
+        if any(p not in POOLINGS for p in parts) or len(set(parts)) != len(parts):
+            problems.append(f"pooling={self.pooling!r}: pooling must be one of {', '.join(POOLINGS)}, or several "
+                            "joined by '+' (each once, e.g. mean+target)")
+        if problems:
+            raise ValueError("invalid config: " + "; ".join(problems))
         if self.mask_condition == "target":
             if self.mask_mode != "learned":
                 raise ValueError(f"mask_condition=target conditions a learned mask on the target, but method "
@@ -192,12 +189,15 @@ class RunConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def validate(self) -> "RunConfig":
-        """Refuse values and combinations that cannot mean anything, before any work starts, with
-        a message that says why (the CLI, the trainer and every config reader call this)."""
+        """Refuse values no run can train with and combinations that cannot mean anything, naming the
+        field and why, before any work starts (the CLI, the trainer, a grid for each of its runs, and
+        every reader of a config.json call this)."""
+        problems = [p for section in (self.data, self.encoder, self.train) for p in field_problems(section)]
+        if self.model.method not in METHODS:
+            problems.append(f"method={self.model.method!r}: choose from {', '.join(sorted(METHODS))}")
+        if problems:
+            raise ValueError("invalid config: " + "; ".join(problems))
         m, t = self.model.validate(), self.train
-        _choice("upper_objective", t.upper_objective, ("dev", "counterfactual"))
-        _choice("mask_level", t.mask_level, ("lower", "upper", "relation"))
-        _choice("neumann_eta_rule", t.neumann_eta_rule, ("fixed", "curvature"))
         no_upper = f"method {m.method!r} has no upper level (no CMS, phi fixed to 1)"
         if t.upper_objective != "dev" and not m.use_cms:
             raise ValueError(f"upper_objective={t.upper_objective}: {no_upper}")
@@ -209,9 +209,68 @@ class RunConfig:
             if t.mask_level == "relation" and m.mask_condition != "target":
                 raise ValueError("mask_level=relation moves the target term of a target-conditioned gate: "
                                  "set mask_condition=target")
-        if t.invariance_weight < 0 or t.mask_lr <= 0:
-            raise ValueError("invariance_weight must be >= 0 and mask_lr > 0")
         return self
+
+
+# What validate() accepts. Fields named in neither take any value of their type (paths, model names:
+# the run itself says when they are wrong).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "augment_polarity": ("opposite", "random"),
+    "mask_mode": ("learned", "fixed", "none"),
+    "fusion": ("auto", "similarity", "constant"),
+    "mask_granularity": ("element", "token"),
+    "hessian_params": ("heads", "heads+encoder"),
+    "select_on": ("dev_acc", "dev_f1", "dev_loss"),
+    "mask_condition": ("none", "target"),
+    "upper_objective": ("dev", "counterfactual"),
+    "mask_level": ("lower", "upper", "relation"),
+    "neumann_eta_rule": ("fixed", "curvature"),
+}
+RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "max_train_samples": ("a positive integer", lambda v: v >= 1),
+    "max_eval_samples": ("a positive integer", lambda v: v >= 1),
+    "dev_subset_size": ("a positive integer", lambda v: v >= 1),
+    "augment_clauses": ("0 or more", lambda v: v >= 0),
+    "max_length": ("a positive integer", lambda v: v >= 1),
+    "caption_max_length": ("a positive integer", lambda v: v >= 1),
+    "finetune_layers": ("-1 (all), 0 (frozen) or a number of top layers", lambda v: v >= -1),
+    "hidden_dim": ("a positive integer", lambda v: v >= 1),
+    "dropout": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "fusion_constant": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "mask_sparsity": ("0 or more", lambda v: v >= 0),
+    "epochs": ("a positive integer", lambda v: v >= 1),
+    "batch_size": ("a positive integer", lambda v: v >= 1),
+    "lr": ("positive", lambda v: v > 0),
+    "head_lr": ("positive", lambda v: v > 0),
+    "weight_decay": ("0 or more", lambda v: v >= 0),
+    "warmup_ratio": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "grad_clip": ("positive", lambda v: v > 0),
+    "H": ("a positive integer", lambda v: v >= 1),
+    "K": ("0 or more", lambda v: v >= 0),
+    "neumann_eta": ("positive", lambda v: v > 0),
+    "phi_lr": ("positive", lambda v: v > 0),
+    "hypergrad_clip": ("positive", lambda v: v > 0),
+    "num_threads": ("a positive integer", lambda v: v >= 1),
+    "invariance_weight": ("0 or more", lambda v: v >= 0),
+    "mask_lr": ("positive", lambda v: v > 0),
+}
+OPTIONAL = {"max_train_samples", "max_eval_samples", "num_threads"}
+
+
+def field_problems(section) -> list[str]:
+    """Each field of one config section whose value CHOICES or RANGES refuse, said with the field's name."""
+    problems = []
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if value is None and f.name in OPTIONAL:
+            continue
+        if f.name in CHOICES and value not in CHOICES[f.name]:
+            problems.append(f"{f.name}={value!r}: choose from {', '.join(CHOICES[f.name])}")
+        if f.name in RANGES:
+            meaning, ok = RANGES[f.name]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
+                problems.append(f"{f.name}={value!r}: must be {meaning}")
+    return problems
 
 
 # Named opt-in variants beyond the paper: config flags set on top of a method's preset (`train --variant

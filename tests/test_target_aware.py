@@ -221,7 +221,7 @@ def test_hypergradient_adds_the_direct_term_of_a_hyperparameter_the_dev_loss_rea
     ("cmcs", {"mask_granularity": "token"}, {"mask_level": "relation"}, "set mask_condition=target"),
     ("cmcs", {"pooling": "mean+mean"}, {}, "each once"),
     ("cmcs", {"pooling": "max"}, {}, "pooling must be one of"),
-    ("cmcs", {}, {"upper_objective": "dev+cf"}, "upper_objective must be one of"),
+    ("cmcs", {}, {"upper_objective": "dev+cf"}, "upper_objective=.dev\\+cf.: choose from"),
 ])
 def test_combinations_that_mean_nothing_are_refused_with_the_reason(method, model_kw, train_kw, why):
     cfg = RunConfig()
@@ -402,3 +402,26 @@ def test_relation_level_moves_only_the_target_term_at_the_upper_level(variant_ru
     assert {id(p) for g in trainer.mask_opt.param_groups for p in g["params"]} == relation
     params = dict(trainer.model.named_parameters())
     assert not torch.equal(run["initial"]["text_mfs.relation.out.weight"], params["text_mfs.relation.out.weight"])
+
+
+def test_grid_sets_the_variant_after_each_method(tmp_path):
+    """`cmcs grid --methods cmcs wo_cms --variant target_aware`: CMCS gets the whole variant, w/o CMS its
+    model part (it has no upper level), so the two pair by seed; folders say +target_aware."""
+    from cmcs_core.cli import default_run_dir
+    from cmcs_core.config import VARIANTS
+    from cmcs_core.sweep.spec import plan_grid
+
+    runs = plan_grid(RunConfig(), ["twitter2015"], ["cmcs", "wo_cms"], [1], {"K": [1, 2]},
+                     name_of=lambda cfg: str(default_run_dir(cfg).relative_to("runs")), variant="target_aware")
+    assert [r.name for r in runs] == ["twitter2015_minilm_frozen_cmcs_s1+target_aware_K1",
+                                      "twitter2015_minilm_frozen_wo_cms_s1+target_aware_K1",
+                                      "twitter2015_minilm_frozen_cmcs_s1+target_aware_K2",
+                                      "twitter2015_minilm_frozen_wo_cms_s1+target_aware_K2"]
+    parts = VARIANTS["target_aware"]
+    for run in runs:
+        for key, value in parts["model"].items():
+            assert getattr(run.cfg.model, key) == value
+        for key, value in parts["train"].items():
+            default = getattr(RunConfig().train, key)
+            assert getattr(run.cfg.train, key) == (value if run.cfg.model.use_cms else default)
+    assert {r.cfg.train.K for r in runs} == {1, 2}  # --set still applies on top
