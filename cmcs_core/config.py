@@ -150,6 +150,11 @@ class TrainConfig:
     # target-conditioned gate does (its content part learns from the training rows). "lower" is the paper.
     mask_level: str = "lower"  # lower | upper | relation
     mask_lr: float = 1e-3
+    # Opt-in counterfactual branch in the lower level (issue 15): this share of each training batch's rows also
+    # passes as a copy with a clause about something else appended (the counterfactual grammar, either
+    # sentiment, label kept); L_c = CE(copy) + JS(row || copy) joins the lower objective as a third scheduled
+    # loss, phi_c = softplus(gamma * eff_c), eff_c = exp(L_t(copy) - L_t(row)) (1 without CMS). 0 = off.
+    counterfactual_share: float = 0.0
     num_threads: int | None = None
 
 
@@ -253,6 +258,7 @@ RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "num_threads": ("a positive integer", lambda v: v >= 1),
     "invariance_weight": ("0 or more", lambda v: v >= 0),
     "mask_lr": ("positive", lambda v: v > 0),
+    "counterfactual_share": ("in [0, 1]", lambda v: 0 <= v <= 1),
 }
 OPTIONAL = {"max_train_samples", "max_eval_samples", "num_threads"}
 
@@ -274,18 +280,25 @@ def field_problems(section) -> list[str]:
 
 
 # Named opt-in variants beyond the paper: config flags set on top of a method's preset (`train --variant
-# NAME`; flags given explicitly still win). config.json records every flag, never the name. The "train"
-# part needs an upper level, so a method without CMS takes only the "model" part: `--method wo_cms
-# --variant target_aware` is the same variant without CMS, the pair that says what the upper level adds.
+# NAME`; flags given explicitly still win). config.json records every flag, never the name. A method without
+# CMS has no upper level, so it takes every flag but those of the upper level (UPPER_LEVEL_FIELDS): `--method
+# wo_cms --variant target_aware` is the same variant without CMS, the pair that says what the upper level adds.
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    # issue 15: target-conditioned token gates read through mean+target pooling, the text mask as an
-    # upper-level variable fitted to a counterfactual D_dev, with a Neumann step scaled to the curvature
+    # issue 15: target-conditioned token gates read through mean+target pooling; a counterfactual branch in the
+    # lower level scheduled by its causal effect; a counterfactual D_dev; a Neumann step scaled to the curvature
     "target_aware": {
+        "model": {"mask_granularity": "token", "mask_condition": "target", "pooling": "mean+target"},
+        "train": {"upper_objective": "counterfactual", "counterfactual_share": 0.5, "neumann_eta_rule": "curvature"},
+    },
+    # the same, with the text mask fitted by the upper level alone: it selects when D_dev is drawn without the
+    # shortcut (the playground's target-cue preset), and overfits a small D_dev drawn like train
+    "target_aware_mask_upper": {
         "model": {"mask_granularity": "token", "mask_condition": "target", "pooling": "mean+target"},
         "train": {"upper_objective": "counterfactual", "mask_level": "upper", "mask_lr": 1e-2,
                   "neumann_eta_rule": "curvature"},
     },
 }
+UPPER_LEVEL_FIELDS = ("upper_objective", "invariance_weight", "mask_level", "mask_lr", "neumann_eta_rule")
 
 
 def apply_variant(cfg: "RunConfig", name: str) -> "RunConfig":
@@ -294,8 +307,8 @@ def apply_variant(cfg: "RunConfig", name: str) -> "RunConfig":
         raise ValueError(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
     parts = VARIANTS[name]
     cfg.model = dataclasses.replace(cfg.model, **parts.get("model", {}))
-    if cfg.model.use_cms:
-        cfg.train = dataclasses.replace(cfg.train, **parts.get("train", {}))
+    train = {k: v for k, v in parts.get("train", {}).items() if cfg.model.use_cms or k not in UPPER_LEVEL_FIELDS}
+    cfg.train = dataclasses.replace(cfg.train, **train)
     return cfg
 
 

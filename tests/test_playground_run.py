@@ -182,7 +182,7 @@ def test_target_cue_preset_plants_a_cue_beside_each_targets_evidence(tmp_path: P
         assert stats[split]["text_strength"] < 0.6 and stats[split]["image_strength"] < 0.7
     names = [run_name(m, 0, "caption", v, "target-cue") for m, v in PRESETS["target-cue"]["runs"]]
     assert names == ["playground-target-cue_text_only_s0", "playground-target-cue_cmcs_s0",
-                     "playground-target-cue_cmcs+target_aware_s0"]
+                     "playground-target-cue_cmcs+target_aware_mask_upper_s0"]
     cfgs = [RunConfig.load(runs / n / "config.json") for n in names]
     assert cfgs[2].model.mask_condition == "target" and cfgs[2].train.mask_level == "upper"
     assert cfgs[1].model.mask_condition == "none" and cfgs[1].train.mask_level == "lower"  # the paper's CMCS

@@ -255,6 +255,8 @@ VARIANTS = {
     "cmcs relation upper": ("cmcs", {"mask_granularity": "token", "mask_condition": "target"},
                             {"upper_objective": "counterfactual", "mask_level": "relation", "mask_lr": 1e-2,
                              "neumann_eta_rule": "curvature"}),
+    "cmcs counterfactual branch": ("cmcs", {}, {"counterfactual_share": 0.5}),
+    "text_only counterfactual branch": ("text_only", {}, {"counterfactual_share": 0.5}),
     "wo_cms target gates": ("wo_cms", {"mask_granularity": "token", "mask_condition": "target",
                                        "pooling": "mean+target"}, {}),
 }
@@ -408,7 +410,7 @@ def test_grid_sets_the_variant_after_each_method(tmp_path):
     """`cmcs grid --methods cmcs wo_cms --variant target_aware`: CMCS gets the whole variant, w/o CMS its
     model part (it has no upper level), so the two pair by seed; folders say +target_aware."""
     from cmcs_core.cli import default_run_dir
-    from cmcs_core.config import VARIANTS
+    from cmcs_core.config import UPPER_LEVEL_FIELDS, VARIANTS
     from cmcs_core.sweep.spec import plan_grid
 
     runs = plan_grid(RunConfig(), ["twitter2015"], ["cmcs", "wo_cms"], [1], {"K": [1, 2]},
@@ -423,5 +425,38 @@ def test_grid_sets_the_variant_after_each_method(tmp_path):
             assert getattr(run.cfg.model, key) == value
         for key, value in parts["train"].items():
             default = getattr(RunConfig().train, key)
-            assert getattr(run.cfg.train, key) == (value if run.cfg.model.use_cms else default)
+            upper = key in UPPER_LEVEL_FIELDS
+            assert getattr(run.cfg.train, key) == (value if run.cfg.model.use_cms or not upper else default)
+    assert runs[1].cfg.train.counterfactual_share == parts["train"]["counterfactual_share"]  # a lower-level flag
     assert {r.cfg.train.K for r in runs} == {1, 2}  # --set still applies on top
+
+
+def test_counterfactual_branch_is_scheduled_by_its_causal_effect(variant_runs):
+    """counterfactual_share: L_c = CE(copy) + JS joins the lower objective with phi_c =
+    softplus(gamma * exp(L_t(copy) - L_t(row))); gamma moves with the upper level like alpha and
+    beta; without CMS (text-only) phi_c stays 1 and gamma never moves."""
+    run = variant_runs["cmcs counterfactual branch"]
+    b = pd.read_parquet(run["dir"] / "batches.parquet")
+    assert b.L_c.notna().all() and (b.L_c > 0).all() and b.eff_c.notna().all()
+    softplus = torch.nn.functional.softplus
+    # the logged gamma is the one the step's loss used (logged before that step's upper step moves it)
+    expected = softplus(torch.tensor((b.gamma * b.eff_c).to_numpy()))
+    assert torch.allclose(torch.tensor(b.phi_c.to_numpy()), expected.float(), rtol=1e-4)
+    upper = b[b.hypergrad_norm.notna()]
+    assert upper.hypergrad_gamma.notna().all() and b.gamma.nunique() > 1
+    plain = pd.read_parquet(variant_runs["text_only counterfactual branch"]["dir"] / "batches.parquet")
+    assert (plain.phi_c == 1.0).all() and plain.L_c.notna().all()
+    trainer = variant_runs["text_only counterfactual branch"]["trainer"]
+    assert float(trainer.model.gamma) == pytest.approx(trainer.cfg.model.alpha_init)
+
+
+def test_counterfactual_losses_on_identical_copies(text_encoder):
+    """A copy identical to its row costs exactly its CE, no invariance, and has causal effect 1."""
+    model = _model(text_encoder, method="cmcs", use_visual=False)
+    batch = _batch(text_encoder, ["pat was lovely tonight", "sam was late again"], ["pat", "sam"])
+    out = model(batch)
+    copy = model({k: v[:1] for k, v in batch.items()})
+    losses = model.counterfactual_losses(out, copy, batch)
+    assert float(losses["L_c"]) == pytest.approx(float(losses["L_c_copy"]), rel=1e-5)
+    assert float(losses["L_c_copy"]) == pytest.approx(float(losses["L_c_row"]), rel=1e-5)
+    assert float(model.causal_effect(losses["L_c_copy"], losses["L_c_row"])) == pytest.approx(1.0)

@@ -66,7 +66,8 @@ class TextTower(nn.Module):
 
 
 class CMCSModel(nn.Module):
-    def __init__(self, cfg: ModelConfig, text_tower: TextTower, visual_dim: int | None) -> None:
+    def __init__(self, cfg: ModelConfig, text_tower: TextTower, visual_dim: int | None,
+                 counterfactual: bool = False) -> None:
         super().__init__()
         self.cfg = cfg.validate()
         self.readouts = cfg.pooling.split("+")  # e.g. ["mean", "target"]: concatenated (TD-BERT-style)
@@ -84,10 +85,15 @@ class CMCSModel(nn.Module):
         # phi = {alpha, beta}: the scheduler, optimised only by the upper level.
         self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha_init)))
         self.beta = nn.Parameter(torch.tensor(float(cfg.alpha_init)))
+        # gamma schedules the opt-in counterfactual branch (TrainConfig.counterfactual_share) like alpha and beta
+        self.gamma = nn.Parameter(torch.tensor(float(cfg.alpha_init))) if counterfactual else None
 
     # -- parameter groups used by the bi-level optimiser --------------------------------
     def scheduler_parameters(self) -> list[nn.Parameter]:
-        return [self.alpha, self.beta] if self.cfg.use_visual else [self.alpha]
+        """phi's parameters, in the order of the hypergradient's log: alpha, beta (visual), gamma (the
+        counterfactual branch, when on)."""
+        params = [self.alpha, self.beta] if self.cfg.use_visual else [self.alpha]
+        return params + ([self.gamma] if self.gamma is not None else [])
 
     def head_parameters(self, mask_level: str = "lower") -> list[nn.Parameter]:
         """theta's heads: MFS networks and classifiers, less what `mask_level` makes a
@@ -228,10 +234,27 @@ class CMCSModel(nn.Module):
             stats.update(eff_v=eff_v.item(), phi_v=float(phi_v.detach()), L_v=losses["L_v"].item())
         else:
             stats.update(eff_v=math.nan, phi_v=math.nan, L_v=math.nan)
+        if "L_c" in losses:  # the counterfactual branch, scheduled by its own causal effect
+            eff_c = self.causal_effect(losses["L_c_copy"], losses["L_c_row"])
+            gamma = self.gamma.detach() if detach_phi else self.gamma
+            phi_c = F.softplus(gamma * eff_c) if self.cfg.use_cms else torch.ones(())
+            total = total + phi_c * losses["L_c"]
+            stats.update(eff_c=eff_c.item(), phi_c=float(phi_c.detach()), L_c=losses["L_c"].item())
         if "L_sparse" in losses:  # outside phi: the prior is not a modality's loss to schedule
             total = total + self.cfg.mask_sparsity * losses["L_sparse"]
             stats["L_sparse"] = losses["L_sparse"].item()
         return total, stats
+
+    def counterfactual_losses(self, out: dict[str, torch.Tensor], copy_out: dict[str, torch.Tensor],
+                              batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The counterfactual branch on the first k rows of a batch and their copies (k = len(copy)):
+        L_c = CE(copy) + JS(row || copy), plus the two text losses whose gap is its causal effect."""
+        k = len(copy_out["text_logits"])
+        y = batch["label"][:k]
+        row_lt = F.cross_entropy(out["text_logits"][:k], y)
+        copy_lt = F.cross_entropy(copy_out["text_logits"], y)
+        inv = self.invariance(out["text_logits"][:k], copy_out["text_logits"])
+        return {"L_c": copy_lt + inv, "L_c_copy": copy_lt, "L_c_row": row_lt}
 
     def dev_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """L_dev = L_t + L_v on D_dev: it does not depend on phi directly."""

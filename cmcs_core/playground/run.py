@@ -38,7 +38,7 @@ PRESETS: dict[str, dict] = {
         "generator": {"min_targets_per_tweet": 2, "spurious_rate": 1.0, "dev_cues_at_chance": True,
                       "text_spurious_strength_train": 0.95, "image_spurious_strength_train": 0.95,
                       "n_train": 1200, "n_dev": 300, "n_test": 300},
-        "runs": [("text_only", None), ("cmcs", None), ("cmcs", "target_aware")],
+        "runs": [("text_only", None), ("cmcs", None), ("cmcs", "target_aware_mask_upper")],
         "data_out": Path("playground") / "target_cue",
     },
 }
@@ -134,7 +134,7 @@ def run_config(data_dir: Path, method: str, seed: int, epochs: int, visual_model
 
 def run_name(method: str, seed: int, visual_model: str, variant: str | None = None, preset: str | None = None) -> str:
     """playground_cmcs_s0 (captions, the name older versions used) / playground_cmcs_pixels_s0;
-    a preset's runs: playground-target-cue_cmcs+target_aware_s0."""
+    a preset's runs: playground-target-cue_cmcs+target_aware_mask_upper_s0."""
     prefix = f"playground-{preset}" if preset else "playground"
     return f"{prefix}_{method}{f'+{variant}' if variant else ''}{'' if visual_model == 'caption' else '_pixels'}_s{seed}"
 

@@ -35,6 +35,8 @@ BATCH_LOG_COLUMNS = [
     # spread over tokens; per upper step, cos(grad L_dev, grad L_train) and the mask's hypergradient
     "grad_norm", "mask_grad_norm", "mask_mean", "mask_token_std",
     "dev_train_cos", "hypergrad_mask_norm", "dev_invariance", "dev_L_t_edited", "hessian_top_eig", "neumann_eta",
+    # the opt-in counterfactual branch (counterfactual_share): its effect, weight, loss and scheduler parameter
+    "eff_c", "phi_c", "L_c", "gamma", "hypergrad_gamma",
 ]
 
 
@@ -187,6 +189,11 @@ class Trainer:
         self.test_data = tensors("test", d.max_eval_samples) if d.read_test else None
         # The counterfactual upper level reads each D_dev row beside a copy with a clause about something
         # else appended (label kept): row i of dev_cf_data is the copy of row i of dev_data.
+        # The counterfactual branch of the lower level: row i of train_cf_data is the copy of training row i.
+        self.train_cf_data = None
+        if self.cfg.train.counterfactual_share > 0:
+            self.train_cf_data = self.pipe.tensors(counterfactual_split(self.train_data.split, d.augment_seed),
+                                                   progress=self.progress)
         self.dev_cf_data = None
         if self.cfg.train.upper_objective == "counterfactual":
             self.dev_cf_data = self.pipe.tensors(counterfactual_split(self.dev_data.split, d.augment_seed),
@@ -245,6 +252,17 @@ class Trainer:
         """theta: what the lower level's optimiser steps (and its gradient clip covers)."""
         return self.model.head_parameters(self.cfg.train.mask_level) + self.model.encoder_parameters()
 
+    def _train_losses(self, batch: dict, out: dict, encoder_grad: bool = True) -> dict:
+        """The lower objective's losses of a training batch: both branches, and with
+        counterfactual_share the counterfactual branch on the batch's first rows and their copies
+        (batches are shuffled, so the first rows are a random share)."""
+        losses = self.model.branch_losses(out, batch)
+        if self.train_cf_data is not None:
+            k = max(1, math.ceil(self.cfg.train.counterfactual_share * len(batch["label"])))
+            copies = self.train_cf_data.batch(batch["index"][:k].cpu(), self.device)
+            losses.update(self.model.counterfactual_losses(out, self.model(copies, encoder_grad=encoder_grad), batch))
+        return losses
+
     def _upper_step(self, train_batch, dev_batch) -> dict[str, float]:
         """One step on phi (and on the text mask's upper-level part, mask_level upper/relation) with the implicit
         gradient (Eq. 14), in eval mode so HVPs are exact. Each group's hypergradient is clipped on its
@@ -252,9 +270,8 @@ class Trainer:
         t = self.cfg.train
         self.model.eval()
         enc_grad = t.hessian_params != "heads"
-        train_loss, _ = self.model.scheduled_loss(
-            self.model.branch_losses(self.model(train_batch, encoder_grad=enc_grad), train_batch), detach_phi=False
-        )
+        train_out = self.model(train_batch, encoder_grad=enc_grad)
+        train_loss, _ = self.model.scheduled_loss(self._train_losses(train_batch, train_out, enc_grad), detach_phi=False)
         dev_out = self.model(dev_batch, encoder_grad=enc_grad)
         losses = self.model.branch_losses(dev_out, dev_batch)
         info: dict[str, float] = {}
@@ -274,12 +291,19 @@ class Trainer:
         if masks:
             info["hypergrad_mask_norm"] = self._clipped_step(self.mask_opt, masks, grads[len(phi):])
         self.model.train()
+        by_name = {name: float(g) for name, g in zip(self._phi_names(), grads)}
         return {
             "hypergrad_norm": norm,
-            "hypergrad_alpha": float(grads[0]),
-            "hypergrad_beta": float(grads[1]) if len(phi) > 1 else math.nan,
+            "hypergrad_alpha": by_name["alpha"],
+            "hypergrad_beta": by_name.get("beta", math.nan),
+            "hypergrad_gamma": by_name.get("gamma", math.nan),
             **info,
         }
+
+    def _phi_names(self) -> list[str]:
+        """Names of scheduler_parameters(), in its order."""
+        ids = {id(p): n for n, p in self.model.named_parameters()}
+        return [ids[id(p)] for p in self.model.scheduler_parameters()]
 
     def _clipped_step(self, opt: torch.optim.Optimizer, params: list, grads: list[torch.Tensor]) -> float:
         """Hand the hypergradient, its norm clipped at hypergrad_clip, to an upper-level optimiser;
@@ -375,7 +399,8 @@ class Trainer:
             for step, batch in enumerate(bar):
                 with self._autocast():
                     out = self.model(batch)
-                loss, stats = self.model.scheduled_loss(self.model.branch_losses(out, batch))
+                    train_losses = self._train_losses(batch, out)
+                loss, stats = self.model.scheduled_loss(train_losses)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 stats.update(self._mask_stats(out, batch))
@@ -387,6 +412,8 @@ class Trainer:
                 self.global_step += 1
                 row = {"epoch": epoch, "step": step, "global_step": self.global_step, "loss": loss.item(), **stats}
                 row.update(alpha=self.model.alpha.item(), beta=self.model.beta.item())
+                if self.model.gamma is not None:
+                    row["gamma"] = self.model.gamma.item()
                 if use_upper and self.global_step % t.H == 0:
                     row.update(self._upper_step(batch, next(dev_iter)))
                 self.batch_rows.append(row)
