@@ -144,7 +144,7 @@ class TrainConfig:
     # of each row with a clause about something else appended (augment bank, either sentiment, label kept),
     # and L_dev adds that copy's L_t plus invariance_weight * JS(p_t(row) || p_t(copy)).
     upper_objective: str = "dev"  # dev (paper: L_t + L_v on D_dev) | counterfactual
-    invariance_weight: float = 1.0  # weight of the JS invariance term of the counterfactual upper level
+    invariance_weight: float = 1.0  # weight of the JS invariance terms (counterfactual D_dev and counterfactual branch)
     # "upper": the text mask network is a hyperparameter: it leaves theta and moves only by the upper level's
     # hypergradient (direct + implicit term), with Adam at mask_lr. "relation": only the target term of a
     # target-conditioned gate does (its content part learns from the training rows). "lower" is the paper.
@@ -152,8 +152,9 @@ class TrainConfig:
     mask_lr: float = 1e-3
     # Opt-in counterfactual branch in the lower level (issue 15): this share of each training batch's rows also
     # passes as a copy with a clause about something else appended (the counterfactual grammar, either
-    # sentiment, label kept); L_c = CE(copy) + JS(row || copy) joins the lower objective as a third scheduled
-    # loss, phi_c = softplus(gamma * eff_c), eff_c = exp(L_t(copy) - L_t(row)) (1 without CMS). 0 = off.
+    # sentiment, label kept); L_c = CE(copy) + w JS(row || copy) joins the lower objective as a third scheduled
+    # loss, phi_c = softplus(gamma * eff_c), eff_c = exp(L_t(copy) - L_t(row)) (1 without CMS); the JS term is
+    # weighted by invariance_weight, as on D_dev. 0 = off.
     counterfactual_share: float = 0.0
     num_threads: int | None = None
 
@@ -298,7 +299,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
                   "neumann_eta_rule": "curvature"},
     },
 }
-UPPER_LEVEL_FIELDS = ("upper_objective", "invariance_weight", "mask_level", "mask_lr", "neumann_eta_rule")
+UPPER_LEVEL_FIELDS = ("upper_objective", "mask_level", "mask_lr", "neumann_eta_rule")
 
 
 def apply_variant(cfg: "RunConfig", name: str) -> "RunConfig":

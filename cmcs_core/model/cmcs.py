@@ -246,15 +246,15 @@ class CMCSModel(nn.Module):
         return total, stats
 
     def counterfactual_losses(self, out: dict[str, torch.Tensor], copy_out: dict[str, torch.Tensor],
-                              batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                              batch: dict[str, torch.Tensor], weight: float = 1.0) -> dict[str, torch.Tensor]:
         """The counterfactual branch on the first k rows of a batch and their copies (k = len(copy)):
-        L_c = CE(copy) + JS(row || copy), plus the two text losses whose gap is its causal effect."""
+        L_c = CE(copy) + weight * JS(row || copy), plus the two text losses whose gap is its causal effect."""
         k = len(copy_out["text_logits"])
         y = batch["label"][:k]
         row_lt = F.cross_entropy(out["text_logits"][:k], y)
         copy_lt = F.cross_entropy(copy_out["text_logits"], y)
         inv = self.invariance(out["text_logits"][:k], copy_out["text_logits"])
-        return {"L_c": copy_lt + inv, "L_c_copy": copy_lt, "L_c_row": row_lt}
+        return {"L_c": copy_lt + weight * inv, "L_c_copy": copy_lt, "L_c_row": row_lt}
 
     def dev_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """L_dev = L_t + L_v on D_dev: it does not depend on phi directly."""

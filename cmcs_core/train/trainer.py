@@ -260,7 +260,8 @@ class Trainer:
         if self.train_cf_data is not None:
             k = max(1, math.ceil(self.cfg.train.counterfactual_share * len(batch["label"])))
             copies = self.train_cf_data.batch(batch["index"][:k].cpu(), self.device)
-            losses.update(self.model.counterfactual_losses(out, self.model(copies, encoder_grad=encoder_grad), batch))
+            losses.update(self.model.counterfactual_losses(out, self.model(copies, encoder_grad=encoder_grad), batch,
+                                                           self.cfg.train.invariance_weight))
         return losses
 
     def _upper_step(self, train_batch, dev_batch) -> dict[str, float]:
