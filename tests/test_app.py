@@ -9,7 +9,7 @@ import pytest
 from app_fixtures import REPO
 from streamlit.testing.v1 import AppTest
 
-from cmcs_core.runs import load_run
+from cmcs_core.runs.reader import load_run
 
 from cmcs_core.data.tsv import LABEL_NAMES
 
@@ -230,8 +230,6 @@ def test_robustness_page_and_open_in_inspector(app_runs):
 def test_robustness_page_reads_committed_rows_by_reference(data_dir):
     """results/stress_frozen keeps the flipped rows' tweets by reference: the page shows them back
     from the data, and without a checkpoint the Inspector button is off."""
-    from cmcs_core.stress import read_flipped
-
     root = REPO / "results" / "stress_frozen"
     run = root / "frozen" / "twitter2015_minilm_frozen_cmcs_s1"
     at = page("Robustness", root, str(run.relative_to(root))).run()
@@ -241,7 +239,7 @@ def test_robustness_page_reads_committed_rows_by_reference(data_dir):
     shown = at.dataframe[-1].value
     res = json.loads((run / "stress.json").read_text())["splits"]["test"]["edits"]["clause_positive"]
     assert len(shown) == res["flipped"] and (shown.edited_tweet.str.len() > 0).all()
-    assert shown.edited_tweet.iloc[0] == read_flipped(run, res["rows_file"]).edited_tweet.iloc[0]
+    assert shown.edited_tweet.iloc[0] == load_run(run).flipped(res["rows_file"]).edited_tweet.iloc[0]
     assert not at.warning or all("Only labels" not in w.value for w in at.warning)
     assert at.button[0].disabled
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cmcs_core.runs import find_run_dirs
+from cmcs_core.runs.reader import find_run_dirs
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 RUN_BUDGET = 150_000  # bytes per run folder, per-sample extras (masks_*, features_*) not counted
