@@ -1,7 +1,8 @@
 """`python -m cmcs_core train | evaluate | stress | predict | table | analyse | playground`.
 
 Every field of the config dataclasses is a flag (`--finetune-layers 2`), so a run folder's
-config.json and the command line describe the same thing.
+config.json and the command line describe the same thing. The commands that need the model
+(train, evaluate, predict, stress) import torch when they run; `table` and `analyse` never do.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cmcs_core.data.counterfactual import EDITS
 from cmcs_core.data.dataset import split_tag
 from cmcs_core.data.images import load_image
 from cmcs_core.io import atomic_write_json
+from cmcs_core.playground.run import add_playground_args, playground_main
 from cmcs_core.report.analyses import ANALYSES
 from cmcs_core.report.stress_tables import collect_stress, stress_tables
 from cmcs_core.report.tables import markdown_tables, paired_differences, runs_frame
@@ -175,8 +177,6 @@ def cmd_analyse(args: argparse.Namespace) -> None:
 
 
 def cmd_playground(args: argparse.Namespace) -> None:
-    from cmcs_core.playground.run import playground_main
-
     playground_main(args)
 
 
@@ -239,8 +239,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyse)
 
     p = sub.add_parser("playground", help="generate the spurious-correlation playground and train on it")
-    from cmcs_core.playground.run import add_playground_args
-
     add_playground_args(p)
     p.set_defaults(func=cmd_playground)
     return parser

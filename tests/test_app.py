@@ -227,6 +227,32 @@ def test_robustness_page_and_open_in_inspector(app_runs):
     assert final.value == row.pred_after  # the Inspector predicts what the stress test recorded
 
 
+def test_robustness_page_shows_target_awareness_beside_the_flip_rates(app_runs, tmp_path):
+    """Runs whose metrics.json carries target awareness get a chart of it on 0-100% with the
+    intervals; runs without it (committed stress folders keep no predictions) get a note instead."""
+    import shutil
+
+    at = page("Robustness", app_runs, "cap_cmcs").run()
+    assert any("carry no target-awareness figures" in i.value for i in at.info)
+    root = tmp_path / "runs"
+    shares = {"cap_cmcs": (0.25, 0.5), "cap_text_only": (0.1, 0.8)}
+    for name, (right, single) in shares.items():
+        shutil.copytree(app_runs / name, root / name)
+        metrics = json.loads((root / name / "metrics.json").read_text())
+        metrics["test"]["target_awareness"] = {"tweets": 20, "rows": 45, "all_targets_right": right,
+                                               "all_targets_right_ci": [right - 0.1, right + 0.1],
+                                               "single_label": single, "single_label_ci": [single - 0.2, single + 0.1]}
+        (root / name / "metrics.json").write_text(json.dumps(metrics))
+    at = page("Robustness", root, "cap_cmcs").run()
+    no_exceptions(at)
+    spec = next(json.loads(c.proto.spec) for c in charts(at)
+                if "targets of different gold labels" in json.loads(c.proto.spec)["layout"]["title"]["text"])
+    assert spec["layout"]["yaxis"]["range"] == [0, 100]
+    bars = {t["name"]: plotly_values(t["y"]) for t in spec["data"] if t["type"] == "bar"}
+    assert bars == {"CMCS (ours)": pytest.approx([25.0, 50.0]), "Text-only baseline": pytest.approx([10.0, 80.0])}
+    assert any("20 such tweets" in c.value for c in at.caption)
+
+
 def test_robustness_page_reads_committed_rows_by_reference(data_dir):
     """results/stress_frozen keeps the flipped rows' tweets by reference: the page shows them back
     from the data, and without a checkpoint the Inspector button is off."""

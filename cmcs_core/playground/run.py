@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from cmcs_core.config import METHODS, RunConfig, apply_method
+from cmcs_core.io import atomic_write_json
 
 DEFAULT_DATA = Path("playground") / "data"
 DEFAULT_RUNS = Path("runs")
@@ -114,7 +115,6 @@ def run_name(method: str, seed: int, visual_model: str) -> str:
 
 
 def playground_main(args: argparse.Namespace) -> list[Path]:
-    from cmcs_core.io import atomic_write_json
     from cmcs_core.playground.score import score_run
     from cmcs_core.train.trainer import train
 

@@ -167,7 +167,8 @@ def targets_markdown(frame: pd.DataFrame) -> str:
 
     def body(part: pd.DataFrame) -> str:
         g, names = _groups(part)
-        out = pd.DataFrame({**names, "tweets": g.tweets.first().values})
+        out = pd.DataFrame({**names, "tweets (their rows)": [f"{t} ({r})" for t, r in zip(g.tweets.first(),
+                                                                                          g.rows.first())]})
         for key, head in (("all_targets_right", "all targets right (%)"), ("single_label", "one label for all (%)")):
             out[head] = [seeds_mean_std(100 * v.dropna()) if v.notna().any() else "–" for _, v in g[key]]
         out["seeds"] = g.seed.nunique().values

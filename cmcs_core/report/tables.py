@@ -2,13 +2,11 @@
 CMCS against every other method paired by seed, which seed noise hides less than two means do."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
 from cmcs_core.config import METHOD_ORDER, METHOD_TITLES
 from cmcs_core.report.regime import Regime, Variant, mean_std, method_order, percent
-from cmcs_core.runs.reader import Run, scan_runs
+from cmcs_core.runs.reader import Run
 
 DATASETS = ("twitter2015", "twitter2017")
 # method_notes.md: published test numbers (Acc / F1) and what each method reads.
@@ -29,12 +27,6 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
     rows = [{**r.record(), "regime": Regime.of(r.cfg), "variant": Variant.of(r.cfg)}
             for r in runs if r.finished and "test" in r.metrics]
     return pd.DataFrame(rows)
-
-
-def collect_runs(paths: list[str | Path]) -> tuple[pd.DataFrame, list[str]]:
-    """runs_frame of every run under the paths, and a message per folder that could not be read."""
-    runs, errors = scan_runs(*paths)
-    return runs_frame(runs), errors
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
