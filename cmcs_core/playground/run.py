@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -71,8 +72,6 @@ def playground_config(args: argparse.Namespace):
 
 def ensure_dataset(out: Path, config) -> Path:
     """Generate once; an existing folder made with the same config is reused."""
-    import json
-
     from cmcs_core.playground.generator import generate_playground
 
     meta = out / "meta.json"
