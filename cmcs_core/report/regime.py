@@ -57,7 +57,8 @@ def _augmentation_phrase(value, cfg: RunConfig, amount: bool = True) -> str:
             + ("" if polarity == "opposite" else f" ({polarity} sentiment)"))
 
 
-# In the order they are named: pooling, the text input, the training data.
+# In the order they are named: pooling, the text input, the training data. Augmentation is compared
+# with its base run in the stress tables (`table --stress`), so `table --paired` leaves it out.
 OPT_INS = (
     OptIn("model.pooling", "mean", "+pool-{value}", "{value} pooling"),
     OptIn("encoder.caption_in_text", False, "+caption-in-text", "caption in the text input"),
