@@ -93,8 +93,10 @@ if per_run[list(AWARENESS)].isna().all().all():
             "for any run folder with predictions.")
 else:
     fig = go.Figure()
-    for n, variant in enumerate(variants):
+    for n, variant in enumerate(variants):  # n: the variant's colour in the flip-rate chart too
         v = per_run[per_run.variant == variant]
+        if v[list(AWARENESS)].isna().all().all():
+            continue  # no figures for this method: no empty legend entry
         means = [v[k].mean() for k in AWARENESS]
         lo = [v[f"{k}_lo"].mean() for k in AWARENESS]
         hi = [v[f"{k}_hi"].mean() for k in AWARENESS]
