@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import peak_rss_mb, write_result
 
 REPO = Path(__file__).resolve().parents[1]

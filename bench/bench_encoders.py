@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import matmul_peak_gflops, summary, time_alternating, timed, write_result
 from PIL import Image
 from torch.nn import functional as F
-
-from _common import matmul_peak_gflops, summary, time_alternating, timed, write_result
 
 from cmcs_core.data.dataset import dataset_files, load_split
 from cmcs_core.encoders.text import TextEncoder

@@ -30,9 +30,8 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
-
 from _common import summary, write_result
+from tqdm.auto import tqdm
 
 from cmcs_core.config import RunConfig, apply_method
 from cmcs_core.train.trainer import Trainer

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
 from _common import current_rss_mb, write_result
 from bench_overhead import make_timer
+from tqdm.auto import tqdm
 
 from cmcs_core.encoders.features import TextFeatures, VisualFeatures
 from cmcs_core.pipeline import SplitTensors

@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
-
 from playground_sweep import mean_and_std  # beside this script
+from tqdm.auto import tqdm
 
 from cmcs_core.playground import PlaygroundConfig
 from cmcs_core.playground.run import ensure_dataset, run_config

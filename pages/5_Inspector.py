@@ -11,8 +11,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import common
-from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.data.images import load_image
+from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.image_grid import grid_of
 from cmcs_core.runs.reader import load_run
 

@@ -9,9 +9,8 @@ import pytest
 from app_fixtures import REPO
 from streamlit.testing.v1 import AppTest
 
-from cmcs_core.runs.reader import load_run
-
 from cmcs_core.data.tsv import LABEL_NAMES
+from cmcs_core.runs.reader import load_run
 
 ENTRY = REPO / "app" / "main.py"
 PAGES = REPO / "pages"
@@ -378,7 +377,6 @@ def test_user_text_is_not_markdown(app_runs):
 def test_upload_limit_is_the_one_the_app_states():
     """Streamlit's own limit (.streamlit/config.toml) is the Inspector's."""
     import tomllib
-
     from streamlit import config
 
     limit = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]

@@ -13,18 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fake_runs import fake_run
 from safetensors.torch import load_file
 
 from cmcs_core import cli
+from cmcs_core.checkpoint import trainable_state
 from cmcs_core.config import METHOD_TITLES, RunConfig
 from cmcs_core.data.tsv import LABEL_NAMES, read_tsv, write_tsv
 from cmcs_core.encoders.text import TextEncoder
 from cmcs_core.evaluate import predict_tensors
 from cmcs_core.io import atomic_save, atomic_write_text
-from cmcs_core.checkpoint import trainable_state
 from cmcs_core.runs.formats import read_masks, read_table
 from cmcs_core.train.trainer import BATCH_LOG_COLUMNS, Trainer, train
-from fake_runs import fake_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

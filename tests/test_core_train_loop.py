@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from cmcs_core.pipeline import torch_threads
 from cmcs_core.checkpoint import trainable_state
+from cmcs_core.pipeline import torch_threads
 from cmcs_core.train.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")

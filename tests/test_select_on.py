@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from fake_runs import fake_run
 from sklearn.metrics import log_loss
 
 from cmcs_core.config import TrainConfig
@@ -14,7 +15,6 @@ from cmcs_core.report.tables import headline, runs_frame
 from cmcs_core.runs.formats import read_table
 from cmcs_core.train import trainer as trainer_mod
 from cmcs_core.train.trainer import SELECT_ON, Trainer, dev_loss, improves, train
-from fake_runs import fake_run
 
 ROWS = [  # epoch-wise dev figures; the picks differ by rule and include ties
     {"epoch": 1, "dev_acc": 0.60, "dev_f1": 0.50, "dev_loss": 0.90},

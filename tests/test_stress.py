@@ -22,9 +22,8 @@ from cmcs_core.data.counterfactual import (
     names_target,
     phrase_bank,
 )
-from cmcs_core.data.dataset import NO_VISUAL
+from cmcs_core.data.dataset import NO_VISUAL, split_tag
 from cmcs_core.data.tsv import read_tsv, write_tsv
-from cmcs_core.data.dataset import split_tag
 from cmcs_core.evaluate import compute_metrics
 from cmcs_core.report.stress_tables import collect_stress, stress_tables
 from cmcs_core.robustness import flip_stats

@@ -12,12 +12,12 @@ import json
 
 import pytest
 import torch
+from fake_runs import fake_run
 
 from cmcs_core.data.dataset import Split
 from cmcs_core.data.tsv import Sample
 from cmcs_core.encoders.features import extract_text
 from cmcs_core.pipeline import torch_threads
-from fake_runs import fake_run
 
 
 def _split(captions: list[str] | None, tweets: list[str], targets: list[str]) -> Split:
