@@ -87,6 +87,8 @@ def test_analyse_targets_reads_committed_style_runs(tmp_path, capsys):
     assert "| twitter" not in out and "| data | CMCS (ours) | 3 (7) | 33.3 | 33.3 | 1 |" in out
     (tmp_path / "data" / "test.tsv").unlink()  # the data gone: the tweets cannot be grouped
     assert load_run(run).target_awareness() is None and targets([load_run(run)]).empty
+    assert main(["analyse", "targets", str(tmp_path / "runs")]) == 0
+    assert "1 run folder(s) left out" in capsys.readouterr().out
 
 
 def test_analyse_fusion_and_selection_match_the_run_files(tiny_run):

@@ -152,18 +152,25 @@ def selection_markdown(frame: pd.DataFrame, reference: str = "cmcs", baseline: s
 def targets(runs: list[Run], split: str = "test") -> pd.DataFrame:
     """Per run with predictions (or the figures in metrics.json): target awareness on the tweets
     with targets of different gold labels; runs whose tweets cannot be read back are skipped."""
-    rows = []
+    rows, skipped = [], []
     for run in runs:
         ta = run.target_awareness(split) if run.finished else None
         if ta is not None:
             rows.append({**_describe(run), **ta})
-    return _ordered(pd.DataFrame(rows)) if rows else pd.DataFrame()
+        else:
+            skipped.append(run.name)
+    frame = _ordered(pd.DataFrame(rows)) if rows else pd.DataFrame()
+    frame.attrs["skipped"] = skipped
+    return frame
 
 
 def targets_markdown(frame: pd.DataFrame) -> str:
+    skipped = frame.attrs.get("skipped", [])
+    left_out = (f"\n{len(skipped)} run folder(s) left out: no predictions whose tweets can be read, and no figures "
+                f"in metrics.json ({', '.join(skipped[:3])}{' …' if len(skipped) > 3 else ''}).\n" if skipped else "")
     if frame.empty:
         return ("No run with predictions whose tweets can be read (committed folders keep them by reference: "
-                "the data must be at hand).\n")
+                "the data must be at hand).\n" + left_out)
 
     def body(part: pd.DataFrame) -> str:
         g, names = _groups(part)
@@ -183,7 +190,7 @@ def targets_markdown(frame: pd.DataFrame) -> str:
     return (_by_regime(frame, "Tweets with targets of different gold labels", body)
             + "\nTweets: a tweet is its image and its text; only tweets with two or more targets whose gold labels "
               "differ count. All targets right: every target of the tweet predicted right. One label for all: the "
-              "model gave all its targets the same label. Mean ± std over seeds (no ± with one seed).\n")
+              "model gave all its targets the same label. Mean ± std over seeds (no ± with one seed).\n" + left_out)
 
 
 # -- case studies ---------------------------------------------------------------------------------------
