@@ -2,8 +2,9 @@
 # The paper's setting on a lent GPU, in one command (under 8 minutes on one H100):
 #   1. throughput: CMCS and joint training (w/o CMS), MiniLM fine-tuned in all layers,
 #      Twitter2015, 2 epochs each, alone on the GPU -> samples/s and seconds per epoch;
-#   2. the results grid (2 datasets x 6 methods x seeds 1..3, 8 epochs, 8 runs at a time,
-#      no new run after GRID_DEADLINE seconds);
+#   2. the results grid with `cmcs grid` on an embedded Ray (2 datasets x 6 methods x seeds 1..3,
+#      8 epochs, each run 1/8 of the GPU and 2 CPUs, so 8 at a time; no new run after
+#      GRID_DEADLINE seconds, and rerunning the script continues the grid);
 #   3. packs run folders (no checkpoints) into $OUT.
 # Needs .weights/minilm (MiniLM in fp16, loaded as fp32) and .weights/data carried along:
 #   python bench/prepare_gpu_weights.py
@@ -14,6 +15,8 @@ GRID_DEADLINE=${GRID_DEADLINE:-300}
 EPOCHS=${EPOCHS:-8}
 DEVICE=${DEVICE:-cuda}
 EXTRA=${EXTRA:-}  # e.g. "--max-train-samples 64 --max-eval-samples 32" for a dry run on a CPU
+GPUS_PER_RUN=${GPUS_PER_RUN:-0.125}  # on a CPU-only machine: GPUS_PER_RUN=0 DEVICE=cpu
+CPUS_PER_RUN=${CPUS_PER_RUN:-2}
 mkdir -p "$OUT" "$WORK"
 export CMCS_MINILM_DIR=.weights/minilm CMCS_DATA_DIR=.weights/data CMCS_CACHE_DIR=$WORK/cache
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=2
@@ -35,8 +38,9 @@ for run in sorted(Path(sys.argv[1]).iterdir()):
     res[run.name] = {"seconds_per_epoch": ep.seconds.tolist(), "samples_per_s": ep.samples_per_s.tolist()}
 print(json.dumps(res, indent=2))
 PY
-$PY bench/grid.py --out "$WORK/grid" --finetune-layers -1 --epochs "$EPOCHS" --workers 8 \
-  --deadline "$GRID_DEADLINE" --device $DEVICE ${GRID_ARGS:-} -- $EXTRA 2>&1 | tee "$OUT/grid.txt"
+$PY -m cmcs_core grid --out "$WORK/grid" --finetune-layers -1 --epochs "$EPOCHS" \
+  --gpus-per-run "$GPUS_PER_RUN" --cpus-per-run "$CPUS_PER_RUN" --deadline "$GRID_DEADLINE" \
+  --device $DEVICE ${GRID_ARGS:-} $EXTRA 2>&1 | tee "$OUT/grid.txt"
 for d in twitter2015 twitter2017; do
   $PY bench/pack_runs.py "$WORK/grid" "$OUT/runs_$d.tar.gz" --dataset $d
 done

@@ -9,7 +9,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cmcs_core.io import atomic_write_text
 
@@ -58,6 +58,7 @@ class DataConfig:
     augment_polarity: str = "opposite"
     max_eval_samples: int | None = None
     dev_subset_size: int = 256  # |D_dev| for the upper level, drawn from the validation split
+    read_test: bool = True  # False: the test split is never opened (hyperparameter searches score on dev only)
 
 
 @dataclass
@@ -152,6 +153,67 @@ class RunConfig:
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def validate(self) -> "RunConfig":
+        """Refuse values no run can train with, naming the field, before any work starts (a grid
+        checks every run's config this way before it starts one)."""
+        problems = []
+        for section in (self.data, self.encoder, self.model, self.train):
+            for f in dataclasses.fields(section):
+                value = getattr(section, f.name)
+                if value is None and f.name in OPTIONAL:
+                    continue
+                if f.name in CHOICES and value not in CHOICES[f.name]:
+                    problems.append(f"{f.name}={value!r}: choose from {', '.join(CHOICES[f.name])}")
+                if f.name in RANGES:
+                    meaning, ok = RANGES[f.name]
+                    if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
+                        problems.append(f"{f.name}={value!r}: must be {meaning}")
+        if self.model.method not in METHODS:
+            problems.append(f"method={self.model.method!r}: choose from {', '.join(sorted(METHODS))}")
+        if problems:
+            raise ValueError("invalid config: " + "; ".join(problems))
+        return self
+
+
+# What validate() accepts. Fields named in neither take any value of their type (paths, model names:
+# the run itself says when they are wrong).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "augment_polarity": ("opposite", "random"),
+    "mask_mode": ("learned", "fixed", "none"),
+    "pooling": ("mean", "cls", "target"),
+    "fusion": ("auto", "similarity", "constant"),
+    "mask_granularity": ("element", "token"),
+    "hessian_params": ("heads", "heads+encoder"),
+    "select_on": ("dev_acc", "dev_f1", "dev_loss"),
+}
+RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "max_train_samples": ("a positive integer", lambda v: v >= 1),
+    "max_eval_samples": ("a positive integer", lambda v: v >= 1),
+    "dev_subset_size": ("a positive integer", lambda v: v >= 1),
+    "augment_clauses": ("0 or more", lambda v: v >= 0),
+    "max_length": ("a positive integer", lambda v: v >= 1),
+    "caption_max_length": ("a positive integer", lambda v: v >= 1),
+    "finetune_layers": ("-1 (all), 0 (frozen) or a number of top layers", lambda v: v >= -1),
+    "hidden_dim": ("a positive integer", lambda v: v >= 1),
+    "dropout": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "fusion_constant": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "mask_sparsity": ("0 or more", lambda v: v >= 0),
+    "epochs": ("a positive integer", lambda v: v >= 1),
+    "batch_size": ("a positive integer", lambda v: v >= 1),
+    "lr": ("positive", lambda v: v > 0),
+    "head_lr": ("positive", lambda v: v > 0),
+    "weight_decay": ("0 or more", lambda v: v >= 0),
+    "warmup_ratio": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "grad_clip": ("positive", lambda v: v > 0),
+    "H": ("a positive integer", lambda v: v >= 1),
+    "K": ("0 or more", lambda v: v >= 0),
+    "neumann_eta": ("positive", lambda v: v > 0),
+    "phi_lr": ("positive", lambda v: v > 0),
+    "hypergrad_clip": ("positive", lambda v: v > 0),
+    "num_threads": ("a positive integer", lambda v: v >= 1),
+}
+OPTIONAL = {"max_train_samples", "max_eval_samples", "num_threads"}
 
 
 def apply_method(model: ModelConfig, method: str) -> ModelConfig:

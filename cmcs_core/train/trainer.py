@@ -10,6 +10,7 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -88,14 +89,49 @@ def _setup_logger(path: Path) -> logging.Logger:
     return logger
 
 
+class DevSampler:
+    """Endless shuffled index batches over D_dev for the upper level. The permutation in use and
+    how far into it the upper level has read are saved with the run's state, so a resumed run
+    draws the same dev batches as an uninterrupted one (the shuffling generator is the run's own,
+    shared with the training batches, and saved beside it)."""
+
+    def __init__(self, subset: torch.Tensor, batch_size: int, generator: torch.Generator) -> None:
+        self.subset, self.batch_size, self.generator = subset, batch_size, generator
+        self.order: torch.Tensor | None = None
+        self.pos = 0
+
+    def next_indices(self) -> torch.Tensor:
+        if self.order is None or self.pos >= len(self.order):
+            self.order = self.subset[torch.randperm(len(self.subset), generator=self.generator)]
+            self.pos = 0
+        idx = self.order[self.pos : self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict:
+        return {"order": self.order, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order, self.pos = state["order"], state["pos"]
+
+
+EpochCallback = Callable[[dict], None]
+
+
 class Trainer:
-    def __init__(self, cfg: RunConfig, run_dir: str | Path, progress: bool = True) -> None:
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, progress: bool = True,
+                 on_epoch: EpochCallback | None = None) -> None:
+        """`on_epoch(row)` is called after each epoch is logged and its state saved, with the epoch's
+        row of epochs.csv plus `best` (the selection so far): a search reports dev figures
+        through it without the trainer knowing the search engine."""
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.paths = run_paths(self.run_dir)
         self.progress = progress
+        self.on_epoch = on_epoch
         self._check_run_dir()
         check_select_on(cfg.train.select_on)  # fail before any work, not after the first epoch
+        cfg.validate()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.paths["config"])
         self.log = _setup_logger(self.paths["log"])
@@ -124,27 +160,28 @@ class Trainer:
 
         self.train_data = tensors("train", d.max_train_samples)
         self.dev_data = tensors("dev", d.max_eval_samples)
-        self.test_data = tensors("test", d.max_eval_samples)
+        # read_test off (searches): the test split is never opened, so nothing tuned can have seen it
+        self.test_data = tensors("test", d.max_eval_samples) if d.read_test else None
         n_dev = min(d.dev_subset_size, len(self.dev_data))
         pick = torch.randperm(len(self.dev_data), generator=torch.Generator().manual_seed(self.cfg.train.seed))
         self.dev_subset = pick[:n_dev]
         self.log.info(
-            "data %s: train %d dev %d test %d, visual=%s, features in %.1fs",
-            d.dataset, len(self.train_data), len(self.dev_data), len(self.test_data),
+            "data %s: train %d dev %d test %s, visual=%s, features in %.1fs",
+            d.dataset, len(self.train_data), len(self.dev_data),
+            len(self.test_data) if self.test_data is not None else "not read",
             self.pipe.visual_source, time.time() - t0,
         )
 
     def _dev_batches(self):
-        """Endless shuffled batches from D_dev (the upper level's small validation subset)."""
-        bs = self.cfg.train.batch_size
+        """Endless shuffled batches from D_dev (the upper level's small validation subset); where
+        they stand lives in self.dev_sampler, which the state saves."""
         while True:
-            order = self.dev_subset[torch.randperm(len(self.dev_subset), generator=self.generator)]
-            for i in range(0, len(order), bs):
-                yield self.dev_data.batch(order[i : i + bs], self.device)
+            yield self.dev_data.batch(self.dev_sampler.next_indices(), self.device)
 
     def _setup(self) -> None:
         """Data, model and optimisers: everything before the first step (tests start here too)."""
         self._load_data()
+        self.dev_sampler = DevSampler(self.dev_subset, self.cfg.train.batch_size, self.generator)
         self.model = self.pipe.build_model()
         self._build_optim()
 
@@ -209,8 +246,11 @@ class Trainer:
             "sched": self.sched.state_dict(),
             "phi_opt": self.phi_opt.state_dict(),
             "generator": self.generator.get_state(),
+            "dev_sampler": self.dev_sampler.state_dict(),
             "torch_rng": torch.get_rng_state(),
         }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         atomic_save(self.paths["state"], lambda p: torch.save(state, p))
 
     def _resume(self) -> int:
@@ -222,7 +262,11 @@ class Trainer:
         self.sched.load_state_dict(state["sched"])
         self.phi_opt.load_state_dict(state["phi_opt"])
         self.generator.set_state(state["generator"])
+        if "dev_sampler" in state:  # states saved before it was kept restart D_dev's permutation
+            self.dev_sampler.load_state_dict(state["dev_sampler"])
         torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.global_step, self.best = state["global_step"], state["best"]
         self.batch_rows = [r for r in self._read_table("batches") if r["epoch"] <= state["epoch"]]
         self.epoch_rows = [r for r in self._read_table("epochs") if r["epoch"] <= state["epoch"]]
@@ -293,7 +337,7 @@ class Trainer:
         row = {"epoch": epoch, "train_loss": train_loss, "dev_acc": dev_m["acc"], "dev_f1": dev_m["macro_f1"],
                "dev_loss": dev_m["loss"],
                "seconds": seconds, "samples_per_s": len(self.train_data) / max(seconds, 1e-9)}
-        if self.cfg.train.eval_test_each_epoch:
+        if self.cfg.train.eval_test_each_epoch and self.test_data is not None:
             test_m = self._split_metrics(self.test_data)  # logged only: selection reads dev
             row.update(test_acc=test_m["acc"], test_f1=test_m["macro_f1"])
         self.epoch_rows.append(row)
@@ -305,6 +349,8 @@ class Trainer:
         self._write_table("epochs", self.epoch_rows)
         self._save_state(epoch)
         self.log.info("epoch %d: %s", epoch, json.dumps(row))
+        if self.on_epoch is not None:
+            self.on_epoch({**row, "best": dict(self.best)})
 
     def _split_metrics(self, data: SplitTensors) -> dict:
         """Metrics and fused cross-entropy of the current model on one split (the tests script
@@ -331,14 +377,26 @@ class Trainer:
             "train_seconds": float(sum(r["seconds"] for r in self.epoch_rows)),
         }
         for tag, data in (("dev", self.dev_data), ("test", self.test_data)):
-            res = predict_tensors(self.model, data, self.device)
-            metrics[tag] = write_outputs(self.run_dir, tag, self.pipe, data, res)
+            if data is not None:
+                res = predict_tensors(self.model, data, self.device)
+                metrics[tag] = write_outputs(self.run_dir, tag, self.pipe, data, res)
         atomic_write_json(self.paths["metrics"], metrics)
-        self.log.info("done: dev acc %.4f test acc %.4f f1 %.4f", metrics["dev"]["acc"],
-                      metrics["test"]["acc"], metrics["test"]["macro_f1"])
+        test = metrics.get("test")
+        self.log.info("done: dev acc %.4f %s", metrics["dev"]["acc"],
+                      f"test acc {test['acc']:.4f} f1 {test['macro_f1']:.4f}" if test else "test not read")
         return metrics
 
+    def finish_early(self) -> dict:
+        """Write an interrupted run's outputs at its best epoch so far, without training further
+        (a search's trials that early stopping cut short become ordinary run folders)."""
+        self._setup()
+        self.global_step, self.best, self.batch_rows, self.epoch_rows = 0, {"dev_acc": -1.0, "epoch": 0}, [], []
+        if self._resume() == 0:
+            raise ValueError(f"{self.run_dir}: no finished epoch to write outputs from")
+        return self._finish()
 
-def train(cfg: RunConfig, run_dir: str | Path, progress: bool = True) -> dict:
-    """Train one run into run_dir (resuming if it holds an unfinished run of the same config)."""
-    return Trainer(cfg, run_dir, progress).fit()
+
+def train(cfg: RunConfig, run_dir: str | Path, progress: bool = True, on_epoch: EpochCallback | None = None) -> dict:
+    """Train one run into run_dir (resuming if it holds an unfinished run of the same config);
+    `on_epoch` sees each epoch's logged row (Trainer)."""
+    return Trainer(cfg, run_dir, progress, on_epoch).fit()

@@ -1,0 +1,148 @@
+"""What a grid runs: the cross product of datasets x methods x seeds x every config field given as a
+list (`--set head_lr=1e-3,1e-4`), each a validated RunConfig with its run folder's name. Bad input
+is refused here, naming the key or value, before anything starts."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from cmcs_core.config import DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig, apply_method
+
+SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
+# Field name -> (section, field); the names are unique across the sections.
+FIELDS: dict[str, tuple[str, dataclasses.Field]] = {
+    f.name: (section, f) for section, kind in SECTIONS.items() for f in dataclasses.fields(kind)
+}
+# These have a list option of their own (--datasets, --methods, --seeds).
+OWN_OPTION = {"dataset": "--datasets", "method": "--methods", "seed": "--seeds"}
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a grid: its folder name under the grid's --out and its full config."""
+
+    name: str
+    cfg: RunConfig
+
+
+def is_finished(run_dir: str | Path, stress: bool = False) -> bool:
+    """A run counts as finished once its metrics.json exists (the trainer writes it last, atomically);
+    with the stress tests asked for, once stress.json does too. Anything less is resumed."""
+    run_dir = Path(run_dir)
+    return (run_dir / "metrics.json").is_file() and (not stress or (run_dir / "stress.json").is_file())
+
+
+def resolve_field(key: str) -> tuple[str, str]:
+    """`head_lr`, `head-lr` or `train.head_lr` -> ("train", "head_lr"); unknown keys are refused
+    with the closest field names."""
+    name = key.split(".", 1)[-1].replace("-", "_")
+    if name not in FIELDS or ("." in key and key.split(".", 1)[0] != FIELDS[name][0]):
+        close = difflib.get_close_matches(name, list(FIELDS), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"{key!r} is not a config field{hint}; the fields are the flags of `train --help`")
+    return FIELDS[name][0], name
+
+
+def parse_value(name: str, text: str) -> Any:
+    """A value of field `name` from its text, typed as config.py declares it."""
+    annotation = str(FIELDS[name][1].type)
+    optional = "None" in annotation
+    kind = annotation.replace("| None", "").replace("None |", "").strip()
+    raw = text.strip()
+    if optional and raw.lower() in ("none", "null", ""):
+        return None
+    try:
+        if kind == "bool":
+            if raw.lower() in TRUE:
+                return True
+            if raw.lower() in FALSE:
+                return False
+            raise ValueError
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: not a {kind}") from None
+    return raw
+
+
+def parse_sets(items: Iterable[str]) -> dict[str, list[Any]]:
+    """`--set key=v1,v2` items -> {field: [values]}, typed and checked against the config fields."""
+    sets: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values.strip():
+            raise ValueError(f"--set {item!r}: write KEY=VALUE[,VALUE...], e.g. --set head_lr=1e-3,1e-4")
+        _, name = resolve_field(key.strip())
+        if name in OWN_OPTION:
+            raise ValueError(f"--set {key}: use {OWN_OPTION[name]} for the {name}s of a grid")
+        if name in sets:
+            raise ValueError(f"--set {key}: given twice")
+        sets[name] = [parse_value(name, v) for v in values.split(",")]
+    return sets
+
+
+def with_values(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
+    """A copy of cfg with config fields (bare names) replaced; `method` applies the method's preset."""
+    out = RunConfig.from_dict(cfg.to_dict())
+    for name, value in values.items():
+        section, name = resolve_field(name)
+        if name == "method":
+            out.model = apply_method(out.model, value)
+        else:
+            setattr(out, section, dataclasses.replace(getattr(out, section), **{name: value}))
+    return out
+
+
+def _label(name: str, value: Any) -> str:
+    """A folder-name-safe `_name<value>` for one varied field."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, str) and Path(value).expanduser().exists():
+        text = Path(value).name  # a dataset folder or checkpoint: its name
+    return f"_{name}{safe_name(text)}"
+
+
+def safe_name(text: str) -> str:
+    """A folder name from text that may hold a hub id (org/model) or spaces."""
+    return text.strip("/").replace("/", "-").replace(" ", "-")
+
+
+def plan_grid(base: RunConfig, datasets: list[str], methods: list[str], seeds: list[int],
+              sets: dict[str, list[Any]], name_of: Callable[[RunConfig], str]) -> list[PlannedRun]:
+    """Every run of the grid, seed-major (all of seed 1 before any of seed 2, so a grid cut short
+    still gives complete tables for fewer seeds); each config validated. `name_of` names a run's
+    folder from its config; fields varied by --set add `_<field><value>` to it."""
+    runs = []
+    combos = [dict(zip(sets, values)) for values in itertools.product(*sets.values())]
+    for seed, combo, dataset, method in itertools.product(seeds, combos, datasets, methods):
+        cfg = with_values(base, {"dataset": dataset, "method": method, "seed": seed, **combo})
+        name = safe_name(name_of(cfg)) + "".join(_label(k, v) for k, v in combo.items() if len(sets[k]) > 1)
+        try:
+            cfg.validate()
+        except ValueError as err:
+            raise ValueError(f"run {name}: {err}") from None
+        runs.append(PlannedRun(name, cfg))
+    names = [r.name for r in runs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"two runs would share the folder {dupes[0]}: a value repeats in the lists")
+    return runs
+
+
+def describe_plan(runs: list[PlannedRun], sets: dict[str, list[Any]], out: str | Path) -> str:
+    """What --dry-run prints: one line per run (folder and what varies), then the count."""
+    varied = [k for k, v in sets.items() if len(v) > 1]
+    lines = []
+    for r in runs:
+        fields = {"dataset": r.cfg.data.dataset, "method": r.cfg.model.method, "seed": r.cfg.train.seed}
+        fields.update({k: getattr(getattr(r.cfg, FIELDS[k][0]), k) for k in varied})
+        done = " (finished)" if is_finished(Path(out) / r.name) else ""
+        lines.append(f"{Path(out) / r.name}  " + " ".join(f"{k}={v}" for k, v in fields.items()) + done)
+    lines.append(f"{len(runs)} runs")
+    return "\n".join(lines)
