@@ -13,7 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from cmcs_core.runs import Run, RunReadError, default_runs_dir, load_run, run_stamp, scan_runs
+from cmcs_core.image_grid import grid_of
+from cmcs_core.runs.reader import Run, RunReadError, default_runs_dir, load_run, run_stamp, scan_runs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the app never downloads weights
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -45,25 +46,9 @@ def _scan(root: str) -> tuple[list[Run], list[str]]:
     return scan_runs(root)
 
 
-def run_id(run: Run, root: Path) -> str:
-    """A run's identity in menus and links: its folder relative to the runs folder (names repeat
-    across grids, e.g. results/<grid>/head_lr_1e-3/<run> and …/head_lr_1e-4/<run>)."""
-    for path, base in ((run.path, root), (run.path.absolute(), root.absolute()), (run.path.resolve(), root.resolve())):
-        try:  # unresolved first: runs/results may be a link to the committed results/
-            return str(path.relative_to(base))
-        except ValueError:
-            continue
-    return str(run.path)
-
-
-def rid(run: Run) -> str:
-    """run_id under the sidebar's runs folder: how every page names a run."""
-    return run_id(run, Path(st.session_state.get("runs_dir", str(default_runs_dir()))).expanduser())
-
-
 def run_label(run: Run) -> str:
-    """Menu label: identity (path), method and visual source."""
-    return f"{rid(run)} · {run.method_title} · visual: {run.visual_source}"
+    """Menu label: the run's name (its folder under the runs folder), method and visual source."""
+    return f"{run.name} · {run.method_title} · visual: {run.visual_source}"
 
 
 def seed_matched(run: Run, runs: list[Run]) -> list[Run]:
@@ -96,8 +81,8 @@ def sidebar() -> tuple[list[Run], Run | None, Run | None]:
         st.sidebar.error(f"Skipped an unreadable run folder: {err}")
     if not runs:
         return [], None, None
-    ids = {str(r.path): run_id(r, root) for r in runs}
-    names = {p: f"{i} · {r.method} · visual: {r.visual_source}" for (p, i), r in zip(ids.items(), runs)}
+    ids = {str(r.path): r.name for r in runs}
+    names = {str(r.path): run_label(r) for r in runs}
     paths = list(ids)
     wanted = st.query_params.get("run")
     if wanted and st.session_state.get("_applied_query") != wanted:
@@ -113,18 +98,6 @@ def sidebar() -> tuple[list[Run], Run | None, Run | None]:
     st.query_params["run"] = st.session_state._applied_query = ids[run_path]
     by_path = {str(r.path): r for r in runs}
     return runs, by_path[run_path], by_path.get(other)
-
-
-@st.cache_data(show_spinner=False, ttl=10)
-def _collect(paths: tuple[str, ...]) -> pd.DataFrame:
-    from cmcs_core.tables import collect_runs
-
-    return collect_runs(list(paths))
-
-
-def benchmark_runs(runs: list[Run]) -> pd.DataFrame:
-    """One row per finished run (config + metrics) for the tables, cached for the session."""
-    return _collect(tuple(str(r.path) for r in runs if r.finished))
 
 
 def remember_selection(selection: tuple[list[Run], Run | None, Run | None]) -> None:
@@ -165,7 +138,7 @@ def badge(run: Run) -> None:
     """Which run, and what its visual branch read, shown above every result."""
     m = run.metrics or {}
     acc = m.get("test", {}).get("acc")
-    st.caption(f"**Run** `{rid(run)}` · method **{run.method_title}** · dataset **{run.dataset}** · "
+    st.caption(f"**Run** `{run.name}` · method **{run.method_title}** · dataset **{run.dataset}** · "
                f"text **{run.cfg.encoder.text_model}** · visual source **{run.visual_source}** · seed "
                f"{run.cfg.train.seed}" + (f" · test acc {acc:.3f}" if acc is not None else ""))
     random_warning(run)
@@ -180,23 +153,24 @@ def random_warning(run: Run) -> None:
                  "Do not read anything into its visual results.")
 
 
-def load_or_stop(path: str) -> Run:
-    try:
-        return load_run(path)
-    except RunReadError as err:
-        st.error(f"Cannot read this run folder: {err}")
-        st.stop()
-
-
 # -- cached readers: keyed by path + mtime so a rewritten run is read again -----------------
 def stamp(run: Run) -> float:
     return run_stamp(run.path)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _frame(path: str, what: str, split: str, _stamp: float) -> pd.DataFrame:
-    run = load_run(path)
-    return run.predictions(split) if what == "predictions" else getattr(run, what)()
+def _predictions(path: str, split: str, _stamp: float) -> pd.DataFrame:
+    return load_run(path).predictions(split)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _batches(path: str, _stamp: float) -> pd.DataFrame:
+    return load_run(path).batches()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _epochs(path: str, _stamp: float) -> pd.DataFrame:
+    return load_run(path).epochs()
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -204,21 +178,29 @@ def _masks(path: str, split: str, _stamp: float) -> dict:
     return load_run(path).masks(split)
 
 
-def frame(run: Run, what: str, split: str = "test") -> pd.DataFrame | None:
-    """batches / epochs / predictions of a run, or None with an error shown."""
+def _or_error(read, *args):
+    """A cached reader's result, or None with the reader's error shown."""
     try:
-        return _frame(str(run.path), what, split, stamp(run))
+        return read(*args)
     except RunReadError as err:
         st.error(str(err))
         return None
+
+
+def predictions(run: Run, split: str = "test") -> pd.DataFrame | None:
+    return _or_error(_predictions, str(run.path), split, stamp(run))
+
+
+def batches(run: Run) -> pd.DataFrame | None:
+    return _or_error(_batches, str(run.path), stamp(run))
+
+
+def epochs(run: Run) -> pd.DataFrame | None:
+    return _or_error(_epochs, str(run.path), stamp(run))
 
 
 def masks(run: Run, split: str = "test") -> dict | None:
-    try:
-        return _masks(str(run.path), split, stamp(run))
-    except RunReadError as err:
-        st.error(str(err))
-        return None
+    return _or_error(_masks, str(run.path), split, stamp(run))
 
 
 # -- figures -------------------------------------------------------------------------------
@@ -357,9 +339,7 @@ def load_dataset_image(run: Run, image_id: str):
 def show_sample(run: Run, split: str, i: int, key: str) -> None:
     """Tweet with its target, gold vs predicted label, branch probabilities, image or caption, masks
     (absolute colour scale unless the contrast view is chosen)."""
-    from cmcs_core.grid import grid_of  # not explain: that imports torch (seconds on a cold server)
-
-    pred = frame(run, "predictions", split)
+    pred = predictions(run, split)
     m = masks(run, split)
     if pred is None or not 0 <= i < len(pred):
         st.error(f"sample {i} is not in {run.name}/{split}")
@@ -452,8 +432,6 @@ def sample_mask_effects(run: Run, split: str, i: int) -> dict | None:
 def show_mask_effects(effect: dict, tokens: list[str], key: str, contrast: bool, visual_tokens: list[str] | None = None,
                       grid=None, image=None) -> None:
     """Δp per text token, and per caption token or image cell, drawn on the shared colour rule."""
-    from cmcs_core.explain import grid_of
-
     label = effect.get("target", "label")
     st.plotly_chart(token_heatmap(tokens, effect["text"], f"what the text mask does: Δp({label}) per token",
                                   label="Δp", signed=True, contrast=contrast), key=f"{key}_text")

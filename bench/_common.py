@@ -1,44 +1,18 @@
-"""Helpers shared by the bench scripts: machine info, peak RSS, medians, JSON output."""
+"""Helpers shared by the timing benchmarks: timers, medians, memory, the results file (imported
+as `_common` by the scripts beside it: `python bench/<script>.py` puts this folder first on the path)."""
 from __future__ import annotations
 
-import datetime
-import json
-import os
-import platform
 import resource
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from cmcs_core import provenance
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_info() -> dict[str, Any]:
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "loadavg": list(os.getloadavg()),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": " ".join(shlex.quote(a) for a in [sys.executable.rsplit("/", 1)[-1], *sys.argv]),
-    }
 
 
 def peak_rss_mb() -> float:
@@ -96,9 +70,4 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
 
 def write_result(name: str, payload: dict[str, Any], path: Path | None = None) -> Path:
     """bench/results/<name>.json (or `path`), with the machine, load, date and command first."""
-    path = path or RESULTS / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": machine_info(), **payload}
-    path.write_text(json.dumps(payload, indent=2, default=float))
-    print(f"wrote {path}")
-    return path
+    return provenance.write_result(path or RESULTS / f"{name}.json", payload)

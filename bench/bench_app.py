@@ -4,25 +4,26 @@ found (target: under 10 s cold, under 5 s warm on 2 cores) and the process's pea
 
     python bench/bench_app.py [--runs-dir DIR] [--n 50]
 
-Without --runs-dir (or $CMCS_RUNS_DIR) holding a finished run, it trains the tiny test runs
-(tests/app_fixtures.py) into a temp folder first. Writes bench/results/app.json.
+Without --runs-dir (or $CMCS_RUNS_DIR) holding a finished run, it trains the playground runs
+(`python -m cmcs_core playground`, as `make app` does) into a temp folder first. Writes
+bench/results/app.json.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import peak_rss_mb, write_result
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
-from _common import peak_rss_mb, write_result  # noqa: E402
 ENTRY = REPO / "app" / "main.py"
 
 
@@ -41,17 +42,16 @@ PAGES = [row[0] for row in PAGE_ROWS]
 
 
 def find_runs(runs_dir: Path | None):
-    from cmcs_core.runs import scan_runs
+    from cmcs_core.runs.reader import scan_runs
 
     if runs_dir is not None:
         runs = [r for r in scan_runs(runs_dir)[0] if r.finished]
         if runs:
             return runs_dir, runs
-    from app_fixtures import make_dataset, train_runs
-
     base = Path(tempfile.mkdtemp(prefix="cmcs_bench_app_"))
-    print(f"no finished run found: training the tiny test runs into {base}")
-    train_runs(make_dataset(base / "data"), base / "runs")
+    print(f"no finished run found: training the playground runs into {base} (what `make app` does first)")
+    subprocess.run([sys.executable, "-m", "cmcs_core", "playground", "--runs-dir", str(base / "runs"),
+                    "--data-out", str(base / "data"), "--quiet"], check=True)
     return base / "runs", [r for r in scan_runs(base / "runs")[0] if r.finished]
 
 
@@ -65,7 +65,7 @@ def latency(run, n: int, threads: int) -> dict:
     pred = Predictor(run.path, device="cpu")
     image = None
     if pred.needs_image:
-        from cmcs_core.encoders.features import load_image
+        from cmcs_core.data.images import load_image
 
         folder = run.image_dir()
         image = load_image(sorted(folder.iterdir())[0])
@@ -111,7 +111,7 @@ def page_renders(runs_dir: Path, run) -> dict:
 def run_kinds(runs: list) -> dict:
     """One run per kind the app treats differently: dataset (benchmark or other), visual source,
     with or without a checkpoint; CMCS preferred, else the first of its kind."""
-    from cmcs_core.tables import DATASETS
+    from cmcs_core.report.tables import DATASETS
 
     kinds: dict = {}
     for r in sorted(runs, key=lambda r: (r.method != "cmcs", str(r.path))):
@@ -131,7 +131,6 @@ class Server:
 
     def __init__(self, runs_dir: Path) -> None:
         import socket
-        import subprocess
         import urllib.request
 
         with socket.socket() as sock:

@@ -10,13 +10,11 @@ Writes bench/results/cold_pages.json with the machine, load and command.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent)]
-import bench_app as app_bench  # noqa: E402
-from _common import write_result  # noqa: E402
+import bench_app as app_bench
+from _common import write_result
 
 
 def cold_warm(browser, runs_dir: Path, url_path: str, run_id: str, read_home: float | None = None) -> dict:

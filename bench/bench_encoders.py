@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import matmul_peak_gflops, summary, time_alternating, timed, write_result
 from PIL import Image
 from torch.nn import functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from _common import matmul_peak_gflops, summary, time_alternating, timed, write_result  # noqa: E402
+from cmcs_core.data.dataset import dataset_files, load_split
+from cmcs_core.encoders.text import TextEncoder
+from cmcs_core.model.cmcs import TextTower
 
-from cmcs_core.data.dataset import dataset_files, load_split  # noqa: E402
-from cmcs_core.encoders.text import TextEncoder  # noqa: E402
-from cmcs_core.model.cmcs import TextTower  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def batches(mask: torch.Tensor, batch_size: int, bucket: bool) -> list[tuple[torch.Tensor, int]]:

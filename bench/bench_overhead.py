@@ -30,14 +30,13 @@ import time
 from pathlib import Path
 
 import torch
+from _common import summary, write_result
 from tqdm.auto import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from _common import summary, write_result  # noqa: E402
+from cmcs_core.config import RunConfig, apply_method
+from cmcs_core.train.trainer import Trainer
 
-from cmcs_core.config import RunConfig, apply_method  # noqa: E402
-from cmcs_core.train.trainer import Trainer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 METRICS = ("wall_wo_cms", "wall_cmcs", "cpu_wo_cms", "cpu_cmcs", "ratio_wall", "ratio_cpu")

@@ -15,20 +15,18 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import current_rss_mb, write_result
+from bench_overhead import make_timer
 from tqdm.auto import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from _common import current_rss_mb, write_result  # noqa: E402
+from cmcs_core.encoders.features import TextFeatures, VisualFeatures
+from cmcs_core.pipeline import SplitTensors
 
-from cmcs_core.encoders.features import TextFeatures, VisualFeatures  # noqa: E402
-from bench_overhead import make_timer  # noqa: E402
-from cmcs_core.pipeline import SplitTensors  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def repeat(data: SplitTensors, n: int) -> SplitTensors:

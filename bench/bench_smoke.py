@@ -19,12 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests")]
-from _common import summary, write_result  # noqa: E402
-from conftest import make_tiny_config  # noqa: E402 - one definition of the smoke run
+from _common import summary, write_result
 
-from cmcs_core.data.dataset import resolve_data_dir  # noqa: E402
+from cmcs_core.config import smoke_config
+from cmcs_core.data.dataset import resolve_data_dir
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FLAGS = ["--num-threads", "1", "--quiet"]
 
@@ -48,11 +48,11 @@ def main() -> None:
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             config, cache, runs = Path(tmp) / "smoke.json", Path(tmp) / "cache", Path(tmp) / "runs"
-            make_tiny_config(data_dir).save(config)
+            smoke_config(data_dir).save(config)
             cold.append(run_once(config, cache, runs / "cold"))
             warm.append(run_once(config, cache, runs / "warm"))
         print(f"repeat {i + 1}: cold {cold[-1]:.1f} s, warm {warm[-1]:.1f} s", flush=True)
-    result = {"what": "python -m cmcs_core train --config <tests/conftest.py make_tiny_config> "
+    result = {"what": "python -m cmcs_core train --config <cmcs_core.config.smoke_config> "
                       + " ".join(FLAGS) + " (process wall time)",
               "aim_s": 60, "cold_cache_s": summary(cold), "warm_cache_s": summary(warm)}
     write_result("smoke", result)

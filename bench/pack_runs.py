@@ -1,5 +1,5 @@
 """Pack run folders for the trip back from a GPU machine, already in the committed form
-(bench/compact_runs.py: compact formats, no checkpoints, masks for seed 1, features only for
+(cmcs_core/runs/compact.py, as scripts/compact_runs.py: compact formats, no checkpoints, masks for seed 1, features only for
 the runs named by --features).
 
     python bench/pack_runs.py GRID_DIR OUT.tar.gz [--dataset twitter2015] [--features 'twitter2015_*_cmcs_s1']
@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # this checkout's cmcs_core
-
-from compact_runs import NEVER, compact  # noqa: E402
-
-from cmcs_core.runs import find_run_dirs  # noqa: E402
+from cmcs_core.runs.compact import NEVER, compact_for_commit
+from cmcs_core.runs.reader import find_run_dirs
 
 
 def main() -> None:
@@ -34,7 +29,7 @@ def main() -> None:
                 continue
             copy = Path(tmp) / run.name
             shutil.copytree(run, copy, ignore=shutil.ignore_patterns(*NEVER, "projections"))
-            compact(copy, args.features)
+            compact_for_commit(copy, args.features)
             tar.add(copy, arcname=run.name)
     print(f"{args.out}: {Path(args.out).stat().st_size / 1e6:.1f} MB")
 

@@ -1,7 +1,8 @@
-"""`python -m cmcs_core train | evaluate | stress | predict | table | playground | grid | search`.
+"""`python -m cmcs_core train | evaluate | stress | predict | table | analyse | playground | grid | search`.
 
 Every field of the config dataclasses is a flag (`--finetune-layers 2`), so a run folder's
-config.json and the command line describe the same thing.
+config.json and the command line describe the same thing. The commands that need the model
+(train, evaluate, predict, stress) import torch when they run; `table` and `analyse` never do.
 """
 from __future__ import annotations
 
@@ -27,14 +28,20 @@ from cmcs_core.config import (
 )
 from cmcs_core.data.dataset import BENCHMARKS
 from cmcs_core.data.counterfactual import EDITS
+from cmcs_core.data.dataset import split_tag
+from cmcs_core.data.images import load_image
+from cmcs_core.io import atomic_write_json
+from cmcs_core.playground.run import add_playground_args, playground_main
+from cmcs_core.report.analyses import ANALYSES
+from cmcs_core.report.stress_tables import collect_stress, stress_tables
+from cmcs_core.report.tables import markdown_tables, paired_differences, runs_frame
+from cmcs_core.runs.reader import scan_runs
 
 SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
 
 
 def _flag_type(tp) -> type:
-    """int | None -> int, etc.; the annotations are strings under `from __future__ import annotations`."""
-    if isinstance(tp, str):
-        tp = eval(tp, {"int": int, "float": float, "str": str, "bool": bool, "None": None})  # noqa: S307
+    """int | None -> int, etc. (a field's type as typing.get_type_hints resolves it)."""
     args = [a for a in typing.get_args(tp) if a is not type(None)] if isinstance(tp, types.UnionType) else [tp]
     return args[0]
 
@@ -42,11 +49,12 @@ def _flag_type(tp) -> type:
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for section, kind in SECTIONS.items():
         group = parser.add_argument_group(f"{section} ({kind.__doc__.strip().splitlines()[0]})")
+        hints = typing.get_type_hints(kind)  # the annotations are strings under `from __future__ import annotations`
         for f in dataclasses.fields(kind):
             if section == "model" and f.name == "method":
                 continue
             flag = "--" + f.name.replace("_", "-")
-            tp = _flag_type(f.type)
+            tp = _flag_type(hints[f.name])
             dest = f"{section}.{f.name}"
             if tp is bool:
                 group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None)
@@ -88,26 +96,23 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from cmcs_core.evaluate import predict_tensors, split_tag, write_outputs
+    from cmcs_core.evaluate import evaluate_split, write_outputs
     from cmcs_core.inference import Predictor
 
     pred = Predictor(args.run, device=args.device)
     if args.image_dir:
         pred.pipe.cfg.data.image_dir = args.image_dir
-    split = pred.pipe.load_split(args.split, args.max_samples)
-    data = pred.pipe.tensors(split, progress=not args.quiet)
-    res = predict_tensors(pred.model, data, pred.pipe.device)
+    data, res = evaluate_split(pred.model, pred.pipe, args.split, args.max_samples, progress=not args.quiet)
+    split = data.split
     name = split_tag(args.split, split.path)
     if args.max_samples:
         name += f"-first{args.max_samples}"
     out = Path(args.output_dir) if args.output_dir else Path(args.run) / f"eval_{name}"
     metrics = write_outputs(out, name, pred.pipe, data, res)
     metrics.update(file=str(split.path), visual_source=split.visual_source, dropped=split.dropped)
-    from cmcs_core.io import atomic_write_json
-
     atomic_write_json(out / "metrics.json", metrics)
     print(json.dumps({k: metrics[k] for k in ("file", "n", "acc", "macro_f1", "macro_f1_classes", "visual_source",
-                                              "dropped")}, indent=2))
+                                              "dropped", "target_awareness")}, indent=2))
     if len(metrics["macro_f1_classes"]) < 3:
         print(f"note: macro_f1 averages over the {len(metrics['macro_f1_classes'])} classes present in the file "
               f"({', '.join(metrics['macro_f1_classes'])}), not over all three")
@@ -115,7 +120,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from cmcs_core.encoders.features import load_image
     from cmcs_core.inference import Predictor
 
     pred = Predictor(args.run, device=args.device)
@@ -125,7 +129,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_stress(args: argparse.Namespace) -> None:
-    from cmcs_core.stress import run_stress
+    from cmcs_core.stress import run_stress  # torch: imported by the commands that need it
 
     if args.num_threads:
         import torch
@@ -156,29 +160,38 @@ def cmd_stress(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"{len(refused)} of {len(args.run)} paths could not be stress-tested: {', '.join(refused)}")
 
 
-def cmd_table(args: argparse.Namespace) -> None:
-    from cmcs_core.tables import collect_runs, markdown_tables, paired_differences
+def _runs(paths: list[str]) -> list:
+    """The runs under the paths; folders that cannot be read are named on stderr, not fatal."""
+    runs, errors = scan_runs(*paths)
+    for err in errors:
+        print(f"skipped: {err}", file=sys.stderr)
+    return runs
 
-    if args.stress:
-        from cmcs_core.stress import collect_stress, stress_tables
 
-        text = stress_tables(collect_stress(args.runs))
-        print(text)
-        if args.output:
-            Path(args.output).write_text(text)
-        return
-    runs = collect_runs(args.runs)
-    text = markdown_tables(runs)
-    if args.paired:
-        text += "\n" + paired_differences(runs)
+def _print(text: str, output: str | None) -> None:
     print(text)
-    if args.output:
-        Path(args.output).write_text(text)
+    if output:
+        Path(output).write_text(text)
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    runs = _runs(args.runs)
+    if args.stress:
+        _print(stress_tables(collect_stress(runs)), args.output)
+        return
+    frame = runs_frame(runs)
+    text = markdown_tables(frame)
+    if args.paired:
+        text += "\n" + paired_differences(frame)
+    _print(text, args.output)
+
+
+def cmd_analyse(args: argparse.Namespace) -> None:
+    compute, markdown = ANALYSES[args.name]
+    _print(markdown(compute(_runs(args.runs))), args.output)
 
 
 def cmd_playground(args: argparse.Namespace) -> None:
-    from cmcs_core.playground.run import playground_main
-
     playground_main(args)
 
 
@@ -209,13 +222,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
     check_options(opts.ray)  # refuse an unreachable --address or too many GPUs before anything else
     report = run_grid(runs, opts)
     if args.table:
-        from cmcs_core.tables import collect_runs, markdown_tables
-
-        print(markdown_tables(collect_runs([args.out])))
+        runs = _runs([args.out])
+        print(markdown_tables(runs_frame(runs)))
         if args.stress:
-            from cmcs_core.stress import collect_stress, stress_tables
-
-            print(stress_tables(collect_stress([args.out])))
+            print(stress_tables(collect_stress(runs)))
     return 0 if report.ok else 1
 
 
@@ -294,9 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the stress tests' flip rates instead (methods side by side, paired by seed)")
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("playground", help="generate the spurious-correlation playground and train on it")
-    from cmcs_core.playground.run import add_playground_args
+    p = sub.add_parser("analyse", help="an analysis of finished runs, as Markdown (docs/results.md, docs/robustness.md)")
+    p.add_argument("name", choices=sorted(ANALYSES), help="fusion: what each branch contributes; selection: the "
+                   "epoch each selection rule keeps; targets: target awareness on multi-target tweets")
+    p.add_argument("runs", nargs="+", help="run folders or folders that contain them")
+    p.add_argument("--output", help="also write the Markdown here")
+    p.set_defaults(func=cmd_analyse)
 
+    p = sub.add_parser("playground", help="generate the spurious-correlation playground and train on it")
     add_playground_args(p)
     p.set_defaults(func=cmd_playground)
 

@@ -1,7 +1,10 @@
-"""Metrics and per-sample outputs (predictions, masks, pooled features) of a model on a split."""
+"""Metrics and per-sample outputs (predictions, masks, pooled features) of a model on a split.
+
+`evaluate_split` is the one chain from a split (a name, a TSV path or a loaded Split) to a
+model's predictions: the `evaluate` command and the stress tests go through it.
+"""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -9,19 +12,12 @@ import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from cmcs_core.data.dataset import Split
 from cmcs_core.data.tsv import LABEL_NAMES
-from cmcs_core.runfiles import write_features, write_masks, write_table
 from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.pipeline import Pipeline, SplitTensors
-
-
-def split_tag(split: str, path: str | Path) -> str:
-    """Name of a split's outputs: train/dev/test, or a file's stem plus a digest of its content,
-    so test.tsv of two datasets (or two edits of one) never share an output name."""
-    if split in ("train", "dev", "test"):
-        return split
-    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:8]
-    return f"{Path(path).stem}-{digest}"
+from cmcs_core.robustness import target_awareness
+from cmcs_core.runs.formats import write_features, write_masks, write_table
 
 
 def compute_metrics(labels: np.ndarray, preds: np.ndarray) -> dict:
@@ -74,6 +70,16 @@ def predict_tensors(model: CMCSModel, data: SplitTensors, device: torch.device, 
     return res
 
 
+def evaluate_split(model: CMCSModel, pipe: Pipeline, split: str | Split, max_samples: int | None = None,
+                   progress: bool = True) -> tuple[SplitTensors, dict]:
+    """A split's features and the model's predictions on it (predict_tensors' dict). `split` is
+    train/dev/test, a TSV path in the benchmark format, or a Split already loaded."""
+    if not isinstance(split, Split):
+        split = pipe.load_split(split, max_samples)
+    data = pipe.tensors(split, progress=progress)
+    return data, predict_tensors(model, data, pipe.device)
+
+
 def _token_means(mask: torch.Tensor, real: torch.Tensor) -> list[list[float]]:
     """Mean of the m x d mask over d, per real token: what a heatmap over words shows."""
     means = mask.float().mean(-1).cpu().numpy()
@@ -82,8 +88,8 @@ def _token_means(mask: torch.Tensor, real: torch.Tensor) -> list[list[float]]:
 
 
 def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, res: dict) -> dict:
-    """predictions_<tag>.parquet, masks_<tag>.parquet, features_<tag>.npz (cmcs_core.runfiles);
-    returns the metrics."""
+    """predictions_<tag>.parquet, masks_<tag>.parquet, features_<tag>.npz (cmcs_core.runs.formats);
+    returns the metrics, target awareness on multi-target tweets included (cmcs_core.robustness)."""
     samples = data.split.samples
     rows = {
         "index": [s.index for s in samples],
@@ -101,7 +107,8 @@ def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, r
         if key in res:
             for i, name in enumerate(LABEL_NAMES):
                 rows[f"{key}_{name}"] = np.round(res[key][:, i], 5)
-    write_table(out_dir / f"predictions_{tag}.parquet", pd.DataFrame(rows))
+    predictions = pd.DataFrame(rows)
+    write_table(out_dir / f"predictions_{tag}.parquet", predictions)
 
     masks = []
     for i, s in enumerate(samples):
@@ -119,5 +126,6 @@ def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, r
     grid = getattr(pipe.image_encoder, "grid", None)
     write_masks(out_dir / f"masks_{tag}.parquet", grid, masks)
     write_features(out_dir / f"features_{tag}.npz", {k: res[k] for k in res if k.endswith("_pooled")})
-    return compute_metrics(data.labels.numpy(), res["pred"])
+    metrics = compute_metrics(data.labels.numpy(), res["pred"])
+    return {**metrics, "target_awareness": target_awareness(predictions)}
 

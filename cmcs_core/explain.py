@@ -21,7 +21,6 @@ from typing import Callable
 import torch
 
 from cmcs_core.data.tsv import LABEL_NAMES, Sample
-from cmcs_core.grid import grid_of  # noqa: F401 - re-exported: explain.grid_of callers
 from cmcs_core.inference import Predictor, mask_target
 
 

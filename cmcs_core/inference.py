@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cmcs_core.checkpoint import load_trainable_state
 from cmcs_core.config import RunConfig
 from cmcs_core.data.dataset import Split, image_label_sets
 from cmcs_core.data.tsv import LABEL_NAMES, TARGET_TOKEN, Sample
 from cmcs_core.evaluate import predict_tensors
 from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.pipeline import Pipeline, SplitTensors, resolve_device, run_paths
-from cmcs_core.train.trainer import load_trainable_state
 
 MAX_TWEET_CHARS = 1000
 

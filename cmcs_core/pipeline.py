@@ -179,7 +179,7 @@ def run_paths(run_dir: str | Path) -> dict[str, Path]:
     names = {
         "config": "config.json",
         "log": "train.log",
-        "batches": "batches.parquet",  # formats: cmcs_core/runfiles.py
+        "batches": "batches.parquet",  # formats: cmcs_core/runs/formats.py
         "epochs": "epochs.csv",
         "metrics": "metrics.json",
         "best": "best.safetensors",

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cmcs_core.runfiles import feature_names, features_path, read_features
+from cmcs_core.io import atomic_save, cache_root
+from cmcs_core.runs.formats import feature_names, features_path, read_features
 
 METHODS = ("pca", "tsne", "umap")
 FEATURE_KEYS = {
@@ -68,8 +69,6 @@ def _key(features_file: Path, feature: str, method: str, seed: int) -> str:
 
 
 def projection_cache_dir() -> Path:
-    from cmcs_core.io import cache_root
-
     return cache_root() / "projections"
 
 
@@ -107,8 +106,6 @@ def cached_projection(run_dir: str | Path, split: str, modality: str, stage: str
         raise ValueError(f"this run has no {modality} features (method without that branch)")
     xy = project(x, method, seed)
     try:
-        from cmcs_core.io import atomic_save
-
         cache.parent.mkdir(parents=True, exist_ok=True)
         atomic_save(cache, lambda p: np.save(p, xy))  # tmp name ends in .npy
     except OSError:

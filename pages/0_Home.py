@@ -4,8 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app import common
-from cmcs_core.runs import runs_table
-from cmcs_core.tables import headline
+from cmcs_core.report.tables import headline, runs_frame
+from cmcs_core.runs.reader import runs_table
 
 st.title("CMCS lab")
 st.markdown(
@@ -30,17 +30,17 @@ if not runs:
     common.no_runs_message()
     st.stop()
 
-best = headline(common.benchmark_runs(runs))
+best = headline(runs_frame(runs))
 if best is not None:
     reg, rows = best
     st.subheader("Headline")
-    st.markdown(f"Test accuracy (%) in the strongest regime found: **{common.md(reg)}**. All tables, ablations "
+    st.markdown(f"Test accuracy (%) in the strongest regime found: **{common.md(reg.title)}**. All tables, ablations "
                 "and CMCS paired against each method by seed: *Compare*; flip rates under counterfactual "
                 "edits: *Robustness*.")
     st.dataframe(rows, hide_index=True)
 
 st.subheader(f"Runs found ({len(runs)})")
-table = runs_table(runs).assign(run=[common.rid(r) for r in runs])  # names repeat across grids
+table = runs_table(runs)  # a run is named by its folder under the runs folder: names repeat across grids
 # What tells runs apart and how they did first, so it fits the page; the rest scrolls after it.
 first = ["run", "method", "dataset", "visual_source", "seed", "test_acc", "test_f1", "dev_acc", "status"]
 table = table[first + [c for c in table.columns if c not in first and c != "path"]]

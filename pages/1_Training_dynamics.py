@@ -13,8 +13,8 @@ from app import common
 
 st.title("Training dynamics")
 runs, run, other = common.require_run()
-batches = common.frame(run, "batches")
-epochs = common.frame(run, "epochs")
+batches = common.batches(run)
+epochs = common.epochs(run)
 if batches is None or batches.empty:
     st.warning("This run has no per-batch log yet (batches.csv is written at the end of each epoch).")
     st.stop()
@@ -88,11 +88,11 @@ common.show_fig(fig, key="losses", name=f"{run.name}_losses")
 
 st.subheader("Accuracy per epoch")
 if epochs is not None and not epochs.empty:
-    frames = [epochs.assign(run=common.rid(run))]
+    frames = [epochs.assign(run=run.name)]
     if other is not None:
-        theirs = common.frame(other, "epochs")
+        theirs = common.epochs(other)
         if theirs is not None:
-            frames.append(theirs.assign(run=common.rid(other)))
+            frames.append(theirs.assign(run=other.name))
     acc = pd.concat(frames)
     value_cols = [c for c in ("dev_acc", "test_acc", "dev_f1") if c in acc]
     long = acc.melt(id_vars=["epoch", "run"], value_vars=value_cols, var_name="metric", value_name="value")

@@ -32,7 +32,7 @@ colour = c[3].selectbox("Colour by", ["gold label", "prediction", "correct"])
 def projection(path: str, split: str, modality: str, stage: str, method: str, _stamp: float) -> np.ndarray:
     return cached_projection(path, split, modality, stage, method)
 
-pred = common.frame(run, "predictions", split)
+pred = common.predictions(run, split)
 if pred is None:
     st.stop()
 maps = {}

@@ -9,7 +9,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import common
-from cmcs_core.runs import RunReadError, load_run
+from cmcs_core.runs.reader import RunReadError, load_run
 from cmcs_core.word_stats import suppressed_vs_association
 
 st.title("Masks")
@@ -26,7 +26,7 @@ if mode != "learned":
             "Pick a CMCS run to see what MFS keeps and suppresses.")
 
 split = st.selectbox("Split", splits)
-pred = common.frame(run, "predictions", split)
+pred = common.predictions(run, split)
 if pred is None:
     st.stop()
 
@@ -59,7 +59,7 @@ def word_table(path: str, split: str, min_count: int, _stamp: float) -> tuple[pd
     r = load_run(path)
     note = None
     try:
-        samples = r.train_samples()
+        samples = r.split_samples("train")
     except RunReadError as err:
         samples, note = None, str(err)
     return suppressed_vs_association(r.masks(split), samples, min_count), note

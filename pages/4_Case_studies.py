@@ -7,7 +7,8 @@ import streamlit as st
 
 from app import common
 from cmcs_core.data.tsv import LABEL_NAMES
-from cmcs_core.runs import RunReadError, align_predictions
+from cmcs_core.report.analyses import align_predictions
+from cmcs_core.runs.reader import RunReadError, load_run
 
 st.title("Case studies")
 runs, run, other = common.require_run()
@@ -27,12 +28,10 @@ if not chosen or not common_splits:
 split = c2.selectbox("Split", common_splits)
 for p in chosen:
     common.random_warning(by_path[p])
-names = {p: common.rid(by_path[p]) for p in chosen}
+names = {p: by_path[p].name for p in chosen}
 
 @st.cache_data(show_spinner="Aligning predictions…", max_entries=8)
 def aligned(paths: tuple[str, ...], split: str, _stamps: tuple[float, ...]):
-    from cmcs_core.runs import load_run
-
     return align_predictions([load_run(p) for p in paths], split)
 
 try:

@@ -11,10 +11,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import common
-from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.data.images import load_image
-from cmcs_core.grid import grid_of
-from cmcs_core.runs import load_run
+from cmcs_core.data.tsv import LABEL_NAMES
+from cmcs_core.image_grid import grid_of
+from cmcs_core.runs.reader import load_run
 
 # Streamlit's own upload limit (.streamlit/config.toml server.maxUploadSize) is the one the app accepts.
 MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))
@@ -58,7 +58,7 @@ st.markdown(f"This run reads **{'real pixels (upload an image)' if needs == 'ima
             f"— visual source: **{run.visual_source}**.")
 
 # -- an example from the run's own test split fills the inputs ------------------------------
-examples = common.frame(run, "predictions", "test")
+examples = common.predictions(run, "test")
 m = common.masks(run, "test") if examples is not None else None
 
 def use_example() -> None:

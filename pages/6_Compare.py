@@ -9,10 +9,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import common
-from cmcs_core.config import METHOD_TITLES, METHODS
+from cmcs_core.config import METHOD_ORDER, METHOD_TITLES
 from cmcs_core.data.tsv import LABEL_NAMES
-from cmcs_core.runs import results_table
-from cmcs_core.tables import DATASETS, collect_runs, markdown_tables, paired_differences, regime
+from cmcs_core.report.regime import percent
+from cmcs_core.report.tables import DATASETS, markdown_tables, paired_differences, results_table, runs_frame
 
 st.title("Compare runs")
 runs, run, other = common.require_run()
@@ -21,17 +21,10 @@ if not finished:
     st.warning("No finished run yet.")
     st.stop()
 
-@st.cache_data(show_spinner=False, ttl=10)
-def tables(paths: tuple[str, ...], ids: tuple[str, ...]) -> tuple[pd.DataFrame, str, str]:
-    found = collect_runs(list(paths))
-    if not found.empty:  # a run is its folder relative to the runs folder: names repeat across grids
-        found = found.assign(run=found.run.map(dict(zip(paths, ids))).fillna(found.run),
-                             regime=found.apply(regime, axis=1))
-    bench = found[found.dataset.isin(DATASETS)] if not found.empty else found
-    paired = paired_differences(found) if not found.empty and (found.method == "cmcs").any() else ""
-    return found, markdown_tables(bench) if not bench.empty else "", paired
-
-found, md, paired = tables(tuple(str(r.path) for r in finished), tuple(common.rid(r) for r in finished))
+found = runs_frame(finished)  # a run is named by its folder under the runs folder: names repeat across grids
+bench = found[found.dataset.isin(DATASETS)] if not found.empty else found
+md = markdown_tables(bench) if not bench.empty else ""
+paired = paired_differences(found) if not found.empty and (found.method == "cmcs").any() else ""
 tab_tables, tab_runs = st.tabs(["Table 1 & Table 2", "Confusion matrices & per-class F1"])
 with tab_tables:
     st.markdown("Test accuracy | macro-F1 (%) per method, mean ± std over seeds, one block per regime "
@@ -54,8 +47,9 @@ with tab_tables:
     if not found.empty:
         metric = st.radio("Per run", ["test_acc", "test_f1"], horizontal=True,
                           format_func={"test_acc": "test accuracy (%)", "test_f1": "macro-F1 (%)"}.get)
-        points = found.assign(method=found.method.map(lambda m: METHOD_TITLES.get(m, m)))
-        order = [METHOD_TITLES.get(m, m) for m in ["text_only", *METHODS]]
+        points = percent(found, ["test_acc", "test_f1"]).assign(
+            method=found.method.map(lambda m: METHOD_TITLES.get(m, m)), regime=found.regime.map(str))
+        order = [METHOD_TITLES[m] for m in METHOD_ORDER]
         order = [m for m in order if m in set(points.method)] + sorted(set(points.method) - set(order))
         fig = px.strip(points, x=metric, y="method", color="regime", facet_col="dataset",
                        category_orders={"method": order}, hover_name="run", hover_data=["seed", "visual_source"],
@@ -82,7 +76,7 @@ with tab_runs:
     f1_rows = []
     for i, path in enumerate(chosen):
         r = by_path[path]
-        name = common.rid(r)
+        name = r.name
         common.random_warning(r)
         res = (r.metrics or {}).get(split)
         if not res:

@@ -1,6 +1,7 @@
 """Robustness: the counterfactual stress tests (`python -m cmcs_core stress`) of every run —
-flip rate per edit and method with intervals, CMCS paired against each method by seed, and
-the flipped examples, each one click away from the Inspector with the edit applied."""
+flip rate per edit and method with intervals, target awareness on tweets with targets of
+different labels beside them, CMCS paired against each method by seed, and the flipped
+examples, each one click away from the Inspector with the edit applied."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,9 @@ import streamlit as st
 from app import common
 from cmcs_core.data.counterfactual import EDIT_TITLES, EDITS
 from cmcs_core.data.dataset import NO_VISUAL
-from cmcs_core.stress import STRESS_FILE, collect_stress, read_flipped, stress_tables, variant_order, variant_title
-from cmcs_core.tables import regime_order
+from cmcs_core.report.regime import Variant, percent
+from cmcs_core.report.stress_tables import AWARENESS, AWARENESS_TITLES, FRACTIONS, collect_stress, stress_tables
+from cmcs_core.runs.reader import load_run
 
 st.title("Robustness")
 runs, run, other = common.require_run()
@@ -23,17 +25,12 @@ finished = [r for r in runs if r.finished]
 
 
 @st.cache_data(show_spinner="Reading stress results…", max_entries=8)
-def stress_frame(paths: tuple[str, ...], _stamps: tuple[float, ...]) -> pd.DataFrame:
-    return collect_stress(list(paths))
+def stress_frame(paths: tuple[str, ...], root: str, _stamps: tuple[float, ...]) -> pd.DataFrame:
+    return collect_stress([load_run(p, root) for p in paths])
 
 
-def stress_stamp(path: Path) -> float:
-    f = path / STRESS_FILE
-    return f.stat().st_mtime if f.is_file() else 0.0
-
-
-paths = tuple(str(r.path) for r in finished)
-found = stress_frame(paths, tuple(stress_stamp(r.path) for r in finished))
+found = stress_frame(tuple(str(r.path) for r in finished), str(run.root),  # the runs folder: names under it
+                     tuple(common.stamp(r) for r in finished))
 st.markdown(
     "Each stress test edits something that is **not about the target** and keeps the gold label: a clause of "
     "positive or negative sentiment about something else appended (rows whose gold label differs from it), the "
@@ -50,12 +47,14 @@ datasets = sorted(found.dataset.unique())
 dataset = c1.selectbox("Dataset", datasets, index=datasets.index(run.dataset) if run.dataset in datasets else 0,
                        key="rob_dataset")
 part = found[found.dataset == dataset]
-regime = c2.selectbox("Regime", regime_order(part.regime), key="rob_regime")
+regime = c2.selectbox("Regime", sorted(set(part.regime)), key="rob_regime", format_func=str)
 part = part[part.regime == regime]
 split = c3.selectbox("Split", sorted(part.split.unique(), key=lambda s: (s != "test", s)), key="rob_split")
 part = part[part.split == split]
-ok = part[part.applies]
-variants = variant_order(part.variant)
+shown = percent(part, FRACTIONS)  # the frame holds fractions, as the files do
+ok = shown[shown.applies]
+variants = sorted(set(part.variant))
+CMCS = Variant("cmcs")
 edits = [e for e in EDITS if e in set(ok.edit)]
 
 # -- flip rate per edit and method -------------------------------------------------------------
@@ -67,13 +66,13 @@ for n, variant in enumerate(variants):
     g = v.groupby("edit").agg(mean=("flip_rate", "mean"), lo=("flip_lo", "mean"), hi=("flip_hi", "mean"),
                               seeds=("seed", "nunique")).reindex(edits)
     fig.add_trace(go.Bar(
-        name=variant_title(variant), x=edits, y=g["mean"], offsetgroup=variant, marker_color=PALETTE[n % len(PALETTE)],
+        name=variant.title, x=edits, y=g["mean"], offsetgroup=variant.key, marker_color=PALETTE[n % len(PALETTE)],
         error_y=dict(type="data", symmetric=False, array=g["hi"] - g["mean"], arrayminus=g["mean"] - g["lo"]),
         customdata=np.stack([g.lo, g.hi, g.seeds], axis=-1),
         hovertemplate="%{x}: %{y:.1f}% (95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}, %{customdata[2]} seeds)"
-                      "<extra>" + variant_title(variant) + "</extra>"))
+                      "<extra>" + variant.title + "</extra>"))
     fig.add_trace(go.Scatter(  # every seed as a dot: the spread the mean hides
-        x=v.edit, y=v.flip_rate, mode="markers", marker=dict(color="black", size=5), offsetgroup=variant,
+        x=v.edit, y=v.flip_rate, mode="markers", marker=dict(color="black", size=5), offsetgroup=variant.key,
         showlegend=False, customdata=v.seed, hovertemplate="seed %{customdata}: %{y:.1f}%<extra></extra>"))
 fig.update_layout(barmode="group", scattermode="group", height=430, margin=dict(l=10, r=10, t=50, b=10),
                   title=f"Share of edited rows whose prediction changes — {dataset}, {split} split",
@@ -83,35 +82,72 @@ st.caption("Bars: mean over seeds; whiskers: the per-seed 95% bootstrap interval
            "each seed. " + " · ".join(f"**{e}**: {EDIT_TITLES[e]}" for e in edits))
 na = part[~part.applies].drop_duplicates(["variant", "edit"])
 if not na.empty:
-    st.caption("Not run: " + "; ".join(f"{variant_title(r.variant)} × {r.edit} ({r.reason})" for r in na.itertuples()))
+    st.caption("Not run: " + "; ".join(f"{r.variant.title} × {r.edit} ({r.reason})" for r in na.itertuples()))
+
+# -- target awareness beside the flip rates ---------------------------------------------------------
+st.subheader("Tweets with targets of different labels")
+per_run = shown.drop_duplicates("run")
+if per_run[list(AWARENESS)].isna().all().all():
+    st.info("These runs carry no target-awareness figures: committed stress folders keep no predictions. Runs "
+            "trained or evaluated now write them into metrics.json; `cmcs analyse targets RUN_OR_GRID` computes them "
+            "for any run folder with predictions.")
+else:
+    fig = go.Figure()
+    for n, variant in enumerate(variants):  # n: the variant's colour in the flip-rate chart too
+        v = per_run[per_run.variant == variant]
+        if v[list(AWARENESS)].isna().all().all():
+            continue  # no figures for this method: no empty legend entry
+        means = [v[k].mean() for k in AWARENESS]
+        lo = [v[f"{k}_lo"].mean() for k in AWARENESS]
+        hi = [v[f"{k}_hi"].mean() for k in AWARENESS]
+        x = [AWARENESS_TITLES[k] for k in AWARENESS]
+        fig.add_trace(go.Bar(name=variant.title, x=x, y=means, offsetgroup=variant.key,
+                             marker_color=PALETTE[n % len(PALETTE)],
+                             error_y=dict(type="data", symmetric=False, array=np.subtract(hi, means),
+                                          arrayminus=np.subtract(means, lo)),
+                             hovertemplate="%{x}: %{y:.1f}%<extra>" + variant.title + "</extra>"))
+        dots = v.melt(id_vars=["seed"], value_vars=list(AWARENESS)).dropna()
+        fig.add_trace(go.Scatter(x=dots.variable.map(AWARENESS_TITLES), y=dots.value, mode="markers",
+                                 marker=dict(color="black", size=5), offsetgroup=variant.key, showlegend=False,
+                                 customdata=dots.seed, hovertemplate="seed %{customdata}: %{y:.1f}%<extra></extra>"))
+    fig.update_layout(barmode="group", scattermode="group", height=360, margin=dict(l=10, r=10, t=50, b=10),
+                      title=f"Tweets with two or more targets of different gold labels — {dataset}, {split} split",
+                      yaxis=dict(range=[0, 100], title="share of those tweets (%)", ticksuffix="%"),
+                      legend_title="method")
+    common.show_fig(fig, key="rob_awareness", name=f"robustness_target_awareness_{dataset}")
+    tweets = int(per_run.awareness_tweets.max())
+    st.caption(f"{tweets} such tweets in this split. **all targets right**: every target of the tweet predicted right; "
+               "**one label for all**: the model gave all its targets the same label, which a model that reads the "
+               "target should not. Bars: mean over seeds; whiskers: the per-seed 95% bootstrap intervals (over "
+               "tweets), averaged; dots: each seed.")
 
 acc = ok.groupby(["variant", "edit"]).agg(before=("acc_before", "mean"), after=("acc_after", "mean"),
                                           rows=("rows", "max"), seeds=("seed", "nunique")).reset_index()
-acc["method"] = acc.variant.map(variant_title)
+acc["method"] = acc.variant.map(lambda v: v.title)
 with st.expander("Accuracy on the edited rows, before and after the edit"):
     st.dataframe(acc[["method", "edit", "rows", "before", "after", "seeds"]].round(1), hide_index=True,
                  width="stretch")
 
 # -- CMCS paired against each method, by seed ----------------------------------------------------
 st.subheader("CMCS against each method, paired by seed")
-if "cmcs" not in set(ok.variant) or len(variants) < 2:
+if CMCS not in set(ok.variant) or len(variants) < 2:
     st.info("Paired differences need CMCS and at least one other method stress-tested on this dataset and regime.")
 else:
     edit = st.selectbox("Edit", edits, format_func=lambda e: f"{e} — {EDIT_TITLES[e]}", key="rob_paired_edit")
     table = ok[ok.edit == edit].pivot_table(index="seed", columns="variant", values="flip_rate")
     fig = go.Figure()
     span = 1.0
-    for variant in [v for v in variants if v != "cmcs" and v in table]:
-        both = table[["cmcs", variant]].dropna()
+    for variant in [v for v in variants if v != CMCS and v in table]:
+        both = table[[CMCS, variant]].dropna()
         if both.empty:
             continue
-        diff = both["cmcs"] - both[variant]
+        diff = both[CMCS] - both[variant]
         span = max(span, float(diff.abs().max()))
-        fig.add_trace(go.Scatter(x=[variant_title(variant)] * len(diff), y=diff, mode="markers+text",
+        fig.add_trace(go.Scatter(x=[variant.title] * len(diff), y=diff, mode="markers+text",
                                  text=[f"s{s}" for s in diff.index], textposition="middle right",
-                                 marker=dict(size=10), name=variant_title(variant), showlegend=False,
+                                 marker=dict(size=10), name=variant.title, showlegend=False,
                                  hovertemplate="seed %{text}: %{y:+.1f} points<extra></extra>"))
-        fig.add_trace(go.Scatter(x=[variant_title(variant)], y=[diff.mean()], mode="markers", showlegend=False,
+        fig.add_trace(go.Scatter(x=[variant.title], y=[diff.mean()], mode="markers", showlegend=False,
                                  marker=dict(symbol="line-ew", size=30, line=dict(width=3, color="black")),
                                  hovertemplate=f"mean {diff.mean():+.1f} points<extra></extra>"))
     fig.add_hline(y=0, line_dash="dash", line_color="grey")
@@ -131,18 +167,18 @@ with st.expander("The tables (Markdown, as `python -m cmcs_core table --stress`)
 st.subheader("Flipped examples")
 with_rows = ok[ok.rows_file != ""]
 by_path = {str(r.path): r for r in finished}
-run_paths = list(dict.fromkeys(with_rows.run))
+run_paths = list(dict.fromkeys(with_rows.path))
 if not run_paths:
     st.stop()
 d1, d2 = st.columns([3, 2])
 default = run_paths.index(str(run.path)) if str(run.path) in run_paths else 0
-names = {p: f"{common.rid(by_path[p])} · {by_path[p].method_title}" if p in by_path else p for p in run_paths}
+names = {p: f"{by_path[p].name} · {by_path[p].method_title}" if p in by_path else p for p in run_paths}
 chosen = d1.selectbox("Run", run_paths, index=default, key="rob_run", format_func=names.get)  # paths: names repeat
-run_edits = [e for e in edits if e in set(with_rows[with_rows.run == chosen].edit)]
+run_edits = [e for e in edits if e in set(with_rows[with_rows.path == chosen].edit)]
 edit = d2.selectbox("Edit", run_edits, key="rob_rows_edit", format_func=lambda e: f"{e} — {EDIT_TITLES[e]}")
-record = with_rows[(with_rows.run == chosen) & (with_rows.edit == edit)].iloc[0]
+record = with_rows[(with_rows.path == chosen) & (with_rows.edit == edit)].iloc[0]
 try:
-    rows = read_flipped(Path(chosen), record.rows_file)
+    rows = load_run(chosen).flipped(record.rows_file)
 except ValueError as err:
     st.error(str(err))
     st.stop()

@@ -6,7 +6,6 @@ cache left by another session and the cache tests see exactly what this session 
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -14,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub from the
 
 import pytest
 
-from cmcs_core.config import RunConfig, apply_method
+from cmcs_core.config import smoke_config
 from cmcs_core.data.dataset import resolve_data_dir
 from cmcs_core.pipeline import torch_threads
 
@@ -48,22 +47,9 @@ def data_dir() -> Path:
     return root
 
 
-def make_tiny_config(data_dir: Path, method: str = "cmcs", **train_overrides) -> RunConfig:
-    """A CPU-sized run of the real Twitter2015 data: 128 train rows, 64 dev/test rows, H=2."""
-    cfg = RunConfig()
-    cfg.data = dataclasses.replace(
-        cfg.data, dataset="twitter2015", data_dir=str(data_dir),
-        max_train_samples=128, max_eval_samples=64, dev_subset_size=32,
-    )
-    cfg.model = apply_method(cfg.model, method)
-    train = dict(epochs=2, batch_size=16, H=2, device="cpu")
-    cfg.train = dataclasses.replace(cfg.train, **{**train, **train_overrides})
-    return cfg
-
-
 @pytest.fixture(scope="session")
 def tiny_config_factory(data_dir: Path):
-    return lambda method="cmcs", **kw: make_tiny_config(data_dir, method, **kw)
+    return lambda method="cmcs", **kw: smoke_config(data_dir, method, **kw)
 
 
 @pytest.fixture(scope="session")

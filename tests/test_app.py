@@ -9,9 +9,8 @@ import pytest
 from app_fixtures import REPO
 from streamlit.testing.v1 import AppTest
 
-from cmcs_core.runs import load_run
-
 from cmcs_core.data.tsv import LABEL_NAMES
+from cmcs_core.runs.reader import load_run
 
 ENTRY = REPO / "app" / "main.py"
 PAGES = REPO / "pages"
@@ -227,11 +226,35 @@ def test_robustness_page_and_open_in_inspector(app_runs):
     assert final.value == row.pred_after  # the Inspector predicts what the stress test recorded
 
 
+def test_robustness_page_shows_target_awareness_beside_the_flip_rates(app_runs, tmp_path):
+    """Runs whose metrics.json carries target awareness get a chart of it on 0-100% with the
+    intervals; runs without it (committed stress folders keep no predictions) get a note instead."""
+    import shutil
+
+    at = page("Robustness", app_runs, "cap_cmcs").run()
+    assert any("carry no target-awareness figures" in i.value for i in at.info)
+    root = tmp_path / "runs"
+    shares = {"cap_cmcs": (0.25, 0.5), "cap_text_only": (0.1, 0.8)}
+    for name, (right, single) in shares.items():
+        shutil.copytree(app_runs / name, root / name)
+        metrics = json.loads((root / name / "metrics.json").read_text())
+        metrics["test"]["target_awareness"] = {"tweets": 20, "rows": 45, "all_targets_right": right,
+                                               "all_targets_right_ci": [right - 0.1, right + 0.1],
+                                               "single_label": single, "single_label_ci": [single - 0.2, single + 0.1]}
+        (root / name / "metrics.json").write_text(json.dumps(metrics))
+    at = page("Robustness", root, "cap_cmcs").run()
+    no_exceptions(at)
+    spec = next(json.loads(c.proto.spec) for c in charts(at)
+                if "targets of different gold labels" in json.loads(c.proto.spec)["layout"]["title"]["text"])
+    assert spec["layout"]["yaxis"]["range"] == [0, 100]
+    bars = {t["name"]: plotly_values(t["y"]) for t in spec["data"] if t["type"] == "bar"}
+    assert bars == {"CMCS (ours)": pytest.approx([25.0, 50.0]), "Text-only baseline": pytest.approx([10.0, 80.0])}
+    assert any("20 such tweets" in c.value for c in at.caption)
+
+
 def test_robustness_page_reads_committed_rows_by_reference(data_dir):
     """results/stress_frozen keeps the flipped rows' tweets by reference: the page shows them back
     from the data, and without a checkpoint the Inspector button is off."""
-    from cmcs_core.stress import read_flipped
-
     root = REPO / "results" / "stress_frozen"
     run = root / "frozen" / "twitter2015_minilm_frozen_cmcs_s1"
     at = page("Robustness", root, str(run.relative_to(root))).run()
@@ -241,7 +264,7 @@ def test_robustness_page_reads_committed_rows_by_reference(data_dir):
     shown = at.dataframe[-1].value
     res = json.loads((run / "stress.json").read_text())["splits"]["test"]["edits"]["clause_positive"]
     assert len(shown) == res["flipped"] and (shown.edited_tweet.str.len() > 0).all()
-    assert shown.edited_tweet.iloc[0] == read_flipped(run, res["rows_file"]).edited_tweet.iloc[0]
+    assert shown.edited_tweet.iloc[0] == load_run(run).flipped(res["rows_file"]).edited_tweet.iloc[0]
     assert not at.warning or all("Only labels" not in w.value for w in at.warning)
     assert at.button[0].disabled
 
@@ -354,7 +377,6 @@ def test_user_text_is_not_markdown(app_runs):
 def test_upload_limit_is_the_one_the_app_states():
     """Streamlit's own limit (.streamlit/config.toml) is the Inspector's."""
     import tomllib
-
     from streamlit import config
 
     limit = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]

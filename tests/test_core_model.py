@@ -131,6 +131,23 @@ def test_causal_effect_and_softplus_weights_by_hand(text_encoder: TextEncoder, a
     assert total.item() == pytest.approx(phi_t * float(ce_bar) + phi_v * float(bce_bar), rel=1e-5)
 
 
+@pytest.mark.parametrize("method", ["cmcs", "wo_visual"])
+def test_dev_loss_is_the_text_plus_the_visual_loss(text_encoder: TextEncoder, method: str) -> None:
+    """L_dev = L_t + L_v on D_dev (the upper objective), from the masked features, by hand; no phi in it."""
+    model = _model(text_encoder, method)
+    with torch.no_grad():
+        model.alpha.fill_(3.0)  # a scheduler far from 1 must not reach the dev loss
+    batch = _batch(text_encoder.dim)
+    dev = model.dev_loss(model.branch_losses(model(batch), batch))
+    with torch.no_grad():
+        ebar = model.text_mfs(batch["text_hidden"].float())[0]
+        expected = _ce(model.text_head(_masked_mean(ebar, batch["attention_mask"])), batch["label"])
+        if method == "cmcs":
+            evbar = model.visual_mfs(batch["visual_tokens"].float())[0]
+            expected = expected + _bce(model.visual_head(_masked_mean(evbar, batch["visual_mask"])), batch["image_label"])
+    assert dev.item() == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_effects_are_detached_and_phi_gets_the_softplus_gradient(text_encoder: TextEncoder) -> None:
     model = _model(text_encoder, "cmcs")
     batch = _batch(text_encoder.dim)

@@ -13,16 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fake_runs import fake_run
 from safetensors.torch import load_file
 
 from cmcs_core import cli
+from cmcs_core.checkpoint import trainable_state
 from cmcs_core.config import METHOD_TITLES, RunConfig
 from cmcs_core.data.tsv import LABEL_NAMES, read_tsv, write_tsv
 from cmcs_core.encoders.text import TextEncoder
 from cmcs_core.evaluate import predict_tensors
 from cmcs_core.io import atomic_save, atomic_write_text
-from cmcs_core.runfiles import read_masks, read_table
-from cmcs_core.train.trainer import BATCH_LOG_COLUMNS, Trainer, train, trainable_state
+from cmcs_core.runs.formats import read_masks, read_table
+from cmcs_core.train.trainer import BATCH_LOG_COLUMNS, Trainer, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -170,6 +172,28 @@ def test_saved_model_reproduces_the_test_predictions(tiny_run, predictor) -> Non
     saved = load_file(str(tiny_run["dir"] / "best.safetensors"))
     for k, v in trainable_state(predictor.model).items():
         assert torch.equal(v, saved[k]), k
+
+
+def test_per_sample_effect_in_the_predictions_is_recomputed_from_the_checkpoint(tiny_run, predictor) -> None:
+    """effect_t in predictions_test is exp(CE of the raw text features - CE of the masked ones) per
+    sample (Eq. 7 for one sample, clamped like the batch effect): recomputed here from the checkpoint's
+    logits with a hand-written cross-entropy, so a flipped sign or a lost clamp shows."""
+    split = predictor.pipe.load_split("test", 64)
+    data = predictor.pipe.tensors(split, progress=False)
+    rows = torch.arange(8)
+    model = predictor.model.eval()
+    with torch.no_grad():
+        out = model(data.batch(rows, predictor.pipe.device))
+    y = data.labels[rows]
+
+    def ce(logits: torch.Tensor) -> torch.Tensor:
+        return -logits.double().log_softmax(-1)[torch.arange(len(y)), y]
+
+    gap = ce(out["text_logits_raw"]) - ce(out["text_logits"])
+    expected = gap.clamp(-10, 10).exp().numpy()
+    saved = read_table(tiny_run["dir"] / "predictions_test.parquet").effect_t.to_numpy()[:8]
+    np.testing.assert_allclose(saved, expected, rtol=1e-4)
+    assert ((saved > 1) == (gap.numpy() > 0)).all()  # above 1 exactly where the masked features fit better
 
 
 # -- resume ----------------------------------------------------------------------------------
@@ -336,10 +360,10 @@ def test_cli_table_prints_markdown_rows(tiny_run, overfit_run: Path, capsys) -> 
     ours, theirs = rows(blocks[default]), rows(blocks[fast])
     acc = 100 * tiny_run["metrics"]["test"]["acc"]
     f1 = 100 * tiny_run["metrics"]["test"]["macro_f1"]
-    assert ours["**CMCS (ours)**"][2:4] == [f"{acc:.1f} ± 0.0", f"{f1:.1f} ± 0.0"]
-    assert ours["CMCS (ours)"][2] == f"{acc:.1f} ± 0.0"  # Table 2 row
+    assert ours["**CMCS (ours)**"][2:4] == [f"{acc:.1f}", f"{f1:.1f}"]  # one seed: no ± to pretend a spread
+    assert ours["CMCS (ours)"][2] == f"{acc:.1f}"  # Table 2 row
     wo_cms = json.loads((overfit_run / "metrics.json").read_text())["test"]["acc"]
-    assert theirs[METHOD_TITLES["wo_cms"]][2] == f"{100 * wo_cms:.1f} ± 0.0"
+    assert theirs[METHOD_TITLES["wo_cms"]][2] == f"{100 * wo_cms:.1f}"
     assert ours[METHOD_TITLES["wo_cms"]][2] == theirs["CMCS (ours)"][2] == "–"  # never averaged across
     for method in ("wo_visual", "wo_mfs", "wo_mfs_cms"):
         assert ours[METHOD_TITLES[method]][2] == "–"  # no runs: no numbers
@@ -350,19 +374,17 @@ def test_cli_table_prints_markdown_rows(tiny_run, overfit_run: Path, capsys) -> 
 
 
 def test_paired_differences_pair_by_seed_and_regime() -> None:
-    from cmcs_core.tables import paired_differences
+    from cmcs_core.report.tables import paired_differences, runs_frame
 
     rng = np.random.default_rng(0)
-    rows = []
+    runs = []
     for ft in (0, -1):  # two regimes: never paired with each other
         for seed in (3, 1, 2):  # out of order on purpose
             for method in ("cmcs", "wo_cms", "text_only"):
-                rows.append({"dataset": "twitter2015", "method": method, "seed": seed, "text_model": "minilm",
-                             "visual_source": "captions", "finetune_layers": ft,
-                             "test_acc": float(rng.uniform(50, 80))})
-    runs = pd.DataFrame(rows[:-1])  # the last (ft=-1, seed 2, text_only) run is missing
-    text = paired_differences(runs)
-    acc = {(r["finetune_layers"], r["seed"], r["method"]): r["test_acc"] for r in runs.to_dict("records")}
+                runs.append(fake_run(method, seed, float(rng.uniform(0.5, 0.8)), finetune_layers=ft))
+    runs = runs[:-1]  # the last (ft=-1, seed 2, text_only) run is missing
+    text = paired_differences(runs_frame(runs))
+    acc = {(r.cfg.encoder.finetune_layers, r.cfg.train.seed, r.method): 100 * r.metrics["test"]["acc"] for r in runs}
     table: dict[tuple[str, str], list[str]] = {}  # (regime, method title) -> cells of its row
     for block in text.split("### ")[1:]:
         reg = block.splitlines()[0].split(" — ")[1]
@@ -378,17 +400,19 @@ def test_paired_differences_pair_by_seed_and_regime() -> None:
             assert cells[3] == " ".join(f"{d:+.1f}" for d in diffs)
             assert cells[4] == f"{np.mean(diffs):+.2f}"
             assert cells[5] == f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
-    assert paired_differences(runs.iloc[:0]) == "No finished runs found.\n"
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if "| twitter2015 |" in line]
+    assert rows[:2] == ["Text-only baseline", "w/o CMS"]  # the one method order: the baseline first
+    assert paired_differences(runs_frame([])) == "No finished runs found.\n"
 
 
 def test_runs_with_other_learning_rates_are_another_regime() -> None:
-    from cmcs_core.tables import regime, summarise
+    from cmcs_core.report.regime import Regime
+    from cmcs_core.report.tables import runs_frame, summarise
 
-    base = {"dataset": "twitter2015", "method": "cmcs", "text_model": "minilm", "visual_source": "captions",
-            "finetune_layers": 2, "test_f1": 50.0, "lr": 2e-5, "head_lr": 1e-3}
-    runs = pd.DataFrame([{**base, "seed": 1, "test_acc": 60.0}, {**base, "seed": 2, "test_acc": 62.0},
-                         {**base, "seed": 1, "test_acc": 70.0, "head_lr": 1e-4}])
-    assert regime(runs.iloc[0]) == "minilm, fine-tuned (top 2 layers), visual = captions"
-    assert regime(runs.iloc[2]) == "minilm, fine-tuned (top 2 layers), visual = captions, head lr 0.0001"
-    summary = summarise(runs).set_index("regime")
-    assert summary.acc_mean.to_dict() == {regime(runs.iloc[0]): 61.0, regime(runs.iloc[2]): 70.0}
+    runs = [fake_run("cmcs", 1, 0.60, 0.5, finetune_layers=2), fake_run("cmcs", 2, 0.62, 0.5, finetune_layers=2),
+            fake_run("cmcs", 1, 0.70, 0.5, finetune_layers=2, head_lr=1e-4)]
+    assert Regime.of(runs[0].cfg).title == "minilm, fine-tuned (top 2 layers), visual = captions"
+    assert Regime.of(runs[2].cfg).title == "minilm, fine-tuned (top 2 layers), visual = captions, head lr 0.0001"
+    summary = summarise(runs_frame(runs))
+    means = dict(zip(summary.regime.map(str), summary.acc_mean))
+    assert means == pytest.approx({Regime.of(runs[0].cfg).title: 61.0, Regime.of(runs[2].cfg).title: 70.0})

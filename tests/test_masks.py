@@ -13,7 +13,7 @@ from test_core_model import B, M_V, _batch, _model
 from cmcs_core.config import RunConfig
 from cmcs_core.explain import mask_effects
 from cmcs_core.model.mfs import CausalIntervention
-from cmcs_core.runs import load_run
+from cmcs_core.runs.reader import load_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ from cmcs_core.config import RunConfig
 from cmcs_core.playground import PlaygroundConfig, generate_playground
 from cmcs_core.playground.run import run_config
 from cmcs_core.playground.score import cue_span, score_run
-from cmcs_core.runs import load_run
+from cmcs_core.runs.reader import load_run
 
 TWEET = "on monday honestly $T$ is so-so #news"  # spurious "monday", sentiment "so-so" (3 pieces)
 TARGET = "Real Madrid"
@@ -120,7 +120,7 @@ def test_default_command_trains_a_captions_and_a_pixel_run(tmp_path: Path, monke
     from PIL import Image
 
     from cmcs_core.cli import main
-    from cmcs_core.encoders.features import load_image
+    from cmcs_core.data.images import load_image
     from cmcs_core.explain import explain
     from cmcs_core.inference import Predictor
     from cmcs_core.playground.run import PIXEL_EPOCHS, run_name

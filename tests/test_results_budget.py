@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cmcs_core.runs import find_run_dirs
+from cmcs_core.runs.reader import find_run_dirs
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 RUN_BUDGET = 150_000  # bytes per run folder, per-sample extras (masks_*, features_*) not counted
@@ -39,7 +39,7 @@ def test_run_folder_within_budget(run: Path) -> None:
         budget = MASKS_BUDGET if p.name.startswith("masks_") else FEATURES_BUDGET
         assert p.stat().st_size <= budget, f"{p}: {p.stat().st_size} bytes (budget {budget})"
     legacy = [p.name for p in files if any(p.match(g) for g in LEGACY_OR_HEAVY)]
-    assert not legacy, f"{run}: convert with bench/compact_runs.py first ({legacy})"
+    assert not legacy, f"{run}: convert with scripts/compact_runs.py first ({legacy})"
 
 
 def test_whole_results_tree_within_budget() -> None:

@@ -6,11 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from fake_runs import fake_run
 from sklearn.metrics import log_loss
 
 from cmcs_core.config import TrainConfig
-from cmcs_core.runfiles import read_table
-from cmcs_core.tables import headline, regime, regime_order
+from cmcs_core.report.regime import Regime
+from cmcs_core.report.tables import headline, runs_frame
+from cmcs_core.runs.formats import read_table
 from cmcs_core.train import trainer as trainer_mod
 from cmcs_core.train.trainer import SELECT_ON, Trainer, dev_loss, improves, train
 
@@ -48,10 +50,10 @@ def test_dev_loss_is_the_cross_entropy_of_the_fused_prediction() -> None:
 
 
 def test_regime_names_another_selection_rule() -> None:
-    row = {"text_model": "minilm", "finetune_layers": 0, "visual_source": "captions", "lr": TrainConfig.lr,
-           "head_lr": TrainConfig.head_lr}
-    assert "chosen on" not in regime({**row, "select_on": "dev_acc"}) == regime(row)
-    assert regime({**row, "select_on": "dev_loss"}).endswith("epoch chosen on dev loss")
+    plain = Regime("minilm", 0, "captions")
+    assert "chosen on" not in Regime("minilm", 0, "captions", select_on="dev_acc").title == plain.title
+    assert Regime("minilm", 0, "captions", select_on="dev_loss").title.endswith("epoch chosen on dev loss")
+    assert Regime.of(fake_run("cmcs", 1, 0.5, select_on="dev_loss").cfg).title.endswith("epoch chosen on dev loss")
 
 
 def test_unknown_rule_fails_before_the_run_folder_is_made(tiny_config_factory, tmp_path) -> None:
@@ -80,30 +82,26 @@ def test_trainer_keeps_the_epoch_with_the_lowest_dev_loss(tiny_config_factory, c
 def test_regimes_are_ordered_headline_first() -> None:
     """Tables and menus lead with the strongest regime: base-size encoder, end-to-end tuning,
     default knobs; variants of a regime follow it."""
-    base = {"visual_source": "captions", "lr": TrainConfig.lr, "head_lr": TrainConfig.head_lr}
-    rows = [{**base, "text_model": m, "finetune_layers": ft} for m, ft in
-            (("minilm", 0), ("minilm", 2), ("mpnet_fp16", -1), ("minilm", -1))]
-    rows.append({**rows[2], "head_lr": 1e-4})
-    rows.append({**rows[0], "select_on": "dev_loss"})
-    names = [regime(r) for r in rows]
-    assert regime_order(reversed(names)) == [names[2], names[4], names[3], names[1], names[0], names[5]]
+    regimes = [Regime(m, ft, "captions") for m, ft in (("minilm", 0), ("minilm", 2), ("mpnet_fp16", -1), ("minilm", -1))]
+    regimes.append(Regime("mpnet_fp16", -1, "captions", head_lr=1e-4))
+    regimes.append(Regime("minilm", 0, "captions", select_on="dev_loss"))
+    order = [regimes[i] for i in (2, 4, 3, 1, 0, 5)]
+    assert sorted(reversed(regimes)) == order
+    assert [r.title for r in order][:2] == ["mpnet_fp16, fine-tuned (all layers), visual = captions",
+                                            "mpnet_fp16, fine-tuned (all layers), visual = captions, head lr 0.0001"]
 
 
 def test_headline_is_the_strongest_regimes_text_only_and_cmcs() -> None:
     """Home leads with it: means over seeds of the strongest regime, beside the published rows."""
-    import pandas as pd
-
-    base = {"visual_source": "captions", "lr": TrainConfig.lr, "head_lr": TrainConfig.head_lr, "test_f1": 50.0}
-    rows = [{**base, "text_model": model, "finetune_layers": ft, "dataset": "twitter2015", "method": method,
-             "seed": seed, "test_acc": acc}
-            for model, ft, method, seed, acc in [("minilm", 0, "cmcs", 1, 90.0), ("mpnet_fp16", -1, "cmcs", 1, 70.0),
-                                                 ("mpnet_fp16", -1, "cmcs", 2, 72.0),
-                                                 ("mpnet_fp16", -1, "text_only", 1, 71.0)]]
-    reg, table = headline(pd.DataFrame(rows))
-    assert reg.startswith("mpnet_fp16, fine-tuned (all layers)")
+    runs = [fake_run(method, seed, acc, 0.5, text_model=model, finetune_layers=ft)
+            for model, ft, method, seed, acc in [("minilm", 0, "cmcs", 1, 0.90), ("mpnet_fp16", -1, "cmcs", 1, 0.70),
+                                                 ("mpnet_fp16", -1, "cmcs", 2, 0.72),
+                                                 ("mpnet_fp16", -1, "text_only", 1, 0.71)]]
+    reg, table = headline(runs_frame(runs))
+    assert reg.title.startswith("mpnet_fp16, fine-tuned (all layers)")
     by_method = table.set_index("method")
     assert by_method.loc["CMCS (ours)", "twitter2015"] == "71.0 ± 1.4 (2 seeds)"
-    assert by_method.loc["Text-only baseline", "twitter2015"] == "71.0 ± 0.0 (1 seed)"
+    assert by_method.loc["Text-only baseline", "twitter2015"] == "71.0 (1 seed)"  # one seed: no ±
     assert by_method.loc["CMCS (ours)", "twitter2017"] == "–"
     assert by_method.loc["CapTrBERT (published)", "twitter2017"] == "72.3"
-    assert headline(pd.DataFrame([{**rows[0], "dataset": "playground"}])) is None
+    assert headline(runs_frame([fake_run("cmcs", 1, 0.9, dataset="playground")])) is None

@@ -22,11 +22,14 @@ from cmcs_core.data.counterfactual import (
     names_target,
     phrase_bank,
 )
-from cmcs_core.data.dataset import NO_VISUAL
+from cmcs_core.data.dataset import NO_VISUAL, split_tag
 from cmcs_core.data.tsv import read_tsv, write_tsv
-from cmcs_core.evaluate import compute_metrics, split_tag
-from cmcs_core.runfiles import read_table
-from cmcs_core.stress import STRESS_FILE, collect_stress, flip_stats, read_flipped, run_stress, stress_tables
+from cmcs_core.evaluate import compute_metrics
+from cmcs_core.report.stress_tables import collect_stress, stress_tables
+from cmcs_core.robustness import flip_stats
+from cmcs_core.runs.formats import STRESS_FILE, read_table
+from cmcs_core.runs.reader import load_run, scan_runs
+from cmcs_core.stress import run_stress
 
 FUNCTION_WORDS = {"and", "is", "my", "the", "this", "was", "a", "i", "of", "so", "that", "are", "on", "but", "also"}
 
@@ -132,7 +135,7 @@ def test_rerun_skips_finished_work(stressed, rows_file, monkeypatch):
 
 def test_table_stress_puts_the_run_in(stressed, capsys):
     run, entry = stressed
-    found = collect_stress([run])
+    found = collect_stress(scan_runs(run)[0])
     assert set(found.edit) == set(EDITS) and (found.method == "cmcs").all()
     md = stress_tables(found)
     rate = 100 * entry["edits"]["clause_positive"]["flip_rate"]
@@ -149,6 +152,24 @@ def test_flip_stats_by_hand():
     assert s["acc_before"] == 0.75 and s["acc_after"] == 0.25
     assert s["flips"] == {"negative→positive": 1, "neutral→negative": 1}
     assert 0.0 <= s["flip_ci"][0] <= 0.5 <= s["flip_ci"][1] <= 1.0
+
+
+@pytest.mark.parametrize("n, flipped", [(400, 120), (1000, 500)])
+def test_flip_interval_is_as_wide_as_the_binomial_one_and_random(n, flipped):
+    """A percentile bootstrap over rows of a flip rate p has about the normal-approximation width of a
+    binomial proportion, 2 * 1.96 * sqrt(p (1 - p) / n); an interval that collapsed onto the rate (no
+    resampling) or ignored the seed would not."""
+    labels = np.zeros(n, dtype=int)
+    before = np.zeros(n, dtype=int)
+    after = np.where(np.arange(n) < flipped, 1, 0)
+    p = flipped / n
+    binomial = 2 * 1.96 * np.sqrt(p * (1 - p) / n)
+    intervals = [flip_stats(labels, before, after, n_boot=4000, seed=seed)["flip_ci"] for seed in (0, 1)]
+    for lo, hi in intervals:
+        assert lo < p < hi
+        assert hi - lo == pytest.approx(binomial, rel=0.1)
+        assert (p - lo) == pytest.approx(hi - p, rel=0.25)  # near-symmetric at these sizes
+    assert intervals[0] != intervals[1]  # another seed, other resamples, other endpoints
 
 
 def test_run_without_checkpoint_is_refused(stressed, tmp_path, capsys):
@@ -277,7 +298,7 @@ def test_macro_f1_over_present_classes_and_output_names(tmp_path):
 
 
 def test_packed_flipped_rows_keep_their_text_by_reference(stressed, rows_file, tmp_path):
-    """bench/pack_stress.py drops the tweets of the flipped rows only when redoing the edit on the
+    """scripts/pack_stress.py drops the tweets of the flipped rows only when redoing the edit on the
     data file gives them back exactly; without the data file they come back empty, with a reason."""
     import gzip
     import subprocess
@@ -288,7 +309,7 @@ def test_packed_flipped_rows_keep_their_text_by_reference(stressed, rows_file, t
     grid = tmp_path / "grid"
     shutil.copytree(run, grid / "run")
     root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, str(root / "bench" / "pack_stress.py"), str(grid), "--out", str(tmp_path / "packed")],
+    subprocess.run([sys.executable, str(root / "scripts" / "pack_stress.py"), str(grid), "--out", str(tmp_path / "packed")],
                    check=True, capture_output=True)
     packed = tmp_path / "packed" / "grid" / "run"
     report = json.loads((packed / STRESS_FILE).read_text())
@@ -298,8 +319,8 @@ def test_packed_flipped_rows_keep_their_text_by_reference(stressed, rows_file, t
             continue
         header = gzip.decompress((packed / res["rows_file"]).read_bytes()).decode().splitlines()[0].split(",")
         assert "tweet" not in header and "edited_tweet" not in header and "target" in header
-        original = read_flipped(run, entry["edits"][edit]["rows_file"])
-        back = read_flipped(packed, res["rows_file"])
+        original = load_run(run).flipped(entry["edits"][edit]["rows_file"])
+        back = load_run(packed).flipped(res["rows_file"])
         pd.testing.assert_frame_equal(back, original)
         checked += len(back)
     assert checked > 0  # some rows flipped, so the comparison above compared text
@@ -308,7 +329,54 @@ def test_packed_flipped_rows_keep_their_text_by_reference(stressed, rows_file, t
     rows_file.rename(moved)
     try:
         res = next(r for r in report["splits"][entry["tag"]]["edits"].values() if r.get("rows_file"))
-        rows = read_flipped(packed, res["rows_file"])
+        rows = load_run(packed).flipped(res["rows_file"])
         assert (rows.tweet == "").all() and "by reference" in rows.attrs["text_missing"]
     finally:
         moved.rename(rows_file)
+
+
+def _stress_run(root, name: str, method: str, seed: int, acc: float, rates: dict[str, float], **fields):
+    """A run folder as the stress test leaves it (config, metrics, stress.json), no model."""
+    from fake_runs import fake_run
+
+    run = fake_run(method, seed, acc, **fields)
+    folder = root / name
+    folder.mkdir(parents=True)
+    run.cfg.save(folder / "config.json")
+    (folder / "metrics.json").write_text(json.dumps(run.metrics))
+    edits = {e: {"applies": True, "rows": 100, "flip_rate": r, "flip_ci": [r - 0.05, r + 0.05], "acc_before": 0.6,
+                 "acc_after": 0.5, "flips": {}} for e, r in rates.items()}
+    (folder / STRESS_FILE).write_text(json.dumps({"splits": {"test": {"edits": edits}}}))
+
+
+def test_table_stress_pairs_by_seed_not_by_listing_order(tmp_path):
+    """Seeds listed out of order (folder names sort 3, 1, 2) and one run missing (text-only seed 2):
+    every paired cell subtracts the same seed, in ascending seed order, and skips the missing one."""
+    cmcs = {3: 0.40, 1: 0.10, 2: 0.25}
+    text = {3: 0.45, 1: 0.30}  # seed 2 missing
+    aug = {3: 0.05, 1: 0.20, 2: 0.02}
+    acc = {"cmcs": {3: 0.70, 1: 0.60, 2: 0.65}, "text_only": {3: 0.66, 1: 0.61}, "aug": {3: 0.62, 1: 0.64, 2: 0.59}}
+    for k, seed in enumerate((3, 1, 2)):
+        _stress_run(tmp_path, f"a{k}_cmcs", "cmcs", seed, acc["cmcs"][seed], {"clause_positive": cmcs[seed]})
+        if seed in text:
+            _stress_run(tmp_path, f"b{k}_text", "text_only", seed, acc["text_only"][seed], {"clause_positive": text[seed]})
+        _stress_run(tmp_path, f"c{k}_aug", "text_only", seed, acc["aug"][seed], {"clause_positive": aug[seed]},
+                    augment_clauses=1.0)
+    md = stress_tables(collect_stress(scan_runs(tmp_path)[0]))
+    lines = md.splitlines()
+
+    def cells(prefix: str, after: str) -> list[str]:
+        start = next(i for i, line in enumerate(lines) if line.startswith(after))
+        row = next(line for line in lines[start:] if line.startswith(prefix))
+        return [c.strip() for c in row.split("|")[2:-1]]
+
+    paired = cells("| Text-only baseline |", "CMCS (ours) minus each method")
+    assert paired == [f"{100 * (cmcs[1] - text[1]):+.1f} {100 * (cmcs[3] - text[3]):+.1f} "
+                      f"(mean {100 * np.mean([cmcs[s] - text[s] for s in (1, 3)]):+.1f})"]
+    base = cells("| Text-only baseline + counterfactual augmentation |", "Each variant minus")
+    assert base[1] == " ".join(f"{100 * (acc['aug'][s] - acc['text_only'][s]):+.1f}" for s in (1, 3)) + \
+        f" (mean {100 * np.mean([acc['aug'][s] - acc['text_only'][s] for s in (1, 3)]):+.1f})"  # test acc
+    assert base[2].startswith(" ".join(f"{100 * (aug[s] - text[s]):+.1f}" for s in (1, 3)))
+    table = cells("| Text-only baseline |", "| method | test acc")
+    assert table[1] == f"{100 * np.mean(list(text.values())):.1f} ± {100 * np.std(list(text.values()), ddof=1):.1f}"
+    assert table[-1] == "2"  # seeds

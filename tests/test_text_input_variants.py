@@ -12,6 +12,7 @@ import json
 
 import pytest
 import torch
+from fake_runs import fake_run
 
 from cmcs_core.data.dataset import Split
 from cmcs_core.data.tsv import Sample
@@ -79,7 +80,8 @@ def caption_text_run(tmp_path_factory, cmcs_cache, tiny_config_factory):
 
 def test_trained_run_reads_the_caption_everywhere(caption_text_run):
     from cmcs_core.inference import Predictor
-    from cmcs_core.tables import collect_runs, regime
+    from cmcs_core.report.regime import Regime, Variant
+    from cmcs_core.runs.reader import load_run
 
     run_dir, _ = caption_text_run
     saved = json.loads((run_dir / "config.json").read_text())
@@ -92,8 +94,9 @@ def test_trained_run_reads_the_caption_everywhere(caption_text_run):
     b = pred.predict("$T$ was on stage tonight", "the band", caption="a burning car in a street")
     assert "concert" in a["tokens"] and "burning" in b["tokens"]
     assert a["p_text"] != b["p_text"]  # the text branch sees the caption
-    row = collect_runs([run_dir]).iloc[0]
-    assert regime(row).endswith("caption in the text input")
+    cfg = load_run(run_dir).cfg
+    assert Regime.of(cfg).title.endswith("caption in the text input")
+    assert Variant.of(cfg).key == "text_only +caption-in-text"
 
 
 def test_stress_visual_edits_reach_a_text_only_run_with_caption_in_text(caption_text_run, data_dir, tmp_path):
@@ -140,32 +143,38 @@ def test_unknown_pooling_is_refused(text_encoder):
         CMCSModel(ModelConfig(pooling="max"), TextTower(text_encoder, 0), None)
 
 
-def _run_row(method, seed, acc, **kw) -> dict:
-    return {"run": f"r/{method}{kw}{seed}", "dataset": "twitter2015", "method": method, "seed": seed,
-            "text_model": "minilm", "visual_source": "captions", "finetune_layers": 0, "test_acc": acc,
-            "test_f1": acc, "lr": 2e-5, "head_lr": 1e-3, "select_on": "dev_acc", "augment": 0.0,
-            "augment_polarity": "opposite", "caption_in_text": False, "pooling": "mean", **kw}
-
-
 def test_variants_are_named_and_paired_with_their_base():
-    import pandas as pd
+    from cmcs_core.report.regime import Regime, Variant
+    from cmcs_core.report.tables import paired_differences, runs_frame
 
-    from cmcs_core.stress import base_of, variant_of, variant_title
-    from cmcs_core.tables import paired_differences, regime
-
-    rows = [_run_row("text_only", s, 60 + s) for s in (1, 2)]
-    rows += [_run_row("text_only", s, 61 + 2 * s, caption_in_text=True) for s in (1, 2)]
-    rows += [_run_row("text_only", s, 50.0, pooling="target", augment=1.0, augment_polarity="random") for s in (1, 2)]
-    runs = pd.DataFrame(rows)
-    v = variant_of(runs.iloc[4])
-    assert v == "text_only +pool-target +aug-random" and base_of(v) == "text_only +pool-target"
-    assert base_of("cmcs") is None
-    assert variant_title(v) == "Text-only baseline + target pooling + counterfactual augmentation (random sentiment)"
-    assert regime(runs.iloc[4]).endswith(", target pooling, counterfactual augmentation 1 (random sentiment)")
-    assert regime(runs.iloc[4], with_variants=False) == "minilm, frozen, visual = captions"
-    text = paired_differences(runs)
+    runs = [fake_run("text_only", s, 0.60 + s / 100) for s in (1, 2)]
+    runs += [fake_run("text_only", s, 0.61 + 2 * s / 100, caption_in_text=True) for s in (1, 2)]
+    runs += [fake_run("text_only", s, 0.50, pooling="target", augment_clauses=1.0, augment_polarity="random")
+             for s in (1, 2)]
+    v = Variant.of(runs[4].cfg)
+    assert v.key == "text_only +pool-target +aug-random" and v.base.key == "text_only +pool-target"
+    assert Variant("cmcs").base is None
+    assert v.title == "Text-only baseline + target pooling + counterfactual augmentation (random sentiment)"
+    regime = Regime.of(runs[4].cfg)
+    assert regime.title.endswith(", target pooling, counterfactual augmentation 1 (random sentiment)")
+    assert regime.base.title == "minilm, frozen, visual = captions"
+    text = paired_differences(runs_frame(runs))
     # caption in text minus plain, seed by seed: 63 - 61 and 65 - 62
     line = next(row for row in text.splitlines() if row.startswith("| caption in the text input |"))
     assert "| Text-only baseline | twitter2015 | +2.0 +3.0 | +2.50 | 2/2 |" in line, line
     # the target-pooling run has augmentation too: no base without augmentation here, so no row for it
     assert "| target pooling |" not in text
+
+
+def test_a_new_opt_in_is_one_registry_entry(monkeypatch):
+    """Regimes and stress variants read the opt-in changes from OPT_INS alone: an entry for another
+    config field names its runs everywhere, with nothing else to edit."""
+    from cmcs_core.report import regime as regime_mod
+    from cmcs_core.report.regime import OptIn, Regime, Variant
+
+    entry = OptIn("train.hypergrad_clip", 1.0, "+clip-{value}", "hypergradient clipped at {value}")
+    monkeypatch.setattr(regime_mod, "OPT_INS", (*regime_mod.OPT_INS, entry))
+    cfg = fake_run("cmcs", 1, 0.5, hypergrad_clip=5.0, pooling="target").cfg
+    assert Variant.of(cfg).key == "cmcs +pool-target +clip-5.0"
+    assert Regime.of(cfg).title == "minilm, frozen, visual = captions, target pooling, hypergradient clipped at 5.0"
+    assert Regime.of(fake_run("cmcs", 1, 0.5).cfg).changes == ()

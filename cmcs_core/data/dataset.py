@@ -6,6 +6,7 @@ Any single TSV in the benchmark format can be evaluated against a dataset's visu
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cmcs_core.data.tsv import Sample, read_tsv
+from cmcs_core.io import atomic_save, cache_root
 
 BENCHMARKS = ("twitter2015", "twitter2017")
 SPLITS = ("train", "dev", "test")
@@ -97,6 +99,15 @@ def dataset_files(
     )
 
 
+def split_tag(split: str, path: str | Path) -> str:
+    """Name of a split's outputs: train/dev/test, or a file's stem plus a digest of its content,
+    so test.tsv of two datasets (or two edits of one) never share an output name."""
+    if split in SPLITS:
+        return split
+    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:8]
+    return f"{Path(path).stem}-{digest}"
+
+
 def load_json_map(path: Path) -> dict[str, str]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -117,10 +128,7 @@ def image_label_sets(samples: list[Sample]) -> dict[str, np.ndarray]:
 
 def blank_image() -> Path:
     """A mid-grey 224x224 PNG in the cache: what a NO_VISUAL row shows a pixel encoder."""
-    from PIL import Image
-
-    from cmcs_core.encoders.text import cache_root
-    from cmcs_core.io import atomic_save
+    from PIL import Image  # pixels only: caption runs never load PIL
 
     path = cache_root() / "no_visual.png"
     if not path.is_file():

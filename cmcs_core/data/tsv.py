@@ -10,6 +10,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from cmcs_core.io import atomic_write_text
+
 LABEL_NAMES = ("negative", "neutral", "positive")
 TARGET_TOKEN = "$T$"
 
@@ -76,8 +78,6 @@ def read_tsv(path: str | Path) -> list[Sample]:
 
 def write_tsv(path: str | Path, samples: list[Sample]) -> Path:
     """Write samples in the same format, so edited data round-trips."""
-    from cmcs_core.io import atomic_write_text
-
     lines = ["index\t#1 Label\t#2 ImageID\t#3 String\t#3 String"]
     for s in samples:
         lines.append("\t".join([s.index, str(s.label), s.image_id, s.tweet, s.target]))

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from cmcs_core.data.dataset import Split
-from cmcs_core.data.images import MAX_IMAGE_PIXELS, load_image  # noqa: F401 - re-exported
-from cmcs_core.encoders.text import TextEncoder, cache_root
+from cmcs_core.data.images import load_image
+from cmcs_core.encoders.text import TextEncoder
+from cmcs_core.io import atomic_save, cache_root
 from cmcs_core.progress import progress_bar
 
 FUSION_PROMPT = "it's a picture of with a target of {target}"
@@ -52,8 +53,6 @@ def _cached(kind: str, key: str, build):
         except Exception:  # a corrupt cache entry is rebuilt, not fatal
             path.unlink(missing_ok=True)
     value = build()
-    from cmcs_core.io import atomic_save
-
     atomic_save(path, lambda p: torch.save(value, p))
     return value
 

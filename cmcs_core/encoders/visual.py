@@ -17,7 +17,8 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image
 
-SIDECAR_SUFFIX = ".cmcs.json"  # `<checkpoint>.cmcs.json` carries metadata such as random_weights
+from cmcs_core.config import CLIP_SIDECAR_SUFFIX
+from cmcs_core.io import atomic_save, atomic_write_json
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -168,7 +169,7 @@ def _load_clip(model_name: str, source: str) -> ClipEncoder:
     path = Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"CLIP checkpoint not found: {path} (spec clip:{model_name}:{source})")
-    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    sidecar = path.with_name(path.name + CLIP_SIDECAR_SUFFIX)
     meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     model, _, transform = open_clip.create_model_and_transforms(model_name, pretrained=str(path))
     name = f"clip-{model_name}:{checkpoint_id(path)}"
@@ -199,13 +200,11 @@ def save_random_clip_checkpoint(model_name: str, path: str | Path, seed: int = 0
     """
     import open_clip
 
-    from cmcs_core.io import atomic_save, atomic_write_json
-
     path = Path(path)
     with torch.random.fork_rng(devices=[]):  # deterministic, without touching the caller's RNG
         torch.manual_seed(seed)
         model = open_clip.create_model(model_name, pretrained=None)
     atomic_save(path, lambda p: torch.save(model.state_dict(), p))
-    atomic_write_json(path.with_name(path.name + SIDECAR_SUFFIX),
+    atomic_write_json(path.with_name(path.name + CLIP_SIDECAR_SUFFIX),
                       {"random_weights": True, "model_name": model_name, "seed": seed})
     return path

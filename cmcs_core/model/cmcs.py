@@ -47,10 +47,6 @@ class TextTower(nn.Module):
         """Which hidden states the dataset must provide (-1: token ids only)."""
         return self.start
 
-    @property
-    def trains(self) -> bool:
-        return self.start != self.encoder.num_layers
-
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.start == -1:
             ids = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}

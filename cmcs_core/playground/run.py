@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 
 from cmcs_core.config import METHODS, RunConfig, apply_method, apply_variant
+from cmcs_core.io import atomic_write_json
 
 DEFAULT_DATA = Path("playground") / "data"
 DEFAULT_RUNS = Path("runs")
@@ -91,8 +93,6 @@ def playground_config(args: argparse.Namespace):
 
 def ensure_dataset(out: Path, config) -> Path:
     """Generate once; an existing folder made with the same config is reused."""
-    import json
-
     from cmcs_core.playground.generator import generate_playground
 
     meta = out / "meta.json"
@@ -140,7 +140,6 @@ def run_name(method: str, seed: int, visual_model: str, variant: str | None = No
 
 
 def playground_main(args: argparse.Namespace) -> list[Path]:
-    from cmcs_core.io import atomic_write_json
     from cmcs_core.playground.score import score_run
     from cmcs_core.train.trainer import train
 

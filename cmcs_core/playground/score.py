@@ -1,6 +1,6 @@
 """Score a playground run against the truth: do its masks weigh planted cues below real ones?
 
-The run folder stores per-token mask means over wordpieces (masks_<split>, cmcs_core.runfiles); truth.json
+The run folder stores per-token mask means over wordpieces (masks_<split>, cmcs_core.runs.formats); truth.json
 stores whitespace-word positions. We re-tokenise each text with the run's own tokenizer and
 map every wordpiece of the first segment ([CLS] tweet-with-target [SEP] target [SEP]) to the
 whitespace word holding its first character, so "so-so" or "#news" (several wordpieces,
@@ -19,7 +19,7 @@ import pandas as pd
 
 from cmcs_core.config import RunConfig
 from cmcs_core.playground import scene as scn
-from cmcs_core.runs import load_run
+from cmcs_core.runs.reader import load_run
 
 TEXT_GROUPS = ("spurious", "sentiment", "target", "other_spurious", "other_sentiment", "other")
 VISUAL_GROUPS = ("cue", "other")

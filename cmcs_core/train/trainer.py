@@ -15,17 +15,17 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from cmcs_core.checkpoint import load_trainable_state, trainable_state
 from cmcs_core.config import RunConfig
 from cmcs_core.data.counterfactual import augmented_split, counterfactual_split
 from cmcs_core.evaluate import compute_metrics, predict_tensors, write_outputs
 from cmcs_core.io import atomic_save, atomic_write_json
-from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.model.hypergrad import implicit_hypergradient
 from cmcs_core.pipeline import Pipeline, SplitTensors, run_paths, torch_threads
 from cmcs_core.progress import progress_bar
-from cmcs_core.runfiles import read_table, table_path, write_table
+from cmcs_core.runs.formats import read_table, table_path, write_table
 
 BATCH_LOG_COLUMNS = [
     "epoch", "step", "global_step", "eff_t", "eff_v", "phi_t", "phi_v", "L_t", "L_v",
@@ -85,22 +85,6 @@ def warmup_linear_decay(total_steps: int, warmup_steps: int):
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     return factor
-
-
-def trainable_state(model: CMCSModel) -> dict[str, torch.Tensor]:
-    """What a checkpoint needs: every trained tensor (frozen encoder weights come from the package)."""
-    trained = {n for n, p in model.named_parameters() if p.requires_grad} | {"alpha", "beta"}
-    state = model.state_dict()
-    keep = {k for k in state if k in trained or not k.startswith("text_tower.")}
-    return {k: state[k].detach().contiguous().cpu() for k in sorted(keep)}
-
-
-def load_trainable_state(model: CMCSModel, path: Path) -> None:
-    state = load_file(str(path))
-    missing = set(trainable_state(model)) - set(state)
-    if missing:
-        raise ValueError(f"{path}: checkpoint lacks {sorted(missing)[:5]} (config and checkpoint disagree)")
-    model.load_state_dict(state, strict=False)
 
 
 def _setup_logger(path: Path) -> logging.Logger:

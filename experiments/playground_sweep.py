@@ -5,8 +5,8 @@ seeds, trains text_only, wo_cms (joint training) and cmcs on a fresh playground 
 (strength, seed), and scores every run against the truth (cmcs_core.playground.score).
 Runs are reused when their metrics.json exists, so an interrupted sweep resumes.
 
-    nice python bench/playground_sweep.py            # writes bench/results/playground_sweep.json
-    python bench/playground_sweep.py --plot-only      # redraws docs/img/playground_*.png + table
+    nice python experiments/playground_sweep.py            # writes experiments/results/playground_sweep.json
+    python experiments/playground_sweep.py --plot-only      # redraws docs/img/playground_*.png + table
 """
 from __future__ import annotations
 
@@ -20,14 +20,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from cmcs_core.playground import PlaygroundConfig
+from cmcs_core.playground.run import ensure_dataset, run_config
+from cmcs_core.playground.score import score_run
+from cmcs_core.provenance import machine_info
+from cmcs_core.report.regime import mean_std
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-
-from _common import machine_info  # noqa: E402
-
-from cmcs_core.playground import PlaygroundConfig  # noqa: E402
-from cmcs_core.playground.run import ensure_dataset, run_config  # noqa: E402
-from cmcs_core.playground.score import score_run  # noqa: E402
 
 METHODS = ["text_only", "wo_cms", "cmcs"]
 TITLES = {"text_only": "text-only", "wo_cms": "joint (w/o CMS)", "cmcs": "CMCS"}
@@ -52,11 +51,12 @@ def run_one(args: argparse.Namespace, strength: float, seed: int, method: str) -
             "best_epoch": metrics["best_epoch"], "score": score}
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_and_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std over seeds, missing values left out (std NaN for one seed)."""
     vals = [v for v in values if v is not None and not math.isnan(v)]
     if not vals:
         return math.nan, math.nan
-    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan
 
 
 def summarise(records: list[dict]) -> list[dict]:
@@ -78,7 +78,7 @@ def summarise(records: list[dict]) -> list[dict]:
             }
             row = {"strength": s, "method": m, "n_seeds": len(rs)}
             for key, fn in get.items():
-                row[key], row[key + "_std"] = _mean_std([fn(r) for r in rs])
+                row[key], row[key + "_std"] = mean_and_std([fn(r) for r in rs])
             rows.append(row)
     return rows
 
@@ -87,7 +87,7 @@ def markdown(rows: list[dict]) -> str:
     def cell(r: dict, k: str, pct: bool = True) -> str:
         if math.isnan(r[k]):
             return "–"
-        return f"{100 * r[k]:.1f} ± {100 * r[k + '_std']:.1f}" if pct else f"{r[k]:.4f} ± {r[k + '_std']:.4f}"
+        return mean_std(100 * r[k], 100 * r[k + "_std"]) if pct else mean_std(r[k], r[k + "_std"], digits=4)
 
     lines = ["| train strength | method | seeds | test acc % | acc, cues conflict % | acc, cues agree % "
              "| text: mask spurious/sentiment | text: % spurious < sentiment | caption: mask cue/other "
@@ -170,7 +170,7 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=300)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--out", default=str(ROOT / "runs" / "playground_sweep"), help="datasets and run folders")
-    p.add_argument("--results", default=str(ROOT / "bench" / "results" / "playground_sweep.json"))
+    p.add_argument("--results", default=str(ROOT / "experiments" / "results" / "playground_sweep.json"))
     p.add_argument("--img-dir", default=str(ROOT / "docs" / "img"))
     p.add_argument("--plot-only", action="store_true",
                    help="train nothing: re-score the run folders listed in --results, redraw plots and table")

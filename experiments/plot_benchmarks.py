@@ -1,6 +1,6 @@
 """Plots (docs/img/*.png) and Markdown tables from bench/results/*.json, for docs/benchmarks.md.
 
-    python bench/report.py
+    python experiments/plot_benchmarks.py
 """
 from __future__ import annotations
 

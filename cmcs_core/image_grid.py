@@ -1,5 +1,5 @@
-"""Per-token values laid out on an image encoder's feature grid. Kept apart from explain.py
-(which imports torch and captum) so the app's pages that only draw saved masks start fast."""
+"""Per-token values laid out on an image encoder's feature grid (a 7x7 grid of cells for
+EfficientNet-Lite0). Torch-free, so app pages that only draw saved masks start fast."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,13 +1,13 @@
 """Figures and tables of docs/robustness.md from stress-tested run folders.
 
-    python bench/plot_stress.py results/stress_frozen
-    python bench/plot_stress.py results/stress_top2 --name stress_top2
+    python experiments/plot_stress.py results/stress_frozen
+    python experiments/plot_stress.py results/stress_top2 --name stress_top2
 
 docs/img/<name>_<dataset>.png: flip rate per edit and method (bars: mean over seeds, whiskers:
 per-seed 95% bootstrap intervals averaged, dots: seeds; axis 0-100%). docs/img/<name>_variants.png:
 each variant (augmentation, target pooling, caption in the text input) against the same method
 without it, seed by seed (flip rate under the appended clauses vs test accuracy).
-bench/results/<name>_tables.md: `table --stress` of the same folders and the augmentation's cost
+experiments/results/<name>_tables.md: `table --stress` of the same folders and the augmentation's cost
 per epoch.
 """
 from __future__ import annotations
@@ -22,16 +22,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cmcs_core.data.counterfactual import EDITS  # noqa: E402
-from cmcs_core.stress import base_of, collect_stress, stress_tables, variant_order, variant_title  # noqa: E402
+from cmcs_core.report.regime import percent  # noqa: E402
+from cmcs_core.report.stress_tables import FRACTIONS, collect_stress, stress_tables  # noqa: E402
+from cmcs_core.runs.reader import scan_runs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 IMG = ROOT / "docs" / "img"
-OUT = ROOT / "bench" / "results"
+OUT = ROOT / "experiments" / "results"
 
 
 def flip_bars(found, dataset: str, name: str = "stress") -> Path:
+    """found: collect_stress in percent."""
     part = found[(found.dataset == dataset) & found.applies & (found.split == "test")]
-    variants = variant_order(part.variant)
+    variants = sorted(set(part.variant))
     edits = [e for e in EDITS if e in set(part.edit)]
     width = 0.8 / max(1, len(variants))
     fig, ax = plt.subplots(figsize=(11, 4.2))
@@ -40,7 +43,7 @@ def flip_bars(found, dataset: str, name: str = "stress") -> Path:
         x = np.arange(len(edits)) + (k - (len(variants) - 1) / 2) * width
         g = v.groupby("edit").agg(mean=("flip_rate", "mean"), lo=("flip_lo", "mean"), hi=("flip_hi", "mean"))
         g = g.reindex(edits)
-        ax.bar(x, g["mean"], width, label=f"{variant_title(variant)} ({v.seed.nunique()} seeds)",
+        ax.bar(x, g["mean"], width, label=f"{variant.title} ({v.seed.nunique()} seeds)",
                yerr=[g["mean"] - g["lo"], g["hi"] - g["mean"]], capsize=2, error_kw={"lw": 0.8})
         for i, edit in enumerate(edits):
             seeds = v[v.edit == edit].flip_rate
@@ -48,7 +51,7 @@ def flip_bars(found, dataset: str, name: str = "stress") -> Path:
     ax.set_xticks(np.arange(len(edits)), edits)
     ax.set_ylim(0, 100)
     ax.set_ylabel("flip rate (%)")
-    regime = ", ".join(sorted(part.regime.unique()))
+    regime = ", ".join(str(r) for r in sorted(set(part.regime)))
     ax.set_title(f"{dataset} test: share of edited rows whose prediction changes ({regime})", fontsize=10)
     ax.legend(fontsize=7, ncol=2, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
@@ -61,19 +64,19 @@ def flip_bars(found, dataset: str, name: str = "stress") -> Path:
 
 def variant_pairs(found, name: str = "stress") -> Path | None:
     part = found[found.applies & (found.split == "test") & found.edit.str.startswith("clause_")]
-    aug = sorted({v for v in part.variant if base_of(v)})
+    aug = sorted({v for v in part.variant if v.base})
     if not aug:
         return None
     datasets = sorted(part.dataset.unique())
     # one colour per variant in every panel; tab20 so that a dozen variants never share one
-    colour = {v: plt.cm.tab20(i % 20) for i, v in enumerate(variant_order(part.variant))}
+    colour = {v: plt.cm.tab20(i % 20) for i, v in enumerate(sorted(set(part.variant)))}
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 7.0), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         d = part[part.dataset == dataset]
         # one point per run: mean flip rate over the two clause edits, test accuracy
         runs = d.groupby(["variant", "seed"]).agg(flip=("flip_rate", "mean"), acc=("test_acc", "first")).reset_index()
         for variant in aug:
-            plain = base_of(variant)
+            plain = variant.base
             for seed in sorted(set(runs.seed)):
                 a = runs[(runs.variant == variant) & (runs.seed == seed)]
                 p = runs[(runs.variant == plain) & (runs.seed == seed)]
@@ -81,9 +84,9 @@ def variant_pairs(found, name: str = "stress") -> Path | None:
                     continue
                 ax.annotate("", xy=(a.acc.iloc[0], a.flip.iloc[0]), xytext=(p.acc.iloc[0], p.flip.iloc[0]),
                             arrowprops=dict(arrowstyle="->", color="grey", lw=0.8))
-        for variant in variant_order(runs.variant):
+        for variant in sorted(set(runs.variant)):
             r = runs[runs.variant == variant]
-            ax.scatter(r.acc, r.flip, label=variant_title(variant), s=25, color=colour[variant])
+            ax.scatter(r.acc, r.flip, label=variant.title, s=25, color=colour[variant])
         ax.set_ylim(0, 100)
         ax.set_xlabel("test accuracy (%)")
         ax.set_ylabel("flip rate, appended clauses (%)")
@@ -104,11 +107,11 @@ def augment_cost(found) -> str:
 
     runs = found.drop_duplicates("run")
     rows = []
-    for r in runs[runs.variant.str.contains("+aug", regex=False)].itertuples():
-        plain = runs[(runs.variant == base_of(r.variant)) & (runs.dataset == r.dataset) & (runs.seed == r.seed)]
+    for r in runs[runs.variant.map(lambda v: "+aug" in v.key)].itertuples():
+        plain = runs[(runs.variant == r.variant.base) & (runs.dataset == r.dataset) & (runs.seed == r.seed)]
         if plain.empty:
             continue
-        sec = [float(pd.read_csv(Path(x) / "epochs.csv").seconds.median()) for x in (r.run, plain.run.iloc[0])]
+        sec = [float(pd.read_csv(Path(x) / "epochs.csv").seconds.median()) for x in (r.path, plain.path.iloc[0])]
         rows.append(f"| {r.dataset} | {r.variant} | {r.seed} | {sec[1]:.1f} | {sec[0]:.1f} | {sec[0] / sec[1]:.2f} |\n")
     if not rows:
         return ""
@@ -121,12 +124,13 @@ def main() -> None:
     p.add_argument("folders", nargs="+")
     p.add_argument("--name", default="stress", help="prefix of the figure and table files")
     args = p.parse_args()
-    found = collect_stress(args.folders)
+    found = collect_stress(scan_runs(*args.folders)[0])
     if found.empty:
         raise SystemExit("no stress.json under " + " ".join(args.folders))
-    for dataset in sorted(found.dataset.unique()):
-        print(flip_bars(found, dataset, args.name))
-    print(variant_pairs(found, args.name))
+    shown = percent(found, FRACTIONS)
+    for dataset in sorted(shown.dataset.unique()):
+        print(flip_bars(shown, dataset, args.name))
+    print(variant_pairs(shown, args.name))
     OUT.mkdir(parents=True, exist_ok=True)
     tables = OUT / f"{args.name}_tables.md"
     tables.write_text(stress_tables(found) + augment_cost(found))

@@ -1,4 +1,6 @@
-"""Find run folders and read their files into pandas objects, for the app and notebooks.
+"""The one reader of a run folder: `Run` gives its config, metrics, per-batch and per-sample
+tables, stress results and one row for the runs table; every table, page and analysis is built
+from it. Fractions as the files hold them (accuracies 0..1); percent is for display only.
 
 Every reader raises RunReadError (a ValueError) with the folder and file named, so a caller
 such as the app can show one clear message and keep going when a folder is half-written or
@@ -6,7 +8,6 @@ corrupt.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,12 +17,18 @@ import numpy as np
 import pandas as pd
 
 from cmcs_core.config import METHOD_TITLES, RunConfig
-from cmcs_core.data.tsv import LABEL_NAMES
-from cmcs_core.runfiles import (BY_REFERENCE, features_path, masks_path, read_features, read_masks, read_table,
-                                restore_text, table_path)
+from cmcs_core.data.dataset import dataset_files
+from cmcs_core.data.tsv import read_tsv
+from cmcs_core.robustness import target_awareness
+from cmcs_core.runs.describe import dataset_name, visual_encoder_is_random, visual_source_of
+from cmcs_core.runs.formats import (features_path, masks_path, read_features, read_masks, read_stress_report,
+                                    read_table, table_path)
+from cmcs_core.runs.packed import BY_REFERENCE, FLIPPED_BY_REFERENCE, restore_flipped, restore_text
 
 RUNS_DIR_ENV = "CMCS_RUNS_DIR"
 SPLITS = ("test", "dev")
+STAMP_FILES = ("config.json", "metrics.json", "batches.parquet", "batches.csv", "epochs.csv", "best.safetensors",
+               "stress.json")
 
 
 class RunReadError(ValueError):
@@ -36,8 +43,7 @@ def default_runs_dir() -> Path:
 def run_stamp(run_dir: str | Path) -> float:
     """Newest mtime of the files that matter: a cache key that changes when a run is rewritten."""
     root = Path(run_dir)
-    names = ("config.json", "metrics.json", "batches.parquet", "batches.csv", "epochs.csv", "best.safetensors")
-    return max((p.stat().st_mtime for p in (root / n for n in names) if p.is_file()), default=0.0)
+    return max((p.stat().st_mtime for p in (root / n for n in STAMP_FILES) if p.is_file()), default=0.0)
 
 
 def find_run_dirs(root: str | Path, max_depth: int = 4) -> list[Path]:
@@ -58,47 +64,6 @@ def find_run_dirs(root: str | Path, max_depth: int = 4) -> list[Path]:
     return sorted(found)
 
 
-def visual_encoder_is_random(cfg: RunConfig) -> bool:
-    """True when the run's CLIP checkpoint carries the random-weights sidecar (meaningless features)."""
-    spec = cfg.encoder.visual_model
-    if not spec.startswith("clip:") or spec.count(":") < 2:
-        return False
-    source = spec.split(":", 2)[2]
-    if source.startswith("hub:"):
-        return False
-    from cmcs_core.encoders.visual import SIDECAR_SUFFIX
-
-    sidecar = Path(source).expanduser().with_name(Path(source).name + SIDECAR_SUFFIX)
-    try:
-        return bool(json.loads(sidecar.read_text()).get("random_weights", False))
-    except (OSError, ValueError):
-        return False
-
-
-def visual_source_of(cfg: RunConfig) -> str:
-    """What the visual branch read: the same words the pipeline writes into metrics.json."""
-    if not cfg.model.use_visual:
-        return "none (text only)"
-    if cfg.encoder.visual_model != "caption":
-        return f"pixels ({cfg.encoder.visual_model.split(':')[0]})"
-    return "captions+faces" if cfg.data.use_faces else "captions"
-
-
-@functools.lru_cache(maxsize=256)
-def dataset_name(spec: str) -> str:
-    """A dataset's name in tables and badges: its folder name (twitter2015), but a generated
-    playground folder (meta.json by cmcs_core.playground, written to playground/data) reads
-    "playground" rather than "data"."""
-    folder = Path(spec).expanduser()
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
-        meta = None
-    if isinstance(meta, dict) and meta.get("generator") == "cmcs_core.playground":
-        return "playground" if folder.name == "data" else f"playground ({folder.name})"
-    return folder.name
-
-
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
@@ -109,7 +74,7 @@ def _read_json(path: Path):
 
 
 def _read_table(root: Path, stem: str) -> pd.DataFrame:
-    """Table `stem` in either format (runfiles: Parquet now, CSV in older folders)."""
+    """Table `stem` in either format (formats: Parquet now, CSV in older folders)."""
     path = table_path(root, stem)
     if path is None:
         raise RunReadError(f"{root}: missing {stem}.parquet (or {stem}.csv)")
@@ -121,15 +86,26 @@ def _read_table(root: Path, stem: str) -> pd.DataFrame:
 
 @dataclass
 class Run:
-    """One run folder: its config, metrics and readers for the per-batch/per-sample files."""
+    """One run folder: its config, metrics and readers for the per-batch/per-sample files.
+
+    `root` is the folder it was found under; a run's name everywhere (menus, links, tables) is
+    its path relative to that folder, since folder names repeat across grids."""
 
     path: Path
     cfg: RunConfig
     metrics: dict | None
     problems: list[str] = field(default_factory=list)
+    root: Path | None = None
 
     @property
     def name(self) -> str:
+        if self.root is not None:
+            for path, base in ((self.path, self.root), (self.path.absolute(), self.root.absolute()),
+                               (self.path.resolve(), self.root.resolve())):
+                try:  # unresolved first: runs/results may be a link to the committed results/
+                    return str(path.relative_to(base))
+                except ValueError:
+                    continue
         return self.path.name
 
     @property
@@ -161,10 +137,6 @@ class Run:
     def has_checkpoint(self) -> bool:
         """The inspector needs the weights; committed result folders travel without them."""
         return (self.path / "best.safetensors").is_file()
-
-    def label(self) -> str:
-        """Short unambiguous name for menus: folder, method and visual source."""
-        return f"{self.name} · {self.method} · {self.dataset} · visual: {self.visual_source}"
 
     def batches(self) -> pd.DataFrame:
         return _read_table(self.path, "batches")
@@ -208,6 +180,44 @@ class Run:
         except (OSError, ValueError) as err:
             raise RunReadError(f"{path}: cannot read ({err})") from err
 
+    def stress_report(self) -> dict:
+        """stress.json ({"splits": {}} when the run was never stress-tested)."""
+        return read_stress_report(self.path)
+
+    def flipped(self, rows_file: str) -> pd.DataFrame:
+        """The flipped rows of one edit (rows_file as stress.json names it). A packed file without
+        its text gets it back from the data; without the data the text columns come back empty and
+        `frame.attrs["text_missing"]` says why."""
+        path = self.path / rows_file
+        try:
+            rows = pd.read_csv(path, keep_default_na=False, dtype={"index": str})
+        except FileNotFoundError as err:
+            raise RunReadError(f"{self.path}: missing {rows_file} "
+                               f"(rerun `python -m cmcs_core stress --run {self.path}`)") from err
+        except (OSError, ValueError, pd.errors.ParserError) as err:
+            raise RunReadError(f"{path}: cannot read ({err})") from err
+        if all(c in rows for c in FLIPPED_BY_REFERENCE):
+            return rows
+        try:
+            return restore_flipped(rows, self.cfg, self.stress_report(), rows_file)
+        except (OSError, ValueError, KeyError) as err:
+            for name in FLIPPED_BY_REFERENCE:
+                rows[name] = ""
+            rows.attrs["text_missing"] = f"the tweets are kept by reference and could not be read back: {err}"
+            return rows
+
+    def target_awareness(self, split: str = "test") -> dict | None:
+        """Multi-target tweets (cmcs_core.robustness.target_awareness): the figures metrics.json
+        holds, else computed from the predictions; None without predictions or their text."""
+        saved = ((self.metrics or {}).get(split) or {}).get("target_awareness")
+        if saved is not None:
+            return saved
+        try:
+            pred = self.predictions(split)
+        except RunReadError:
+            return None
+        return None if pred.attrs.get("text_note") else target_awareness(pred)
+
     def splits(self) -> list[str]:
         return [s for s in SPLITS if table_path(self.path, f"predictions_{s}") is not None]
 
@@ -220,23 +230,16 @@ class Run:
 
     def split_samples(self, split: str) -> list:
         """One split's samples from the run's dataset; needs the dataset on disk."""
-        from cmcs_core.data.dataset import dataset_files
-        from cmcs_core.data.tsv import read_tsv
-
         try:
             files = dataset_files(self.cfg.data.dataset, self.cfg.data.data_dir)
             return read_tsv(files.split_path(split))
         except (OSError, ValueError) as err:
             raise RunReadError(f"{split} data of {self.name} not readable: {err}") from err
 
-    def train_samples(self) -> list:
-        """The training split's samples (for word/label statistics); needs the dataset on disk."""
-        return self.split_samples("train")
-
-    def summary(self) -> dict:
-        """One row of the runs table."""
+    def record(self) -> dict:
+        """One row of the runs table: what the run is and how it did (fractions, as in metrics.json)."""
         m = self.metrics or {}
-        test, dev = m.get("test", {}), m.get("dev", {})
+        test, dev = m.get("test") or {}, m.get("dev") or {}
         return {
             "run": self.name, "dataset": self.dataset, "method": self.method,
             "text_model": self.cfg.encoder.text_model, "visual_model": self.cfg.encoder.visual_model,
@@ -248,86 +251,43 @@ class Run:
         }
 
 
-def load_run(path: str | Path) -> Run:
-    """Read config.json (required) and metrics.json (None while a run is unfinished)."""
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise RunReadError(f"{root}: not a folder")
-    raw = _read_json(root / "config.json")
+def load_run(path: str | Path, root: str | Path | None = None) -> Run:
+    """Read config.json (required) and metrics.json (None while a run is unfinished); `root` is
+    the folder the run's name is taken relative to."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise RunReadError(f"{folder}: not a folder")
+    raw = _read_json(folder / "config.json")
     try:
         cfg = RunConfig.from_dict(raw)
     except (TypeError, ValueError, AttributeError) as err:
-        raise RunReadError(f"{root}/config.json: not a run config ({err})") from err
+        raise RunReadError(f"{folder}/config.json: not a run config ({err})") from err
     metrics = None
     problems = []
-    if (root / "metrics.json").is_file():
+    if (folder / "metrics.json").is_file():
         try:
-            metrics = _read_json(root / "metrics.json")
+            metrics = _read_json(folder / "metrics.json")
         except RunReadError as err:
             problems.append(str(err))
-    return Run(root, cfg, metrics, problems)
+    return Run(folder, cfg, metrics, problems, Path(root).expanduser() if root is not None else None)
 
 
-def scan_runs(root: str | Path) -> tuple[list[Run], list[str]]:
-    """Every readable run under root, plus one message per folder that could not be read."""
+def scan_runs(*roots: str | Path) -> tuple[list[Run], list[str]]:
+    """Every readable run under the roots (a root may be a run folder itself), named relative to
+    its root, plus one message per folder that could not be read."""
     runs, errors = [], []
-    for folder in find_run_dirs(root):
-        try:
-            run = load_run(folder)
-        except RunReadError as err:
-            errors.append(str(err))
-            continue
-        runs.append(run)
-        errors += run.problems
+    for root in roots:
+        base = Path(root).expanduser()
+        for folder in find_run_dirs(base):
+            try:
+                run = load_run(folder, base.parent if folder == base else base)
+            except RunReadError as err:
+                errors.append(str(err))
+                continue
+            runs.append(run)
+            errors += run.problems
     return runs, errors
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:
-    return pd.DataFrame([r.summary() for r in runs])
-
-
-def probabilities(pred: pd.DataFrame, branch: str = "final") -> np.ndarray:
-    """(N, 3) probabilities of one branch from a predictions frame (NaN when it has none)."""
-    cols = [f"p_{branch}_{n}" for n in LABEL_NAMES]
-    if not all(c in pred for c in cols):
-        return np.full((len(pred), 3), np.nan)
-    return pred[cols].to_numpy(dtype=float)
-
-
-def align_predictions(runs: list[Run], split: str = "test") -> pd.DataFrame:
-    """One row per sample, one pred column per run: the same samples side by side (Fig. 6).
-
-    Columns are keyed by the run's path (`pred:<path>`, `correct:<path>`): run names repeat
-    across grids. Samples are matched on (index, target); a run that lacks a sample has NaN there.
-    """
-    base = None
-    for run in runs:
-        pred = run.predictions(split)
-        keep = pred[["index", "target", "pred", "correct"]].rename(
-            columns={"pred": f"pred:{run.path}", "correct": f"correct:{run.path}"})
-        if base is None:
-            base = pred[["index", "line", "image_id", "tweet", "target", "label"]].merge(keep, on=["index", "target"])
-        else:
-            base = base.merge(keep, on=["index", "target"], how="left")
-    return base if base is not None else pd.DataFrame()
-
-
-def results_table(found: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std test Acc / macro-F1 (%) per regime, dataset and method, for any dataset.
-
-    tables.markdown_tables lays out the two benchmarks beside the published numbers; this is
-    the same summary for runs on other datasets (the playground), in Table 2's method order.
-    """
-    from cmcs_core.config import METHODS
-    from cmcs_core.tables import summarise
-
-    if found.empty:
-        return pd.DataFrame(columns=["regime", "dataset", "method", "Acc", "F1", "seeds"])
-    s = summarise(found)
-    fmt = lambda m, sd: f"{m:.1f} ± {0.0 if np.isnan(sd) else sd:.1f}"  # noqa: E731 - one seed: no std
-    s["Acc"] = [fmt(m, sd) for m, sd in zip(s.acc_mean, s.acc_std)]
-    s["F1"] = [fmt(m, sd) for m, sd in zip(s.f1_mean, s.f1_std)]
-    order = {m: i for i, m in enumerate(["text_only", *METHODS])}
-    s = s.assign(_o=s.method.map(lambda m: order.get(m, 99))).sort_values(["regime", "dataset", "_o"])
-    s["method"] = s.method.map(lambda m: METHOD_TITLES.get(m, m))
-    return s[["regime", "dataset", "method", "Acc", "F1", "seeds"]].reset_index(drop=True)
+    return pd.DataFrame([r.record() for r in runs])

@@ -3,10 +3,10 @@ grid and epoch; then the same short CMCS run with hypergrad_clip 1.0 (the defaul
 every upper step) and 1e12 (never binds), trained through the CLI, and how far alpha/beta and the
 test accuracy move apart.
 
-    python bench/clip_effect.py                 # 640 Twitter2015 rows, H=2, 2 epochs, 3 runs
-    python bench/clip_effect.py --logged-only   # only the committed runs' norms
+    python experiments/clip_effect.py                 # 640 Twitter2015 rows, H=2, 2 epochs, 3 runs
+    python experiments/clip_effect.py --logged-only   # only the committed runs' norms
 
-Not a timing: run it niced. Writes bench/results/clip_effect.json.
+Not a timing: run it niced. Writes experiments/results/clip_effect.json.
 """
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from _common import write_result  # noqa: E402
+from cmcs_core.provenance import write_result
+from cmcs_core.runs.reader import scan_runs
 
-from cmcs_core.runs import scan_runs  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CLIPS = {"default 1.0": 1.0, "always binds 0.01": 0.01, "off 1e12": 1e12}
 
@@ -114,7 +113,7 @@ def main() -> None:
               f"{row['max_abs_alpha_diff_vs_default']:.2e}, |beta - default| {row['max_abs_beta_diff_vs_default']:.2e} "
               f"| phi move per step {row['phi_move_median_first_half']:.4f} -> {row['phi_move_median_second_half']:.4f} "
               f"| test acc {row['test_acc']:.4f}")
-    write_result("clip_effect", out)
+    write_result(ROOT / "experiments" / "results" / "clip_effect.json", out)
 
 
 if __name__ == "__main__":

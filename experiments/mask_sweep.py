@@ -8,8 +8,8 @@ plus a sparsity prior (two lambdas), plus joint training (w/o CMS, paper's mask)
 scheduling control; scores each run against the truth (cmcs_core.playground.score) and reads
 the scheduler (alpha, beta, phi) from the run's per-batch log. Finished runs are reused, so it resumes.
 
-    nice -n 5 python bench/mask_sweep.py        # bench/results/mask_sweep.json, docs/img/mask_sweep_*.png
-    python bench/mask_sweep.py --plot-only       # redraw from the results file
+    nice -n 5 python experiments/mask_sweep.py        # experiments/results/mask_sweep.json, docs/img/mask_sweep_*.png
+    python experiments/mask_sweep.py --plot-only       # redraw from the results file
 """
 from __future__ import annotations
 
@@ -20,16 +20,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from playground_sweep import mean_and_std  # beside this script
 from tqdm.auto import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cmcs_core.playground import PlaygroundConfig
+from cmcs_core.playground.run import ensure_dataset, run_config
+from cmcs_core.playground.score import effect_values, score_run
+from cmcs_core.report.regime import mean_std
+from cmcs_core.runs.reader import load_run
 
-from bench.playground_sweep import _mean_std  # noqa: E402
-from cmcs_core.playground import PlaygroundConfig  # noqa: E402
-from cmcs_core.playground.run import ensure_dataset, run_config  # noqa: E402
-from cmcs_core.playground.score import effect_values, score_run  # noqa: E402
-from cmcs_core.runs import load_run  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # name -> (method, ModelConfig overrides)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -119,7 +119,7 @@ def summarise(records: list[dict]) -> list[dict]:
                 continue
             row = {"dev": dev, "variant": v, "n_seeds": len(rs)}
             for key, (fn, _) in COLUMNS.items():
-                row[key], row[key + "_sd"] = _mean_std([fn(r) for r in rs])
+                row[key], row[key + "_sd"] = mean_and_std([fn(r) for r in rs])
             rows.append(row)
     return rows
 
@@ -133,7 +133,7 @@ def markdown(rows: list[dict]) -> str:
         def c(k: str, pct: bool) -> str:
             if np.isnan(r[k]):
                 return "–"
-            return f"{100 * r[k]:.1f} ± {100 * r[k + '_sd']:.1f}" if pct else f"{r[k]:.3f} ± {r[k + '_sd']:.3f}"
+            return mean_std(100 * r[k], 100 * r[k + "_sd"]) if pct else mean_std(r[k], r[k + "_sd"], digits=3)
         sched = [c("phi_v_over_t", False), c("beta", False)] if "w/o CMS" not in r["variant"] else ["fixed 1", "–"]
         lines.append(f"| {r['dev']} | {r['variant']} | {r['n_seeds']} | {c('test_acc', True)} | "
                      f"{c('acc_conflicting', True)} | {c('text_below', True)} | {c('visual_below', True)} | "
@@ -202,7 +202,7 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=300)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--out", default=str(ROOT / "runs" / "mask_sweep"))
-    p.add_argument("--results", default=str(ROOT / "bench" / "results" / "mask_sweep.json"))
+    p.add_argument("--results", default=str(ROOT / "experiments" / "results" / "mask_sweep.json"))
     p.add_argument("--img-dir", default=str(ROOT / "docs" / "img"))
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args()

@@ -1,5 +1,5 @@
-"""The compact run-folder formats (cmcs_core/runfiles.py): what is written reads back the same,
-old folders (CSV/JSON) read through the same Run methods, and compaction loses nothing."""
+"""The compact run-folder formats (cmcs_core/runs/): what is written reads back the same, old
+folders (CSV/JSON) read through the same Run methods, and compaction loses nothing."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,9 +12,10 @@ import pytest
 
 from cmcs_core.config import RunConfig
 from cmcs_core.data.tsv import LABEL_NAMES, Sample, write_tsv
-from cmcs_core.runfiles import (compact_run, read_masks, read_table, restore_text, table_path, write_masks,
-                                write_table)
-from cmcs_core.runs import RunReadError, load_run
+from cmcs_core.runs.compact import compact_run
+from cmcs_core.runs.formats import read_masks, read_table, table_path, write_masks, write_table
+from cmcs_core.runs.packed import restore_text
+from cmcs_core.runs.reader import RunReadError, load_run
 
 SAMPLES = [Sample(index=str(10 + i), label=i % 3, image_id=f"{i}.jpg", tweet=f"tweet {i} about $T$ !",
                   target=f"T{i}", line=i + 2) for i in range(6)]

@@ -1,0 +1,211 @@
+"""What makes runs comparable: a regime (encoder, tuning, visual input, learning rates, selection
+rule and opt-in changes), a variant (a method and its opt-in changes), and the one way numbers are
+shown (mean ± std over seeds, percent).
+
+Runs are averaged together only within one regime. The opt-in changes are one declarative
+registry, OPT_INS: a new opt-in config field is one entry there, with its default, a short tag
+for variant names (`text_only +pool-target`) and a phrase for regime titles ("target pooling").
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pandas as pd
+
+from cmcs_core.config import METHOD_ORDER, METHOD_TITLES, RunConfig, TrainConfig
+from cmcs_core.runs.describe import visual_input_of
+
+Text = str | Callable[[Any, RunConfig], str]  # a template ("{value} pooling") or a function of (value, config)
+
+
+@dataclass(frozen=True)
+class OptIn:
+    """An opt-in change: a config field away from its default (the paper's setting)."""
+
+    field: str  # "section.name" of RunConfig
+    default: Any
+    tag: Text  # in variant names: "+pool-{value}"
+    phrase: Text  # in regime titles: "{value} pooling"
+    label: Text | None = None  # in method titles (stress tables), when shorter than the phrase
+    paired: bool = True  # `table --paired` lists each regime with it minus the same regime without it
+
+    def value(self, cfg: RunConfig) -> Any:
+        section, name = self.field.split(".")
+        return getattr(getattr(cfg, section), name)
+
+    def change(self, cfg: RunConfig) -> Change | None:
+        value = self.value(cfg)
+        if value == self.default:
+            return None
+        text = lambda t: t(value, cfg) if callable(t) else t.format(value=value)  # noqa: E731
+        phrase = text(self.phrase)
+        return Change(self.field, text(self.tag), phrase, text(self.label) if self.label else phrase, self.paired)
+
+
+def _augmentation_tag(value, cfg: RunConfig) -> str:
+    polarity = cfg.data.augment_polarity
+    return "+aug" if polarity == "opposite" else f"+aug-{polarity}"
+
+
+def _augmentation_phrase(value, cfg: RunConfig, amount: bool = True) -> str:
+    polarity = cfg.data.augment_polarity
+    return (f"counterfactual augmentation{f' {value:g}' if amount else ''}"
+            + ("" if polarity == "opposite" else f" ({polarity} sentiment)"))
+
+
+# In the order they are named: pooling, the text input, the training data, then the target-aware
+# selection machinery (issue 15: gates, the counterfactual branch and upper level, where the mask learns,
+# the Neumann step). Augmentation is compared with its base run in the stress tables (`table --stress`),
+# so `table --paired` leaves it out.
+OPT_INS = (
+    OptIn("model.pooling", "mean", "+pool-{value}", "{value} pooling"),
+    OptIn("encoder.caption_in_text", False, "+caption-in-text", "caption in the text input"),
+    OptIn("data.augment_clauses", 0.0, _augmentation_tag, _augmentation_phrase,
+          label=lambda value, cfg: _augmentation_phrase(value, cfg, amount=False), paired=False),
+    OptIn("model.mask_granularity", "element", "+gates-{value}", "one gate per {value}"),
+    OptIn("model.mask_condition", "none", "+gates-on-{value}", "gates conditioned on the {value}"),
+    OptIn("train.counterfactual_share", 0.0, "+cf-branch-{value:g}", "counterfactual branch on {value:.0%} of rows",
+          label="counterfactual branch"),
+    OptIn("train.upper_objective", "dev", "+dev-{value}", "{value} D_dev"),
+    OptIn("train.invariance_weight", 1.0, "+inv-{value:g}", "invariance weight {value:g}"),
+    OptIn("train.mask_level", "lower", "+mask-{value}", "mask learned at the {value} level"),
+    OptIn("train.mask_lr", 1e-3, "+mask-lr-{value:g}", "mask lr {value:g}"),
+    OptIn("train.neumann_eta_rule", "fixed", "+eta-{value}", "Neumann step from the {value}"),
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One opt-in change a run was trained with, as OptIn.change names it."""
+
+    field: str
+    tag: str
+    phrase: str
+    label: str
+    paired: bool
+
+
+def changes_of(cfg: RunConfig) -> tuple[Change, ...]:
+    return tuple(c for c in (o.change(cfg) for o in OPT_INS) if c is not None)
+
+
+@functools.total_ordering
+@dataclass(frozen=True)
+class Regime:
+    """The settings runs share to be averaged and compared; ordered strongest first (the headline
+    leads every table and menu): the base-size encoder before MiniLM, end-to-end fine-tuning
+    before the top layers before frozen, the default knobs before a variant of them."""
+
+    text_model: str
+    finetune_layers: int
+    visual_input: str
+    lr: float = TrainConfig.lr
+    head_lr: float = TrainConfig.head_lr
+    select_on: str = TrainConfig.select_on
+    changes: tuple[Change, ...] = ()
+
+    @classmethod
+    def of(cls, cfg: RunConfig) -> Regime:
+        enc, train = cfg.encoder, cfg.train
+        return cls(enc.text_model, enc.finetune_layers, visual_input_of(cfg), train.lr, train.head_lr,
+                   train.select_on, changes_of(cfg))
+
+    @property
+    def base(self) -> Regime:
+        """The same regime without its opt-in changes (the stress tables show those as variants)."""
+        return dataclasses.replace(self, changes=())
+
+    def without(self, change: Change) -> Regime:
+        return dataclasses.replace(self, changes=tuple(c for c in self.changes if c != change))
+
+    @property
+    def title(self) -> str:
+        ft = self.finetune_layers
+        tuned = "frozen" if ft == 0 else ("fine-tuned (all layers)" if ft == -1 else f"fine-tuned (top {ft} layers)")
+        parts = [self.text_model, tuned, f"visual = {self.visual_input}"]
+        # Learning rates or a selection rule away from the defaults make another regime: never averaged together.
+        parts += [f"{name} {value:g}" for name, value, default in (("lr", self.lr, TrainConfig.lr),
+                                                                  ("head lr", self.head_lr, TrainConfig.head_lr))
+                  if value != default]
+        if self.select_on != TrainConfig.select_on:
+            parts.append(f"epoch chosen on {self.select_on.replace('_', ' ')}")
+        return ", ".join(parts + [c.phrase for c in self.changes])
+
+    @property
+    def is_variant(self) -> bool:
+        return (self.lr, self.head_lr, self.select_on) != (TrainConfig.lr, TrainConfig.head_lr,
+                                                          TrainConfig.select_on) or bool(self.changes)
+
+    @property
+    def sort_key(self) -> tuple:
+        tuning = {-1: 0, 0: 2}.get(self.finetune_layers, 1)
+        return ("minilm" in self.text_model, tuning, self.is_variant, self.title)
+
+    def __lt__(self, other: Regime) -> bool:
+        return self.sort_key < other.sort_key
+
+    def __str__(self) -> str:
+        return self.title
+
+
+@functools.total_ordering
+@dataclass(frozen=True)
+class Variant:
+    """A method and the opt-in changes it was trained with: `text_only +pool-target +aug-random`.
+    Each variant is compared with its base, the same method without its last change."""
+
+    method: str
+    changes: tuple[Change, ...] = ()
+
+    @classmethod
+    def of(cls, cfg: RunConfig) -> Variant:
+        return cls(cfg.model.method, changes_of(cfg))
+
+    @property
+    def key(self) -> str:
+        return " ".join([self.method, *(c.tag for c in self.changes)])
+
+    @property
+    def title(self) -> str:
+        return " + ".join([METHOD_TITLES.get(self.method, self.method), *(c.label for c in self.changes)])
+
+    @property
+    def base(self) -> Variant | None:
+        return Variant(self.method, self.changes[:-1]) if self.changes else None
+
+    @property
+    def sort_key(self) -> tuple:
+        order = METHOD_ORDER.index(self.method) if self.method in METHOD_ORDER else len(METHOD_ORDER)
+        return order, self.key
+
+    def __lt__(self, other: Variant) -> bool:
+        return self.sort_key < other.sort_key
+
+    def __str__(self) -> str:
+        return self.key
+
+
+def method_order(methods) -> list[str]:
+    """The methods present, in the one method order (unknown names last, by name)."""
+    return sorted(set(methods), key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+
+
+def mean_std(mean: float, std: float, digits: int = 1) -> str:
+    """Mean ± std over seeds; one seed has no spread (std NaN), so no ± at all."""
+    if std is None or math.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def seeds_mean_std(values: pd.Series, digits: int = 1) -> str:
+    """mean_std of one value per seed."""
+    return mean_std(values.mean(), values.std(), digits)
+
+
+def percent(frame: pd.DataFrame, columns) -> pd.DataFrame:
+    """The given fraction columns as percent, for display (files and frames hold fractions)."""
+    return frame.assign(**{c: 100 * frame[c] for c in columns if c in frame})

@@ -1,0 +1,154 @@
+"""Committed run folders: converted to the compact formats, without checkpoints, with per-sample
+extras only where the app needs them, and text kept by reference where the data gives it back
+(results/README.md has the policy and the budget). scripts/compact_runs.py, scripts/pack_stress.py
+and bench/pack_runs.py are the commands; every converted file is read back and compared first.
+"""
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from cmcs_core.io import atomic_save, atomic_write_json
+from cmcs_core.runs.formats import (STRESS_FILE, as_float32, read_masks, read_stress_report, read_table, write_masks,
+                                    write_table)
+from cmcs_core.runs.packed import BY_REFERENCE, FLIPPED_BY_REFERENCE, restore_flipped, restore_text
+from cmcs_core.runs.reader import load_run
+
+NEVER = ("best.safetensors", "last_state.pt", "features_dev.npz", "masks_dev.json", "masks_dev.parquet")
+MASK_SEED = 1  # the seed whose masks a committed learned-mask run keeps (the Masks page)
+STRESS_KEEP = ("config.json", "metrics.json", "epochs.csv")
+
+
+def compact_run(run_dir: str | Path, per_sample: bool = True, features: bool = True,
+                samples_of=None) -> dict[str, int]:
+    """Convert a run folder to the compact formats in place; returns bytes before/after.
+
+    per_sample=False drops masks_* and predictions_dev (metrics.json keeps the dev figures);
+    features=False drops features_*. samples_of(split) -> samples, when given, lets the
+    predictions go by reference: the text is dropped only after restore_text gives back
+    exactly the stored columns. Every converted file is read back and compared first."""
+    root = Path(run_dir)
+    before = sum(p.stat().st_size for p in root.iterdir() if p.is_file())
+    for stem in ("batches", *(p.stem for p in sorted(root.glob("predictions_*.csv")))):
+        old = root / f"{stem}.csv"
+        if not old.is_file():
+            continue
+        if stem.startswith("predictions_") and not stem.endswith("_test") and not per_sample:
+            old.unlink()
+            continue
+        frame = read_table(old)
+        keep = frame
+        if stem.startswith("predictions_") and samples_of is not None:
+            slim = frame.drop(columns=[c for c in BY_REFERENCE if c in frame])
+            try:
+                back = restore_text(slim, samples_of(stem.removeprefix("predictions_")))
+                pd.testing.assert_frame_equal(back[list(frame.columns)], frame, check_dtype=False)
+                keep = slim
+            except (OSError, ValueError, KeyError, AssertionError):
+                pass  # the data file is not at hand or differs: keep the text in the file
+        new = write_table(root / f"{stem}.parquet", keep)
+        _check_same(keep, read_table(new), new)
+        old.unlink()
+    for old in sorted(root.glob("masks_*.json")):
+        if not per_sample:
+            old.unlink()
+            continue
+        data = json.loads(old.read_text())
+        new = write_masks(old.with_suffix(".parquet"), data.get("grid"), data["samples"])
+        if read_masks(new) != {"grid": data.get("grid"), "samples": data["samples"]}:
+            new.unlink()
+            raise ValueError(f"{new}: masks do not read back equal; {old.name} kept")
+        old.unlink()
+    if not features:
+        for old in root.glob("features_*.npz"):
+            old.unlink()
+    after = sum(p.stat().st_size for p in root.iterdir() if p.is_file())
+    return {"before": before, "after": after}
+
+
+def _check_same(expected: pd.DataFrame, got: pd.DataFrame, path: Path) -> None:
+    """The compact file must hold the same values (floats to float32, the precision written)."""
+    try:
+        pd.testing.assert_frame_equal(as_float32(expected).reset_index(drop=True), got,
+                                      check_dtype=False, rtol=0, atol=0)
+    except AssertionError as err:
+        path.unlink()
+        raise ValueError(f"{path}: does not read back equal ({err})") from err
+
+
+def committed_extras(run_dir: Path, feature_patterns: list[str]) -> tuple[bool, bool]:
+    """(masks, features) a committed run keeps: masks for seed 1 of the methods with a learned
+    mask, features only for the run folders the patterns name (the Feature space page)."""
+    run = load_run(run_dir)
+    masks = run.cfg.train.seed == MASK_SEED and run.cfg.model.mask_mode == "learned"
+    features = any(fnmatch.fnmatch(run_dir.name, p) or fnmatch.fnmatch(run_dir.as_posix(), p) for p in feature_patterns)
+    return masks, features
+
+
+def compact_for_commit(run_dir: Path, feature_patterns: list[str]) -> dict[str, int]:
+    """A run folder as results/ keeps it (in place); returns bytes before/after."""
+    run = load_run(run_dir)
+    masks, features = committed_extras(run_dir, feature_patterns)
+    for name in (*NEVER, "predictions_dev.csv", "predictions_dev.parquet"):
+        (run_dir / name).unlink(missing_ok=True)
+    if not masks:
+        for path in [*run_dir.glob("masks_*.json"), *run_dir.glob("masks_*.parquet")]:
+            path.unlink()
+    return compact_run(run_dir, per_sample=masks, features=features, samples_of=run.split_samples)
+
+
+# -- stress-tested runs ---------------------------------------------------------------------------
+def pack_stress_run(run: Path, out: Path) -> int:
+    """Copy a stress-tested run as results/ keeps it: config, metrics, epochs, stress.json and the
+    flipped rows gzipped (text by reference where the data gives it back); no checkpoint, no edited
+    TSVs (`stress` writes them again). Returns the bytes written."""
+    report = json.loads((run / STRESS_FILE).read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    for name in STRESS_KEEP:
+        if (run / name).is_file():
+            shutil.copy2(run / name, out / name)
+    for entry in report["splits"].values():
+        for res in entry["edits"].values():
+            if not res.get("rows_file"):
+                continue
+            data = _slim_flipped_csv(run, res["rows_file"])
+            res["rows_file"] = res["rows_file"].removesuffix(".gz") + ".gz"
+            res.pop("file", None)  # the edited TSV is not kept: `stress` writes it again
+            atomic_save(out / res["rows_file"], lambda p: Path(p).write_bytes(gzip.compress(data, mtime=0)))
+    atomic_write_json(out / STRESS_FILE, report)
+    return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+
+
+def repack_stress_run(run: Path) -> int:
+    """Drop the text of an already packed folder's flipped rows where the data gives it back."""
+    for entry in read_stress_report(run)["splits"].values():
+        for res in entry["edits"].values():
+            if res.get("rows_file"):
+                data = _slim_flipped_csv(run, res["rows_file"])
+                atomic_save(run / res["rows_file"], lambda p: Path(p).write_bytes(gzip.compress(data, mtime=0)))
+    return sum(f.stat().st_size for f in run.rglob("*") if f.is_file())
+
+
+def _slim_flipped_csv(run_dir: Path, rows_file: str) -> bytes:
+    """The flipped rows as CSV bytes, without the text columns when they come back identical from
+    the data."""
+    run = load_run(run_dir)
+    rows = run.flipped(rows_file)
+    full = rows.to_csv(index=False).encode()
+    if rows.attrs.get("text_missing"):
+        return full
+    slim = rows.drop(columns=list(FLIPPED_BY_REFERENCE))
+    try:
+        back = restore_flipped(pd.read_csv(io.BytesIO(slim.to_csv(index=False).encode()), keep_default_na=False,
+                                           dtype={"index": str}), run.cfg, run.stress_report(), rows_file)
+        if back.to_csv(index=False).encode() == full:
+            return slim.to_csv(index=False).encode()
+    except (OSError, ValueError, KeyError):
+        pass
+    return full
