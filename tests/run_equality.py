@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
-from cmcs_core.runfiles import read_table, table_path
+from cmcs_core.runs.formats import read_table, table_path
 
 TIMING = ["seconds", "samples_per_s"]
 VARYING_METRICS = ("train_seconds",)
