@@ -306,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyse", help="an analysis of finished runs, as Markdown (docs/results.md, docs/robustness.md)")
     p.add_argument("name", choices=sorted(ANALYSES), help="fusion: what each branch contributes; selection: the "
-                   "epoch each selection rule keeps; targets: target awareness on multi-target tweets")
+                   "epoch each selection rule keeps; targets: target awareness on multi-target tweets; "
+                   "machinery: what reaches the masks and phi (gradients, clip, gate spread); curvature: machinery and "
+                   "the heads' Hessian at the kept checkpoint")
     p.add_argument("runs", nargs="+", help="run folders or folders that contain them")
     p.add_argument("--output", help="also write the Markdown here")
     p.set_defaults(func=cmd_analyse)

@@ -362,13 +362,17 @@ def test_curvature_rule_recovers_the_exact_hypergradient_where_the_fixed_step_di
 
 
 # -- the machinery diagnosis read from a run's logs ------------------------------------------------------------
-def test_machinery_summary_reads_what_reached_the_mask_and_phi(variant_runs, tmp_path):
+def test_machinery_summary_reads_what_reached_the_mask_and_phi(variant_runs, tmp_path, capsys):
     import shutil
 
-    from cmcs_core.machinery import head_curvature, machinery_markdown, machinery_summary, machinery_table
+    from cmcs_core.cli import main
+    from cmcs_core.report.analyses import ANALYSES
+    from cmcs_core.report.machinery import head_curvature, machinery_summary
+    from cmcs_core.runs.reader import RunReadError, load_run
 
-    run = variant_runs["cmcs target-aware (all)"]["dir"]
-    batches = pd.read_parquet(run / "batches.parquet")
+    run_dir = variant_runs["cmcs target-aware (all)"]["dir"]
+    run = load_run(run_dir)
+    batches = pd.read_parquet(run_dir / "batches.parquet")
     summary = machinery_summary(run)
     upper = batches[batches.hypergrad_norm.notna()]
     assert summary["upper_steps"] == len(upper) and summary["steps"] == len(batches)
@@ -378,18 +382,26 @@ def test_machinery_summary_reads_what_reached_the_mask_and_phi(variant_runs, tmp
     assert summary["hypergrad_mask_norm"] == pytest.approx(float(upper.hypergrad_mask_norm.median()))
     assert 0.0 <= summary["gates_near_half"] <= 1.0 and "gate_median" in summary
     curv = head_curvature(run, batches=1, iters=5)
-    cfg = RunConfig.load(run / "config.json")
+    cfg = RunConfig.load(run_dir / "config.json")
     assert curv["hessian_top_eig"] > 0
     assert curv["neumann_growth"] == pytest.approx(abs(1 - cfg.train.neumann_eta * curv["hessian_top_eig"]) ** cfg.train.K)
-    table, skipped = machinery_table([run, tmp_path / "missing"])
-    assert len(table) == 1 and len(skipped) == 1
-    assert "mask grad (median)" in machinery_markdown(table)
     # a run logged before these columns is named, with how to get them, rather than read as zeros
     old = tmp_path / "old"
-    shutil.copytree(run, old)
+    shutil.copytree(run_dir, old)
     batches.drop(columns=["grad_norm", "mask_grad_norm"]).to_parquet(old / "batches.parquet")
-    with pytest.raises(ValueError, match="retrain"):
-        machinery_summary(old)
+    with pytest.raises(RunReadError, match="retrain"):
+        machinery_summary(load_run(old))
+    compute, markdown = ANALYSES["machinery"]
+    table = compute([run, load_run(old)])
+    assert len(table) == 1 and len(table.attrs["skipped"]) == 1
+    text = markdown(table)
+    assert "mask grad (median)" in text and "left out:" in text and "retrain" in text
+    # behind the CLI: one column per run, the curvature rows only with `curvature`
+    main(["analyse", "machinery", str(run_dir)])
+    out = capsys.readouterr().out
+    assert "lower clip binds" in out and "lambda_max" not in out
+    main(["analyse", "curvature", str(run_dir)])
+    assert "lambda_max of the heads' Hessian" in capsys.readouterr().out
 
 
 def test_relation_level_moves_only_the_target_term_at_the_upper_level(variant_runs):

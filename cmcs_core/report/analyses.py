@@ -4,7 +4,8 @@
 - fusion: what each branch contributes inside a run (text, image, fused accuracy; the fusion
   weight s; how often fusion changes the text branch's label);
 - selection: the test accuracy of the epoch each selection rule would keep (epochs.csv);
-- targets: target awareness on tweets with targets of different gold labels (robustness.py).
+- targets: target awareness on tweets with targets of different gold labels (robustness.py);
+- machinery, curvature: what reaches the masks and the scheduler (report/machinery.py).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 
 from cmcs_core.config import METHOD_TITLES
 from cmcs_core.data.tsv import LABEL_NAMES
+from cmcs_core.report.machinery import curvature, machinery, machinery_markdown
 from cmcs_core.report.regime import Regime, method_order, seeds_mean_std
 from cmcs_core.runs.reader import Run, RunReadError
 
@@ -213,4 +215,5 @@ def align_predictions(runs: list[Run], split: str = "test") -> pd.DataFrame:
 
 
 ANALYSES = {"fusion": (fusion, fusion_markdown), "selection": (selection, selection_markdown),
-            "targets": (targets, targets_markdown)}
+            "targets": (targets, targets_markdown), "machinery": (machinery, machinery_markdown),
+            "curvature": (curvature, machinery_markdown)}

@@ -6,17 +6,15 @@ the share the gradient clip takes off it, how far the gates spread over tokens a
 saturate, the hypergradient on phi (and on the mask when it is an upper-level variable) and the
 share its clip takes off, the cosine between grad_theta L_dev and grad_theta L_train (near 1:
 the upper level asks for nothing but "fit the training loss more"), and how far alpha and beta
-moved. docs/method.md, "Why MFS and CMS stay inert", is made from this (`cmcs analyse machinery`).
+moved. docs/method.md, "Why MFS and CMS stay inert", is made from this (`cmcs analyse machinery`;
+`cmcs analyse curvature` adds the heads' Hessian at the kept checkpoint).
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cmcs_core.config import RunConfig
-from cmcs_core.runfiles import masks_path, read_masks, read_table, table_path
+from cmcs_core.runs.reader import Run, RunReadError
 
 NEEDED = ("grad_norm", "mask_grad_norm", "mask_token_std")
 
@@ -26,37 +24,37 @@ def _share_removed(norms: pd.Series, clip: float) -> pd.Series:
     return 1.0 - np.minimum(1.0, clip / norms.clip(lower=1e-12))
 
 
-def gate_saturation(run_dir: str | Path, split: str = "test") -> dict[str, float]:
+def gate_saturation(run: Run, split: str = "test") -> dict[str, float]:
     """Per-token text gates of a split (masks_<split>): their spread and how many sit near 0.5
     (|g - 0.5| < 0.05: the mask is not choosing) or near 0/1 (saturated: the sigmoid's gradient
-    vanishes)."""
-    path = masks_path(run_dir, split)
-    if path is None:
+    vanishes). Empty when the run kept no masks."""
+    try:
+        samples = run.masks(split)["samples"]
+    except RunReadError:
         return {}
-    gates = np.concatenate([np.asarray(s["mask"], dtype=float) for s in read_masks(path)["samples"] if s.get("mask")])
+    kept = [np.asarray(s["mask"], dtype=float) for s in samples if s.get("mask")]
+    if not kept:
+        return {}
+    gates = np.concatenate(kept)
     return {"gate_median": float(np.median(gates)), "gate_p05": float(np.percentile(gates, 5)),
             "gate_p95": float(np.percentile(gates, 95)), "gates_near_half": float(np.mean(np.abs(gates - 0.5) < 0.05)),
             "gates_saturated": float(np.mean((gates < 0.05) | (gates > 0.95)))}
 
 
-def machinery_summary(run_dir: str | Path) -> dict[str, object]:
-    """One run's figures (fractions, not percent). Raises ValueError for a run logged before the
-    machinery columns existed."""
-    root = Path(run_dir)
-    cfg = RunConfig.load(root / "config.json")
-    path = table_path(root, "batches")
-    if path is None:
-        raise ValueError(f"{root}: no batches log")
-    b = read_table(path)
+def machinery_summary(run: Run) -> dict[str, object]:
+    """One run's figures (fractions, not percent). Raises RunReadError for a run without a batches
+    log or logged before the machinery columns existed."""
+    cfg = run.cfg
+    b = run.batches()
     missing = [c for c in NEEDED if c not in b]
     if missing:
-        raise ValueError(f"{root}: the batches log has no {', '.join(missing)} (trained before issue 15's logging; "
-                         f"retrain with `cmcs train --config {root / 'config.json'}` in a new folder)")
+        raise RunReadError(f"{run.path}: the batches log has no {', '.join(missing)} (trained before issue 15's "
+                           f"logging; retrain with `cmcs train --config {run.path / 'config.json'}` in a new folder)")
     t = cfg.train
     first, last = b[b.epoch == b.epoch.min()], b[b.epoch == b.epoch.max()]
     upper = b[b.hypergrad_norm.notna()] if "hypergrad_norm" in b else b.iloc[:0]
     out: dict[str, object] = {
-        "run": str(root), "method": cfg.model.method, "dataset": Path(cfg.data.dataset).name,
+        "run": run.name, "method": cfg.model.method, "dataset": run.dataset,
         "finetune_layers": cfg.encoder.finetune_layers, "mask_level": t.mask_level,
         "upper_objective": t.upper_objective, "mask_condition": cfg.model.mask_condition,
         "steps": len(b), "upper_steps": len(upper),
@@ -87,11 +85,11 @@ def machinery_summary(run_dir: str | Path) -> dict[str, object]:
         if "dev_invariance" in upper and upper.dev_invariance.notna().any():
             out["dev_invariance_first"] = float(upper[upper.epoch == upper.epoch.min()].dev_invariance.median())
             out["dev_invariance_last"] = float(upper[upper.epoch == upper.epoch.max()].dev_invariance.median())
-    out.update(gate_saturation(root))
+    out.update(gate_saturation(run))
     return out
 
 
-def head_curvature(run_dir: str | Path, batches: int = 3, iters: int = 20, seed: int = 0) -> dict[str, float]:
+def head_curvature(run: Run, batches: int = 3, iters: int = 20, seed: int = 0) -> dict[str, float]:
     """lambda_max of the lower objective's Hessian over the hypergradient's parameters, at the run's
     kept checkpoint, on a few training batches (power iteration on Hessian-vector products), and
     the factor |1 - eta lambda|^K by which the run's K-term Neumann series multiplies that direction.
@@ -101,7 +99,7 @@ def head_curvature(run_dir: str | Path, batches: int = 3, iters: int = 20, seed:
     from cmcs_core.inference import Predictor
     from cmcs_core.model.hypergrad import top_eigenvalue
 
-    pred = Predictor(run_dir)
+    pred = Predictor(run.path)
     cfg, model = pred.cfg, pred.model
     data = pred.pipe.tensors(pred.pipe.load_split("train", cfg.data.max_train_samples), progress=False)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
@@ -119,19 +117,29 @@ def head_curvature(run_dir: str | Path, batches: int = 3, iters: int = 20, seed:
     return {"hessian_top_eig": lam, "eta_lambda": eta * lam, "neumann_growth": abs(1 - eta * lam) ** k}
 
 
-def machinery_table(run_dirs: list[str | Path], curvature: bool = False) -> tuple[pd.DataFrame, list[str]]:
-    """One row per run that has the machinery columns; one message per run that has not.
-    `curvature` adds head_curvature (needs the checkpoint and the data; a few seconds per run)."""
+def machinery(runs: list[Run], curvature: bool = False) -> pd.DataFrame:
+    """One row per run that has the machinery columns; the others are named in .attrs["skipped"]
+    with the reason. `curvature` adds head_curvature (needs the checkpoint and the data; a few
+    seconds per run)."""
     rows, skipped = [], []
-    for run in run_dirs:
+    for run in runs:
         try:
             row = machinery_summary(run)
             if curvature:
+                if not run.has_checkpoint:
+                    raise RunReadError(f"{run.path}: no checkpoint (the curvature is measured at the kept epoch)")
                 row.update(head_curvature(run))
             rows.append(row)
         except (OSError, ValueError) as err:
             skipped.append(str(err))
-    return pd.DataFrame(rows), skipped
+    frame = pd.DataFrame(rows)
+    frame.attrs["skipped"] = skipped
+    return frame
+
+
+def curvature(runs: list[Run]) -> pd.DataFrame:
+    """machinery with the heads' Hessian at each run's kept checkpoint (`cmcs analyse curvature`)."""
+    return machinery(runs, curvature=True)
 
 
 COLUMNS = {  # column -> (heading, format)
@@ -159,8 +167,10 @@ COLUMNS = {  # column -> (heading, format)
 
 def machinery_markdown(table: pd.DataFrame) -> str:
     """The table transposed (a column per run), since there are more figures than runs."""
+    skipped = table.attrs.get("skipped", [])
+    left_out = "".join(f"\nleft out: {why}" for why in skipped) + ("\n" if skipped else "")
     if table.empty:
-        return "No run with the machinery columns (train a run with this version).\n"
+        return "No run with the machinery columns (train a run with this version).\n" + left_out
     names = [f"{r.dataset} {r.method}" + ("" if r.finetune_layers == 0 else f" top-{r.finetune_layers}"
                                           if r.finetune_layers > 0 else " all layers")
              + ("" if r.mask_condition == "none" else " +target gates")
@@ -172,4 +182,4 @@ def machinery_markdown(table: pd.DataFrame) -> str:
             continue
         cells = ["–" if pd.isna(v) else fmt.format(v) for v in table[col]]
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + left_out
