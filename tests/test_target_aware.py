@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from cmcs_core.config import VARIANTS as NAMED_VARIANTS
 from cmcs_core.config import ModelConfig, RunConfig, apply_method
 from cmcs_core.data.counterfactual import ClauseGrammar, counterfactual_copies, names_target, phrase_bank
 from cmcs_core.data.tsv import Sample
@@ -472,3 +473,26 @@ def test_counterfactual_losses_on_identical_copies(text_encoder):
     assert float(losses["L_c"]) == pytest.approx(float(losses["L_c_copy"]), rel=1e-5)
     assert float(losses["L_c_copy"]) == pytest.approx(float(losses["L_c_row"]), rel=1e-5)
     assert float(model.causal_effect(losses["L_c_copy"], losses["L_c_row"])) == pytest.approx(1.0)
+
+
+def test_tables_name_a_named_variant_once_and_its_partial_flags_one_by_one():
+    """config.json keeps flags, not the variant's name: the tables fold a full set of a variant's flags
+    into `+target_aware` (without CMS: the flags it takes), and list a partial set flag by flag."""
+    from fake_runs import fake_run
+
+    from cmcs_core.report.regime import Regime, Variant
+
+    full = {**NAMED_VARIANTS["target_aware"]["model"], **NAMED_VARIANTS["target_aware"]["train"]}
+    assert Variant.of(fake_run("cmcs", 1, 0.5, **full).cfg).key == "cmcs +target_aware"
+    no_upper = {**NAMED_VARIANTS["target_aware"]["model"], "counterfactual_share": 0.5}
+    assert Variant.of(fake_run("wo_cms", 1, 0.5, **no_upper).cfg).key == "wo_cms +target_aware"
+    upper = {**NAMED_VARIANTS["target_aware_mask_upper"]["model"], **NAMED_VARIANTS["target_aware_mask_upper"]["train"]}
+    assert Variant.of(fake_run("cmcs", 1, 0.5, **upper).cfg).key == "cmcs +target_aware_mask_upper"
+    # one flag short of the variant: every flag named, and a regime of its own
+    partial = fake_run("cmcs", 1, 0.5, **{k: v for k, v in full.items() if k != "neumann_eta_rule"}).cfg
+    key = Variant.of(partial).key
+    assert "+target_aware" not in key and "+gates-on-target" in key and "+dev-counterfactual" in key
+    assert Regime.of(partial) != Regime.of(fake_run("cmcs", 1, 0.5, **full).cfg)
+    # a flag beyond the variant stays visible beside its name
+    more = fake_run("cmcs", 1, 0.5, **full, invariance_weight=2.0).cfg
+    assert Variant.of(more).key == "cmcs +target_aware +inv-2"
