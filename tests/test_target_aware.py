@@ -18,8 +18,15 @@ from cmcs_core.data.counterfactual import ClauseGrammar, counterfactual_copies, 
 from cmcs_core.data.tsv import Sample
 from cmcs_core.model.cmcs import CMCSModel, TextTower
 from cmcs_core.model.hypergrad import implicit_hypergradient
-from cmcs_core.model.mfs import (DISTANCE_EDGES, NO_MENTION, CausalIntervention, mention_distance, mention_tokens,
-                                 pool, target_segment)
+from cmcs_core.model.mfs import (
+    DISTANCE_EDGES,
+    NO_MENTION,
+    CausalIntervention,
+    mention_distance,
+    mention_tokens,
+    pool,
+    target_segment,
+)
 from cmcs_core.pipeline import torch_threads
 
 pytestmark = pytest.mark.usefixtures("one_thread")
