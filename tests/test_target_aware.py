@@ -392,7 +392,16 @@ def test_machinery_summary_reads_what_reached_the_mask_and_phi(variant_runs, tmp
     curv = head_curvature(run, batches=1, iters=5)
     cfg = RunConfig.load(run_dir / "config.json")
     assert curv["hessian_top_eig"] > 0
-    assert curv["neumann_growth"] == pytest.approx(abs(1 - cfg.train.neumann_eta * curv["hessian_top_eig"]) ** cfg.train.K)
+    eta = (float(batches.neumann_eta.median()) if cfg.train.neumann_eta_rule == "curvature"
+           else cfg.train.neumann_eta)  # the step the run took
+    assert curv["eta_lambda"] == pytest.approx(eta * curv["hessian_top_eig"])
+    assert curv["neumann_growth"] == pytest.approx(abs(1 - eta * curv["hessian_top_eig"]) ** cfg.train.K)
+    # a curvature-rule run is measured at the step it took (its logged median eta), not --neumann-eta
+    curv_dir = variant_runs["cmcs relation upper"]["dir"]
+    logged = float(pd.read_parquet(curv_dir / "batches.parquet").neumann_eta.median())
+    assert logged != RunConfig.load(curv_dir / "config.json").train.neumann_eta
+    c2 = head_curvature(load_run(curv_dir), batches=1, iters=5)
+    assert c2["eta_lambda"] == pytest.approx(logged * c2["hessian_top_eig"])
     # a run logged before these columns is named, with how to get them, rather than read as zeros
     old = tmp_path / "old"
     shutil.copytree(run_dir, old)
