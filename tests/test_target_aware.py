@@ -512,3 +512,45 @@ def test_tables_name_a_named_variant_once_and_its_partial_flags_one_by_one():
     # a flag beyond the variant stays visible beside its name
     more = fake_run("cmcs", 1, 0.5, **full, invariance_weight=2.0).cfg
     assert Variant.of(more).key == "cmcs +target_aware +inv-2"
+
+
+def test_analyse_playground_groups_scored_runs_by_variant(tmp_path, capsys):
+    """`cmcs analyse playground` reads playground_score.json through the run reader: mean ± std over
+    seeds per variant, no gates for a method without a learned mask, other runs named as left out."""
+    import shutil
+
+    from fake_runs import fake_run
+
+    from cmcs_core.cli import main
+    from cmcs_core.report.analyses import playground
+    from cmcs_core.runs.formats import write_table
+    from cmcs_core.runs.reader import load_run
+
+    def make(name, method, seed, acc, planted):
+        run = fake_run(method, seed, acc)
+        folder = tmp_path / name
+        folder.mkdir()
+        run.cfg.save(folder / "config.json")
+        (folder / "metrics.json").write_text(json.dumps(run.metrics))
+        write_table(folder / "batches.parquet", pd.DataFrame({"epoch": [1, 2], "phi_v": [1.0, 0.5], "phi_t": [1.0, 1.0]}))
+        (folder / "playground_score.json").write_text(json.dumps({
+            "accuracy": {"all": acc, "spurious_conflicting": acc - 0.1},
+            "text": {"sentiment": 0.8, "spurious": planted, "other_sentiment": 0.1, "other_spurious": 0.0,
+                     "target": 0.0, "other": 0.01}, "visual": {"cue": 0.6, "other": 0.5}}))
+        return folder
+
+    runs = [make("a", "cmcs", 1, 0.9, 0.2), make("b", "cmcs", 2, 0.7, 0.4), make("c", "text_only", 1, 0.5, 1.0)]
+    plain = tmp_path / "plain"
+    shutil.copytree(runs[0], plain)
+    (plain / "playground_score.json").unlink()
+    frame = playground([load_run(p) for p in [*runs, plain]])
+    assert frame.attrs["skipped"] == [load_run(plain).name]
+    cm = frame[frame.variant.astype(str) == "cmcs"]
+    assert cm["gate:spurious"].tolist() == [0.2, 0.4] and cm.phi_ratio.tolist() == [0.5, 0.5]
+    assert frame[frame.variant.astype(str) == "text_only"]["gate:spurious"].isna().all()
+    main(["analyse", "playground", str(tmp_path)])
+    out = capsys.readouterr().out
+    cmcs_row = next(line for line in out.splitlines() if line.startswith("| cmcs |"))
+    assert "| 2 | 80.0 ± 14.1 |" in cmcs_row and "30.0 ± 14.1" in cmcs_row  # acc; planted-word gate
+    text_row = next(line for line in out.splitlines() if line.startswith("| text_only |"))
+    assert "| 1 | 50.0 |" in text_row and text_row.count("–") >= 6

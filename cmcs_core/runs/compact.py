@@ -15,8 +15,15 @@ from pathlib import Path
 import pandas as pd
 
 from cmcs_core.io import atomic_save, atomic_write_json
-from cmcs_core.runs.formats import (STRESS_FILE, as_float32, read_masks, read_stress_report, read_table, write_masks,
-                                    write_table)
+from cmcs_core.runs.formats import (
+    STRESS_FILE,
+    as_float32,
+    read_masks,
+    read_stress_report,
+    read_table,
+    write_masks,
+    write_table,
+)
 from cmcs_core.runs.packed import BY_REFERENCE, FLIPPED_BY_REFERENCE, restore_flipped, restore_text
 from cmcs_core.runs.reader import load_run
 
