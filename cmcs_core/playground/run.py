@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from cmcs_core.config import METHODS, RunConfig, apply_method, apply_variant
+from cmcs_core.config import METHODS, VARIANTS, RunConfig, apply_method, apply_variant
 from cmcs_core.io import atomic_write_json
 
 DEFAULT_DATA = Path("playground") / "data"
@@ -71,6 +71,9 @@ def add_playground_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="a dataset and a set of runs that tell one story (target-cue: plain CMCS beside the target-aware "
                         "variant on tweets with a planted cue beside each target's own evidence); captions only")
+    p.add_argument("--variant", choices=sorted(VARIANTS),
+                   help="train --methods with this named variant (config.VARIANTS), on the preset's data with --preset "
+                        "instead of the preset's runs")
     p.add_argument("--generate-only", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
@@ -155,9 +158,11 @@ def playground_main(args: argparse.Namespace) -> list[Path]:
     visual_models = [args.visual_model] if isinstance(args.visual_model, str) else args.visual_model
     extensions = {"mask_granularity": getattr(args, "mask_granularity", "element"),
                   "mask_sparsity": getattr(args, "mask_sparsity", 0.0)}
-    plan = [(v, m, None) for v in visual_models for m in args.methods]
+    variant = getattr(args, "variant", None)
+    plan = [(v, m, variant) for v in visual_models for m in args.methods]
     if preset:
-        plan = [("caption", m, variant) for m, variant in PRESETS[preset]["runs"]]
+        plan = ([("caption", m, variant) for m in args.methods] if variant
+                else [("caption", m, v) for m, v in PRESETS[preset]["runs"]])
     for visual_model, method, variant in plan:
         cpu = time.process_time()
         epochs = args.epochs if visual_model == "caption" else getattr(args, "pixel_epochs", PIXEL_EPOCHS)
