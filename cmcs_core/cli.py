@@ -26,9 +26,8 @@ from cmcs_core.config import (
     apply_method,
     apply_variant,
 )
-from cmcs_core.data.dataset import BENCHMARKS
 from cmcs_core.data.counterfactual import EDITS
-from cmcs_core.data.dataset import split_tag
+from cmcs_core.data.dataset import BENCHMARKS, split_tag
 from cmcs_core.data.images import load_image
 from cmcs_core.io import atomic_write_json
 from cmcs_core.playground.run import add_playground_args, playground_main
