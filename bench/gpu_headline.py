@@ -113,6 +113,10 @@ def carry(n: int, weights: Path, carry_dir: Path) -> Path:
     shutil.copy(weights / entry["file"], carry_dir / entry["file"])
     have = [p["file"] for p in manifest["parts"] if (carry_dir / p["file"]).is_file()]
     print(f"part {n}/{len(manifest['parts'])} kept in {carry_dir}; there now: {', '.join(have)}")
+    lost = [i for i in range(1, n) if manifest["parts"][i - 1]["file"] not in have]
+    if lost:
+        print(f"parts {', '.join(map(str, lost))} are not here: the machine was given back since they were carried "
+              "(more than its warm time between calls); carry them again")
     return carry_dir / entry["file"]
 
 

@@ -19,8 +19,12 @@ DEVICE=${DEVICE:-cuda}
 EXTRA=${EXTRA:-}                  # e.g. "--max-train-samples 64 --max-eval-samples 32" for a dry run on a CPU
 GPUS_PER_RUN=${GPUS_PER_RUN:-0.0714}  # 14 runs share the GPU (16 CPUs: 1 each, 2 left for Ray and the driver)
 CPUS_PER_RUN=${CPUS_PER_RUN:-1}
-STOP_AFTER=${STOP_AFTER:-480}     # seconds of grid stage before running runs are stopped (then tables + pack)
-DEADLINE=${DEADLINE:-150}         # seconds of grid after which no new run starts (a run takes ~300 s at 14)
+CALL_LIMIT=${CALL_LIMIT:-570}     # the device call's timeout_s: everything below ends inside it
+RESERVE=${RESERVE:-60}            # seconds kept for the tables, the pack and the reply
+RUN_S=${RUN_S:-400}               # one run with 14 sharing the GPU: ~280 s for CMCS without stress (reference
+                                  # runs); the target-aware variant trains half a batch more, plus stress
+STOP_AFTER=${STOP_AFTER:-}        # grid seconds before running runs are stopped (default: what the call has left)
+DEADLINE=${DEADLINE:-}            # grid seconds after which no run starts (default: STOP_AFTER - RUN_S)
 LIMIT=${LIMIT:-}                  # only the first N runs of the plan
 PERF=${PERF:-1}                   # run: one run alone + the profile first (about a minute)
 PERF_ARGS=${PERF_ARGS:-}          # e.g. "--alone-samples 64 --profile-samples 32 --epochs 1" for a dry run
@@ -48,6 +52,10 @@ case "${1:-}" in
           --device "$DEVICE" --extra "$EXTRA" $PERF_ARGS) || echo "perf failed (the grid still runs)"
       fi
     fi
+    left=$(( CALL_LIMIT - RESERVE - $(date +%s) + t0 ))
+    STOP_AFTER=${STOP_AFTER:-$left}
+    DEADLINE=${DEADLINE:-$(( STOP_AFTER > RUN_S ? STOP_AFTER - RUN_S : 0 ))}
+    echo "grid: no new run after ${DEADLINE}s, running runs stopped at ${STOP_AFTER}s"
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 15 > "$OUT/smi.csv" 2>/dev/null &
     smi=$!
     # the grid runs in $WORK, where mpnet_fp16/ (the --text-model folder) is; its clock starts after the perf

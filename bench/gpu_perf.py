@@ -238,16 +238,22 @@ def main(argv: list[str] | None = None) -> None:
     t = sub.add_parser("throughput", help="samples/s and MFU of finished run folders")
     t.add_argument("runs", nargs="+")
     t.add_argument("--wall", type=float, help="the grid's wall seconds: also the shared GPU's figures")
+    t.add_argument("--model-dir", help="the text model's folder (default: resolved from the runs' configs)")
     t.add_argument("--peak-tflops", type=float, default=H200_BF16_DENSE_TFLOPS)
+    t.add_argument("--out", help="also write the figures here (bench/results/<name>.json)")
     args = p.parse_args(argv)
+    from cmcs_core import provenance
+
     if args.stage == "measure":
-        Path(args.out).write_text(json.dumps(measure(args), indent=2, default=str))
-        print(f"wrote {args.out}")
-    else:
-        out = {"runs": [run_throughput(r, args.peak_tflops) for r in args.runs]}
-        if args.wall:
-            out["grid"] = grid_throughput([Path(r) for r in args.runs], args.wall, args.peak_tflops)
-        print(json.dumps(out, indent=2))
+        provenance.write_result(args.out, {"command": "python bench/gpu_perf.py measure", **measure(args)})
+        return
+    out = {"peak_tflops": args.peak_tflops,
+           "runs": [run_throughput(r, args.peak_tflops, args.model_dir) for r in args.runs]}
+    if args.wall:
+        out["grid"] = grid_throughput([Path(r) for r in args.runs], args.wall, args.peak_tflops, args.model_dir)
+    print(json.dumps(out, indent=2))
+    if args.out:
+        provenance.write_result(args.out, out)
 
 
 if __name__ == "__main__":

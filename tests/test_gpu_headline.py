@@ -227,3 +227,22 @@ def test_tokens_are_the_real_tokens_of_the_training_input(data_dir: Path) -> Non
     assert stats["tokens_per_sample"] == pytest.approx(sum(lengths) / len(lengths))
     assert stats["tokens_per_sample"] < cfg.encoder.max_length
     assert stats["real_tokens_per_batch"] < stats["padded_tokens_per_batch"]
+
+
+def test_grid_stress_tests_run_on_the_runs_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU grid's stress tests use the GPU (on one CPU thread an MPNet run's stress tests take far longer)."""
+    import cmcs_core.stress
+    from cmcs_core.config import RunConfig
+    from cmcs_core.sweep.grid import run_task
+
+    seen = []
+    monkeypatch.setattr(cmcs_core.stress, "run_stress", lambda run_dir, **kw: seen.append(kw["device"]))
+    for device in ("cuda", "cpu"):
+        cfg = RunConfig()
+        cfg.train.device = device
+        run = tmp_path / device
+        run.mkdir()
+        (run / "metrics.json").write_text("{}")  # finished: only the stress tests are left
+        result = run_task(cfg.to_dict(), device, str(tmp_path), "token", "shared", None, 1, True, 5)
+        assert result["status"] == "finished", result
+    assert seen == ["cuda", "cpu"]
