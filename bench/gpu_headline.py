@@ -202,12 +202,13 @@ def seed_finished(results: Path, grid: Path, names: list[str]) -> list[str]:
     return copied
 
 
-def run(cmd: list[str], log: Path | None = None) -> int:
-    with open(log, "a") if log else open(os.devnull, "w") as f:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        f.write(f"$ {shlex.join(cmd)}\n{proc.stdout}\n")
+def _cli(args: list[str], log: Path) -> None:
+    """A `python -m cmcs_core` command, its output appended to log (a failed table is said there, not fatal)."""
+    cmd = [sys.executable, "-m", "cmcs_core", *args]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with log.open("a") as f:
+        f.write(f"$ {shlex.join(cmd)}\n{proc.stdout}\n" + (f"(exit status {proc.returncode})\n" if proc.returncode else ""))
     print(proc.stdout[-2000:], end="")
-    return proc.returncode
 
 
 def scores(grid: Path, out: Path) -> None:
@@ -220,7 +221,7 @@ def scores(grid: Path, out: Path) -> None:
         with md.open("a") as f:
             f.write(f"\n# {folder}\n")
         for args in (["table", path, "--paired"], ["table", path, "--stress"], ["analyse", "targets", path]):
-            run([sys.executable, "-m", "cmcs_core", *args], md)
+            _cli(args, md)
 
 
 def pack(grid: Path, out: Path, names: list[str], max_files: int) -> list[Path]:
@@ -294,7 +295,7 @@ def grid_stage(args: argparse.Namespace) -> int:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     used = [p for p in out.iterdir() if p.is_file()]
-    tarballs = pack(grid, out, names, OUT_FILES - len(used))
+    tarballs = pack(grid, out, [n for n in names if n not in seeded], OUT_FILES - len(used))  # results/ has the rest
     print(f"grid: {len(finished)} finished now, {len(report.skipped)} before, {len(report.failed)} failed, "
           f"{len(report.not_started) + len(report.interrupted)} left; packed into {', '.join(p.name for p in tarballs)}"
           f" in {time.time() - t0:.0f}s")
