@@ -17,13 +17,13 @@ later session continues the grid instead of repeating it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -203,12 +203,17 @@ def seed_finished(results: Path, grid: Path, names: list[str]) -> list[str]:
 
 
 def _cli(args: list[str], log: Path) -> None:
-    """A `python -m cmcs_core` command, its output appended to log (a failed table is said there, not fatal)."""
-    cmd = [sys.executable, "-m", "cmcs_core", *args]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    with log.open("a") as f:
-        f.write(f"$ {shlex.join(cmd)}\n{proc.stdout}\n" + (f"(exit status {proc.returncode})\n" if proc.returncode else ""))
-    print(proc.stdout[-2000:], end="")
+    """`python -m cmcs_core ARGS` in this process, its output appended to log (a failure is said there, not fatal)."""
+    from cmcs_core.cli import main
+
+    with log.open("a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        print(f"$ python -m cmcs_core {shlex.join(args)}")
+        try:
+            status = main(args)
+        except Exception as err:  # noqa: BLE001 - the other tables and the pack still come back
+            status = f"{type(err).__name__}: {err}"
+        if status:
+            print(f"(failed: {status})")
 
 
 def scores(grid: Path, out: Path) -> None:

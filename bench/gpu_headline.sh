@@ -59,10 +59,10 @@ case "${1:-}" in
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 15 > "$OUT/smi.csv" 2>/dev/null &
     smi=$!
     # the grid runs in $WORK, where mpnet_fp16/ (the --text-model folder) is; its clock starts after the perf
+    rc=0
     (cd "$WORK" && $H grid --out "$OUT" --work "$WORK" --device "$DEVICE" --extra "$EXTRA" \
       --gpus-per-run "$GPUS_PER_RUN" --cpus-per-run "$CPUS_PER_RUN" --deadline "$DEADLINE" \
-      --stop-after "$STOP_AFTER" ${LIMIT:+--limit "$LIMIT"} ${RESULTS:+--results "$RESULTS"}) 2>&1 | tee "$OUT/grid.log"
-    rc=${PIPESTATUS[0]}
+      --stop-after "$STOP_AFTER" ${LIMIT:+--limit "$LIMIT"} ${RESULTS:+--results "$RESULTS"}) 2>&1 | tee "$OUT/grid.log" || rc=$?
     kill $smi 2>/dev/null || true
     echo "$1: rc=$rc in $(( $(date +%s) - t0 ))s; \$OUT holds: $(ls "$OUT" | tr '\n' ' ')"
     exit "$rc" ;;

@@ -60,8 +60,9 @@ def tree_bytes() -> int:
 
 
 def mpnet_bundle(dest: Path, model_dir: Path, data: Path, with_ray: bool, part_bytes: int | None) -> dict:
-    tree = tree_bytes()
+    tree = None
     if part_bytes is None:
+        tree = tree_bytes()
         part_bytes = CALL_BYTES - tree - MARGIN
         if part_bytes < 8 * MIB:
             raise SystemExit(f"the tracked tree ({tree / MIB:.1f} MiB) leaves almost no room in a 64 MiB call")
@@ -69,6 +70,8 @@ def mpnet_bundle(dest: Path, model_dir: Path, data: Path, with_ray: bool, part_b
         root = Path(tmp)
         fp16_copy(model_dir, root / "mpnet_fp16")
         shutil.copytree(data, root / "data")
+        for path in [root / "data", *(root / "data").rglob("*")]:  # a read-only source stays writable there
+            path.chmod(path.stat().st_mode | 0o200)
         if with_ray:
             ray_site(root / "site")
         contents = sorted(p.name for p in root.iterdir())
@@ -82,7 +85,8 @@ def mpnet_bundle(dest: Path, model_dir: Path, data: Path, with_ray: bool, part_b
         finally:
             archive.unlink()
     print(f"{dest}/mpnet_part_1..{len(manifest['parts'])}: {manifest['bytes'] / MIB:.1f} MiB in parts of at most "
-          f"{part_bytes / MIB:.1f} MiB (tree {tree / MIB:.1f} MiB); carry .weights/mpnet_manifest.json with each")
+          f"{part_bytes / MIB:.1f} MiB" + (f" (tree {tree / MIB:.1f} MiB)" if tree else "")
+          + "; carry .weights/mpnet_manifest.json with each")
     return manifest
 
 
