@@ -21,8 +21,8 @@ GPUS_PER_RUN=${GPUS_PER_RUN:-0.0714}  # 14 runs share the GPU (16 CPUs: 1 each, 
 CPUS_PER_RUN=${CPUS_PER_RUN:-1}
 CALL_LIMIT=${CALL_LIMIT:-570}     # the device call's timeout_s: everything below ends inside it
 RESERVE=${RESERVE:-60}            # seconds kept for the tables, the pack and the reply
-RUN_S=${RUN_S:-400}               # one run with 14 sharing the GPU: ~280 s for CMCS without stress (reference
-                                  # runs); the target-aware variant trains half a batch more, plus stress
+RUN_S=${RUN_S:-420}               # one run with 14 sharing the GPU: 279 s for CMCS without stress (reference
+                                  # runs), a target-aware epoch 1.67x CMCS's, plus stress (docs/benchmarks.md)
 STOP_AFTER=${STOP_AFTER:-}        # grid seconds before running runs are stopped (default: what the call has left)
 DEADLINE=${DEADLINE:-}            # grid seconds after which no run starts (default: STOP_AFTER - RUN_S)
 LIMIT=${LIMIT:-}                  # only the first N runs of the plan
