@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cmcs_core.data.counterfactual import EDITS
+from cmcs_core.data.counterfactual import ALL_EDITS
 from cmcs_core.report.regime import Regime, Variant, percent, seeds_mean_std
 from cmcs_core.runs.reader import Run
 
@@ -66,7 +66,7 @@ def stress_tables(found: pd.DataFrame, reference: str = "cmcs") -> str:
     ok = found[found.applies]
     awareness_shown = False
     for (reg, dataset, split), part in ok.groupby(["regime", "dataset", "split"]):
-        edits = [e for e in EDITS if e in set(found.edit)]
+        edits = [e for e in ALL_EDITS if e in set(found.edit)]
         runs = part.drop_duplicates("run")
         aware = [k for k in AWARENESS if runs[k].notna().any()]
         awareness_shown |= bool(aware)
