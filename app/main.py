@@ -11,7 +11,7 @@ import threading
 
 import streamlit as st
 
-from app import common
+from app import state
 
 PAGES = [  # file in pages/, title, icon (Material Symbols ship with Streamlit), url path
     ("0_Home.py", "Home", ":material/home:", "home"),
@@ -35,11 +35,11 @@ def warm_model_imports() -> threading.Thread:
     return thread
 
 
-common.setup()
+state.setup()
 warm_model_imports()
 page = st.navigation([
-    st.Page(common.PAGES_DIR / file, title=title, icon=icon, url_path=url, default=(url == "home"))
+    st.Page(state.PAGES_DIR / file, title=title, icon=icon, url_path=url, default=(url == "home"))
     for file, title, icon, url in PAGES
 ])
-common.remember_selection(common.sidebar())
+state.remember_selection(state.sidebar())
 page.run()

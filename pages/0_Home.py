@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import common
+from app import state, widgets
 from cmcs_core.report.tables import headline, runs_frame
 from cmcs_core.runs.reader import runs_table
 
@@ -20,21 +20,21 @@ st.markdown(
     "(bi-level optimisation). At test time the two branches are fused by an image–target similarity *s*."
 )
 
-runs, run, other = common.selection()
-diagram = common.ROOT / "assets" / "cmcs_diagram.svg"
+runs, run, other = state.selection()
+diagram = state.ROOT / "assets" / "cmcs_diagram.svg"
 with st.expander("Diagram: what CMCS does", expanded=not runs):
     if diagram.is_file():
         st.image(str(diagram), width="stretch")
 
 if not runs:
-    common.no_runs_message()
+    widgets.no_runs_message()
     st.stop()
 
 best = headline(runs_frame(runs))
 if best is not None:
     reg, rows = best
     st.subheader("Headline")
-    st.markdown(f"Test accuracy (%) in the strongest regime found: **{common.md(reg.title)}**. All tables, ablations "
+    st.markdown(f"Test accuracy (%) in the strongest regime found: **{widgets.md(reg.title)}**. All tables, ablations "
                 "and CMCS paired against each method by seed: *Compare*; flip rates under counterfactual "
                 "edits: *Robustness*.")
     st.dataframe(rows, hide_index=True)
@@ -53,7 +53,7 @@ st.dataframe(
     },
 )
 for r in runs:
-    common.random_warning(r)
+    widgets.random_warning(r)
 unfinished = [r.name for r in runs if not r.finished]
 if unfinished:
     st.info(f"Unfinished runs (still training or interrupted): {', '.join(unfinished)}")
@@ -64,11 +64,11 @@ st.markdown("Pick the run to explore, and optionally a second one to compare, in
 col1, col2 = st.columns(2)
 with col1:
     st.markdown("**Run**")
-    common.badge(run)
+    widgets.badge(run)
 with col2:
     st.markdown("**Compare with**")
     if other is not None:
-        common.badge(other)
+        widgets.badge(other)
     else:
         st.caption("none — pick one in the sidebar to compare two runs")
 

@@ -9,12 +9,12 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app import common
+from app import data, widgets
 
 st.title("Training dynamics")
-runs, run, other = common.require_run()
-batches = common.batches(run)
-epochs = common.epochs(run)
+runs, run, other = widgets.require_run()
+batches = data.batches(run)
+epochs = data.epochs(run)
 if batches is None or batches.empty:
     st.warning("This run has no per-batch log yet (batches.csv is written at the end of each epoch).")
     st.stop()
@@ -64,7 +64,7 @@ def fig4(epoch: int) -> go.Figure:
 cols = st.columns(2) if len(chosen) > 1 else [st.container()]
 for i, ep in enumerate(chosen):
     with cols[i % len(cols)]:
-        common.show_fig(fig4(ep), key=f"fig4_{ep}", name=f"{run.name}_fig4_epoch{ep}")
+        widgets.show_fig(fig4(ep), key=f"fig4_{ep}", name=f"{run.name}_fig4_epoch{ep}")
 
 st.subheader("Scheduler parameters α, β over training")
 phi = batches.melt(id_vars=["global_step"], value_vars=["alpha"] + (["beta"] if has_visual else []),
@@ -75,7 +75,7 @@ if not hyper.empty:
     fig.add_trace(go.Scatter(x=hyper.global_step, y=hyper.alpha, mode="markers", name="upper-level step",
                              marker=dict(size=6, symbol="x", color="black")))
 fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10))
-common.show_fig(fig, key="alpha_beta", name=f"{run.name}_alpha_beta")
+widgets.show_fig(fig, key="alpha_beta", name=f"{run.name}_alpha_beta")
 
 st.subheader("Losses")
 smooth = st.slider("Smoothing (batches)", 1, 50, 5)
@@ -84,13 +84,13 @@ losses = batches[["global_step"] + loss_cols].set_index("global_step").rolling(s
 fig = px.line(losses.reset_index().melt(id_vars="global_step", var_name="loss", value_name="value"),
               x="global_step", y="value", color="loss")
 fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10))
-common.show_fig(fig, key="losses", name=f"{run.name}_losses")
+widgets.show_fig(fig, key="losses", name=f"{run.name}_losses")
 
 st.subheader("Accuracy per epoch")
 if epochs is not None and not epochs.empty:
     frames = [epochs.assign(run=run.name)]
     if other is not None:
-        theirs = common.epochs(other)
+        theirs = data.epochs(other)
         if theirs is not None:
             frames.append(theirs.assign(run=other.name))
     acc = pd.concat(frames)
@@ -104,7 +104,7 @@ if epochs is not None and not epochs.empty:
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, title_text=""))
     fig.update_xaxes(dtick=1)
-    common.show_fig(fig, key="dev_acc", name=f"{run.name}_accuracy")
+    widgets.show_fig(fig, key="dev_acc", name=f"{run.name}_accuracy")
     st.caption("Model selection uses dev accuracy; the checkpoint of the best dev epoch is the one evaluated.")
 
 st.subheader("Effect against weight")
@@ -115,6 +115,6 @@ pts = pd.concat(pts)
 fig = px.scatter(pts, x="effect", y="weight", color="epoch", facet_col="branch", opacity=0.7,
                  hover_data=["global_step"], color_continuous_scale="Viridis")
 fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10))
-common.show_fig(fig, key="effect_weight", name=f"{run.name}_effect_vs_weight")
+widgets.show_fig(fig, key="effect_weight", name=f"{run.name}_effect_vs_weight")
 st.caption("Within an epoch, batches with a larger causal effect get a larger weight (φ = softplus(α·effect)); "
            "the paper reads this as the scheduler prioritising samples whose selected features help.")

@@ -10,7 +10,7 @@ import os
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import common
+from app import data, figures, widgets
 from cmcs_core.data.images import load_image
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.image_grid import grid_of
@@ -26,7 +26,7 @@ UNKNOWN_WARN_SHARE = 0.5
 APP_THREADS = int(os.environ.get("CMCS_APP_THREADS", "1"))
 
 st.title("Inspector")
-runs, run, other = common.require_run()
+runs, run, other = widgets.require_run()
 if not run.has_checkpoint:
     st.error(f"`{run.name}` has no best checkpoint (unfinished, or a result folder kept without "
              "weights): pick a run with best.safetensors in the sidebar.")
@@ -38,17 +38,17 @@ def run_explain(path: str, stamp: float, tweet: str, target: str, caption: str |
     from cmcs_core.explain import explain
 
     image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
-    return explain(common.predictor(load_run(path), APP_THREADS), tweet, target, caption=caption, image=image)
+    return explain(data.predictor(load_run(path), APP_THREADS), tweet, target, caption=caption, image=image)
 
 @st.cache_data(show_spinner="Predicting the edited input…", max_entries=64)
 def run_predict(path: str, stamp: float, tweet: str, target: str, caption: str | None,
                 image_bytes: bytes | None) -> dict:
     """The counterfactual needs the prediction only, not the attributions (seconds saved)."""
     image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
-    return common.predictor(load_run(path), APP_THREADS).predict(tweet, target, caption=caption, image=image)
+    return data.predictor(load_run(path), APP_THREADS).predict(tweet, target, caption=caption, image=image)
 
 try:
-    pred = common.predictor(run, APP_THREADS)
+    pred = data.predictor(run, APP_THREADS)
 except (OSError, ValueError, RuntimeError) as err:
     st.error(f"Cannot load `{run.name}`: {err}")
     st.stop()
@@ -58,8 +58,8 @@ st.markdown(f"This run reads **{'real pixels (upload an image)' if needs == 'ima
             f"— visual source: **{run.visual_source}**.")
 
 # -- an example from the run's own test split fills the inputs ------------------------------
-examples = common.predictions(run, "test")
-m = common.masks(run, "test") if examples is not None else None
+examples = data.predictions(run, "test")
+m = data.masks(run, "test") if examples is not None else None
 
 def use_example() -> None:
     row = examples.iloc[st.session_state.ins_example]
@@ -111,12 +111,12 @@ def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None,
     if up is not None:
         data = up.getvalue()
         if len(data) > MAX_UPLOAD_MB * 2**20:
-            return None, None, f"“{common.md(up.name)}” is {len(data) / 2**20:.0f} MB: images up to {MAX_UPLOAD_MB} MB only."
+            return None, None, f"“{widgets.md(up.name)}” is {len(data) / 2**20:.0f} MB: images up to {MAX_UPLOAD_MB} MB only."
         try:
             load_image(io.BytesIO(data))
         except ValueError as err:
             why = "it is too large" if "too large" in str(err) else "it is not an image the app can read"
-            return None, None, f"“{common.md(up.name)}” was not used: {why}. Upload a {IMAGE_KINDS} file."
+            return None, None, f"“{widgets.md(up.name)}” was not used: {why}. Upload a {IMAGE_KINDS} file."
         return data, f"uploaded {up.name}", None
     folder = run.image_dir()
     names = sorted(p.name for p in folder.iterdir() if p.is_file())[:500] if folder is not None else []
@@ -146,7 +146,7 @@ if not tweet.strip():
 elif not target.strip():
     problem = "The target is empty: type the phrase the sentiment is about."
 elif "$T$" not in tweet and target.strip().lower() not in tweet.lower():
-    problem = f"The target “{common.md(target.strip())}” does not occur in the tweet: the model needs the target inside it."
+    problem = f"The target “{widgets.md(target.strip())}” does not occur in the tweet: the model needs the target inside it."
 elif needs == "caption" and not (caption or "").strip():
     problem = "This run reads the image as its caption: type a caption."
 elif needs == "image" and image_bytes is None:
@@ -157,9 +157,9 @@ if problem:
 
 def predict(tw: str, tg: str, cap: str | None, img: bytes | None, attribute: bool = True) -> dict | None:
     try:
-        return (run_explain if attribute else run_predict)(str(run.path), common.stamp(run), tw, tg, cap, img)
+        return (run_explain if attribute else run_predict)(str(run.path), data.stamp(run), tw, tg, cap, img)
     except ValueError as err:
-        st.error(common.md(str(err)))
+        st.error(widgets.md(str(err)))
         return None
 
 res = predict(tweet, target, caption, image_bytes)
@@ -173,7 +173,7 @@ for what, share in (("tweet", pred.unknown_share(res["tokens"])),
                    "say little about what you typed.")
 
 st.subheader("Prediction")
-visual_input = {"image": common.md(image_name), "caption": f"caption “{common.md(caption)}”",
+visual_input = {"image": widgets.md(image_name), "caption": f"caption “{widgets.md(caption)}”",
                 "text only": "none (text-only run)"}[needs]
 st.caption(f"visual input: {visual_input} · visual source: {run.visual_source}")
 c = st.columns(4)
@@ -182,31 +182,31 @@ c[1].metric("p(final label)", f"{max(res['p_final']):.3f}")
 c[2].metric("Fusion weight s", f"{res['s']:.3f}", help="y = (1 − s)·p_text + s·p_image")
 c[3].metric("Text branch says", LABEL_NAMES[max(range(3), key=lambda i: res["p_text"][i])])
 probs = {"text": res["p_text"], **({"image": res["p_image"]} if "p_image" in res else {}), "final": res["p_final"]}
-common.show_fig(common.prob_bars(probs, f"branch probabilities (visual source: {run.visual_source})"),
+widgets.show_fig(figures.prob_bars(probs, f"branch probabilities (visual source: {run.visual_source})"),
                 key="ins_probs", name="inspector_probabilities")
 
 image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
 st.subheader("Masks")
-contrast = common.scale_picker("ins_scale")
-common.show_fig(common.token_heatmap(res["tokens"], res["token_mask"], "text mask per token (low = suppressed)",
+contrast = widgets.scale_picker("ins_scale")
+widgets.show_fig(figures.token_heatmap(res["tokens"], res["token_mask"], "text mask per token (low = suppressed)",
                                      contrast=contrast), key="ins_tmask", name="inspector_text_mask")
 if "visual_mask" in res:
     grid = grid_of(res["visual_mask"], res.get("grid"))
     if grid is not None and image is not None:
-        common.show_fig(common.grid_overlay(image, grid, "visual mask on the image's feature grid (low = suppressed)",
+        widgets.show_fig(figures.grid_overlay(image, grid, "visual mask on the image's feature grid (low = suppressed)",
                                             contrast=contrast), key="ins_vmask", name="inspector_visual_mask")
     elif res.get("visual_tokens"):
-        common.show_fig(common.token_heatmap(res["visual_tokens"], res["visual_mask"], "visual mask per caption token",
+        widgets.show_fig(figures.token_heatmap(res["visual_tokens"], res["visual_mask"], "visual mask per caption token",
                                              contrast=contrast), key="ins_vmask", name="inspector_visual_mask")
 
 st.subheader("What the mask does")
-common.show_mask_effects(res["mask_effect"], res["tokens"], "ins_effect", contrast,
+widgets.show_mask_effects(res["mask_effect"], res["tokens"], "ins_effect", contrast,
                          visual_tokens=res.get("visual_tokens"), grid=res.get("grid"), image=image)
 
 st.subheader(f"Attributions towards “{res['label']}” (captum)")
 ta = res["text_attr"]
 span = max(1e-9, max(abs(v) for v in ta["scores"]))
-common.show_fig(common.token_heatmap(ta["tokens"], ta["scores"], "Integrated Gradients per token (red = pushes "
+widgets.show_fig(figures.token_heatmap(ta["tokens"], ta["scores"], "Integrated Gradients per token (red = pushes "
                                      "towards the label)", label="IG", signed=True, contrast=contrast),
                 key="ins_ig", name="inspector_integrated_gradients")
 st.caption(f"IG over the token states the model reads, baseline zeros, 32 steps; convergence error {ta['delta']:.1e}. "
@@ -215,10 +215,10 @@ va = res.get("visual_attr")
 if va is not None:
     grid = grid_of(va["scores"], va.get("grid"))
     if grid is not None and image is not None:
-        common.show_fig(common.grid_overlay(image, grid, "occlusion: drop in p(label) when a grid cell is zeroed",
+        widgets.show_fig(figures.grid_overlay(image, grid, "occlusion: drop in p(label) when a grid cell is zeroed",
                                             signed=True, contrast=contrast), key="ins_occ", name="inspector_occlusion")
     elif va.get("tokens"):
-        common.show_fig(common.token_heatmap(va["tokens"], va["scores"], "occlusion: drop in p(label) when a caption "
+        widgets.show_fig(figures.token_heatmap(va["tokens"], va["scores"], "occlusion: drop in p(label) when a caption "
                                              "token is zeroed", label="occl.", signed=True, contrast=contrast),
                         key="ins_occ", name="inspector_occlusion")
 
@@ -249,9 +249,9 @@ elif needs == "image":
         st.error(err)
         st.stop()
     cf_image = swapped if swapped is not None else image_bytes
-st.markdown(f"Edited tweet: _{common.md(edited_tweet)}_")
+st.markdown(f"Edited tweet: _{widgets.md(edited_tweet)}_")
 if needs == "caption" and cf_caption != caption:
-    st.markdown(f"Swapped caption: _{common.md(cf_caption)}_")
+    st.markdown(f"Swapped caption: _{widgets.md(cf_caption)}_")
 if not edited_tweet.strip() or ("$T$" not in edited_tweet and target.strip().lower() not in edited_tweet.lower()):
     st.error("The edit removes the target from the tweet (or empties it): edit another word.")
     st.stop()
@@ -271,4 +271,4 @@ for name, r in (("original", res), ("edited", cf)):
                          textposition="outside"))
 fig.update_layout(title="final probabilities, original vs edited", barmode="group", yaxis_range=[0, 1.1],
                   height=320, margin=dict(l=10, r=10, t=40, b=10))
-common.show_fig(fig, key="cf_probs", name="inspector_counterfactual")
+widgets.show_fig(fig, key="cf_probs", name="inspector_counterfactual")

@@ -12,7 +12,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import common
+from app import data, state, widgets
 from cmcs_core.data.counterfactual import EDIT_TITLES, EDITS
 from cmcs_core.data.dataset import NO_VISUAL
 from cmcs_core.report.regime import Variant, percent
@@ -20,7 +20,7 @@ from cmcs_core.report.stress_tables import AWARENESS, AWARENESS_TITLES, FRACTION
 from cmcs_core.runs.reader import load_run
 
 st.title("Robustness")
-runs, run, other = common.require_run()
+runs, run, other = widgets.require_run()
 finished = [r for r in runs if r.finished]
 
 
@@ -30,7 +30,7 @@ def stress_frame(paths: tuple[str, ...], root: str, _stamps: tuple[float, ...]) 
 
 
 found = stress_frame(tuple(str(r.path) for r in finished), str(run.root),  # the runs folder: names under it
-                     tuple(common.stamp(r) for r in finished))
+                     tuple(data.stamp(r) for r in finished))
 st.markdown(
     "Each stress test edits something that is **not about the target** and keeps the gold label: a clause of "
     "positive or negative sentiment about something else appended (rows whose gold label differs from it), the "
@@ -77,7 +77,7 @@ for n, variant in enumerate(variants):
 fig.update_layout(barmode="group", scattermode="group", height=430, margin=dict(l=10, r=10, t=50, b=10),
                   title=f"Share of edited rows whose prediction changes — {dataset}, {split} split",
                   yaxis=dict(range=[0, 100], title="flip rate (%)", ticksuffix="%"), legend_title="method")
-common.show_fig(fig, key="rob_bars", name=f"robustness_flip_rates_{dataset}")
+widgets.show_fig(fig, key="rob_bars", name=f"robustness_flip_rates_{dataset}")
 st.caption("Bars: mean over seeds; whiskers: the per-seed 95% bootstrap intervals (over rows), averaged; dots: "
            "each seed. " + " · ".join(f"**{e}**: {EDIT_TITLES[e]}" for e in edits))
 na = part[~part.applies].drop_duplicates(["variant", "edit"])
@@ -114,7 +114,7 @@ else:
                       title=f"Tweets with two or more targets of different gold labels — {dataset}, {split} split",
                       yaxis=dict(range=[0, 100], title="share of those tweets (%)", ticksuffix="%"),
                       legend_title="method")
-    common.show_fig(fig, key="rob_awareness", name=f"robustness_target_awareness_{dataset}")
+    widgets.show_fig(fig, key="rob_awareness", name=f"robustness_target_awareness_{dataset}")
     tweets = int(per_run.awareness_tweets.max())
     st.caption(f"{tweets} such tweets in this split. **all targets right**: every target of the tweet predicted right; "
                "**one label for all**: the model gave all its targets the same label, which a model that reads the "
@@ -155,7 +155,7 @@ else:
                       title=f"CMCS minus each method: flip-rate points per seed under {edit} "
                             "(below 0: CMCS flips less)",
                       yaxis=dict(range=[-1.1 * span, 1.1 * span], title="flip-rate difference (points)"))
-    common.show_fig(fig, key="rob_paired", name=f"robustness_paired_{dataset}_{edit}")
+    widgets.show_fig(fig, key="rob_paired", name=f"robustness_paired_{dataset}_{edit}")
     st.caption("Runs with the same seed share initialisation and batch order up to the method's switches; the bar "
                "marks the mean over seeds. The axis is symmetric around zero.")
 with st.expander("The tables (Markdown, as `python -m cmcs_core table --stress`)"):
@@ -202,8 +202,8 @@ selected = pick.selection.rows[0] if pick and pick.selection.rows else 0
 row = shown.iloc[selected]
 target = str(row.edited_target)
 st.markdown(f"**#{row['index']}** · gold **{row.label}** · prediction **{row.pred_before} → {row.pred_after}**")
-st.markdown(f"original: {common.highlight_target(str(row.tweet), str(row.target))}")
-st.markdown(f"edited: {common.highlight_target(str(row.edited_tweet), target)}")
+st.markdown(f"original: {widgets.highlight_target(str(row.tweet), str(row.target))}")
+st.markdown(f"edited: {widgets.highlight_target(str(row.edited_tweet), target)}")
 if edit in ("swap_visual", "no_visual"):
     st.markdown(f"visual input after the edit: `{row.edited_image_id}`"
                 + (f" — caption _{row.edited_caption}_" if isinstance(row.edited_caption, str) and row.edited_caption
@@ -232,6 +232,6 @@ def open_in_inspector() -> None:
 
 if st.button("Open in the Inspector with the edit applied", on_click=open_in_inspector, disabled=blocked is not None,
              help=blocked or "fills the Inspector's tweet, target and caption/image with the edited row"):
-    st.switch_page(common.PAGES_DIR / "5_Inspector.py")
+    st.switch_page(state.PAGES_DIR / "5_Inspector.py")
 if blocked:
     st.caption(f"Inspector: {blocked}.")

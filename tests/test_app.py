@@ -281,9 +281,9 @@ def test_png_export_with_system_chromium():
     """The PNG download renders offline through kaleido and Debian's chromium."""
     import plotly.graph_objects as go
 
-    from app import common
+    from app import figures
 
-    png = common._png(go.Figure(go.Bar(x=["a", "b"], y=[1, 2])))
+    png = figures._png(go.Figure(go.Bar(x=["a", "b"], y=[1, 2])))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
 
 

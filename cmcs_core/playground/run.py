@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from cmcs_core.config import METHODS, RunConfig, apply_method, apply_variant
+from cmcs_core.data.counterfactual import ALL_EDITS, PLANTED_EDITS
 from cmcs_core.io import atomic_write_json
 
 DEFAULT_DATA = Path("playground") / "data"
@@ -24,6 +25,12 @@ DEFAULT_RUNS = Path("runs")
 DEFAULT_SIZES = {"n_train": 600, "n_dev": 150, "n_test": 300}
 DEFAULT_EPOCHS = 5
 VISUAL_MODELS = ("caption", "efficientnet-lite0")
+# The first run's stress tests: the planted-truth edits on the captions runs (about 6 s of CPU per edit and
+# run; a pixel run re-encodes the images for every edit, ~25 s each, so it is left to `cmcs stress`).
+STRESS_EDITS = PLANTED_EDITS
+PRESET_STRESS_EDITS = PLANTED_EDITS + ("clause_positive", "clause_negative")
+# CMCS beside the text-only baseline, so the first run shows what the image and the machinery add.
+DEFAULT_METHODS = ("cmcs", "text_only")
 # A pixel run's MFS works on 49 x 1280 features per image, ~35x the captions' 40 x 384: these
 # keep it a short run (its point is the inspector and the cell masks, not the tables).
 PIXEL_OVERRIDES = {"model.hidden_dim": 64, "train.H": 10}
@@ -49,7 +56,8 @@ PRESETS: dict[str, dict] = {
 def add_playground_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-out", default=str(DEFAULT_DATA), help="where the dataset folder is written")
     p.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="where run folders go")
-    p.add_argument("--methods", nargs="+", default=["cmcs"], choices=sorted(METHODS))
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=sorted(METHODS),
+                   help="methods trained per visual source (text_only reads no visual input: trained once)")
     p.add_argument("--seed", type=int, default=0, help="generator and training seed")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of the captions run "
                    "(pixel runs: --pixel-epochs)")
@@ -71,6 +79,11 @@ def add_playground_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="a dataset and a set of runs that tell one story (target-cue: plain CMCS beside the target-aware "
                         "variant on tweets with a planted cue beside each target's own evidence); captions only")
+    p.add_argument("--stress-edits", nargs="+", choices=ALL_EDITS,
+                   help=f"edits the captions runs are stress-tested with (default: {' '.join(STRESS_EDITS)}; a preset's "
+                        f"runs also {' '.join(PRESET_STRESS_EDITS[len(STRESS_EDITS):])}); pixel runs are not stress-tested "
+                        "here (each edit re-encodes the images: `cmcs stress --run RUN`)")
+    p.add_argument("--no-stress", dest="stress", action="store_false", help="skip the stress tests")
     p.add_argument("--generate-only", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
@@ -156,6 +169,9 @@ def playground_main(args: argparse.Namespace) -> list[Path]:
     extensions = {"mask_granularity": getattr(args, "mask_granularity", "element"),
                   "mask_sparsity": getattr(args, "mask_sparsity", 0.0)}
     plan = [(v, m, None) for v in visual_models for m in args.methods]
+    # a run that reads no visual input is the same whatever the visual source: train it once
+    reads_visual = {m: METHODS[m].get("use_visual", True) for m in args.methods}
+    plan = [(v, m, x) for v, m, x in plan if reads_visual[m] or v == visual_models[0]]
     if preset:
         plan = [("caption", m, variant) for m, variant in PRESETS[preset]["runs"]]
     for visual_model, method, variant in plan:
@@ -171,4 +187,19 @@ def playground_main(args: argparse.Namespace) -> list[Path]:
               f"(dev {metrics['dev']['acc']:.3f}; cues agree {acc['spurious_aligned']} / conflict "
               f"{acc['spurious_conflicting']}; {time.process_time() - cpu:.0f} s CPU) -> {out}")
         runs.append(out)
+    if getattr(args, "stress", True):
+        edits = getattr(args, "stress_edits", None) or (PRESET_STRESS_EDITS if preset else STRESS_EDITS)
+        stress_runs([r for r, (v, _, _) in zip(runs, plan) if v == "caption"], tuple(edits), args.quiet)
     return runs
+
+
+def stress_runs(runs: list[Path], edits: tuple[str, ...], quiet: bool = False) -> None:
+    """Stress-test each run on its test split, so the Robustness page and the Tour have flip rates and
+    flipped rows out of the box."""
+    from cmcs_core.stress import run_stress
+
+    for out in runs:
+        cpu = time.process_time()
+        entry = run_stress(out, edits=edits, progress=not quiet, log=lambda msg: None)
+        flips = ", ".join(f"{e} {100 * r['flip_rate']:.0f}%" for e, r in entry["edits"].items() if r.get("applies"))
+        print(f"stress {out.name}: {flips} ({time.process_time() - cpu:.0f} s CPU)")
