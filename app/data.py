@@ -119,3 +119,42 @@ def sample_mask_effects(run: Run, split: str, i: int) -> dict | None:
     except (OSError, ValueError, RuntimeError) as err:
         st.error(f"Cannot measure what the mask does on this sample: {err}")
         return None
+
+
+@st.cache_data(show_spinner="Reading the playground runs…", max_entries=8, ttl=10)
+def _story(paths: tuple[str, ...], root: str, _stamps: tuple[float, ...]) -> pd.DataFrame:
+    from cmcs_core.playground.story import story_frame
+
+    return story_frame([load_run(p, root) for p in paths])
+
+
+def story(runs: list[Run]) -> pd.DataFrame | None:
+    """One row per finished playground run (cmcs_core.playground.story.story_frame), or None + the error."""
+    done = [r for r in runs if r.finished]
+    root = str(done[0].root) if done and done[0].root is not None else ""
+    return _or_error(_story, tuple(str(r.path) for r in done), root, tuple(stamp(r) for r in done))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def planted(data_dir: str) -> tuple[dict, dict]:
+    """What a playground folder planted and one example image per cue class."""
+    from cmcs_core.playground.story import example_images, planted_cues
+
+    return planted_cues(data_dir), example_images(data_dir)
+
+
+def flipped_rows(run: Run, rows_file: str) -> pd.DataFrame | None:
+    return _or_error(_flipped, str(run.path), rows_file, stamp(run))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _flipped(path: str, rows_file: str, _stamp: float) -> pd.DataFrame:
+    return load_run(path).flipped(rows_file)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def example(data_dir: str) -> dict | None:
+    """A test row of a playground with its words' roles (cmcs_core.playground.story.example_tweet)."""
+    from cmcs_core.playground.story import example_tweet
+
+    return example_tweet(data_dir)

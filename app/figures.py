@@ -76,3 +76,85 @@ def prob_bars(probs: dict[str, list[float]], title: str) -> go.Figure:
     fig.update_layout(title=title, barmode="group", yaxis_range=[0, 1.1], height=320,
                       margin=dict(l=10, r=10, t=40, b=10))
     return fig
+
+
+PALETTE = ("#7f7f7f", "#1f77b4", "#d62728", "#9467bd", "#ff7f0e", "#2ca02c", "#8c564b", "#e377c2")  # one per run
+
+
+def percent_bars(groups: list[str], series: dict[str, list[float | None]], title: str, y_title: str,
+                 errors: dict[str, list[tuple[float, float] | None]] | None = None) -> go.Figure:
+    """Grouped bars of fractions drawn as percent on 0..100 (one trace per run or method), with the
+    95% interval as whiskers where given; a missing value is left out, never drawn as 0."""
+    fig = go.Figure()
+    for n, (name, values) in enumerate(series.items()):
+        y = [None if v is None or not np.isfinite(v) else 100 * v for v in values]
+        err = (errors or {}).get(name)
+        error_y = None
+        if err:
+            hi = [None if e is None or v is None else 100 * e[1] - v for e, v in zip(err, y)]
+            lo = [None if e is None or v is None else v - 100 * e[0] for e, v in zip(err, y)]
+            error_y = dict(type="data", symmetric=False, array=hi, arrayminus=lo)
+        fig.add_trace(go.Bar(name=name, x=groups, y=y, marker_color=PALETTE[n % len(PALETTE)], error_y=error_y,
+                             text=[None if v is None else f"{v:.0f}%" for v in y], textposition="outside",
+                             hovertemplate="%{x}: %{y:.1f}%<extra>" + name + "</extra>"))
+    fig.update_layout(barmode="group", title=title, height=380, margin=dict(l=10, r=10, t=50, b=10),
+                      yaxis=dict(range=[0, 105], title=y_title, ticksuffix="%"),
+                      legend=dict(orientation="h", yanchor="top", y=-0.15, x=0))
+    return fig
+
+
+def role_bars(roles: list[str], series: dict[str, list[float | None]], title: str) -> go.Figure:
+    """Mask value by word role, one bar group per role and one bar per run, on the absolute 0..1 scale
+    (0.5 is a gate that does not choose)."""
+    fig = go.Figure()
+    for n, (name, values) in enumerate(series.items()):
+        y = [None if v is None or not np.isfinite(v) else v for v in values]
+        fig.add_trace(go.Bar(name=name, x=roles, y=y, marker_color=PALETTE[n % len(PALETTE)],
+                             text=[None if v is None else f"{v:.3f}" for v in y], textposition="outside",
+                             hovertemplate="%{x}: %{y:.4f}<extra>" + name + "</extra>"))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text="0.5: the gate does not choose",
+                  annotation_position="top left")
+    fig.update_layout(barmode="group", title=title, height=400, margin=dict(l=10, r=10, t=50, b=10),
+                      yaxis=dict(range=[0, 1.08], title="mean gate (absolute 0…1)"),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    return fig
+
+
+def gate_bars(tokens: list[str], values: list[float], title: str, highlight: dict[int, str] | None = None) -> go.Figure:
+    """Per-token gates sorted from the most suppressed to the most kept, on the absolute 0..1 axis;
+    `highlight` names the role of some positions (the planted word, the target) in the bar's colour."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    roles = highlight or {}
+    colours = {"planted word": "#d62728", "target": "#1f77b4", "sentiment word": "#2ca02c"}
+    fig = go.Figure(go.Bar(
+        x=[f"{i}:{tokens[i]}" for i in order], y=[values[i] for i in order],
+        marker_color=[colours.get(roles.get(i, ""), "#7f7f7f") for i in order],
+        customdata=[roles.get(i, "") for i in order],
+        hovertemplate="%{x}<br>gate %{y:.4f} %{customdata}<extra></extra>"))
+    vals = np.asarray(values, dtype=float)
+    spread = f"values {vals.min():.3f} … {vals.max():.3f} (spread {vals.max() - vals.min():.3f})" if len(vals) else ""
+    fig.update_layout(title=f"{title}<br><sup>absolute scale 0…1, sorted · {spread}</sup>", height=330,
+                      margin=dict(l=10, r=10, t=60, b=10), yaxis=dict(range=[0, 1], title="gate"), xaxis_tickangle=-60)
+    return fig
+
+
+def shared_y_panels(frames: dict[str, list[tuple[str, list, list]]], title: str, y_title: str,
+                    log_y: bool = False) -> go.Figure:
+    """Side-by-side line panels (one per key) sharing one y axis: [(series name, x, y), ...] per panel."""
+    from plotly.subplots import make_subplots
+
+    names = list(frames)
+    fig = make_subplots(rows=1, cols=max(1, len(names)), shared_yaxes=True, subplot_titles=names,
+                        horizontal_spacing=0.04)
+    seen = set()
+    for col, name in enumerate(names, start=1):
+        for n, (series, x, y) in enumerate(frames[name]):
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=series, legendgroup=series,
+                                     showlegend=series not in seen, marker=dict(size=4),
+                                     line=dict(color=PALETTE[(n + 1) % len(PALETTE)])), row=1, col=col)
+            seen.add(series)
+    fig.update_layout(title=title, height=340, margin=dict(l=10, r=10, t=60, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    fig.update_yaxes(title_text=y_title, row=1, col=1, type="log" if log_y else "linear")
+    fig.update_xaxes(title_text="global step")
+    return fig

@@ -117,3 +117,26 @@ def preset_runs(runs_dir: str | Path, preset: str, seed: int = 0) -> dict[str, P
 
 def preset_command(preset: str, runs_dir: str | Path) -> str:
     return f"python -m cmcs_core playground --preset {preset} --runs-dir {runs_dir}"
+
+
+def example_tweet(data_dir: str | Path, split: str = "test", min_targets: int = 2) -> dict[str, Any] | None:
+    """A test row whose own clause carries a planted word, in a tweet with other targets: its words with
+    their roles from truth.json (text_roles), its gold label and the planted word's class."""
+    from cmcs_core.data.tsv import read_tsv
+    from cmcs_core.playground import vocab
+    from cmcs_core.playground.score import text_roles
+
+    data = Path(data_dir)
+    truth = json.loads((data / "truth.json").read_text(encoding="utf-8"))["splits"][split]
+    per_tweet: dict[int, int] = {}
+    for row in truth.values():
+        per_tweet[row["tweet_id"]] = per_tweet.get(row["tweet_id"], 0) + 1
+    for sample in read_tsv(data / f"{split}.tsv"):
+        t = truth[sample.index]
+        if t["spurious_positions"] and per_tweet[t["tweet_id"]] >= min_targets:
+            words = sample.tweet.replace("$T$", sample.target).split()
+            planted = words[t["spurious_positions"][0]]
+            return {"index": sample.index, "target": sample.target, "label": vocab.LABEL_NAMES[sample.label],
+                    "words": list(zip(words, text_roles(t, len(words)))),
+                    "planted_word": planted, "planted_class": vocab.LABEL_NAMES[vocab.spurious_class_of(planted)]}
+    return None

@@ -13,10 +13,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import data, state, widgets
-from cmcs_core.data.counterfactual import EDIT_TITLES, EDITS
+from cmcs_core.data.counterfactual import ALL_EDITS, EDIT_TITLES
 from cmcs_core.data.dataset import NO_VISUAL
 from cmcs_core.report.regime import Variant, percent
-from cmcs_core.report.stress_tables import AWARENESS, AWARENESS_TITLES, FRACTIONS, collect_stress, stress_tables
+from cmcs_core.report.stress_tables import (AWARENESS, AWARENESS_TITLES, FRACTIONS, collect_stress,
+                                            paired_flip_differences, stress_tables)
 from cmcs_core.runs.reader import load_run
 
 st.title("Robustness")
@@ -43,19 +44,29 @@ if found.empty:
     st.stop()
 
 c1, c2, c3 = st.columns(3)
+mine = found[found.path == str(run.path)]  # the sidebar's run decides what is shown first
+
+
+def _index(options: list, preferred) -> int:
+    return options.index(preferred) if preferred in options else 0
+
+
 datasets = sorted(found.dataset.unique())
-dataset = c1.selectbox("Dataset", datasets, index=datasets.index(run.dataset) if run.dataset in datasets else 0,
-                       key="rob_dataset")
+dataset = c1.selectbox("Dataset", datasets, index=_index(datasets, run.dataset), key="rob_dataset")
 part = found[found.dataset == dataset]
-regime = c2.selectbox("Regime", sorted(set(part.regime)), key="rob_regime", format_func=str)
+regimes = sorted(set(part.regime))
+regime = c2.selectbox("Regime", regimes, index=_index(regimes, mine.regime.iloc[0] if len(mine) else None),
+                      key="rob_regime", format_func=str)
 part = part[part.regime == regime]
 split = c3.selectbox("Split", sorted(part.split.unique(), key=lambda s: (s != "test", s)), key="rob_split")
+if mine.empty:
+    st.caption(f"The sidebar's run `{run.name}` has no stress results; showing the runs that have.")
 part = part[part.split == split]
 shown = percent(part, FRACTIONS)  # the frame holds fractions, as the files do
 ok = shown[shown.applies]
 variants = sorted(set(part.variant))
 CMCS = Variant("cmcs")
-edits = [e for e in EDITS if e in set(ok.edit)]
+edits = [e for e in ALL_EDITS if e in set(ok.edit)]
 
 # -- flip rate per edit and method -------------------------------------------------------------
 st.subheader("Flip rate per edit and method")
@@ -134,14 +145,9 @@ if CMCS not in set(ok.variant) or len(variants) < 2:
     st.info("Paired differences need CMCS and at least one other method stress-tested on this dataset and regime.")
 else:
     edit = st.selectbox("Edit", edits, format_func=lambda e: f"{e} — {EDIT_TITLES[e]}", key="rob_paired_edit")
-    table = ok[ok.edit == edit].pivot_table(index="seed", columns="variant", values="flip_rate")
     fig = go.Figure()
     span = 1.0
-    for variant in [v for v in variants if v != CMCS and v in table]:
-        both = table[[CMCS, variant]].dropna()
-        if both.empty:
-            continue
-        diff = both[CMCS] - both[variant]
+    for variant, diff in paired_flip_differences(ok, edit, CMCS).items():  # the library's pairing
         span = max(span, float(diff.abs().max()))
         fig.add_trace(go.Scatter(x=[variant.title] * len(diff), y=diff, mode="markers+text",
                                  text=[f"s{s}" for s in diff.index], textposition="middle right",
@@ -219,19 +225,11 @@ elif row.edited_image_id == NO_VISUAL:
     blocked = "the Inspector needs a caption or an image, and this edit removed the visual input"
 
 
-def open_in_inspector() -> None:
-    """Fill the Inspector's inputs with the edited row and select its run (before the widgets draw)."""
-    st.session_state.run_path = chosen
-    st.session_state.ins_tweet = str(row.edited_tweet).replace("$T$", target)
-    st.session_state.ins_target = target
-    if isinstance(row.edited_caption, str) and row.edited_caption:
-        st.session_state.ins_caption = row.edited_caption
-    st.session_state.ins_dataset_image = str(row.edited_image_id)
-    st.session_state.ins_from = f"Robustness page: {edit} applied to row #{row['index']} of `{Path(chosen).name}`"
-
-
-if st.button("Open in the Inspector with the edit applied", on_click=open_in_inspector, disabled=blocked is not None,
+if st.button("Open in the Inspector with the edit applied", on_click=state.open_in_inspector, disabled=blocked is not None,
+             args=(chosen, str(row.edited_tweet).replace("$T$", target), target,
+                   row.edited_caption if isinstance(row.edited_caption, str) else None, str(row.edited_image_id),
+                   f"Robustness page: {edit} applied to row #{row['index']} of `{Path(chosen).name}`"),
              help=blocked or "fills the Inspector's tweet, target and caption/image with the edited row"):
-    st.switch_page(state.PAGES_DIR / "5_Inspector.py")
+    st.switch_page(state.INSPECTOR)
 if blocked:
     st.caption(f"Inspector: {blocked}.")
