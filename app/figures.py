@@ -32,18 +32,36 @@ def colour_range(values, signed: bool, contrast: bool) -> tuple[float, float, st
     return lo - pad, hi + pad, f"CONTRAST VIEW: colours stretched to {lo:.3f}…{hi:.3f} · {spread}"
 
 
+TOKENS_PER_ROW = 16  # a long tweet wraps onto more rows instead of squeezing its words into each other
+
+
+def shown_token(token: str) -> str:
+    """A token as plotly draws it: `<s>` and `</s>` (MPNet's specials) are HTML to plotly and came out
+    blank, so the brackets are escaped."""
+    return token.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def token_heatmap(tokens: list[str], values: list[float], title: str, label: str = "mask",
                   signed: bool = False, contrast: bool = False) -> go.Figure:
-    """One row of tokens coloured by a per-token value: a mask (0..1, red = suppressed) or a
-    signed probability change (attribution, what the mask does; red = towards the label)."""
-    x = [f"{i}:{t}" for i, t in enumerate(tokens)]
+    """Tokens coloured by a per-token value, TOKENS_PER_ROW per row: a mask (0..1, red = suppressed)
+    or a signed probability change (attribution, what the mask does; red = towards the label)."""
     zmin, zmax, note = colour_range(values, signed, contrast)
-    fig = go.Figure(go.Heatmap(z=[values], x=x, y=[label], colorscale="RdBu_r" if signed else "RdBu",
-                               zmin=zmin, zmax=zmax, text=[list(tokens)], texttemplate="%{text}",
-                               textfont={"size": 11},
-                               hovertemplate="%{x}<br>" + label + " %{z:.4f}<extra></extra>"))
-    fig.update_layout(title=f"{title}<br><sup>{note}</sup>", height=210, margin=dict(l=10, r=10, t=60, b=10))
+    n_rows = max(1, -(-len(tokens) // TOKENS_PER_ROW))
+    z, text, hover = [], [], []
+    for r in range(n_rows):
+        part = range(r * TOKENS_PER_ROW, min(len(tokens), (r + 1) * TOKENS_PER_ROW))
+        pad = TOKENS_PER_ROW - len(part)
+        z.append([float(values[i]) for i in part] + [None] * pad)
+        text.append([shown_token(tokens[i]) for i in part] + [""] * pad)
+        hover.append([f"{i}:{shown_token(tokens[i])}" for i in part] + [""] * pad)
+    fig = go.Figure(go.Heatmap(z=z, y=[f"{label} {r * TOKENS_PER_ROW}–" for r in range(n_rows)],
+                               colorscale="RdBu_r" if signed else "RdBu", zmin=zmin, zmax=zmax, text=text,
+                               texttemplate="%{text}", textfont={"size": 11}, customdata=hover, xgap=1, ygap=2,
+                               hovertemplate="%{customdata}<br>" + label + " %{z:.4f}<extra></extra>"))
+    fig.update_layout(title=f"{title}<br><sup>{note}</sup>", height=130 + 45 * n_rows,
+                      margin=dict(l=10, r=10, t=60, b=10))
     fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(autorange="reversed", showticklabels=n_rows > 1)
     return fig
 
 

@@ -9,6 +9,7 @@ import streamlit as st
 
 from app import data, figures, state
 from cmcs_core.image_grid import grid_of
+from cmcs_core.playground.story import is_playground
 from cmcs_core.runs.reader import Run, default_runs_dir
 
 
@@ -138,6 +139,10 @@ def show_sample(run: Run, split: str, i: int, key: str) -> None:
     if entry:
         st.plotly_chart(figures.token_heatmap(entry["tokens"], entry["mask"], "text mask per token (low = suppressed)",
                                       contrast=contrast), key=f"{key}_tmask")
+        if run.cfg.model.mask_mode == "learned":
+            st.plotly_chart(figures.gate_bars(entry["tokens"], entry["mask"], "text gates, most suppressed first",
+                                              planted_tokens(entry["tokens"]) if is_playground(run) else None),
+                            key=f"{key}_tbars")
         if entry.get("visual_tokens"):
             st.plotly_chart(figures.token_heatmap(entry["visual_tokens"], entry["visual_mask"],
                                           "visual mask per caption token", contrast=contrast), key=f"{key}_vmask")
@@ -180,3 +185,26 @@ def require_splits(run: Run) -> list[str]:
         st.warning("This run has no per-sample outputs yet.")
         st.stop()
     return splits
+
+
+def planted_tokens(tokens: list[str]) -> dict[int, str]:
+    """Positions of the playground's planted words among a text's word pieces (named in the gate bars)."""
+    from cmcs_core.playground.vocab import spurious_class_of
+
+    return {i: "planted word" for i, t in enumerate(tokens) if spurious_class_of(t) is not None}
+
+
+def gate_note(run: Run) -> str:
+    """What one value of this run's text mask is: a per-token gate or the mean of d element gates, and
+    whether it reads the target (issue 15's target-conditioned gates)."""
+    m = run.cfg.model
+    if m.mask_mode != "learned":
+        return ""
+    if m.mask_condition == "target":
+        return ("**Target-conditioned token gates** (mask_condition=target, a variant beyond the paper): one gate in "
+                "[0, 1] per token, computed from the token and its relation to the target, so the same word can be "
+                "kept beside one target and turned down beside another. Drawn on the absolute 0…1 scale.")
+    if m.mask_granularity == "token":
+        return "Token gates (mask_granularity=token): one gate in [0, 1] per token, the same whatever the target."
+    return ("Element masks (the paper's MFS): each token has d gates; a cell shows their mean over d, on the absolute "
+            "0…1 scale.")

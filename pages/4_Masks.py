@@ -10,7 +10,11 @@ import streamlit as st
 
 from app import data, figures, widgets
 from cmcs_core.runs.reader import RunReadError, load_run
+from cmcs_core.playground.story import is_playground
+from cmcs_core.playground.vocab import spurious_class_of
 from cmcs_core.word_stats import suppressed_vs_association
+
+CHOOSES = 0.05  # a spread of mean gates below this is a mask that does not choose between words
 
 st.title("Masks")
 runs, run, other = widgets.require_run()
@@ -20,6 +24,8 @@ extensions = [f"{run.cfg.model.mask_granularity} gates" if run.cfg.model.mask_gr
               f"sparsity prior λ = {run.cfg.model.mask_sparsity:g}" if run.cfg.model.mask_sparsity else ""]
 if any(extensions):
     st.caption("This run's mask uses extensions beyond the paper: " + ", ".join(e for e in extensions if e) + ".")
+if widgets.gate_note(run):
+    st.markdown(widgets.gate_note(run))
 if mode != "learned":
     st.info(f"{run.method_title} has no learned mask (mask mode '{mode}': "
             f"{'every value is 0.5' if mode == 'fixed' else 'the identity, every value is 1'}). "
@@ -30,7 +36,7 @@ pred = data.predictions(run, split)
 if pred is None:
     st.stop()
 
-tab_sample, tab_data = st.tabs(["One sample", "Dataset view: suppressed words"])
+tab_sample, tab_data = st.tabs(["One sample", "Dataset view: words by mask value"])
 with tab_sample:
     only = st.radio("Show", ["all", "errors", "correct"], horizontal=True)
     rows = pred.index if only == "all" else pred.index[pred.correct == (0 if only == "errors" else 1)]
@@ -79,19 +85,32 @@ with tab_data:
     if table.empty:
         st.info("No word occurs often enough; lower the minimum.")
         st.stop()
-    top = table.head(top_n).copy()
+    top = table.nsmallest(top_n, "mean_mask").sort_values("mean_mask").copy()  # the lowest first, bars in order
     colour = "top_label" if "top_label" in top else None
     if colour:
         top["top_label"] = top["top_label"].fillna("unseen in train")
+    planted = is_playground(run)
+    if planted:
+        top["word"] = [f"{w} (planted)" if spurious_class_of(w) is not None else w for w in top["word"]]
+    lo_all, hi_all = float(table["mean_mask"].min()), float(table["mean_mask"].max())
+    chooses = hi_all - lo_all >= CHOOSES
+    what = (f"The {len(top)} words with the lowest mean gate" if chooses else
+            f"No word is suppressed: every word's mean gate lies in {lo_all:.3f}…{hi_all:.3f}. The {len(top)} lowest")
     fig = px.bar(top, x="word", y="mean_mask", color=colour, color_discrete_map=figures.LABEL_COLORS,
                  hover_data=[c for c in ("count", "lift", "p_top_label", "train_count") if c in top],
-                 title=f"The {len(top)} words the text mask suppresses most ({split}), coloured by the label "
-                       "they go with in training")
+                 category_orders={"word": list(top["word"])},
+                 title=f"{what} ({split}), coloured by the label they go with in training")
     lo, hi, note = figures.colour_range(table["mean_mask"], signed=False, contrast=contrast)
     fig.update_layout(height=400, margin=dict(l=10, r=10, t=70, b=10), xaxis_tickangle=-45,
                       title=f"{fig.layout.title.text}<br><sup>y axis: {note} (all words)</sup>")
     fig.update_yaxes(range=[lo, hi] if not contrast else [lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)])
     widgets.show_fig(fig, key="suppressed", name=f"{run.name}_{split}_suppressed_words")
+    if planted:
+        ranked = table.sort_values("mean_mask").reset_index(drop=True)
+        marks = [f"*{w}* {r + 1} of {len(ranked)} ({m:.3f})" for r, (w, m) in enumerate(zip(ranked.word, ranked.mean_mask))
+                 if spurious_class_of(w) is not None]
+        st.caption("The playground's planted words, ranked from the lowest mean gate: " + (", ".join(marks) or "none "
+                   "occurs often enough") + ". A mask that caught the shortcut ranks them first.")
     if "lift" in table:
         scatter = table.dropna(subset=["lift"])
         fig = px.scatter(scatter, x="lift", y="mean_mask", size="count", color="top_label", hover_name="word",

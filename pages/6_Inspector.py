@@ -10,10 +10,11 @@ import os
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import data, figures, widgets
+from app import data, figures, state, widgets
 from cmcs_core.data.images import load_image
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.image_grid import grid_of
+from cmcs_core.playground.story import is_playground
 from cmcs_core.runs.reader import load_run
 
 # Streamlit's own upload limit (.streamlit/config.toml server.maxUploadSize) is the one the app accepts.
@@ -76,13 +77,14 @@ if examples is not None and len(examples):
                                            f"{str(examples.iloc[r]['tweet'])[:80]}")
         st.button("Use this sample", on_click=use_example)
 
-if st.session_state.get("ins_from"):  # set by the Robustness page's "open in the Inspector"
-    st.info(f"Opened from the {st.session_state.pop('ins_from')}.")
-st.session_state.setdefault("ins_tweet", "The new phone from Apple is great, but the battery is awful")
-st.session_state.setdefault("ins_target", "Apple")
-st.session_state.setdefault("ins_caption", "a person holding a smartphone")
-tweet = st.text_area("Tweet", key="ins_tweet", height=80)
-target = st.text_input("Target (a phrase that occurs in the tweet)", key="ins_target")
+if st.session_state.get(state.HANDOFF):  # set by "open in the Inspector" (Robustness, Tour)
+    st.info(f"Opened from the {st.session_state.pop(state.HANDOFF)}.")
+state.keep("ins_tweet", "The new phone from Apple is great, but the battery is awful")
+state.keep("ins_target", "Apple")
+state.keep("ins_caption", "a person holding a smartphone")
+tweet = st.text_area("Tweet", key="ins_tweet", height=80, on_change=state.remember("ins_tweet"))
+target = st.text_input("Target (a phrase that occurs in the tweet)", key="ins_target",
+                       on_change=state.remember("ins_target"))
 
 KEEP = "(keep the original image)"
 
@@ -115,7 +117,7 @@ def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None,
         try:
             load_image(io.BytesIO(data))
         except ValueError as err:
-            why = "it is too large" if "too large" in str(err) else "it is not an image the app can read"
+            why = str(err).replace("image is ", "it is ") if "too large" in str(err) else "it is not an image the app can read"
             return None, None, f"“{widgets.md(up.name)}” was not used: {why}. Upload a {IMAGE_KINDS} file."
         return data, f"uploaded {up.name}", None
     folder = run.image_dir()
@@ -133,27 +135,22 @@ def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None,
 
 caption = image_bytes = image_name = None
 if needs == "caption":
-    caption = st.text_input("Caption of the image (this run reads captions, not pixels)", key="ins_caption")
+    caption = st.text_input("Caption of the image (this run reads captions, not pixels)", key="ins_caption",
+                            on_change=state.remember("ins_caption"))
 elif needs == "image":
     image_bytes, image_name, err = image_input("Image", "ins_image")
     if err:  # one message: the upload's, not a second one saying an image is missing
         st.error(err)
         st.stop()
 
-problem = None
-if not tweet.strip():
-    problem = "The tweet is empty: type a tweet."
-elif not target.strip():
-    problem = "The target is empty: type the phrase the sentiment is about."
-elif "$T$" not in tweet and target.strip().lower() not in tweet.lower():
-    problem = f"The target “{widgets.md(target.strip())}” does not occur in the tweet: the model needs the target inside it."
-elif needs == "caption" and not (caption or "").strip():
-    problem = "This run reads the image as its caption: type a caption."
-elif needs == "image" and image_bytes is None:
-    problem = "This run reads real pixels: upload an image (or pick a dataset image)."
+problem = pred.input_error(tweet, target, caption, image_bytes is not None)
 if problem:
-    st.error(problem)
+    st.error(widgets.md(problem[0].upper() + problem[1:]) + ".")
     st.stop()
+read, total = pred.pieces(tweet, target)
+if total > read:
+    st.warning(f"This input is {total} word pieces long; the run reads the first {read} (its max_length), so the "
+               f"last {total - read} never reach the model. The tokens below are what it read.")
 
 def predict(tw: str, tg: str, cap: str | None, img: bytes | None, attribute: bool = True) -> dict | None:
     try:
@@ -180,6 +177,12 @@ c = st.columns(4)
 c[0].metric("Final label", res["label"])
 c[1].metric("p(final label)", f"{max(res['p_final']):.3f}")
 c[2].metric("Fusion weight s", f"{res['s']:.3f}", help="y = (1 − s)·p_text + s·p_image")
+if "p_image" in res and run.cfg.model.fusion in ("auto", "constant") and (
+        run.cfg.model.fusion == "constant" or not getattr(pred.pipe.image_encoder, "has_text_tower", True)):
+    st.caption(f"s is {res['s']:.3f} for every input of this run: "
+               + ("its fusion is set to a constant." if run.cfg.model.fusion == "constant" else
+                  f"its image encoder ({run.cfg.encoder.visual_model}) has no text tower to compare the image with "
+                  "the target, so the two branches are mixed with the constant fusion weight."))
 c[3].metric("Text branch says", LABEL_NAMES[max(range(3), key=lambda i: res["p_text"][i])])
 probs = {"text": res["p_text"], **({"image": res["p_image"]} if "p_image" in res else {}), "final": res["p_final"]}
 widgets.show_fig(figures.prob_bars(probs, f"branch probabilities (visual source: {run.visual_source})"),
@@ -187,9 +190,15 @@ widgets.show_fig(figures.prob_bars(probs, f"branch probabilities (visual source:
 
 image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
 st.subheader("Masks")
+if widgets.gate_note(run):
+    st.markdown(widgets.gate_note(run))
 contrast = widgets.scale_picker("ins_scale")
 widgets.show_fig(figures.token_heatmap(res["tokens"], res["token_mask"], "text mask per token (low = suppressed)",
                                      contrast=contrast), key="ins_tmask", name="inspector_text_mask")
+if run.cfg.model.mask_mode == "learned":
+    widgets.show_fig(figures.gate_bars(res["tokens"], res["token_mask"], "text gates, most suppressed first",
+                                       widgets.planted_tokens(res["tokens"]) if is_playground(run) else None),
+                     key="ins_tbars", name="inspector_text_gates")
 if "visual_mask" in res:
     grid = grid_of(res["visual_mask"], res.get("grid"))
     if grid is not None and image is not None:
@@ -226,22 +235,25 @@ if va is not None:
 st.subheader("Counterfactual edits")
 words = tweet.split()
 in_target = target_words(tweet, target)
-if st.session_state.get("_cf_words_of") != words or st.session_state.get("cf_word") not in range(len(words)):
-    # a new tweet: start from the first word that is not the target (deleting it is a valid edit)
-    st.session_state["cf_word"] = next((i for i in range(len(words)) if i not in in_target), 0)
+NO_EDIT = -1
+if st.session_state.get("_cf_words_of") != words or st.session_state.get("cf_word") not in [NO_EDIT, *range(len(words))]:
+    st.session_state["cf_word"] = NO_EDIT  # a new tweet: no edit until the user asks for one
     st.session_state["_cf_words_of"] = words
 e1, e2 = st.columns(2)
-word_i = e1.selectbox("Word to edit", range(len(words)), key="cf_word",
-                      format_func=lambda i: f"{i}: {words[i]}" + (" (target)" if i in in_target else ""))
-replacement = e2.text_input("Replace it with (empty = delete)", key="cf_replacement")
-edited_words = words[:word_i] + ([replacement] if replacement.strip() else []) + words[word_i + 1:]
+word_i = e1.selectbox("Word to edit", [NO_EDIT, *range(len(words))], key="cf_word",
+                      format_func=lambda i: "(no word edit)" if i == NO_EDIT else
+                      f"{i}: {words[i]}" + (" (target)" if i in in_target else ""))
+replacement = e2.text_input("Replace it with (empty = delete)", key="cf_replacement", disabled=word_i == NO_EDIT)
+edited_words = words if word_i == NO_EDIT else words[:word_i] + ([replacement] if replacement.strip() else []) + words[word_i + 1:]
 edited_tweet = " ".join(edited_words)
 cf_caption, cf_image = caption, image_bytes
 if needs == "caption":
-    if st.session_state.get("_cf_caption_of") != caption or "cf_caption" not in st.session_state:
+    if st.session_state.get("_cf_caption_of") != caption:
         st.session_state["cf_caption"] = caption  # starts from the caption typed above, then yours to edit
+        st.session_state.setdefault(state.KEPT, {})["cf_caption"] = caption
         st.session_state["_cf_caption_of"] = caption
-    cf_caption = st.text_input("Swap the caption", key="cf_caption",
+    state.keep("cf_caption", caption)  # an input error above stops the page before this box: keep its text
+    cf_caption = st.text_input("Swap the caption", key="cf_caption", on_change=state.remember("cf_caption"),
                                help="starts as the caption above; type another to see what the image input changes")
 elif needs == "image":
     swapped, _, err = image_input("Swap the image (upload another)", "cf_image", keep=True)
@@ -257,6 +269,11 @@ if not edited_tweet.strip() or ("$T$" not in edited_tweet and target.strip().low
     st.stop()
 if needs == "caption" and not (cf_caption or "").strip():
     st.error("The swapped caption is empty.")
+    st.stop()
+if edited_tweet == tweet and cf_caption == caption and cf_image == image_bytes:
+    st.info("Pick a word to delete or replace" + (", or swap the caption" if needs == "caption" else
+                                                  ", or swap the image" if needs == "image" else "")
+            + ", to see whether the label changes.")
     st.stop()
 cf = predict(edited_tweet, target, cf_caption, cf_image, attribute=False)
 if cf is None:
