@@ -158,3 +158,18 @@ def example(data_dir: str) -> dict | None:
     from cmcs_core.playground.story import example_tweet
 
     return example_tweet(data_dir)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _machinery(path: str, root: str, _stamp: float) -> dict:
+    from cmcs_core.report.machinery import machinery_summary
+
+    return machinery_summary(load_run(path, root or None))
+
+
+def machinery(run: Run) -> tuple[dict | None, str | None]:
+    """cmcs_core.report.machinery.machinery_summary of a run, or (None, why not)."""
+    try:
+        return _machinery(str(run.path), str(run.root or ""), stamp(run)), None
+    except RunReadError as err:
+        return None, str(err)

@@ -173,6 +173,7 @@ def shared_y_panels(frames: dict[str, list[tuple[str, list, list]]], title: str,
             seen.add(series)
     fig.update_layout(title=title, height=340, margin=dict(l=10, r=10, t=60, b=10),
                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
-    fig.update_yaxes(title_text=y_title, row=1, col=1, type="log" if log_y else "linear")
+    fig.update_yaxes(type="log" if log_y else "linear")
+    fig.update_yaxes(title_text=y_title, row=1, col=1)
     fig.update_xaxes(title_text="global step")
     return fig
