@@ -173,3 +173,10 @@ def machinery(run: Run) -> tuple[dict | None, str | None]:
         return _machinery(str(run.path), str(run.root or ""), stamp(run)), None
     except RunReadError as err:
         return None, str(err)
+
+
+def has_table(run: Run, stem: str) -> bool:
+    """Whether the run folder holds table `stem` (batches, epochs, predictions_test…) in either format."""
+    from cmcs_core.runs.formats import table_path
+
+    return table_path(run.path, stem) is not None

@@ -182,7 +182,11 @@ def require_splits(run: Run) -> list[str]:
     """The splits with per-sample outputs (masks, features), or stop the page with a warning."""
     splits = run.splits()
     if not splits:
-        st.warning("This run has no per-sample outputs yet.")
+        if run.finished:
+            st.info(f"`{run.name}` is a finished result folder kept without per-sample outputs (predictions, masks): "
+                    "its metrics are on *Compare*, and its flip rates on *Robustness* when it was stress-tested.")
+        else:
+            st.warning("This run has no per-sample outputs yet (they are written when training ends).")
         st.stop()
     return splits
 

@@ -13,8 +13,8 @@ from app import data, figures, widgets
 
 st.title("Training dynamics")
 runs, run, other = widgets.require_run()
-batches = data.batches(run)
-epochs = data.epochs(run)
+batches = data.batches(run) if data.has_table(run, "batches") else None
+epochs = data.epochs(run) if data.has_table(run, "epochs") else None
 if batches is None or batches.empty:
     if run.finished:
         st.info(f"`{run.name}` is a finished result folder kept without its per-batch log (batches.parquet): "

@@ -22,8 +22,14 @@ chosen = c1.multiselect(f"Runs on {run.dataset} (CMCS, text-only, ablations…)"
                         help="Defaults to the selected run and the runs of its grid with the same seed "
                              "(the other methods), plus the run to compare with.")
 common_splits = [s for s in ("test", "dev") if all(s in by_path[p].splits() for p in chosen)]
-if not chosen or not common_splits:
-    st.warning("Pick at least one finished run (all chosen runs need the same split written).")
+if not chosen:
+    st.warning("Pick at least one run.")
+    st.stop()
+if not common_splits:
+    without = [by_path[p].name for p in chosen if not by_path[p].splits()]
+    st.info("No split with per-sample predictions is shared by the chosen runs"
+            + (f": {', '.join(without)} {'is a result folder' if len(without) == 1 else 'are result folders'} kept "
+               "without predictions (their metrics are on *Compare*)." if without else "."))
     st.stop()
 split = c2.selectbox("Split", common_splits)
 for p in chosen:
