@@ -37,7 +37,8 @@ current = frame[frame.path == str(run.path)].data.iloc[0] if run is not None and
 folder = st.selectbox("Playground dataset", folders, index=folders.index(current), key="tour_data",
                       format_func=lambda f: f"{Path(f).name} ({(frame.data == f).sum()} runs)")
 part = frame[frame.data == folder].reset_index(drop=True)
-label_of = {row.path: f"{row.variant} · {row.visual_source}" for row in part.itertuples()}
+label_of = {row.path: row.variant + ("" if row.visual_source.startswith("none") else f" · {row.visual_source}")
+            for row in part.itertuples()}
 try:
     cues, examples = data.planted(folder)
 except ValueError as err:

@@ -63,8 +63,23 @@ def test_training_dynamics(app_runs):
     no_exceptions(at)
     assert at.multiselect[0].value == [1, 2]
     assert len(charts(at)) >= 6  # Fig. 4 x2, alpha/beta, losses, accuracy, effect vs weight
+    fig4 = [json.loads(c.proto.spec)["layout"] for c in charts(at) if c.key.startswith("fig4_")]
+    assert fig4[0]["yaxis"]["range"] == fig4[1]["yaxis"]["range"]  # side by side: one y range
+    assert fig4[0]["yaxis2"]["range"] == fig4[1]["yaxis2"]["range"]
+    machinery = {c.key: json.loads(c.proto.spec) for c in charts(at) if c.key.startswith("machinery_")}
+    assert {"machinery_grad_norm", "machinery_mask_mean"} <= set(machinery)  # does the mask move
+    gates = machinery["machinery_mask_mean"]
+    assert gates["layout"]["yaxis"]["range"] == [0, 1]  # gates on their absolute scale
+    for trace in gates["data"]:
+        assert all(v is not None for v in plotly_values(trace["y"]))  # NaN rows are left out, never drawn
+    n = len(charts(at))
     at.multiselect[0].set_value([2]).run()
-    assert len(charts(at)) == 5
+    assert len(charts(at)) == n - 1
+    at.session_state["compare_path"] = str(app_runs / "cap_text_only")
+    at.run()
+    no_exceptions(at)
+    layout = json.loads(next(c for c in charts(at) if c.key == "machinery_grad_norm").proto.spec)["layout"]
+    assert layout["yaxis2"]["matches"] == "y"  # this run beside the compare run on one y axis
 
 
 def test_feature_space_projects_and_caches(app_runs, tmp_path, monkeypatch):
@@ -324,8 +339,8 @@ def fusion_change(at: AppTest) -> tuple[float, float]:
 
 
 def test_inspector_counterfactual_uses_the_typed_caption(app_runs):
-    """The swap starts from the caption typed above (not the default or a previous one), the
-    default edit keeps the target, and the edited prediction is the one of the edited inputs."""
+    """The swap starts from the caption typed above (not the default or a previous one), no edit is
+    applied until one is asked for, and the edited prediction is the one of the edited inputs."""
     from cmcs_core.inference import Predictor
 
     at = page("Inspector", app_runs, "cap_cmcs").run()
@@ -335,8 +350,9 @@ def test_inspector_counterfactual_uses_the_typed_caption(app_runs):
     at.text_input(key="ins_caption").input("a red picture with a white circle").run()
     no_exceptions(at)
     assert at.text_input(key="cf_caption").value == "a red picture with a white circle"
-    word = at.selectbox(key="cf_word").value
-    assert word == 1  # word 0 is the target: the default edit deletes the next word instead
+    assert at.selectbox(key="cf_word").value == -1  # no edit the user did not ask for
+    assert any("Pick a word to delete or replace" in i.value for i in at.info)
+    at.selectbox(key="cf_word").select(1).run()  # delete "was"
     edited = "Drake great tonight at the show"
     assert any(edited in m.value for m in at.markdown)
     at.text_input(key="ins_caption").input("a blue picture with a white circle").run()
@@ -427,3 +443,114 @@ def test_pca_map_is_sklearns():
     ours = project(x, "pca")
     z = (x - x.mean(0)) / (x.std(0) + 1e-6)
     np.testing.assert_allclose(ours, PCA(2).fit_transform(z), atol=1e-3)
+
+
+def test_inspector_caption_box_survives_an_input_error(app_runs):
+    """An input error stops the page above the swap box; the caption typed there comes back with the
+    page, and the next edit uses it (issue 17, item 4)."""
+    at = page("Inspector", app_runs, "cap_cmcs").run()
+    at.text_area(key="ins_tweet").input("Drake was great tonight at the show")
+    at.text_input(key="ins_target").input("Drake")
+    at.text_input(key="ins_caption").input("a red picture with a white circle").run()
+    at.text_input(key="cf_caption").input("a green picture with a white circle").run()
+    no_exceptions(at)
+    at.text_input(key="ins_target").input("Taylor").run()  # not in the tweet: the page stops with an error
+    assert any("does not occur in the tweet" in e.value for e in at.main.error)
+    at.text_input(key="ins_target").input("Drake").run()
+    no_exceptions(at)
+    assert at.text_input(key="cf_caption").value == "a green picture with a white circle"
+    assert not at.main.error, [e.value for e in at.main.error]
+    assert any("Swapped caption: _a green picture with a white circle_" in m.value for m in at.markdown)
+
+
+def _result_folder(app_runs, tmp_path):
+    """A finished run kept the way committed stress folders are: config, metrics and stress.json only."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    kept = runs / "stress_kept"
+    kept.mkdir(parents=True)
+    for name in ("config.json", "metrics.json", "stress.json"):
+        shutil.copy(app_runs / "cap_cmcs" / name, kept / name)
+    return runs
+
+
+@pytest.mark.parametrize("name", ["Training_dynamics", "Masks", "Case_studies", "Feature_space", "Home"])
+def test_result_folder_is_described_as_one(app_runs, tmp_path, name):
+    runs = _result_folder(app_runs, tmp_path)
+    at = page(name, runs, "stress_kept").run()
+    no_exceptions(at)
+    shown = [e.value for e in list(at.error) + list(at.warning) + list(at.info) + list(at.caption)]
+    assert not any("yet" in t or "unfinished" in t.lower() or "missing" in t for t in shown), shown
+    assert not at.main.error, [e.value for e in at.main.error]
+    if name != "Home":
+        assert any("result folder" in t for t in shown), shown
+
+
+def test_tour_names_every_planted_cue_from_the_truth(playground_runs):
+    """The Tour on what `make app` trains: every planted word and image cue of the generator's truth,
+    the score, the masks by role and the flip rates, and a flipped row opened in the Inspector."""
+    from cmcs_core.playground.story import planted_cues
+
+    data_dir = json.loads((playground_runs / "playground_cmcs_s0" / "config.json").read_text())["data"]["dataset"]
+    cues = planted_cues(data_dir)["cues"]
+    at = page("Tour", playground_runs, "playground_cmcs_s0").run()
+    no_exceptions(at)
+    shown = " ".join([m.value for m in at.markdown] + [c.value for c in at.caption]
+                     + [at.dataframe[0].value.to_csv()])
+    for words in cues["text_spurious_words"].values():
+        for word in words:
+            assert word in shown, word
+    for cue in cues["image_objects"].values():
+        assert cue["object"] in shown, cue
+    specs = [json.loads(c.proto.spec) for c in charts(at)]
+    titles = [s["layout"]["title"]["text"] for s in specs]
+    assert any("agree" in t for t in titles) and any("word role" in t for t in titles)
+    flips = next(s for s in specs if "prediction changes" in s["layout"]["title"]["text"])
+    assert flips["layout"]["yaxis"]["range"] == [0, 105]  # percent on the full scale
+    assert {t["name"] for t in flips["data"]} == {"CMCS (ours) · captions", "Text-only baseline"}
+    assert set(flips["data"][0]["x"]) >= {"remove_planted_word", "swap_planted_word"}
+    at.selectbox(key="tour_run").select(str(playground_runs / "playground_cmcs_s0")).run()
+    report = json.loads((playground_runs / "playground_cmcs_s0" / "stress.json").read_text())["splits"]["test"]["edits"]
+    edit = next(e for e in ("remove_planted_word", "swap_planted_word", "swap_image_cue") if report[e]["flipped"])
+    at.selectbox(key="tour_edit").select(edit).run()
+    flipped = pd.read_csv(playground_runs / "playground_cmcs_s0" / report[edit]["rows_file"], keep_default_na=False,
+                          dtype={"index": str})
+    row = flipped.iloc[0]
+    next(b for b in at.button if b.key == "tour_open").click().run()
+    no_exceptions(at)
+    assert at.session_state["ins_tweet"] == row.edited_tweet.replace("$T$", row.edited_target)
+    assert any("Opened from the Tour" in i.value for i in at.info)
+    final = next(m for m in at.metric if m.label == "Final label")
+    assert final.value == row.pred_after  # the Inspector predicts what the stress test recorded
+
+
+def test_demo_mode_refuses_paths_outside_the_runs_folder(app_runs, tmp_path, monkeypatch):
+    """CMCS_DEMO=1: no runs-folder field; ?runs= and ?run= naming anything outside the fixed folder are
+    refused, and no folder outside it is scanned or read."""
+    import shutil
+
+    from app import data as app_data
+
+    outside = tmp_path / "outside"
+    shutil.copytree(app_runs / "cap_text_only", outside / "secret_run")
+    monkeypatch.setenv("CMCS_DEMO", "1")
+    monkeypatch.setenv("CMCS_RUNS_DIR", str(app_runs))
+    read = []
+    real_scan, real_load = app_data.scan_runs, app_data.load_run
+    monkeypatch.setattr(app_data, "scan_runs", lambda *roots: read.extend(roots) or real_scan(*roots))
+    monkeypatch.setattr(app_data, "load_run", lambda p, *a: read.append(p) or real_load(p, *a))
+    app_data.scan.clear()
+    at = AppTest.from_file(str(ENTRY), default_timeout=180)
+    at.query_params["runs"] = str(outside)
+    at.query_params["run"] = str(outside / "secret_run")
+    at.run()
+    no_exceptions(at)
+    assert not [t for t in at.sidebar.text_input if t.label == "Runs folder"]  # nothing to type a path into
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    assert "runs folder is fixed" in warnings and "no such run" in warnings
+    assert at.session_state["run_path"] != str(outside / "secret_run")
+    assert read and all(str(p).startswith(str(app_runs)) for p in read), read
+    at.session_state["runs_dir"] = str(outside)  # even a forged session value is not used
+    at.run()
+    assert all(str(p).startswith(str(app_runs)) for p in read), read
