@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from app import data, figures, state, widgets
@@ -51,11 +50,12 @@ st.header("1 · What the playground plants")
 words = cues["cues"]["text_spurious_words"]
 kind = cues["image_cue_kind"]
 image_cues = cues["cues"]["image_objects" if kind == "object" else "image_backgrounds"]
-rows = [{"label": label, "planted words": ", ".join(words[label]),
-         "planted image cue": image_cues[label]["object" if kind == "object" else "colour"],
-         "genuine sentiment words (e.g.)": ", ".join(cues["cues"]["sentiment_words"][label][:4])}
-        for label in ("negative", "neutral", "positive")]
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+table = ["| label | planted words | planted image cue | genuine sentiment words (e.g.) |", "|---|---|---|---|"]
+for label in ("negative", "neutral", "positive"):  # a Markdown table: text a browser and a projector both show
+    cue = image_cues[label]["object" if kind == "object" else "colour"]
+    table.append(f"| **{label}** | {', '.join(words[label])} | {cue} | "
+                 f"{', '.join(cues['cues']['sentiment_words'][label][:4])} |")
+st.markdown("\n".join(table))
 train_m, test_m = cues["measured"].get("train", {}), cues["measured"].get("test", {})
 dev_chance = cfg.get("dev_cues_at_chance")
 
