@@ -16,6 +16,8 @@ process medians (each process's own repeats are kept in the JSON).
     python bench/bench_overhead.py            # frozen + top-2 fine-tuned, 3 repeats
     python bench/bench_overhead.py --quick    # defaults H=20, K=3 only, 2 repeats
     python bench/bench_overhead.py --quick --regimes frozen --repeats 3 --processes 5
+    python bench/bench_overhead.py --variants target_aware,target_aware_mask_upper --regimes frozen,finetuned \
+        --repeats 3 --name overhead_variants   # an opt-in variant's epoch vs the paper's CMCS (H=20, K=3)
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ import torch
 from _common import summary, write_result
 from tqdm.auto import tqdm
 
-from cmcs_core.config import RunConfig, apply_method
+from cmcs_core.config import VARIANTS, RunConfig, apply_method, apply_variant
 from cmcs_core.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,24 +63,34 @@ class EpochTimer(Trainer):
     def _finish(self) -> dict:
         return {}
 
-    def time_epoch(self, method: str, H: int, K: int) -> tuple[float, float, int]:
-        """One fresh model trained one epoch with this method: (wall s, CPU s, upper steps)."""
-        cfg = dataclasses.replace(self.cfg, model=apply_method(self.cfg.model, method),
-                                  train=dataclasses.replace(self.cfg.train, H=H, K=K, epochs=1))
+    def time_epoch(self, method: str, H: int, K: int, variant: str | None = None) -> tuple[float, float, int]:
+        """One fresh model trained one epoch with this method (and named variant): (wall s, CPU s, upper steps)."""
+        cfg = dataclasses.replace(self.base_cfg, model=apply_method(self.base_cfg.model, method),
+                                  train=dataclasses.replace(self.base_cfg.train, H=H, K=K, epochs=1))
+        if variant:
+            cfg = apply_variant(cfg, variant)
         self.cfg = self.pipe.cfg = cfg
         self.epoch_seconds, self.epoch_cpu = [], []
         self.fit()
         return self.epoch_seconds[0], self.epoch_cpu[0], self.upper_steps
 
 
-def make_timer(finetune_layers: int, n_train: int, args: argparse.Namespace) -> EpochTimer:
+def make_timer(finetune_layers: int, n_train: int, args: argparse.Namespace,
+               counterfactual_data: bool = False) -> EpochTimer:
+    """counterfactual_data: also load the clause copies of train and D_dev the target-aware variants read
+    (loading is not timed; a run without those flags never touches them)."""
     cfg = RunConfig()
     cfg.data = dataclasses.replace(cfg.data, dataset=args.dataset, max_train_samples=n_train,
                                    max_eval_samples=args.max_eval_samples)
     cfg.encoder = dataclasses.replace(cfg.encoder, text_model=args.text_model, finetune_layers=finetune_layers)
     cfg.train = dataclasses.replace(cfg.train, eval_test_each_epoch=False, device="cpu")
-    timer = EpochTimer(cfg, tempfile.mkdtemp(prefix="bench_overhead_"), progress=False)
+    loading = cfg
+    if counterfactual_data:
+        loading = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, upper_objective="counterfactual",
+                                                                     counterfactual_share=0.5))
+    timer = EpochTimer(loading, tempfile.mkdtemp(prefix="bench_overhead_"), progress=False)
     timer._load_data()
+    timer.base_cfg = cfg
     return timer
 
 
@@ -113,6 +125,47 @@ def run_regime(name: str, finetune_layers: int, n_train: int, grid: list[tuple[i
     return {"finetune_layers": finetune_layers, "train_samples": len(timer.train_data), "steps_per_epoch": steps,
             "batch_size": timer.cfg.train.batch_size, "hessian_params": timer.cfg.train.hessian_params,
             "results": list(rows.values())}
+
+
+VARIANT_METRICS = ("cpu_cmcs", "cpu_variant", "ratio_cpu", "wall_cmcs", "wall_variant", "ratio_wall")
+
+
+def run_variants(name: str, finetune_layers: int, n_train: int, variants: list[str],
+                 args: argparse.Namespace) -> dict:
+    """Per repeat: one paper-CMCS epoch and one epoch of each variant (H=20, K=3), order alternating;
+    each variant's cost as a ratio to the paper's CMCS in the same repeat."""
+    timer = make_timer(finetune_layers, n_train, args, counterfactual_data=True)
+    for v in [None, *variants]:  # warm-up of every code path
+        timer.time_epoch("cmcs", 20, 3, v)
+    rows = {v: {"variant": v, **{k: [] for k in VARIANT_METRICS}} for v in variants}
+    bar = tqdm(total=args.repeats * len(variants), desc=f"{name} variants")
+    for rep in range(args.repeats):
+        order = [None, *variants]
+        got = {v: timer.time_epoch("cmcs", 20, 3, v) for v in (order[::-1] if rep % 2 else order)}
+        w0, c0, _ = got[None]
+        for v in variants:
+            w1, c1, upper = got[v]
+            for key, val in zip(VARIANT_METRICS, (c0, c1, c1 / c0, w0, w1, w1 / w0)):
+                rows[v][key].append(val)
+            rows[v]["upper_steps"] = upper
+            bar.update()
+            bar.set_postfix(variant=v, cpu_ratio=f"{c1 / c0:.2f}")
+    bar.close()
+    for row in rows.values():
+        for key in VARIANT_METRICS:
+            row[key] = summary(row[key])
+    return {"finetune_layers": finetune_layers, "train_samples": len(timer.train_data), "H": 20, "K": 3,
+            "batch_size": timer.cfg.train.batch_size, "results": list(rows.values())}
+
+
+def print_variants(regime: str, res: dict, repeats: int) -> None:
+    print(f"\n{regime}: finetune_layers={res['finetune_layers']}, {res['train_samples']} samples, H=20 K=3; "
+          f"CPU-second medians, (min-max) over {repeats} repeats")
+    print(f"{'variant':<26} {'cmcs cpu s':>10} {'variant cpu s':>13} {'ratio cpu':>9} {'(min-max)':>11}")
+    for row in res["results"]:
+        r = row["ratio_cpu"]
+        print(f"{row['variant']:<26} {row['cpu_cmcs']['median']:>10.2f} {row['cpu_variant']['median']:>13.2f} "
+              f"{r['median']:>9.2f} {r['min']:>5.2f}-{r['max']:.2f}")
 
 
 def child_argv(argv: list[str]) -> list[str]:
@@ -183,11 +236,24 @@ def main() -> None:
     p.add_argument("--processes", type=int, default=1, help="N > 1: the spread across N fresh processes")
     p.add_argument("--json-out", type=Path, help="write here instead of bench/results/NAME.json (the children)")
     p.add_argument("--name", default="overhead")
+    p.add_argument("--variants", help=f"comma-separated named variants ({', '.join(sorted(VARIANTS))}): time each "
+                   "against the paper's CMCS instead of CMCS against joint training")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
         args.H, args.K = "20", "3"
     args.repeats = args.repeats or (2 if args.quick else 3)
+    if args.variants:
+        variants = args.variants.split(",")
+        out = {"loadavg_start": list(os.getloadavg()), "repeats": args.repeats, "regimes": {}}
+        for regime in args.regimes.split(","):
+            ft, n = {"frozen": (0, args.max_train_samples), "finetuned": (args.finetune_layers, args.ft_train_samples),
+                     "full": (-1, args.ft_train_samples)}[regime]
+            out["regimes"][regime] = run_variants(regime, ft, n, variants, args)
+            out["loadavg_end"] = list(os.getloadavg())
+            write_result(args.name, out, args.json_out)
+            print_variants(regime, out["regimes"][regime], args.repeats)
+        return
     if args.processes > 1:
         load_start = list(os.getloadavg())
         out = across_processes(args)

@@ -26,9 +26,8 @@ from cmcs_core.config import (
     apply_method,
     apply_variant,
 )
-from cmcs_core.data.dataset import BENCHMARKS
 from cmcs_core.data.counterfactual import EDITS, PLANTED_EDITS
-from cmcs_core.data.dataset import split_tag
+from cmcs_core.data.dataset import BENCHMARKS, split_tag
 from cmcs_core.data.images import load_image
 from cmcs_core.io import atomic_write_json
 from cmcs_core.playground.run import add_playground_args, playground_main
@@ -309,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=sorted(ANALYSES), help="fusion: what each branch contributes; selection: the "
                    "epoch each selection rule keeps; targets: target awareness on multi-target tweets; "
                    "machinery: what reaches the masks and phi (gradients, clip, gate spread); curvature: machinery and "
-                   "the heads' Hessian at the kept checkpoint")
+                   "the heads' Hessian at the kept checkpoint; playground: playground runs scored "
+                   "against the planted truth, by variant over seeds")
     p.add_argument("runs", nargs="+", help="run folders or folders that contain them")
     p.add_argument("--output", help="also write the Markdown here")
     p.set_defaults(func=cmd_analyse)

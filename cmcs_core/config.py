@@ -308,14 +308,20 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
 UPPER_LEVEL_FIELDS = ("upper_objective", "mask_level", "mask_lr", "neumann_eta_rule")
 
 
-def apply_variant(cfg: "RunConfig", name: str) -> "RunConfig":
-    """Set a named variant's flags (VARIANTS) on a config whose method is already chosen."""
+def variant_flags(name: str, use_cms: bool) -> dict[str, dict[str, Any]]:
+    """The flags a named variant sets, per config section, on a method with or without CMS."""
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
     parts = VARIANTS[name]
-    cfg.model = dataclasses.replace(cfg.model, **parts.get("model", {}))
-    train = {k: v for k, v in parts.get("train", {}).items() if cfg.model.use_cms or k not in UPPER_LEVEL_FIELDS}
-    cfg.train = dataclasses.replace(cfg.train, **train)
+    return {"model": dict(parts.get("model", {})),
+            "train": {k: v for k, v in parts.get("train", {}).items() if use_cms or k not in UPPER_LEVEL_FIELDS}}
+
+
+def apply_variant(cfg: "RunConfig", name: str) -> "RunConfig":
+    """Set a named variant's flags (VARIANTS) on a config whose method is already chosen."""
+    flags = variant_flags(name, cfg.model.use_cms)
+    cfg.model = dataclasses.replace(cfg.model, **flags["model"])
+    cfg.train = dataclasses.replace(cfg.train, **flags["train"])
     return cfg
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_core_model import B, M_V, _batch, _model
+from test_core_model import M_V, B, _batch, _model
 
 from cmcs_core.config import RunConfig
 from cmcs_core.explain import mask_effects

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cmcs_core.playground import PlaygroundConfig, generate_playground, measure_spurious_strength
-from cmcs_core.playground import scene, vocab
+from cmcs_core.playground import PlaygroundConfig, generate_playground, measure_spurious_strength, scene, vocab
 from cmcs_core.playground.generator import HEADER, SPLITS
 
 SMALL = dict(n_train=150, n_dev=40, n_test=40)

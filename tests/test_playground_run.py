@@ -197,3 +197,14 @@ def test_target_cue_preset_plants_a_cue_beside_each_targets_evidence(tmp_path: P
     for name in names:
         score = json.loads((runs / name / "playground_score.json").read_text())
         assert {"spurious", "sentiment", "other_sentiment", "other"} <= set(score["text"])
+    # --variant trains --methods with a named variant on the preset's data instead of the preset's runs
+    code = main(["playground", "--preset", "target-cue", "--data-out", str(data), "--runs-dir", str(runs), "--quiet",
+                 "--n-train", "150", "--n-dev", "60", "--n-test", "60", "--epochs", "1",
+                 "--methods", "wo_cms", "--variant", "target_aware"])
+    assert code == 0
+    extra = runs / run_name("wo_cms", 0, "caption", "target_aware", "target-cue")
+    cfg = RunConfig.load(extra / "config.json")
+    assert cfg.model.method == "wo_cms" and cfg.model.mask_condition == "target" and cfg.train.counterfactual_share == 0.5
+    assert cfg.train.upper_objective == "dev"  # no upper level without CMS
+    assert (extra / "playground_score.json").is_file()
+    assert sorted(p.name for p in runs.iterdir()) == sorted([*names, extra.name])

@@ -308,10 +308,19 @@ def test_packed_flipped_rows_keep_their_text_by_reference(stressed, rows_file, t
     run, entry = stressed
     grid = tmp_path / "grid"
     shutil.copytree(run, grid / "run")
+    # a run trained before training wrote target awareness: the pack computes it from its predictions
+    old_metrics = json.loads((run / "metrics.json").read_text())
+    assert old_metrics["test"]["target_awareness"] is not None
+    stripped = {k: ({kk: vv for kk, vv in v.items() if kk != "target_awareness"} if isinstance(v, dict) else v)
+                for k, v in old_metrics.items()}
+    (grid / "run" / "metrics.json").write_text(json.dumps(stripped))
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, str(root / "scripts" / "pack_stress.py"), str(grid), "--out", str(tmp_path / "packed")],
                    check=True, capture_output=True)
     packed = tmp_path / "packed" / "grid" / "run"
+    assert json.loads((packed / "metrics.json").read_text())["test"]["target_awareness"] == \
+        old_metrics["test"]["target_awareness"]
+    assert not (packed / "predictions_test.parquet").exists()
     report = json.loads((packed / STRESS_FILE).read_text())
     checked = 0
     for edit, res in report["splits"][entry["tag"]]["edits"].items():

@@ -19,8 +19,8 @@ import pytest
 from cmcs_core import cli
 from cmcs_core.config import RunConfig
 from cmcs_core.pipeline import torch_threads
-from cmcs_core.sweep.grid import GridOptions, run_grid
 from cmcs_core.sweep.cluster import RayOptions
+from cmcs_core.sweep.grid import GridOptions, run_grid
 from cmcs_core.sweep.spec import parse_sets, plan_grid
 
 # Small runs of the real data: a grid's worth of them costs seconds, not minutes.

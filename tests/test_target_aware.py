@@ -12,13 +12,21 @@ import pandas as pd
 import pytest
 import torch
 
+from cmcs_core.config import VARIANTS as NAMED_VARIANTS
 from cmcs_core.config import ModelConfig, RunConfig, apply_method
 from cmcs_core.data.counterfactual import ClauseGrammar, counterfactual_copies, names_target, phrase_bank
 from cmcs_core.data.tsv import Sample
 from cmcs_core.model.cmcs import CMCSModel, TextTower
 from cmcs_core.model.hypergrad import implicit_hypergradient
-from cmcs_core.model.mfs import (DISTANCE_EDGES, NO_MENTION, CausalIntervention, mention_distance, mention_tokens,
-                                 pool, target_segment)
+from cmcs_core.model.mfs import (
+    DISTANCE_EDGES,
+    NO_MENTION,
+    CausalIntervention,
+    mention_distance,
+    mention_tokens,
+    pool,
+    target_segment,
+)
 from cmcs_core.pipeline import torch_threads
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -384,7 +392,16 @@ def test_machinery_summary_reads_what_reached_the_mask_and_phi(variant_runs, tmp
     curv = head_curvature(run, batches=1, iters=5)
     cfg = RunConfig.load(run_dir / "config.json")
     assert curv["hessian_top_eig"] > 0
-    assert curv["neumann_growth"] == pytest.approx(abs(1 - cfg.train.neumann_eta * curv["hessian_top_eig"]) ** cfg.train.K)
+    eta = (float(batches.neumann_eta.median()) if cfg.train.neumann_eta_rule == "curvature"
+           else cfg.train.neumann_eta)  # the step the run took
+    assert curv["eta_lambda"] == pytest.approx(eta * curv["hessian_top_eig"])
+    assert curv["neumann_growth"] == pytest.approx(abs(1 - eta * curv["hessian_top_eig"]) ** cfg.train.K)
+    # a curvature-rule run is measured at the step it took (its logged median eta), not --neumann-eta
+    curv_dir = variant_runs["cmcs relation upper"]["dir"]
+    logged = float(pd.read_parquet(curv_dir / "batches.parquet").neumann_eta.median())
+    assert logged != RunConfig.load(curv_dir / "config.json").train.neumann_eta
+    c2 = head_curvature(load_run(curv_dir), batches=1, iters=5)
+    assert c2["eta_lambda"] == pytest.approx(logged * c2["hessian_top_eig"])
     # a run logged before these columns is named, with how to get them, rather than read as zeros
     old = tmp_path / "old"
     shutil.copytree(run_dir, old)
@@ -472,3 +489,68 @@ def test_counterfactual_losses_on_identical_copies(text_encoder):
     assert float(losses["L_c"]) == pytest.approx(float(losses["L_c_copy"]), rel=1e-5)
     assert float(losses["L_c_copy"]) == pytest.approx(float(losses["L_c_row"]), rel=1e-5)
     assert float(model.causal_effect(losses["L_c_copy"], losses["L_c_row"])) == pytest.approx(1.0)
+
+
+def test_tables_name_a_named_variant_once_and_its_partial_flags_one_by_one():
+    """config.json keeps flags, not the variant's name: the tables fold a full set of a variant's flags
+    into `+target_aware` (without CMS: the flags it takes), and list a partial set flag by flag."""
+    from fake_runs import fake_run
+
+    from cmcs_core.report.regime import Regime, Variant
+
+    full = {**NAMED_VARIANTS["target_aware"]["model"], **NAMED_VARIANTS["target_aware"]["train"]}
+    assert Variant.of(fake_run("cmcs", 1, 0.5, **full).cfg).key == "cmcs +target_aware"
+    no_upper = {**NAMED_VARIANTS["target_aware"]["model"], "counterfactual_share": 0.5}
+    assert Variant.of(fake_run("wo_cms", 1, 0.5, **no_upper).cfg).key == "wo_cms +target_aware"
+    upper = {**NAMED_VARIANTS["target_aware_mask_upper"]["model"], **NAMED_VARIANTS["target_aware_mask_upper"]["train"]}
+    assert Variant.of(fake_run("cmcs", 1, 0.5, **upper).cfg).key == "cmcs +target_aware_mask_upper"
+    # one flag short of the variant: every flag named, and a regime of its own
+    partial = fake_run("cmcs", 1, 0.5, **{k: v for k, v in full.items() if k != "neumann_eta_rule"}).cfg
+    key = Variant.of(partial).key
+    assert "+target_aware" not in key and "+gates-on-target" in key and "+dev-counterfactual" in key
+    assert Regime.of(partial) != Regime.of(fake_run("cmcs", 1, 0.5, **full).cfg)
+    # a flag beyond the variant stays visible beside its name
+    more = fake_run("cmcs", 1, 0.5, **full, invariance_weight=2.0).cfg
+    assert Variant.of(more).key == "cmcs +target_aware +inv-2"
+
+
+def test_analyse_playground_groups_scored_runs_by_variant(tmp_path, capsys):
+    """`cmcs analyse playground` reads playground_score.json through the run reader: mean ± std over
+    seeds per variant, no gates for a method without a learned mask, other runs named as left out."""
+    import shutil
+
+    from fake_runs import fake_run
+
+    from cmcs_core.cli import main
+    from cmcs_core.report.analyses import playground
+    from cmcs_core.runs.formats import write_table
+    from cmcs_core.runs.reader import load_run
+
+    def make(name, method, seed, acc, planted):
+        run = fake_run(method, seed, acc)
+        folder = tmp_path / name
+        folder.mkdir()
+        run.cfg.save(folder / "config.json")
+        (folder / "metrics.json").write_text(json.dumps(run.metrics))
+        write_table(folder / "batches.parquet", pd.DataFrame({"epoch": [1, 2], "phi_v": [1.0, 0.5], "phi_t": [1.0, 1.0]}))
+        (folder / "playground_score.json").write_text(json.dumps({
+            "accuracy": {"all": acc, "spurious_conflicting": acc - 0.1},
+            "text": {"sentiment": 0.8, "spurious": planted, "other_sentiment": 0.1, "other_spurious": 0.0,
+                     "target": 0.0, "other": 0.01}, "visual": {"cue": 0.6, "other": 0.5}}))
+        return folder
+
+    runs = [make("a", "cmcs", 1, 0.9, 0.2), make("b", "cmcs", 2, 0.7, 0.4), make("c", "text_only", 1, 0.5, 1.0)]
+    plain = tmp_path / "plain"
+    shutil.copytree(runs[0], plain)
+    (plain / "playground_score.json").unlink()
+    frame = playground([load_run(p) for p in [*runs, plain]])
+    assert frame.attrs["skipped"] == [load_run(plain).name]
+    cm = frame[frame.variant.astype(str) == "cmcs"]
+    assert cm["gate:spurious"].tolist() == [0.2, 0.4] and cm.phi_ratio.tolist() == [0.5, 0.5]
+    assert frame[frame.variant.astype(str) == "text_only"]["gate:spurious"].isna().all()
+    main(["analyse", "playground", str(tmp_path)])
+    out = capsys.readouterr().out
+    cmcs_row = next(line for line in out.splitlines() if line.startswith("| cmcs |"))
+    assert "| 2 | 80.0 ± 14.1 |" in cmcs_row and "30.0 ± 14.1" in cmcs_row  # acc; planted-word gate
+    text_row = next(line for line in out.splitlines() if line.startswith("| text_only |"))
+    assert "| 1 | 50.0 |" in text_row and text_row.count("–") >= 6

@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from cmcs_core.config import METHODS, RunConfig, apply_method, apply_variant
+from cmcs_core.config import METHODS, VARIANTS, RunConfig, apply_method, apply_variant
 from cmcs_core.data.counterfactual import ALL_EDITS, PLANTED_EDITS
 from cmcs_core.io import atomic_write_json
 
@@ -84,6 +84,9 @@ def add_playground_args(p: argparse.ArgumentParser) -> None:
                         f"runs also {' '.join(PRESET_STRESS_EDITS[len(STRESS_EDITS):])}); pixel runs are not stress-tested "
                         "here (each edit re-encodes the images: `cmcs stress --run RUN`)")
     p.add_argument("--no-stress", dest="stress", action="store_false", help="skip the stress tests")
+    p.add_argument("--variant", choices=sorted(VARIANTS),
+                   help="train --methods with this named variant (config.VARIANTS), on the preset's data with --preset "
+                        "instead of the preset's runs")
     p.add_argument("--generate-only", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
@@ -168,12 +171,14 @@ def playground_main(args: argparse.Namespace) -> list[Path]:
     visual_models = [args.visual_model] if isinstance(args.visual_model, str) else args.visual_model
     extensions = {"mask_granularity": getattr(args, "mask_granularity", "element"),
                   "mask_sparsity": getattr(args, "mask_sparsity", 0.0)}
-    plan = [(v, m, None) for v in visual_models for m in args.methods]
+    variant = getattr(args, "variant", None)
+    plan = [(v, m, variant) for v in visual_models for m in args.methods]
     # a run that reads no visual input is the same whatever the visual source: train it once
     reads_visual = {m: METHODS[m].get("use_visual", True) for m in args.methods}
     plan = [(v, m, x) for v, m, x in plan if reads_visual[m] or v == visual_models[0]]
     if preset:
-        plan = [("caption", m, variant) for m, variant in PRESETS[preset]["runs"]]
+        plan = ([("caption", m, variant) for m in args.methods] if variant
+                else [("caption", m, v) for m, v in PRESETS[preset]["runs"]])
     for visual_model, method, variant in plan:
         cpu = time.process_time()
         epochs = args.epochs if visual_model == "caption" else getattr(args, "pixel_epochs", PIXEL_EPOCHS)

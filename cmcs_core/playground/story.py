@@ -2,7 +2,9 @@
 how each run on it did where the cues agree and conflict with the label (playground_score.json),
 where its masks put the planted word (by word role) and how often each stress edit flips it.
 
-This is what the app's Tour shows; numpy/pandas only, so the app reads it without torch.
+This is what the app's Tour shows: one row per run with its dataset folder, accuracy where the cues agree
+and conflict and its flip rates (`cmcs analyse playground` gives the same scores by variant over seeds);
+numpy/pandas only, so the app reads it without torch.
 """
 from __future__ import annotations
 
@@ -14,16 +16,14 @@ import pandas as pd
 
 from cmcs_core.data.counterfactual import ALL_EDITS
 from cmcs_core.playground.run import PRESETS, run_name
+from cmcs_core.report.analyses import TEXT_ROLES
 from cmcs_core.report.regime import Variant
 from cmcs_core.runs.reader import Run, RunReadError
 
-SCORE_FILE = "playground_score.json"
 # the accuracy subsets of playground_score.json, in the order a reader compares them
 ACCURACY_COLUMNS = {"all": "all test rows", "spurious_aligned": "cues agree with the label",
                     "spurious_conflicting": "cues conflict with the label"}
-ROLE_TITLES = {"sentiment": "the row's own sentiment word", "spurious": "its planted word",
-               "other_sentiment": "other targets' sentiment words", "other_spurious": "other targets' planted words",
-               "target": "the target", "other": "neutral words"}
+ROLE_TITLES = TEXT_ROLES  # the word roles of truth.json, titled once (report/analyses.py)
 
 
 def is_playground(run: Run) -> bool:
@@ -64,17 +64,6 @@ def example_images(data_dir: str | Path, split: str = "test") -> dict[int, dict[
     return dict(sorted(out.items()))
 
 
-def read_score(run: Run) -> dict | None:
-    """A playground run's playground_score.json, or None when the run has none."""
-    path = run.path / SCORE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise RunReadError(f"{path}: cannot read ({err})") from err
-
-
 def story_frame(runs: list[Run], split: str = "test") -> pd.DataFrame:
     """One row per finished playground run: its dataset folder, method and variant, visual source,
     accuracy overall and where the cues agree / conflict, the text mask by word role, and the flip rate
@@ -83,7 +72,7 @@ def story_frame(runs: list[Run], split: str = "test") -> pd.DataFrame:
     for run in runs:
         if not run.finished or not is_playground(run):
             continue
-        score = read_score(run) or {}
+        score = run.playground_score() or {}
         variant = Variant.of(run.cfg)
         row: dict[str, Any] = {"run": run.name, "path": str(run.path), "data": str(Path(run.cfg.data.dataset)),
                                "method": run.method, "variant": variant.title, "variant_key": variant.key,

@@ -5,7 +5,8 @@
   weight s; how often fusion changes the text branch's label);
 - selection: the test accuracy of the epoch each selection rule would keep (epochs.csv);
 - targets: target awareness on tweets with targets of different gold labels (robustness.py);
-- machinery, curvature: what reaches the masks and the scheduler (report/machinery.py).
+- machinery, curvature: what reaches the masks and the scheduler (report/machinery.py);
+- playground: playground runs scored against the planted truth, by variant over seeds.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pandas as pd
 from cmcs_core.config import METHOD_TITLES
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.report.machinery import curvature, machinery, machinery_markdown
-from cmcs_core.report.regime import Regime, method_order, seeds_mean_std
+from cmcs_core.report.regime import Regime, Variant, method_order, seeds_mean_std
 from cmcs_core.runs.reader import Run, RunReadError
 
 GROUP = ["regime", "dataset", "method"]
@@ -195,6 +196,62 @@ def targets_markdown(frame: pd.DataFrame) -> str:
               "model gave all its targets the same label. Mean ± std over seeds (no ± with one seed).\n" + left_out)
 
 
+# -- playground -------------------------------------------------------------------------------------
+# Word roles of the truth (cmcs_core/playground/score.py) in the order a reader asks about them.
+TEXT_ROLES = {"sentiment": "own sentiment word", "spurious": "planted word", "other_sentiment": "other targets' sentiment",
+              "other_spurious": "other targets' planted", "target": "target", "other": "other words"}
+
+
+def playground(runs: list[Run]) -> pd.DataFrame:
+    """Per playground run (playground_score.json): test accuracy, accuracy where the planted cue
+    disagrees with the label, the mean text gate per word role, the image mask on the planted cue
+    against the rest, and phi_v / phi_t in the last epoch."""
+    rows, skipped = [], []
+    for run in runs:
+        score = run.playground_score()
+        if score is None:
+            skipped.append(run.name)
+            continue
+        acc = score.get("accuracy") or {}
+        row = {"variant": Variant.of(run.cfg), "seed": run.cfg.train.seed, "run": run.name, "data": run.dataset,
+               "acc": acc.get("all"), "acc_cue_against_label": acc.get("spurious_conflicting")}
+        text = (score.get("text") or {}) if run.cfg.model.mask_mode == "learned" else {}  # no mask: no gates
+        row.update({f"gate:{role}": text.get(role) for role in TEXT_ROLES})
+        visual = score.get("visual") or {}
+        row.update({"image:cue": visual.get("cue"), "image:other": visual.get("other")})
+        batches = run.batches()
+        last = batches[batches.epoch == batches.epoch.max()]
+        row["phi_ratio"] = (float((last.phi_v / last.phi_t).median())
+                            if "phi_v" in last and last.phi_v.notna().any() and run.cfg.model.use_visual else None)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.sort_values(["variant", "seed"]).reset_index(drop=True)
+    frame.attrs["skipped"] = skipped
+    return frame
+
+
+def playground_markdown(frame: pd.DataFrame) -> str:
+    """Mean ± std over seeds per variant: accuracy and gates in percent (a gate of 50% lets half through)."""
+    if frame.empty:
+        return "No playground run (make them with `cmcs playground`).\n"
+    columns = {"acc": "test acc", "acc_cue_against_label": "acc, cue against label",
+               **{f"gate:{r}": f"gate: {t}" for r, t in TEXT_ROLES.items()},
+               "image:cue": "image mask: cue", "image:other": "image mask: rest"}
+    out = []
+    for variant, part in frame.groupby("variant", sort=True):
+        cells = {"variant": str(variant), "seeds": str(part.seed.nunique())}
+        for col, head in columns.items():
+            values = part[col].dropna().astype(float)
+            cells[head] = seeds_mean_std(100 * values) if len(values) else "–"
+        ratio = part.phi_ratio.dropna().astype(float)
+        cells["phi_v / phi_t"] = seeds_mean_std(ratio, 2) if len(ratio) else "–"
+        out.append(cells)
+    return (markdown_table(pd.DataFrame(out)) + "\nGates: the mean text gate (%) on the words of each role in the "
+            "truth (100 = let through, 0 = removed); image mask on the cells or caption words of the planted cue "
+            "against the rest. Mean ± std over seeds (no ± with one seed).\n")
+
+
 # -- case studies ---------------------------------------------------------------------------------------
 def align_predictions(runs: list[Run], split: str = "test") -> pd.DataFrame:
     """One row per sample, one pred column per run: the same samples side by side (Fig. 6).
@@ -216,4 +273,4 @@ def align_predictions(runs: list[Run], split: str = "test") -> pd.DataFrame:
 
 ANALYSES = {"fusion": (fusion, fusion_markdown), "selection": (selection, selection_markdown),
             "targets": (targets, targets_markdown), "machinery": (machinery, machinery_markdown),
-            "curvature": (curvature, machinery_markdown)}
+            "curvature": (curvature, machinery_markdown), "playground": (playground, playground_markdown)}

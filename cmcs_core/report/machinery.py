@@ -114,6 +114,8 @@ def head_curvature(run: Run, batches: int = 3, iters: int = 20, seed: int = 0) -
         values.append(abs(top_eigenvalue([g for g, _ in pairs], [p for _, p in pairs], iters)))
     lam = float(np.median(values))
     eta, k = cfg.train.neumann_eta, cfg.train.K
+    if cfg.train.neumann_eta_rule == "curvature":  # the step the run took: its logged median
+        eta = float(run.batches()["neumann_eta"].median())
     return {"hessian_top_eig": lam, "eta_lambda": eta * lam, "neumann_growth": abs(1 - eta * lam) ** k}
 
 

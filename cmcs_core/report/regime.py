@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from cmcs_core.config import METHOD_ORDER, METHOD_TITLES, RunConfig, TrainConfig
+from cmcs_core.config import METHOD_ORDER, METHOD_TITLES, VARIANTS, RunConfig, TrainConfig, variant_flags
 from cmcs_core.runs.describe import visual_input_of
 
 Text = str | Callable[[Any, RunConfig], str]  # a template ("{value} pooling") or a function of (value, config)
@@ -89,8 +89,28 @@ class Change:
     paired: bool
 
 
+def named_variant(cfg: RunConfig) -> tuple[str, set[str]] | None:
+    """The named variant (config.VARIANTS) whose every flag this config carries, with the fields it
+    covers; the one covering most fields when several match. config.json records flags, not names."""
+    best = None
+    for name in VARIANTS:
+        flags = variant_flags(name, cfg.model.use_cms)
+        fields = {f"{section}.{key}" for section, values in flags.items() for key in values}
+        if all(getattr(getattr(cfg, section), key) == value for section, values in flags.items()
+               for key, value in values.items()) and (best is None or len(fields) > len(best[1])):
+            best = (name, fields)
+    return best
+
+
 def changes_of(cfg: RunConfig) -> tuple[Change, ...]:
-    return tuple(c for c in (o.change(cfg) for o in OPT_INS) if c is not None)
+    """The opt-in changes, with those of a named variant folded into one (`cmcs +target_aware`)."""
+    changes = tuple(c for c in (o.change(cfg) for o in OPT_INS) if c is not None)
+    named = named_variant(cfg)
+    if named is None:
+        return changes
+    name, fields = named
+    phrase = f"the {name.replace('_', '-')} variant"
+    return (Change("variant", f"+{name}", phrase, phrase, True), *(c for c in changes if c.field not in fields))
 
 
 @functools.total_ordering

@@ -15,8 +15,15 @@ from pathlib import Path
 import pandas as pd
 
 from cmcs_core.io import atomic_save, atomic_write_json
-from cmcs_core.runs.formats import (STRESS_FILE, as_float32, read_masks, read_stress_report, read_table, write_masks,
-                                    write_table)
+from cmcs_core.runs.formats import (
+    STRESS_FILE,
+    as_float32,
+    read_masks,
+    read_stress_report,
+    read_table,
+    write_masks,
+    write_table,
+)
 from cmcs_core.runs.packed import BY_REFERENCE, FLIPPED_BY_REFERENCE, restore_flipped, restore_text
 from cmcs_core.runs.reader import load_run
 
@@ -113,6 +120,7 @@ def pack_stress_run(run: Path, out: Path) -> int:
     for name in STRESS_KEEP:
         if (run / name).is_file():
             shutil.copy2(run / name, out / name)
+    _keep_target_awareness(run, out)
     for entry in report["splits"].values():
         for res in entry["edits"].values():
             if not res.get("rows_file"):
@@ -123,6 +131,22 @@ def pack_stress_run(run: Path, out: Path) -> int:
             atomic_save(out / res["rows_file"], lambda p: Path(p).write_bytes(gzip.compress(data, mtime=0)))
     atomic_write_json(out / STRESS_FILE, report)
     return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+
+
+def _keep_target_awareness(run: Path, out: Path) -> None:
+    """The packed folder keeps no predictions: a run trained before training wrote its target awareness
+    gets it into the copy's metrics.json from its own predictions (the function evaluate uses)."""
+    source = load_run(run)
+    metrics = json.loads((out / "metrics.json").read_text())
+    changed = False
+    for split in ("dev", "test"):
+        if split in metrics and "target_awareness" not in metrics[split]:
+            figures = source.target_awareness(split)
+            if figures is not None:
+                metrics[split]["target_awareness"] = figures
+                changed = True
+    if changed:
+        atomic_write_json(out / "metrics.json", metrics)
 
 
 def repack_stress_run(run: Path) -> int:

@@ -21,8 +21,15 @@ from cmcs_core.data.dataset import dataset_files
 from cmcs_core.data.tsv import read_tsv
 from cmcs_core.robustness import target_awareness
 from cmcs_core.runs.describe import dataset_name, visual_encoder_is_random, visual_source_of
-from cmcs_core.runs.formats import (features_path, masks_path, read_features, read_masks, read_stress_report,
-                                    read_table, table_path)
+from cmcs_core.runs.formats import (
+    features_path,
+    masks_path,
+    read_features,
+    read_masks,
+    read_stress_report,
+    read_table,
+    table_path,
+)
 from cmcs_core.runs.packed import BY_REFERENCE, FLIPPED_BY_REFERENCE, restore_flipped, restore_text
 
 RUNS_DIR_ENV = "CMCS_RUNS_DIR"
@@ -179,6 +186,12 @@ class Run:
             return read_features(path)
         except (OSError, ValueError) as err:
             raise RunReadError(f"{path}: cannot read ({err})") from err
+
+    def playground_score(self) -> dict | None:
+        """playground_score.json: the masks and accuracy scored against the planted truth (runs made by
+        `cmcs playground`; cmcs_core/playground/score.py); None for other runs."""
+        path = self.path / "playground_score.json"
+        return _read_json(path) if path.is_file() else None
 
     def stress_report(self) -> dict:
         """stress.json ({"splits": {}} when the run was never stress-tested)."""

@@ -241,7 +241,7 @@ class Trainer:
         counterfactual_share the counterfactual branch on the batch's first rows and their copies
         (batches are shuffled, so the first rows are a random share)."""
         losses = self.model.branch_losses(out, batch)
-        if self.train_cf_data is not None:
+        if self.cfg.train.counterfactual_share > 0:
             k = max(1, math.ceil(self.cfg.train.counterfactual_share * len(batch["label"])))
             copies = self.train_cf_data.batch(batch["index"][:k].cpu(), self.device)
             losses.update(self.model.counterfactual_losses(out, self.model(copies, encoder_grad=encoder_grad), batch,
@@ -260,7 +260,7 @@ class Trainer:
         dev_out = self.model(dev_batch, encoder_grad=enc_grad)
         losses = self.model.branch_losses(dev_out, dev_batch)
         info: dict[str, float] = {}
-        if self.dev_cf_data is None:
+        if t.upper_objective != "counterfactual":
             dev_loss = self.model.dev_loss(losses)
         else:  # the same D_dev rows' counterfactual copies
             edited_out = self.model(self.dev_cf_data.batch(dev_batch["index"].cpu(), self.device), encoder_grad=enc_grad)
