@@ -96,6 +96,10 @@ def prob_bars(probs: dict[str, list[float]], title: str) -> go.Figure:
     return fig
 
 
+# Categorical colours for many series (runs, regimes, methods): distinct hues, never reused before they run out
+# (Streamlit's own theme cycles a short palette of blues and reds).
+DISTINCT = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#000000")
 PALETTE = ("#7f7f7f", "#1f77b4", "#d62728", "#9467bd", "#ff7f0e", "#2ca02c", "#8c564b", "#e377c2")  # one per run
 
 

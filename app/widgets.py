@@ -182,13 +182,19 @@ def require_splits(run: Run) -> list[str]:
     """The splits with per-sample outputs (masks, features), or stop the page with a warning."""
     splits = run.splits()
     if not splits:
-        if run.finished:
-            st.info(f"`{run.name}` is a finished result folder kept without per-sample outputs (predictions, masks): "
-                    "its metrics are on *Compare*, and its flip rates on *Robustness* when it was stress-tested.")
-        else:
-            st.warning("This run has no per-sample outputs yet (they are written when training ends).")
-        st.stop()
+        missing_output(run, "per-sample outputs (predictions, masks)", "they are written when training ends")
     return splits
+
+
+def missing_output(run: Run, what: str, when: str) -> None:
+    """Stop the page: a finished folder kept without `what` is a result folder (said as such, never "yet");
+    an unfinished run has not written it yet (`when` says when it will)."""
+    if run.finished:
+        st.info(f"`{run.name}` is a finished result folder kept without its {what}: its metrics are on *Compare*, "
+                "and its flip rates on *Robustness* when it was stress-tested.")
+    else:
+        st.warning(f"This run has no {what} yet ({when}).")
+    st.stop()
 
 
 def planted_tokens(tokens: list[str]) -> dict[int, str]:

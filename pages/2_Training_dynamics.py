@@ -16,12 +16,7 @@ runs, run, other = widgets.require_run()
 batches = data.batches(run) if data.has_table(run, "batches") else None
 epochs = data.epochs(run) if data.has_table(run, "epochs") else None
 if batches is None or batches.empty:
-    if run.finished:
-        st.info(f"`{run.name}` is a finished result folder kept without its per-batch log (batches.parquet): "
-                "the per-epoch accuracy and the tables are on *Compare*.")
-    else:
-        st.warning("This run has no per-batch log yet (it is written at the end of each epoch).")
-    st.stop()
+    widgets.missing_output(run, "per-batch log (batches.parquet)", "it is written at the end of each epoch")
 
 has_visual = batches["eff_v"].notna().any()
 uses_cms = run.cfg.model.use_cms

@@ -8,7 +8,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import state, widgets
+from app import figures, state, widgets
 from cmcs_core.config import METHOD_ORDER, METHOD_TITLES
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.report.regime import percent
@@ -30,7 +30,8 @@ with tab_tables:
     st.markdown("Test accuracy | macro-F1 (%) per method, mean ± std over seeds, one block per regime "
                 "(text encoder, tuning, **visual source**); the published numbers once, above them.")
     if md:
-        st.markdown(md)
+        with st.container(height=900):  # every regime's tables scroll inside the page, not as its length
+            st.markdown(md)
         st.download_button("⬇ Tables (Markdown)", md, file_name="cmcs_tables.md", mime="text/markdown")
     others = found[~found.dataset.isin(DATASETS)] if not found.empty else found
     if not others.empty:
@@ -40,7 +41,7 @@ with tab_tables:
         st.dataframe(results, hide_index=True, width="stretch")
         st.download_button("⬇ Table (CSV)", results.to_csv(index=False), file_name="cmcs_results.csv", mime="text/csv")
     if paired:
-        with st.expander("CMCS minus each method, paired by seed", expanded=True):
+        with st.expander("CMCS minus each method, paired by seed", expanded=False):
             st.markdown("Runs with the same seed share initialisation and batch order up to the method's "
                         "switches, so a per-seed difference shows what two means ± std can hide.")
             st.markdown(paired)
@@ -52,6 +53,7 @@ with tab_tables:
         order = [METHOD_TITLES[m] for m in METHOD_ORDER]
         order = [m for m in order if m in set(points.method)] + sorted(set(points.method) - set(order))
         fig = px.strip(points, x=metric, y="method", color="regime", facet_col="dataset",
+                       color_discrete_sequence=figures.DISTINCT,
                        category_orders={"method": order}, hover_name="run", hover_data=["seed", "visual_source"],
                        title=f"{'Test accuracy' if metric == 'test_acc' else 'Macro-F1'} (%): one point per run "
                              f"({len(points)} runs); spread = seeds")
@@ -98,7 +100,7 @@ with tab_runs:
                             "recall": pc["recall"], "support": pc["support"]})
     if f1_rows:
         per_class = pd.DataFrame(f1_rows)
-        fig = px.bar(per_class, x="label", y="f1", color="run", barmode="group",
+        fig = px.bar(per_class, x="label", y="f1", color="run", barmode="group", color_discrete_sequence=figures.DISTINCT,
                      hover_data=["precision", "recall", "support"], title=f"Per-class F1 ({split})")
         fig.update_layout(height=360, margin=dict(l=10, r=10, t=50, b=10), yaxis_range=[0, 1])
         widgets.show_fig(fig, key="per_class_f1", name=f"per_class_f1_{split}")

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import data, state, widgets
+from app import data, figures, state, widgets
 from cmcs_core.data.counterfactual import ALL_EDITS, EDIT_TITLES
 from cmcs_core.data.dataset import NO_VISUAL
 from cmcs_core.report.regime import Variant, percent
@@ -71,7 +70,7 @@ edits = [e for e in ALL_EDITS if e in set(ok.edit)]
 # -- flip rate per edit and method -------------------------------------------------------------
 st.subheader("Flip rate per edit and method")
 fig = go.Figure()
-PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Dark2  # one colour per method, never reused
+PALETTE = figures.DISTINCT  # one colour per method, never reused before they run out
 for n, variant in enumerate(variants):
     v = ok[ok.variant == variant]
     g = v.groupby("edit").agg(mean=("flip_rate", "mean"), lo=("flip_lo", "mean"), hi=("flip_hi", "mean"),
