@@ -132,7 +132,7 @@ def run_trial(values: dict[str, Any], base_dict: dict, trials_dir: str, threads:
 
 def trial_score(run_dir: Path, metric: str) -> float | None:
     """A trial's score: its kept epoch's dev figure (the trainer's selection), read from epochs.csv."""
-    from cmcs_core.runs import load_run
+    from cmcs_core.runs.reader import load_run
 
     run = load_run(run_dir)
     if not run.finished:
