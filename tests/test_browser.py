@@ -232,7 +232,9 @@ def test_runs_with_the_same_name_on_every_page(server, browser):
         settle(page, marker)
         no_exception(page, path or "Home")
         if path != "Tour":  # the Tour tells the playground's story, not one run's
-            assert "Run grid_b/twin · method Text-only baseline" in page.inner_text("body"), path
+            badge = "Run grid_b/twin · method Text-only baseline"  # drawn below the marker: wait for it, on a busy machine
+            page.wait_for_function("t => document.body.innerText.includes(t)", arg=badge, timeout=60_000)
+            assert badge in page.inner_text("body"), path
     # the twins side by side: CMCS selected, the text-only twin to compare with
     page.goto(f"{url}/Case_studies?run=grid_a/twin")
     settle(page, "Side by side")
