@@ -134,8 +134,7 @@ def role_bars(roles: list[str], series: dict[str, list[float | None]], title: st
         fig.add_trace(go.Bar(name=name, x=roles, y=y, marker_color=PALETTE[n % len(PALETTE)],
                              text=[None if v is None else f"{v:.3f}" for v in y], textposition="outside",
                              hovertemplate="%{x}: %{y:.4f}<extra>" + name + "</extra>"))
-    fig.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text="0.5: the gate does not choose",
-                  annotation_position="top left")
+    fig.add_hline(y=0.5, line_dash="dot", line_color="grey")  # a gate at 0.5 does not choose (the caption says so)
     fig.update_layout(barmode="group", title=title, height=400, margin=dict(l=10, r=10, t=50, b=10),
                       yaxis=dict(range=[0, 1.08], title="mean gate (absolute 0…1)"),
                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))

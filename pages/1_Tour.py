@@ -22,7 +22,7 @@ st.markdown(
     "A model can score well by reading a **shortcut**: something that goes with the label in the training data "
     "without being about the target. The *playground* is a synthetic dataset where we know the truth: each tweet "
     "names one to three targets, each with its own sentiment word, and the generator **plants** cues that go with "
-    "the label in training (90% of rows) and are at chance in test. A model that learned the sentiment words is "
+    "the label in most training rows and are at chance in test. A model that learned the sentiment words is "
     "right whether the cues agree or not; a model that learned the cues falls to chance when they conflict.")
 
 frame = data.story(runs) if runs else None
