@@ -51,7 +51,10 @@ with tab_sample:
                    + ("the visual mask is drawn over the image's 7x7 feature grid." if run.cfg.encoder.visual_model != "caption"
                       else "the visual mask is over the caption's tokens."))
         st.subheader("What the mask does")
-        effect = data.sample_mask_effects(run, split, int(i))
+        # Measured with the run's model: the first time loads torch and the checkpoint (most of this page's
+        # cold start), so it runs when asked for (bench/results/cold_pages.json).
+        measure = st.toggle("Measure what the mask does on this sample (loads the run's model)", key="mask_effect_on")
+        effect = data.sample_mask_effects(run, split, int(i)) if measure else None
         if effect is not None:
             m = data.masks(run, split)
             entry = m["samples"][int(i)]

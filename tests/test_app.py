@@ -125,6 +125,9 @@ def cells(heatmap: dict) -> int:
 def test_masks_page(app_runs):
     at = page("Masks", app_runs, "cap_cmcs").run()
     no_exceptions(at)
+    assert not heatmaps(at, "what the text mask does")  # the model is loaded only when asked for
+    at.toggle(key="mask_effect_on").set_value(True).run()
+    no_exceptions(at)
     assert len(charts(at)) >= 5  # probabilities, text + caption mask, what the mask does (2), suppressed words …
     words = at.dataframe[-1].value
     assert {"word", "mean_mask", "lift", "top_label"} <= set(words.columns)
@@ -145,6 +148,7 @@ def test_masks_page(app_runs):
 
 def test_masks_page_pixel_run_draws_the_cell_grid(app_runs):
     at = page("Masks", app_runs, "pix_cmcs").run()
+    at.toggle(key="mask_effect_on").set_value(True).run()
     no_exceptions(at)
     grids = [f for f in figures(at) if any(t.get("type") == "image" for t in f["data"])]
     titles = [f["layout"]["title"]["text"] for f in grids]
