@@ -166,3 +166,15 @@ def _flipped_frame(samples: list[Sample], edited, visual_text: list[str] | None,
     columns = ["index", "line", "label", "pred_before", "pred_after", "tweet", "target", "image_id", "edited_tweet",
                "edited_target", "edited_image_id", "edited_caption"] + [f"p_after_{n}" for n in LABEL_NAMES]
     return pd.DataFrame(out, columns=columns)
+
+
+def stress_runs(runs: list[Path], edits: tuple[str, ...], quiet: bool = False) -> None:
+    """Stress-test each run on its test split with the given edits, one line of flip rates per run (what
+    `cmcs playground` does after its trainings, so the app has flip rates and flipped rows out of the box)."""
+    import time
+
+    for out in runs:
+        cpu = time.process_time()
+        entry = run_stress(out, edits=edits, progress=not quiet, log=lambda msg: None)
+        flips = ", ".join(f"{e} {100 * r['flip_rate']:.0f}%" for e, r in entry["edits"].items() if r.get("applies"))
+        print(f"stress {out.name}: {flips} ({time.process_time() - cpu:.0f} s CPU)")

@@ -192,19 +192,16 @@ def playground_main(args: argparse.Namespace) -> list[Path]:
               f"(dev {metrics['dev']['acc']:.3f}; cues agree {acc['spurious_aligned']} / conflict "
               f"{acc['spurious_conflicting']}; {time.process_time() - cpu:.0f} s CPU) -> {out}")
         runs.append(out)
-    if getattr(args, "stress", True):
-        edits = getattr(args, "stress_edits", None) or (PRESET_STRESS_EDITS if preset else STRESS_EDITS)
-        stress_runs([r for r, (v, _, _) in zip(runs, plan) if v == "caption"], tuple(edits), args.quiet)
     return runs
 
 
-def stress_runs(runs: list[Path], edits: tuple[str, ...], quiet: bool = False) -> None:
-    """Stress-test each run on its test split, so the Robustness page and the Tour have flip rates and
-    flipped rows out of the box."""
-    from cmcs_core.stress import run_stress
-
-    for out in runs:
-        cpu = time.process_time()
-        entry = run_stress(out, edits=edits, progress=not quiet, log=lambda msg: None)
-        flips = ", ".join(f"{e} {100 * r['flip_rate']:.0f}%" for e, r in entry["edits"].items() if r.get("applies"))
-        print(f"stress {out.name}: {flips} ({time.process_time() - cpu:.0f} s CPU)")
+def stress_plan(args: argparse.Namespace, runs: list[Path]) -> tuple[list[Path], tuple[str, ...]]:
+    """Which of the command's runs to stress-test, and with which edits: the captions runs (a pixel run
+    re-encodes its images for every edit), with the planted-truth edits (a preset's: the clause edits too).
+    The CLI runs them (cmcs_core.stress.stress_runs) after the trainings."""
+    if not getattr(args, "stress", True):
+        return [], ()
+    preset = getattr(args, "preset", None)
+    edits = getattr(args, "stress_edits", None) or (PRESET_STRESS_EDITS if preset else STRESS_EDITS)
+    captions = [r for r in runs if RunConfig.load(r / "config.json").encoder.visual_model == "caption"]
+    return captions, tuple(edits)
