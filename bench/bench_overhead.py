@@ -35,8 +35,9 @@ import torch
 from _common import summary, write_result
 from tqdm.auto import tqdm
 
-from cmcs_core.config import VARIANTS, RunConfig, apply_method, apply_variant
+from cmcs_core.config import RunConfig, apply_method
 from cmcs_core.train.trainer import Trainer
+from cmcs_core.variants import VARIANTS, apply_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,5 @@
-"""`python -m cmcs_core train | evaluate | stress | predict | table | analyse | playground | grid | search`.
+"""`python -m cmcs_core train | evaluate | stress | predict | table | analyse | playground | grid | search`
+(grid and search: cmcs_core/sweep/commands.py).
 
 Every field of the config dataclasses is a flag (`--finetune-layers 2`), so a run folder's
 config.json and the command line describe the same thing. The commands that need the model
@@ -7,77 +8,25 @@ config.json and the command line describe the same thing. The commands that need
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-import types
-import typing
 from pathlib import Path
 
 from cmcs_core.config import (
-    CHOICES,
     METHODS,
-    VARIANTS,
-    DataConfig,
-    EncoderConfig,
-    ModelConfig,
-    RunConfig,
-    TrainConfig,
-    apply_method,
-    apply_variant,
 )
 from cmcs_core.data.counterfactual import EDITS, PLANTED_EDITS
-from cmcs_core.data.dataset import BENCHMARKS, split_tag
+from cmcs_core.data.dataset import split_tag
 from cmcs_core.data.images import load_image
+from cmcs_core.flags import add_config_flags, config_from_args, default_run_dir
 from cmcs_core.io import atomic_write_json
 from cmcs_core.playground.run import add_playground_args, playground_main, stress_plan
 from cmcs_core.report.analyses import ANALYSES
 from cmcs_core.report.stress_tables import collect_stress, stress_tables
 from cmcs_core.report.tables import markdown_tables, paired_differences, runs_frame
 from cmcs_core.runs.reader import scan_runs
-
-SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
-
-
-def _flag_type(tp) -> type:
-    """int | None -> int, etc. (a field's type as typing.get_type_hints resolves it)."""
-    args = [a for a in typing.get_args(tp) if a is not type(None)] if isinstance(tp, types.UnionType) else [tp]
-    return args[0]
-
-
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    for section, kind in SECTIONS.items():
-        group = parser.add_argument_group(f"{section} ({kind.__doc__.strip().splitlines()[0]})")
-        hints = typing.get_type_hints(kind)  # the annotations are strings under `from __future__ import annotations`
-        for f in dataclasses.fields(kind):
-            if section == "model" and f.name == "method":
-                continue
-            flag = "--" + f.name.replace("_", "-")
-            tp = _flag_type(hints[f.name])
-            dest = f"{section}.{f.name}"
-            if tp is bool:
-                group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None)
-            else:
-                group.add_argument(flag, dest=dest, type=tp, default=None, help=f"default: {f.default}")
-
-
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """--config file (if any), then --method preset, then --variant, then explicit flags."""
-    cfg = RunConfig.load(args.config) if args.config else RunConfig()
-    if args.method:
-        cfg.model = apply_method(cfg.model, args.method)
-    if getattr(args, "variant", None):
-        cfg = apply_variant(cfg, args.variant)
-    for section in SECTIONS:
-        updates = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith(section + ".") and v is not None}
-        setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **updates))
-    return cfg.validate()
-
-
-def default_run_dir(cfg: RunConfig) -> Path:
-    ft = {0: "frozen", -1: "ftall"}.get(cfg.encoder.finetune_layers, f"ft{cfg.encoder.finetune_layers}")
-    name = Path(cfg.data.dataset).name
-    return Path("runs") / f"{name}_{cfg.encoder.text_model}_{ft}_{cfg.model.method}_s{cfg.train.seed}"
+from cmcs_core.sweep.commands import add_sweep_parsers
+from cmcs_core.variants import VARIANTS
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -198,62 +147,6 @@ def cmd_playground(args: argparse.Namespace) -> None:
         stress_runs(runs, edits, args.quiet)
 
 
-def _ray_options(args: argparse.Namespace):
-    from cmcs_core.sweep.cluster import RayOptions
-
-    return RayOptions(address=args.address, cpus=args.cpus, gpus=args.gpus, cpus_per_run=args.cpus_per_run,
-                      gpus_per_run=args.gpus_per_run, dashboard=args.dashboard, object_store_mb=args.object_store_mb)
-
-
-def cmd_grid(args: argparse.Namespace) -> int:
-    from cmcs_core.sweep.cluster import check_options
-    from cmcs_core.sweep.grid import GridOptions, run_grid
-    from cmcs_core.sweep.spec import describe_plan, parse_sets, plan_grid
-
-    base = config_from_args(args)
-    defaults = args.config is not None  # a config's own dataset/method/seed, else the paper's grid
-    runs = plan_grid(base, args.datasets or ([base.data.dataset] if defaults else list(BENCHMARKS)),
-                     args.methods or ([base.model.method] if defaults else list(METHODS)),
-                     args.seeds or ([base.train.seed] if defaults else [1, 2, 3]),
-                     parse_sets(args.set), name_of=lambda cfg: str(default_run_dir(cfg).relative_to("runs")),
-                     variant=args.grid_variant)
-    if args.dry_run:
-        print(describe_plan(runs, parse_sets(args.set), args.out))
-        return 0
-    opts = GridOptions(out=Path(args.out), ray=_ray_options(args), stress=args.stress, transfer=args.transfer,
-                       deadline=args.deadline)
-    check_options(opts.ray)  # refuse an unreachable --address or too many GPUs before anything else
-    report = run_grid(runs, opts)
-    if args.table:
-        runs = _runs([args.out])
-        print(markdown_tables(runs_frame(runs)))
-        if args.stress:
-            print(stress_tables(collect_stress(runs)))
-    return 0 if report.ok else 1
-
-
-def cmd_search(args: argparse.Namespace) -> int:
-    from cmcs_core.sweep.search import SearchOptions, run_search
-
-    base = config_from_args(args)
-    opts = SearchOptions(out=Path(args.out), space=Path(args.space), trials=args.trials, metric=args.metric,
-                         grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-                         seed=args.search_seed, ray=_ray_options(args))
-    run_search(base, opts)
-    return 0
-
-
-def add_ray_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("Ray (an embedded local Ray unless --address or $RAY_ADDRESS names a cluster)")
-    g.add_argument("--address", help="join a running Ray cluster (HOST:PORT from `ray start --head`)")
-    g.add_argument("--cpus", type=int, help="embedded Ray: CPUs it may use (default all)")
-    g.add_argument("--gpus", type=float, help="embedded Ray: GPUs it may use (default all that torch sees)")
-    g.add_argument("--cpus-per-run", type=float, default=1.0, help="CPUs per run; torch uses as many threads")
-    g.add_argument("--gpus-per-run", type=float, default=0.0, help="GPU share per run (0.1: ten runs per GPU)")
-    g.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (embedded Ray)")
-    g.add_argument("--object-store-mb", type=int, default=256, help="embedded Ray's object store cap")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cmcs_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -322,47 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_playground_args(p)
     p.set_defaults(func=cmd_playground)
 
-    p = sub.add_parser("grid", help="train a grid (datasets x methods x seeds x --set lists) as Ray tasks",
-                       description="Every run of the cross product trains as a Ray task into --out/<run>; finished "
-                                   "runs are skipped and interrupted ones resume, so rerunning continues a grid. "
-                                   "Config flags set every run's value; --set FIELD=A,B makes FIELD a grid axis.")
-    p.add_argument("--out", required=True, help="the grid's folder: one run folder per run")
-    p.add_argument("--config", help="a config.json as the base of every run (e.g. a search's best/config.json)")
-    p.add_argument("--datasets", nargs="+", help="default twitter2015 twitter2017 (with --config: its dataset)")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), help="default all six (with --config: its method)")
-    p.add_argument("--seeds", nargs="+", type=int, help="default 1 2 3 (with --config: its seed)")
-    p.add_argument("--variant", dest="grid_variant", choices=sorted(VARIANTS),
-                   help="a named opt-in variant set on every run after its method (methods without CMS take its "
-                        "model part); the run folders get +VARIANT")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=A,B",
-                   help="a config field as a grid axis, e.g. --set head_lr=1e-3,1e-4 (repeatable)")
-    p.add_argument("--dry-run", action="store_true", help="print the runs and their folders, start nothing")
-    p.add_argument("--stress", action="store_true", help="run the stress tests after each run")
-    p.add_argument("--table", action="store_true", help="print the tables of --out at the end")
-    p.add_argument("--transfer", default="auto", choices=["auto", "shared", "send"],
-                   help="auto: workers that see --out write there, others send the finished folder back")
-    p.add_argument("--deadline", type=float, help="seconds after which no new run starts (rerun to continue)")
-    add_ray_flags(p)
-    add_config_flags(p)
-    p.set_defaults(func=cmd_grid, method=None)
-
-    p = sub.add_parser("search", help="hyperparameter search: Ray Tune + Optuna + ASHA, scored on dev only",
-                       description="Trials train as ordinary run folders under --out/trials (the test split is never "
-                                   "read); the best one's config is written to --out/best/config.json, which "
-                                   "`train --config` and `grid --config` take.")
-    p.add_argument("--out", required=True, help="the search's folder")
-    p.add_argument("--space", required=True, help="search space, JSON or YAML: {field: {loguniform: [lo, hi]}, ...}")
-    p.add_argument("--config", help="a config.json as the base of every trial")
-    p.add_argument("--method", choices=sorted(METHODS), help="method of every trial (default cmcs)")
-    p.add_argument("--trials", type=int, default=20)
-    p.add_argument("--metric", choices=CHOICES["select_on"],
-                   help="dev figure to optimise (default: the config's select_on)")
-    p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs every trial gets before a stop")
-    p.add_argument("--reduction-factor", type=int, default=2, help="ASHA: keep 1/N of the trials at each rung")
-    p.add_argument("--search-seed", type=int, default=0, help="seed of Optuna's sampler")
-    add_ray_flags(p)
-    add_config_flags(p)
-    p.set_defaults(func=cmd_search)
+    add_sweep_parsers(sub)
     return parser
 
 

@@ -98,9 +98,8 @@ class ModelConfig:
     # Opt-in extensions beyond the paper (docs/method.md, "Beyond the paper"); the defaults are the paper's MFS.
     mask_granularity: str = "element"  # element (paper: m x d gates) | token (one gate per token/cell, broadcast over d)
     mask_sparsity: float = 0.0  # lambda of a prior lambda * mean(M) in the lower objective; 0 = off (paper)
-    # Target-aware selection (opt-in, issue 15): "target" adds to each text token's gate a term of its relation
-    # to the target (its states beside the target's, its distance from the target's mention), zero at init,
-    # and the text branch then averages its tokens weighted by their gates. Needs token granularity.
+    # Opt-in (issue 15): "target" adds to each text token's gate a term of its relation to the target (zero at
+    # init); the text branch then averages tokens weighted by their gates. Needs token granularity.
     mask_condition: str = "none"  # none (paper) | target
 
     def validate(self) -> "ModelConfig":
@@ -138,8 +137,7 @@ class TrainConfig:
     H: int = 20  # lower steps per upper step
     K: int = 3  # Neumann terms
     neumann_eta: float = 0.1  # Neumann step eta
-    # Opt-in: "curvature" sets eta = 0.8 / lambda_max of each upper step's Hessian (power iteration, 5 HVPs),
-    # so the K-term series stays an approximation of H^-1 instead of diverging where eta * lambda > 2
+    # Opt-in "curvature": eta = 0.8 / lambda_max of each upper step's Hessian (5 HVPs), so the series converges
     neumann_eta_rule: str = "fixed"  # fixed (neumann_eta) | curvature
     phi_lr: float = 1e-2  # eta2
     hypergrad_clip: float = 1.0
@@ -148,9 +146,8 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on GPU only
     eval_test_each_epoch: bool = True
     select_on: str = "dev_acc"  # dev_acc | dev_f1 | dev_loss: which dev figure picks the kept epoch
-    # Opt-in upper level beyond the paper (issue 15; docs/method.md). "counterfactual": D_dev also holds a copy
-    # of each row with a clause about something else appended (augment bank, either sentiment, label kept),
-    # and L_dev adds that copy's L_t plus invariance_weight * JS(p_t(row) || p_t(copy)).
+    # Opt-in (issue 15) "counterfactual": D_dev also holds each row's copy with a clause about something else
+    # appended (label kept); L_dev adds that copy's L_t plus invariance_weight * JS(p_t(row) || p_t(copy)).
     upper_objective: str = "dev"  # dev (paper: L_t + L_v on D_dev) | counterfactual
     invariance_weight: float = 1.0  # weight of the JS invariance terms (counterfactual D_dev and counterfactual branch)
     # "upper": the text mask network is a hyperparameter: it leaves theta and moves only by the upper level's
@@ -158,11 +155,9 @@ class TrainConfig:
     # target-conditioned gate does (its content part learns from the training rows). "lower" is the paper.
     mask_level: str = "lower"  # lower | upper | relation
     mask_lr: float = 1e-3
-    # Opt-in counterfactual branch in the lower level (issue 15): this share of each training batch's rows also
-    # passes as a copy with a clause about something else appended (the counterfactual grammar, either
-    # sentiment, label kept); L_c = CE(copy) + w JS(row || copy) joins the lower objective as a third scheduled
-    # loss, phi_c = softplus(gamma * eff_c), eff_c = exp(L_t(copy) - L_t(row)) (1 without CMS); the JS term is
-    # weighted by invariance_weight, as on D_dev. 0 = off.
+    # Opt-in counterfactual branch (issue 15): this share of each batch also passes with a clause about something
+    # else appended (label kept); L_c = CE(copy) + invariance_weight JS(row || copy) is a third scheduled loss,
+    # phi_c = softplus(gamma * eff_c), eff_c = exp(L_t(copy) - L_t(row)) (1 without CMS). 0 = off.
     counterfactual_share: float = 0.0
     num_threads: int | None = None
 
@@ -284,45 +279,6 @@ def field_problems(section) -> list[str]:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
                 problems.append(f"{f.name}={value!r}: must be {meaning}")
     return problems
-
-
-# Named opt-in variants beyond the paper: config flags set on top of a method's preset (`train --variant
-# NAME`; flags given explicitly still win). config.json records every flag, never the name. A method without
-# CMS has no upper level, so it takes every flag but those of the upper level (UPPER_LEVEL_FIELDS): `--method
-# wo_cms --variant target_aware` is the same variant without CMS, the pair that says what the upper level adds.
-VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    # issue 15: target-conditioned token gates read through mean+target pooling; a counterfactual branch in the
-    # lower level scheduled by its causal effect; a counterfactual D_dev; a Neumann step scaled to the curvature
-    "target_aware": {
-        "model": {"mask_granularity": "token", "mask_condition": "target", "pooling": "mean+target"},
-        "train": {"upper_objective": "counterfactual", "counterfactual_share": 0.5, "neumann_eta_rule": "curvature"},
-    },
-    # the same, with the text mask fitted by the upper level alone: it selects when D_dev is drawn without the
-    # shortcut (the playground's target-cue preset), and overfits a small D_dev drawn like train
-    "target_aware_mask_upper": {
-        "model": {"mask_granularity": "token", "mask_condition": "target", "pooling": "mean+target"},
-        "train": {"upper_objective": "counterfactual", "mask_level": "upper", "mask_lr": 1e-2,
-                  "neumann_eta_rule": "curvature"},
-    },
-}
-UPPER_LEVEL_FIELDS = ("upper_objective", "mask_level", "mask_lr", "neumann_eta_rule")
-
-
-def variant_flags(name: str, use_cms: bool) -> dict[str, dict[str, Any]]:
-    """The flags a named variant sets, per config section, on a method with or without CMS."""
-    if name not in VARIANTS:
-        raise ValueError(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
-    parts = VARIANTS[name]
-    return {"model": dict(parts.get("model", {})),
-            "train": {k: v for k, v in parts.get("train", {}).items() if use_cms or k not in UPPER_LEVEL_FIELDS}}
-
-
-def apply_variant(cfg: "RunConfig", name: str) -> "RunConfig":
-    """Set a named variant's flags (VARIANTS) on a config whose method is already chosen."""
-    flags = variant_flags(name, cfg.model.use_cms)
-    cfg.model = dataclasses.replace(cfg.model, **flags["model"])
-    cfg.train = dataclasses.replace(cfg.train, **flags["train"])
-    return cfg
 
 
 def apply_method(model: ModelConfig, method: str) -> ModelConfig:

@@ -40,7 +40,8 @@ def test_token_gate_through_the_model(text_encoder) -> None:
 
 
 def test_old_configs_load_with_the_papers_mask_and_flags_set_the_extensions(tmp_path: Path) -> None:
-    from cmcs_core.cli import build_parser, config_from_args
+    from cmcs_core.cli import build_parser
+    from cmcs_core.flags import config_from_args
 
     old = RunConfig().to_dict()
     for key in ("mask_granularity", "mask_sparsity"):

@@ -18,6 +18,7 @@ import pytest
 
 from cmcs_core import cli
 from cmcs_core.config import RunConfig
+from cmcs_core.flags import config_from_args
 from cmcs_core.pipeline import torch_threads
 from cmcs_core.sweep.cluster import RayOptions
 from cmcs_core.sweep.grid import GridOptions, run_grid
@@ -118,7 +119,7 @@ class StopAfterFirstRun:
 
 
 def test_a_stopped_grid_continues_with_the_runs_it_had_not_finished(data_env, tmp_path) -> None:
-    base = cli.config_from_args(cli.build_parser().parse_args(["train", *CONFIG]))
+    base = config_from_args(cli.build_parser().parse_args(["train", *CONFIG]))
     runs = plan_grid(base, ["twitter2015"], ["text_only", "wo_visual"], [1], parse_sets([]),
                      name_of=lambda cfg: cfg.model.method)
     opts = GridOptions(out=tmp_path / "grid", ray=RayOptions(cpus=1))  # one run at a time

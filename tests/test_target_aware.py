@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import torch
 
-from cmcs_core.config import VARIANTS as NAMED_VARIANTS
 from cmcs_core.config import ModelConfig, RunConfig, apply_method
 from cmcs_core.data.counterfactual import ClauseGrammar, counterfactual_copies, names_target, phrase_bank
 from cmcs_core.data.tsv import Sample
@@ -28,6 +27,7 @@ from cmcs_core.model.mfs import (
     target_segment,
 )
 from cmcs_core.pipeline import torch_threads
+from cmcs_core.variants import VARIANTS as NAMED_VARIANTS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -438,9 +438,9 @@ def test_relation_level_moves_only_the_target_term_at_the_upper_level(variant_ru
 def test_grid_sets_the_variant_after_each_method(tmp_path):
     """`cmcs grid --methods cmcs wo_cms --variant target_aware`: CMCS gets the whole variant, w/o CMS its
     model part (it has no upper level), so the two pair by seed; folders say +target_aware."""
-    from cmcs_core.cli import default_run_dir
-    from cmcs_core.config import UPPER_LEVEL_FIELDS, VARIANTS
+    from cmcs_core.flags import default_run_dir
     from cmcs_core.sweep.spec import plan_grid
+    from cmcs_core.variants import UPPER_LEVEL_FIELDS, VARIANTS
 
     runs = plan_grid(RunConfig(), ["twitter2015"], ["cmcs", "wo_cms"], [1], {"K": [1, 2]},
                      name_of=lambda cfg: str(default_run_dir(cfg).relative_to("runs")), variant="target_aware")

@@ -13,9 +13,10 @@ import json
 import time
 from pathlib import Path
 
-from cmcs_core.config import METHODS, VARIANTS, RunConfig, apply_method, apply_variant
+from cmcs_core.config import METHODS, RunConfig, apply_method
 from cmcs_core.data.counterfactual import ALL_EDITS, PLANTED_EDITS
 from cmcs_core.io import atomic_write_json
+from cmcs_core.variants import VARIANTS, apply_variant
 
 DEFAULT_DATA = Path("playground") / "data"
 DEFAULT_RUNS = Path("runs")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cmcs_core.report.regime import Variant
 from cmcs_core.runs.reader import Run, RunReadError
 
 NEEDED = ("grad_norm", "mask_grad_norm", "mask_token_std")
@@ -54,7 +55,7 @@ def machinery_summary(run: Run) -> dict[str, object]:
     first, last = b[b.epoch == b.epoch.min()], b[b.epoch == b.epoch.max()]
     upper = b[b.hypergrad_norm.notna()] if "hypergrad_norm" in b else b.iloc[:0]
     out: dict[str, object] = {
-        "run": run.name, "method": cfg.model.method, "dataset": run.dataset,
+        "run": run.name, "method": cfg.model.method, "variant": str(Variant.of(cfg)), "dataset": run.dataset,
         "finetune_layers": cfg.encoder.finetune_layers, "mask_level": t.mask_level,
         "upper_objective": t.upper_objective, "mask_condition": cfg.model.mask_condition,
         "steps": len(b), "upper_steps": len(upper),
@@ -173,11 +174,8 @@ def machinery_markdown(table: pd.DataFrame) -> str:
     left_out = "".join(f"\nleft out: {why}" for why in skipped) + ("\n" if skipped else "")
     if table.empty:
         return "No run with the machinery columns (train a run with this version).\n" + left_out
-    names = [f"{r.dataset} {r.method}" + ("" if r.finetune_layers == 0 else f" top-{r.finetune_layers}"
-                                          if r.finetune_layers > 0 else " all layers")
-             + ("" if r.mask_condition == "none" else " +target gates")
-             + ("" if r.upper_objective == "dev" else " +cf upper")
-             + ("" if r.mask_level == "lower" else " +mask upper") for r in table.itertuples()]
+    names = [f"{r.dataset} {r.variant}" + ("" if r.finetune_layers == 0 else f", top-{r.finetune_layers}"
+                                           if r.finetune_layers > 0 else ", all layers") for r in table.itertuples()]
     lines = ["| figure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for col, (title, fmt) in COLUMNS.items():
         if col not in table:

@@ -16,8 +16,9 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from cmcs_core.config import METHOD_ORDER, METHOD_TITLES, VARIANTS, RunConfig, TrainConfig, variant_flags
+from cmcs_core.config import METHOD_ORDER, METHOD_TITLES, RunConfig, TrainConfig
 from cmcs_core.runs.describe import visual_input_of
+from cmcs_core.variants import VARIANTS, variant_flags
 
 Text = str | Callable[[Any, RunConfig], str]  # a template ("{value} pooling") or a function of (value, config)
 

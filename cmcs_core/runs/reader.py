@@ -2,9 +2,8 @@
 tables, stress results and one row for the runs table; every table, page and analysis is built
 from it. Fractions as the files hold them (accuracies 0..1); percent is for display only.
 
-Every reader raises RunReadError (a ValueError) with the folder and file named, so a caller
-such as the app can show one clear message and keep going when a folder is half-written or
-corrupt.
+Every reader raises RunReadError (a ValueError) naming the folder and file, so a caller such as
+the app can show one clear message and keep going when a folder is half-written or corrupt.
 """
 from __future__ import annotations
 
@@ -54,8 +53,7 @@ def run_stamp(run_dir: str | Path) -> float:
 
 
 def find_run_dirs(root: str | Path, max_depth: int = 4) -> list[Path]:
-    """Folders holding a config.json under root (root itself included, down to
-    runs/results/<grid>/<variant>/<run>), sorted by name."""
+    """Folders with a config.json under root (itself included, down to results/<grid>/<variant>/<run>), by name."""
     root = Path(root).expanduser()
     if not root.is_dir():
         return []
@@ -188,8 +186,7 @@ class Run:
             raise RunReadError(f"{path}: cannot read ({err})") from err
 
     def playground_score(self) -> dict | None:
-        """playground_score.json: the masks and accuracy scored against the planted truth (runs made by
-        `cmcs playground`; cmcs_core/playground/score.py); None for other runs."""
+        """Masks and accuracy scored against the planted truth (`cmcs playground` runs), else None."""
         path = self.path / "playground_score.json"
         return _read_json(path) if path.is_file() else None
 
@@ -275,8 +272,7 @@ def load_run(path: str | Path, root: str | Path | None = None) -> Run:
         cfg = RunConfig.from_dict(raw)
     except (TypeError, ValueError, AttributeError) as err:
         raise RunReadError(f"{folder}/config.json: not a run config ({err})") from err
-    metrics = None
-    problems = []
+    metrics, problems = None, []
     if (folder / "metrics.json").is_file():
         try:
             metrics = _read_json(folder / "metrics.json")
@@ -293,12 +289,10 @@ def scan_runs(*roots: str | Path) -> tuple[list[Run], list[str]]:
         base = Path(root).expanduser()
         for folder in find_run_dirs(base):
             try:
-                run = load_run(folder, base.parent if folder == base else base)
+                runs.append(load_run(folder, base.parent if folder == base else base))
+                errors += runs[-1].problems
             except RunReadError as err:
                 errors.append(str(err))
-                continue
-            runs.append(run)
-            errors += run.problems
     return runs, errors
 
 

@@ -10,16 +10,12 @@ runs are skipped and an interrupted one resumes from its last epoch's state.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import logging
 import os
 import shutil
 import signal
 import socket
 import sys
-import tarfile
-import tempfile
 import threading
 import time
 import traceback
@@ -29,7 +25,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cmcs_core.sweep.cluster import Cluster, RayOptions, ray_cluster
+from cmcs_core.sweep.progress_line import ProgressLine, clock
 from cmcs_core.sweep.spec import PlannedRun, is_finished
+from cmcs_core.sweep.transfer import pack_folder, place_folder, scratch_dir, unpack_folder
 
 TOKEN_FILE = ".grid-token"
 RUN_LOG = "stdout.txt"  # what a run printed, and its traceback if it failed
@@ -65,25 +63,6 @@ class GridReport:
 
 
 # -- on the worker ----------------------------------------------------------------------------------
-def scratch_dir(out: str, name: str) -> Path:
-    """A node-local folder for a run whose worker cannot write to --out; stable across restarts of
-    the grid, so a run interrupted there resumes there."""
-    key = hashlib.sha1(out.encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / "cmcs-grid" / key / name
-
-
-def pack_folder(folder: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
-        tar.add(folder, arcname=".")
-    return buf.getvalue()
-
-
-def unpack_folder(data: bytes, dest: Path) -> None:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        tar.extractall(dest, filter="data")
-
-
 def _tail(path: Path, lines: int) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -146,57 +125,6 @@ def run_task(cfg_dict: dict, name: str, out: str, token: str, transfer: str, par
 
 
 # -- on the driver ----------------------------------------------------------------------------------
-def place_folder(data: bytes, dest: Path) -> None:
-    """Unpack a sent-back run folder next to dest, then swap it in: dest is never half-written."""
-    incoming = dest.parent / f".incoming-{dest.name}-{uuid.uuid4().hex[:8]}"
-    unpack_folder(data, incoming)
-    old = dest.parent / f".replaced-{dest.name}-{uuid.uuid4().hex[:8]}"
-    if dest.exists():
-        dest.rename(old)
-    incoming.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-class ProgressLine:
-    """done · running · failed · queued · ETA (mean time of the runs finished so far), redrawn in
-    place on a terminal, one line per change elsewhere."""
-
-    def __init__(self, stream: TextIO, total: int, skipped: int, slots: int) -> None:
-        self.stream, self.total, self.skipped, self.slots = stream, total, skipped, slots
-        self.tty = stream.isatty()
-        self.last = ""
-
-    def text(self, done: int, running: dict[str, float], failed: int, queued: int, durations: list[float]) -> str:
-        eta = "?"
-        if durations:
-            mean = sum(durations) / len(durations)
-            left = queued * mean + sum(max(mean - (time.time() - t), 0.0) for t in running.values())
-            eta = _clock(left / max(1, min(self.slots, queued + len(running))))
-        before = f" ({self.skipped} before)" if self.skipped else ""
-        return (f"grid: {done + self.skipped}/{self.total} done{before} · {len(running)} running · {failed} failed"
-                f" · {queued} queued · ETA {eta}")
-
-    def show(self, text: str) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K" + text)
-        elif text.split(" · ETA")[0] != self.last.split(" · ETA")[0]:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-        self.last = text
-
-    def message(self, text: str) -> None:
-        """A block of text above the progress line."""
-        self.stream.write(("\r\033[K" if self.tty else "") + text.rstrip() + "\n")
-        if self.tty and self.last:
-            self.stream.write(self.last)
-        self.stream.flush()
-
-
 def torch_threads_for(cpus_per_run: float) -> int:
     """Torch's intra-op threads follow the CPUs Ray gave the run (oversubscribed cores were up to 10x
     slower here, docs/benchmarks.md)."""
@@ -226,7 +154,7 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
     report.seconds = time.time() - t_start
     stream.write(f"grid: {len(report.finished)} finished, {len(report.skipped)} finished before, "
                  f"{len(report.failed)} failed, {len(report.interrupted) + len(report.not_started)} not finished, "
-                 f"in {_clock(report.seconds)}\n")
+                 f"in {clock(report.seconds)}\n")
     if report.interrupted or report.not_started:
         stream.write("grid: run the same command again to continue\n")
     return report

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from cmcs_core.config import DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig, apply_method, apply_variant
+from cmcs_core.config import DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig, apply_method
+from cmcs_core.variants import apply_variant
 
 SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
 # Field name -> (section, field); the names are unique across the sections.
