@@ -8,6 +8,8 @@
 #   3. packs run folders (no checkpoints) into $OUT.
 # Needs .weights/minilm (MiniLM in fp16, loaded as fp32) and .weights/data carried along:
 #   python bench/prepare_gpu_weights.py
+# and Ray, which the GPU machine lacks: on the same (warm) machine, after the headline bundle's parts were
+# carried, `python3 bench/gpu_headline.py unpack` puts it in $WORK/site (docs/benchmarks.md, "Running the GPU headline").
 set -u
 OUT=${OUT:-artifacts/gpu}
 WORK=${WORK:-/tmp/cmcs_gpu}
@@ -20,7 +22,9 @@ CPUS_PER_RUN=${CPUS_PER_RUN:-2}
 mkdir -p "$OUT" "$WORK"
 export CMCS_MINILM_DIR=.weights/minilm CMCS_DATA_DIR=.weights/data CMCS_CACHE_DIR=$WORK/cache
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=2
+export PYTHONPATH=$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}  # Ray from the bundle, for the grid's workers too
 PY=${PY:-python3}
+$PY -c "import ray" 2>/dev/null || { echo "no Ray here: unpack the headline bundle into $WORK first (see above)"; exit 1; }
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')" | tee "$OUT/env.txt"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$OUT/env.txt" 2>/dev/null
 t0=$(date +%s)

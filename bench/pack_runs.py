@@ -1,6 +1,6 @@
 """Pack run folders for the trip back from a GPU machine, already in the committed form
 (cmcs_core/runs/compact.py, as scripts/compact_runs.py: compact formats, no checkpoints, masks for seed 1, features only for
-the runs named by --features).
+the runs named by --features; a stress-tested run keeps stress.json and its flipped rows as scripts/pack_stress.py keeps them).
 
     python bench/pack_runs.py GRID_DIR OUT.tar.gz [--dataset twitter2015] [--features 'twitter2015_*_cmcs_s1']
 """
@@ -12,8 +12,18 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from cmcs_core.runs.compact import NEVER, compact_for_commit
+from cmcs_core.runs.compact import NEVER, compact_for_commit, pack_stress_run
+from cmcs_core.runs.formats import STRESS_DIR, STRESS_FILE
 from cmcs_core.runs.reader import find_run_dirs
+
+
+def compact_copy(run: Path, copy: Path, features: list[str]) -> Path:
+    """A copy of one run folder in the committed form (the original is left as it is)."""
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(*NEVER, "projections", STRESS_DIR, STRESS_FILE))
+    compact_for_commit(copy, features)
+    if (run / STRESS_FILE).is_file():
+        pack_stress_run(run, copy)  # stress.json and the flipped rows, gzipped; not the edited TSVs
+    return copy
 
 
 def main() -> None:
@@ -27,10 +37,7 @@ def main() -> None:
         for run in find_run_dirs(args.grid, max_depth=1):
             if args.dataset and not run.name.startswith(args.dataset):
                 continue
-            copy = Path(tmp) / run.name
-            shutil.copytree(run, copy, ignore=shutil.ignore_patterns(*NEVER, "projections"))
-            compact_for_commit(copy, args.features)
-            tar.add(copy, arcname=run.name)
+            tar.add(compact_copy(run, Path(tmp) / run.name, args.features), arcname=run.name)
     print(f"{args.out}: {Path(args.out).stat().st_size / 1e6:.1f} MB")
 
 

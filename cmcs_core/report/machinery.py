@@ -164,7 +164,7 @@ COLUMNS = {  # column -> (heading, format)
     "phi_ratio_last": ("phi_v / phi_t, last epoch", "{:.2f}"),
     "hessian_top_eig": ("lambda_max of the heads' Hessian", "{:.0f}"),
     "eta_lambda": ("eta x lambda_max (series converges below 2)", "{:.2f}"),
-    "neumann_growth": ("|1 - eta lambda|^K on the top direction", "{:.3g}"),
+    "neumann_growth": ("(1 - eta lambda)^K in absolute value, top direction", "{:.3g}"),
 }
 
 

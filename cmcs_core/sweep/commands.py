@@ -22,18 +22,25 @@ def _ray_options(args: argparse.Namespace):
                       gpus_per_run=args.gpus_per_run, dashboard=args.dashboard, object_store_mb=args.object_store_mb)
 
 
-def cmd_grid(args: argparse.Namespace) -> int:
-    from cmcs_core.sweep.cluster import check_options
-    from cmcs_core.sweep.grid import GridOptions, run_grid
-    from cmcs_core.sweep.spec import describe_plan, parse_sets, plan_grid
+def grid_runs(args: argparse.Namespace) -> list:
+    """The runs `cmcs grid` plans from its parsed arguments (what --dry-run prints), in order."""
+    from cmcs_core.sweep.spec import parse_sets, plan_grid
 
     base = config_from_args(args)
     defaults = args.config is not None  # a config's own dataset/method/seed, else the paper's grid
-    runs = plan_grid(base, args.datasets or ([base.data.dataset] if defaults else list(BENCHMARKS)),
+    return plan_grid(base, args.datasets or ([base.data.dataset] if defaults else list(BENCHMARKS)),
                      args.methods or ([base.model.method] if defaults else list(METHODS)),
                      args.seeds or ([base.train.seed] if defaults else [1, 2, 3]),
                      parse_sets(args.set), name_of=lambda cfg: str(default_run_dir(cfg).relative_to("runs")),
                      variant=args.grid_variant)
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from cmcs_core.sweep.cluster import check_options
+    from cmcs_core.sweep.grid import GridOptions, run_grid
+    from cmcs_core.sweep.spec import describe_plan, parse_sets
+
+    runs = grid_runs(args)
     if args.dry_run:
         print(describe_plan(runs, parse_sets(args.set), args.out))
         return 0

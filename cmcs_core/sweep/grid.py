@@ -108,7 +108,8 @@ def run_task(cfg_dict: dict, name: str, out: str, token: str, transfer: str, par
                 if stress and not is_finished(run_dir, stress=True):
                     from cmcs_core.stress import run_stress
 
-                    run_stress(run_dir, progress=False, log=print)
+                    # on the run's own device: a GPU run's stress tests on one CPU thread take far longer
+                    run_stress(run_dir, progress=False, log=print, device=cfg_dict["train"]["device"])
         except KeyboardInterrupt:  # ray.cancel: the last epoch's state stays for a resume
             status, error = "interrupted", "stopped by the driver"
             print("interrupted", flush=True)
