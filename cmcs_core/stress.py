@@ -9,6 +9,7 @@ atomically after each edit; a rerun skips an edit whose edited file and checkpoi
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -16,12 +17,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cmcs_core.data.counterfactual import CLAUSE_LABEL, EDITS, VISUAL_EDITS, edit_rows, phrase_bank
-from cmcs_core.data.dataset import split_tag
+from cmcs_core.data.counterfactual import CLAUSE_LABEL, EDITS, PLANTED_EDITS, VISUAL_EDITS, edit_rows, phrase_bank
+from cmcs_core.data.dataset import load_json_map, load_split, split_tag
 from cmcs_core.data.tsv import LABEL_NAMES, Sample, write_tsv
 from cmcs_core.evaluate import evaluate_split
 from cmcs_core.inference import Predictor
 from cmcs_core.io import atomic_save, atomic_write_json
+from cmcs_core.playground.edits import planted_edit_rows, read_truth
 from cmcs_core.robustness import N_BOOT, flip_stats
 from cmcs_core.runs.formats import STRESS_DIR, STRESS_FILE, read_stress_report
 
@@ -48,21 +50,25 @@ def check_checkpoint(run_dir: Path) -> None:
             f"`python -m cmcs_core train --config {run_dir / 'config.json'}`.")
 
 
-def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] = EDITS, seed: int = 0,
+def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] | None = None, seed: int = 0,
                phrases_file: str | Path | None = None, n_boot: int = N_BOOT, device: str = "cpu",
                progress: bool = True, log=print) -> dict:
     """Stress-test one run on a split (train/dev/test or a benchmark TSV); returns the split's
-    entry of stress.json (with its tag), having written the whole file."""
+    entry of stress.json (with its tag), having written the whole file. `edits` defaults to every
+    edit, the planted-truth ones (playground/edits.py) included when the run's data is a playground."""
     run_dir = Path(run_dir)
     check_checkpoint(run_dir)
-    unknown = [e for e in edits if e not in EDITS]
+    unknown = [e for e in edits or () if e not in EDITS + PLANTED_EDITS]
     if unknown:
-        raise ValueError(f"unknown edit(s) {unknown}; choose from {', '.join(EDITS)}")
+        raise ValueError(f"unknown edit(s) {unknown}; choose from {', '.join(EDITS + PLANTED_EDITS)}")
     phrases = phrase_bank("stress", phrases_file)
     pred = Predictor(run_dir, device=device)
     pipe = pred.pipe
     original = pipe.load_split(split)
     tag = split_tag(split, original.path)
+    truth = read_truth(pred.cfg.data.dataset) if Path(pred.cfg.data.dataset).is_dir() else None
+    if edits is None:
+        edits = EDITS + (PLANTED_EDITS if truth is not None else ())
     checkpoint = _sha1_file(run_dir / "best.safetensors")
     report_path = run_dir / STRESS_FILE
     report = read_stress_report(run_dir)
@@ -73,11 +79,18 @@ def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] 
     out_dir = run_dir / STRESS_DIR / tag
     before = None
     for edit in tqdm(edits, desc=f"stress {run_dir.name} [{tag}]", disable=not progress):
-        if edit in VISUAL_EDITS and not (pred.cfg.model.use_visual or pred.cfg.encoder.caption_in_text):
+        if (edit in VISUAL_EDITS or edit == "swap_image_cue") and not (pred.cfg.model.use_visual or pred.cfg.encoder.caption_in_text):
             entry["edits"][edit] = {"applies": False, "reason": "the run reads no visual input, so this edit "
                                                                 "cannot change its predictions"}
             continue
-        edited = edit_rows(original.samples, edit, seed, phrases)
+        if edit in PLANTED_EDITS:
+            if truth is None:
+                entry["edits"][edit] = {"applies": False, "reason": "the run's data is not a playground folder "
+                                                                    "(no truth.json names the planted cues)"}
+                continue
+            edited = _planted(pipe, original, edit, truth, seed)
+        else:
+            edited = edit_rows(original.samples, edit, seed, phrases)
         for note in edited.skipped:
             log(f"{edit}: skipped {note}")
         if edited.not_applicable:
@@ -91,7 +104,7 @@ def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] 
         if old.get("fingerprint") == fingerprint and (run_dir / old.get("rows_file", "-")).is_file():
             continue  # finished before with the same rows and checkpoint
         tsv = write_tsv(out_dir / f"{edit}.tsv", edited.rows)
-        data, after = evaluate_split(pred.model, pipe, str(tsv), progress=progress)
+        data, after = evaluate_split(pred.model, pipe, _edited_split(pipe, tsv, edited, out_dir), progress=progress)
         if before is None:
             before = evaluate_split(pred.model, pipe, original, progress=progress)[1]["pred"]
         b = before[edited.positions]
@@ -108,6 +121,30 @@ def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] 
         atomic_write_json(report_path, report)
     atomic_write_json(report_path, report)
     return {"tag": tag, **entry}
+
+
+def _planted(pipe, original, edit: str, truth: dict, seed: int):
+    """A planted-truth edit of the split, given the visual inputs the image-cue swap needs."""
+    files = pipe.dataset()
+    captions = load_json_map(files.captions) if files.captions is not None and files.image_dir is None else None
+    return planted_edit_rows(original.samples, edit, truth, original.name, seed, captions, files.image_dir)
+
+
+def _edited_split(pipe, tsv: Path, edited, out_dir: Path):
+    """The edited TSV as a split; an edit that made up new image ids brings their captions or PNGs."""
+    new_captions, new_images = getattr(edited, "captions", {}), getattr(edited, "images", {})
+    if not new_captions and not new_images:
+        return str(tsv)
+    files = pipe.dataset()
+    d = pipe.cfg.data
+    if new_images and files.image_dir is not None:
+        folder = out_dir / f"{edited.edit}_images"
+        folder.mkdir(parents=True, exist_ok=True)
+        for image_id, picture in new_images.items():
+            atomic_save(folder / image_id, lambda p, pic=picture: pic.save(p, format="PNG"))
+        return load_split(dataclasses.replace(files, image_dir=folder), str(tsv), d.use_faces, d.drop_missing_visual)
+    captions = {**load_json_map(files.captions), **new_captions}
+    return load_split(files, str(tsv), d.use_faces, d.drop_missing_visual, captions=captions)
 
 
 def _flipped_frame(samples: list[Sample], edited, visual_text: list[str] | None, labels: np.ndarray,
@@ -129,3 +166,15 @@ def _flipped_frame(samples: list[Sample], edited, visual_text: list[str] | None,
     columns = ["index", "line", "label", "pred_before", "pred_after", "tweet", "target", "image_id", "edited_tweet",
                "edited_target", "edited_image_id", "edited_caption"] + [f"p_after_{n}" for n in LABEL_NAMES]
     return pd.DataFrame(out, columns=columns)
+
+
+def stress_runs(runs: list[Path], edits: tuple[str, ...], quiet: bool = False) -> None:
+    """Stress-test each run on its test split with the given edits, one line of flip rates per run (what
+    `cmcs playground` does after its trainings, so the app has flip rates and flipped rows out of the box)."""
+    import time
+
+    for out in runs:
+        cpu = time.process_time()
+        entry = run_stress(out, edits=edits, progress=not quiet, log=lambda msg: None)
+        flips = ", ".join(f"{e} {100 * r['flip_rate']:.0f}%" for e, r in entry["edits"].items() if r.get("applies"))
+        print(f"stress {out.name}: {flips} ({time.process_time() - cpu:.0f} s CPU)")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import common
+from app import state, widgets
+from cmcs_core.report.regime import percent
 from cmcs_core.report.tables import headline, runs_frame
 from cmcs_core.runs.reader import runs_table
 
@@ -11,8 +12,9 @@ st.title("CMCS lab")
 st.markdown(
     "Target-oriented multimodal sentiment: given a tweet, a **target** phrase in it and the tweet's "
     "**image**, say whether the tweet is negative, neutral or positive *about the target*. "
-    "Models love shortcuts: a word like *warning* or a sunny picture goes with one label in the "
-    "training data without being about the target. **CMCS** fights that with two parts:\n"
+    "Models love shortcuts: on the lab's playground the word *podcast* and a magenta diamond in the picture go "
+    "with the positive label in the training data without being about any target (the *Tour* page shows every "
+    "planted cue and which model falls for it). **CMCS** fights that with two parts:\n"
     "- **MFS** learns a mask over each modality's token features and trains the classifier on the "
     "masked (counterfactual) features, so features that are not about the target can be turned down;\n"
     "- **CMS** measures each batch's *causal effect* — how much better the masked features do than the raw "
@@ -20,21 +22,21 @@ st.markdown(
     "(bi-level optimisation). At test time the two branches are fused by an image–target similarity *s*."
 )
 
-runs, run, other = common.selection()
-diagram = common.ROOT / "assets" / "cmcs_diagram.svg"
+runs, run, other = state.selection()
+diagram = state.ROOT / "assets" / "cmcs_diagram.svg"
 with st.expander("Diagram: what CMCS does", expanded=not runs):
     if diagram.is_file():
         st.image(str(diagram), width="stretch")
 
 if not runs:
-    common.no_runs_message()
+    widgets.no_runs_message()
     st.stop()
 
 best = headline(runs_frame(runs))
 if best is not None:
     reg, rows = best
     st.subheader("Headline")
-    st.markdown(f"Test accuracy (%) in the strongest regime found: **{common.md(reg.title)}**. All tables, ablations "
+    st.markdown(f"Test accuracy (%) in the strongest regime found: **{widgets.md(reg.title)}**. All tables, ablations "
                 "and CMCS paired against each method by seed: *Compare*; flip rates under counterfactual "
                 "edits: *Robustness*.")
     st.dataframe(rows, hide_index=True)
@@ -44,16 +46,18 @@ table = runs_table(runs)  # a run is named by its folder under the runs folder: 
 # What tells runs apart and how they did first, so it fits the page; the rest scrolls after it.
 first = ["run", "method", "dataset", "visual_source", "seed", "test_acc", "test_f1", "dev_acc", "status"]
 table = table[first + [c for c in table.columns if c not in first and c != "path"]]
+table = percent(table, ("dev_acc", "test_acc", "test_f1"))  # percent, like the headline above
 st.dataframe(
     table, hide_index=True, width="stretch",
     column_config={
         "run": st.column_config.TextColumn("run", pinned=True, help="folder under the runs folder"),
-        **{c: st.column_config.NumberColumn(format="%.3f", width="small") for c in ("dev_acc", "test_acc", "test_f1")},
+        **{c: st.column_config.NumberColumn(f"{c} (%)", format="%.1f", width="small")
+           for c in ("dev_acc", "test_acc", "test_f1")},
         "seed": st.column_config.NumberColumn(width="small"),
     },
 )
 for r in runs:
-    common.random_warning(r)
+    widgets.random_warning(r)
 unfinished = [r.name for r in runs if not r.finished]
 if unfinished:
     st.info(f"Unfinished runs (still training or interrupted): {', '.join(unfinished)}")
@@ -64,16 +68,17 @@ st.markdown("Pick the run to explore, and optionally a second one to compare, in
 col1, col2 = st.columns(2)
 with col1:
     st.markdown("**Run**")
-    common.badge(run)
+    widgets.badge(run)
 with col2:
     st.markdown("**Compare with**")
     if other is not None:
-        common.badge(other)
+        widgets.badge(other)
     else:
         st.caption("none — pick one in the sidebar to compare two runs")
 
 st.markdown(
-    "**Pages.** *Training dynamics*: causal effects and scheduling weights per batch (paper Fig. 4). "
+    "**Pages.** *Tour*: the playground's planted shortcuts and which model falls for them, in ten minutes. "
+    "*Training dynamics*: causal effects and scheduling weights per batch (paper Fig. 4) and whether the selection machinery engages. "
     "*Feature space*: t-SNE/UMAP of raw vs masked features (Fig. 5). *Masks*: what the masks keep and "
     "suppress, per sample and over the dataset. *Case studies*: the same samples across CMCS, the "
     "text-only baseline and the ablations (Fig. 6). *Inspector*: your own tweet, target and image. "

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Start the CMCS app; with no run under the runs folder, first make the playground runs
-# (synthetic dataset + a CMCS run on captions + a CMCS run on the images' pixels with
-# EfficientNet-Lite0; about 90 s of CPU on two cores, bench/bench_first_run.py; progress shown).
-#   scripts/run_app.sh [extra streamlit args]      env: CMCS_RUNS_DIR (default runs), PYTHON
+# (synthetic dataset, a CMCS run and a text-only run on captions, a CMCS run on the images' pixels
+# with EfficientNet-Lite0, the captions runs stress-tested with the planted-truth edits; see
+# bench/results/first_run.json for its CPU time; progress shown).
+#   scripts/run_app.sh [extra streamlit args]      env: CMCS_RUNS_DIR (default runs), PYTHON, HOST
+# HOST (default 127.0.0.1) is the address the server listens on. Any other address (HOST=0.0.0.0 to
+# serve a class) starts the read-only demo mode (CMCS_DEMO=1): the runs folder is fixed, no path can be
+# typed, links only open runs under it, and nothing trains from the page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}"
@@ -17,4 +21,10 @@ fi
 if [ -d results ] && [ ! -e "$RUNS_DIR/results" ]; then
   mkdir -p "$RUNS_DIR" && ln -s "$(pwd)/results" "$RUNS_DIR/results"
 fi
-exec "$PYTHON" -m streamlit run app/main.py "$@"
+HOST="${HOST:-127.0.0.1}"
+case "$HOST" in
+  127.0.0.1|localhost|::1) ;;
+  *) export CMCS_DEMO=1
+     echo "Serving on $HOST: read-only demo mode (runs folder fixed to $RUNS_DIR)." ;;
+esac
+exec "$PYTHON" -m streamlit run app/main.py --server.address "$HOST" "$@"

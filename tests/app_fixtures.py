@@ -89,3 +89,19 @@ def app_runs(tmp_path_factory) -> Path:
         train_runs(data, base / "runs")
         done.write_text("ok")
     return base / "runs"
+
+
+@pytest.fixture(scope="session")
+def playground_runs(tmp_path_factory) -> Path:
+    """A small playground and what `make app` trains on it (captions only): CMCS and the text-only
+    baseline, scored against the truth and stress-tested with the planted-truth edits; built once."""
+    base = tmp_path_factory.getbasetemp() / "playground_runs"
+    done = base / ".done"
+    if not done.is_file():
+        from cmcs_core.cli import main
+
+        code = main(["playground", "--data-out", str(base / "data"), "--runs-dir", str(base / "runs"), "--quiet",
+                     "--n-train", "90", "--n-dev", "30", "--n-test", "45", "--epochs", "1", "--visual-model", "caption"])
+        assert code == 0
+        done.write_text("ok")
+    return base / "runs"

@@ -44,7 +44,7 @@ def test_home_lists_runs_and_reports_broken_folder(app_runs):
     table = at.dataframe[0].value
     assert set(table["run"]) == {"cap_cmcs", "cap_text_only", "pix_cmcs"}
     assert set(table["visual_source"]) == {"captions", "none (text only)", "pixels (efficientnet-lite0)"}
-    assert table["test_acc"].between(0, 1).all()
+    assert table["test_acc"].between(0, 100).all() and (table["test_acc"] > 1).any()  # percent, like the headline
     assert any("broken_run" in e.value for e in at.sidebar.error)
     at.sidebar.selectbox[1].select(str(app_runs / "cap_text_only")).run()  # compare with
     assert at.session_state["compare_path"] == str(app_runs / "cap_text_only")
@@ -63,8 +63,23 @@ def test_training_dynamics(app_runs):
     no_exceptions(at)
     assert at.multiselect[0].value == [1, 2]
     assert len(charts(at)) >= 6  # Fig. 4 x2, alpha/beta, losses, accuracy, effect vs weight
+    fig4 = [json.loads(c.proto.spec)["layout"] for c in charts(at) if c.key.startswith("fig4_")]
+    assert fig4[0]["yaxis"]["range"] == fig4[1]["yaxis"]["range"]  # side by side: one y range
+    assert fig4[0]["yaxis2"]["range"] == fig4[1]["yaxis2"]["range"]
+    machinery = {c.key: json.loads(c.proto.spec) for c in charts(at) if c.key.startswith("machinery_")}
+    assert {"machinery_grad_norm", "machinery_mask_mean"} <= set(machinery)  # does the mask move
+    gates = machinery["machinery_mask_mean"]
+    assert gates["layout"]["yaxis"]["range"] == [0, 1]  # gates on their absolute scale
+    for trace in gates["data"]:
+        assert all(v is not None for v in plotly_values(trace["y"]))  # NaN rows are left out, never drawn
+    n = len(charts(at))
     at.multiselect[0].set_value([2]).run()
-    assert len(charts(at)) == 5
+    assert len(charts(at)) == n - 1
+    at.session_state["compare_path"] = str(app_runs / "cap_text_only")
+    at.run()
+    no_exceptions(at)
+    layout = json.loads(next(c for c in charts(at) if c.key == "machinery_grad_norm").proto.spec)["layout"]
+    assert layout["yaxis2"]["matches"] == "y"  # this run beside the compare run on one y axis
 
 
 def test_feature_space_projects_and_caches(app_runs, tmp_path, monkeypatch):
@@ -102,8 +117,16 @@ def heatmaps(at: AppTest, title_part: str) -> list[dict]:
     return out
 
 
+def cells(heatmap: dict) -> int:
+    """Tokens drawn in a wrapped token heatmap (rows padded with None)."""
+    return sum(v is not None for row in heatmap["z"] for v in row)
+
+
 def test_masks_page(app_runs):
     at = page("Masks", app_runs, "cap_cmcs").run()
+    no_exceptions(at)
+    assert not heatmaps(at, "what the text mask does")  # the model is loaded only when asked for
+    at.toggle(key="mask_effect_on").set_value(True).run()
     no_exceptions(at)
     assert len(charts(at)) >= 5  # probabilities, text + caption mask, what the mask does (2), suppressed words …
     words = at.dataframe[-1].value
@@ -114,17 +137,18 @@ def test_masks_page(app_runs):
     assert "absolute scale 0…1" in masks[0]["figure_title"] and "spread" in masks[0]["figure_title"]
     effects = heatmaps(at, "what the text mask does")
     assert effects and (effects[0]["zmin"], effects[0]["zmax"]) == (-1, 1)
-    assert len(effects[0]["z"][0]) == len(masks[0]["z"][0])  # one Δp per token
+    assert cells(effects[0]) == cells(masks[0])  # one Δp per token
     at.radio(key="mask_sample_scale").set_value("contrast").run()
     no_exceptions(at)
     stretched = heatmaps(at, "text mask per token")[0]
-    values = stretched["z"][0]
+    values = [v for row in stretched["z"] for v in row if v is not None]  # long inputs wrap onto more rows
     assert "CONTRAST VIEW" in stretched["figure_title"]
     assert (stretched["zmin"], stretched["zmax"]) == pytest.approx((min(values), max(values)))
 
 
 def test_masks_page_pixel_run_draws_the_cell_grid(app_runs):
     at = page("Masks", app_runs, "pix_cmcs").run()
+    at.toggle(key="mask_effect_on").set_value(True).run()
     no_exceptions(at)
     grids = [f for f in figures(at) if any(t.get("type") == "image" for t in f["data"])]
     titles = [f["layout"]["title"]["text"] for f in grids]
@@ -177,7 +201,7 @@ def test_inspector_counterfactual_and_pixels(app_runs):
     final = next(m for m in at.metric if m.label == "Final label")  # a dataset image is preselected
     assert final.value in LABELS
     assert any("visual input: dataset image img00\\.png" in c.value for c in at.caption)  # escaped Markdown
-    at.selectbox(key="cf_word").select(3)
+    at.selectbox(key="cf_word").select(3).run()  # the replacement box opens once a word is chosen
     at.text_input(key="cf_replacement").input("awful").run()
     no_exceptions(at)
     assert any("Label" in m.value for m in list(at.success) + list(at.warning))
@@ -281,9 +305,9 @@ def test_png_export_with_system_chromium():
     """The PNG download renders offline through kaleido and Debian's chromium."""
     import plotly.graph_objects as go
 
-    from app import common
+    from app import figures
 
-    png = common._png(go.Figure(go.Bar(x=["a", "b"], y=[1, 2])))
+    png = figures._png(go.Figure(go.Bar(x=["a", "b"], y=[1, 2])))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
 
 
@@ -324,8 +348,8 @@ def fusion_change(at: AppTest) -> tuple[float, float]:
 
 
 def test_inspector_counterfactual_uses_the_typed_caption(app_runs):
-    """The swap starts from the caption typed above (not the default or a previous one), the
-    default edit keeps the target, and the edited prediction is the one of the edited inputs."""
+    """The swap starts from the caption typed above (not the default or a previous one), no edit is
+    applied until one is asked for, and the edited prediction is the one of the edited inputs."""
     from cmcs_core.inference import Predictor
 
     at = page("Inspector", app_runs, "cap_cmcs").run()
@@ -335,8 +359,9 @@ def test_inspector_counterfactual_uses_the_typed_caption(app_runs):
     at.text_input(key="ins_caption").input("a red picture with a white circle").run()
     no_exceptions(at)
     assert at.text_input(key="cf_caption").value == "a red picture with a white circle"
-    word = at.selectbox(key="cf_word").value
-    assert word == 1  # word 0 is the target: the default edit deletes the next word instead
+    assert at.selectbox(key="cf_word").value == -1  # no edit the user did not ask for
+    assert any("Pick a word to delete or replace" in i.value for i in at.info)
+    at.selectbox(key="cf_word").select(1).run()  # delete "was"
     edited = "Drake great tonight at the show"
     assert any(edited in m.value for m in at.markdown)
     at.text_input(key="ins_caption").input("a blue picture with a white circle").run()
@@ -383,7 +408,7 @@ def test_upload_limit_is_the_one_the_app_states():
     assert limit == 20
     config.get_config_options(force_reparse=True)
     assert config.get_option("server.maxUploadSize") == limit
-    source = (PAGES / "5_Inspector.py").read_text()
+    source = (PAGES / "6_Inspector.py").read_text()
     assert 'st.get_option("server.maxUploadSize")' in source and "MAX_UPLOAD_MB = 20" not in source
 
 
@@ -427,3 +452,113 @@ def test_pca_map_is_sklearns():
     ours = project(x, "pca")
     z = (x - x.mean(0)) / (x.std(0) + 1e-6)
     np.testing.assert_allclose(ours, PCA(2).fit_transform(z), atol=1e-3)
+
+
+def test_inspector_caption_box_survives_an_input_error(app_runs):
+    """An input error stops the page above the swap box; the caption typed there comes back with the
+    page, and the next edit uses it (issue 17, item 4)."""
+    at = page("Inspector", app_runs, "cap_cmcs").run()
+    at.text_area(key="ins_tweet").input("Drake was great tonight at the show")
+    at.text_input(key="ins_target").input("Drake")
+    at.text_input(key="ins_caption").input("a red picture with a white circle").run()
+    at.text_input(key="cf_caption").input("a green picture with a white circle").run()
+    no_exceptions(at)
+    at.text_input(key="ins_target").input("Taylor").run()  # not in the tweet: the page stops with an error
+    assert any("does not occur in the tweet" in e.value for e in at.main.error)
+    at.text_input(key="ins_target").input("Drake").run()
+    no_exceptions(at)
+    assert at.text_input(key="cf_caption").value == "a green picture with a white circle"
+    assert not at.main.error, [e.value for e in at.main.error]
+    assert any("Swapped caption: _a green picture with a white circle_" in m.value for m in at.markdown)
+
+
+def _result_folder(app_runs, tmp_path):
+    """A finished run kept the way committed stress folders are: config, metrics and stress.json only."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    kept = runs / "stress_kept"
+    kept.mkdir(parents=True)
+    for name in ("config.json", "metrics.json", "stress.json"):
+        shutil.copy(app_runs / "cap_cmcs" / name, kept / name)
+    return runs
+
+
+@pytest.mark.parametrize("name", ["Training_dynamics", "Masks", "Case_studies", "Feature_space", "Home"])
+def test_result_folder_is_described_as_one(app_runs, tmp_path, name):
+    runs = _result_folder(app_runs, tmp_path)
+    at = page(name, runs, "stress_kept").run()
+    no_exceptions(at)
+    shown = [e.value for e in list(at.error) + list(at.warning) + list(at.info) + list(at.caption)]
+    assert not any("yet" in t or "unfinished" in t.lower() or "missing" in t for t in shown), shown
+    assert not at.main.error, [e.value for e in at.main.error]
+    if name != "Home":
+        assert any("result folder" in t for t in shown), shown
+
+
+def test_tour_names_every_planted_cue_from_the_truth(playground_runs):
+    """The Tour on what `make app` trains: every planted word and image cue of the generator's truth,
+    the score, the masks by role and the flip rates, and a flipped row opened in the Inspector."""
+    from cmcs_core.playground.story import planted_cues
+
+    data_dir = json.loads((playground_runs / "playground_cmcs_s0" / "config.json").read_text())["data"]["dataset"]
+    cues = planted_cues(data_dir)["cues"]
+    at = page("Tour", playground_runs, "playground_cmcs_s0").run()
+    no_exceptions(at)
+    shown = " ".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+    for words in cues["text_spurious_words"].values():
+        for word in words:
+            assert word in shown, word
+    for cue in cues["image_objects"].values():
+        assert cue["object"] in shown, cue
+    specs = [json.loads(c.proto.spec) for c in charts(at)]
+    titles = [s["layout"]["title"]["text"] for s in specs]
+    assert any("agree" in t for t in titles) and any("word role" in t for t in titles)
+    flips = next(s for s in specs if "prediction changes" in s["layout"]["title"]["text"])
+    assert flips["layout"]["yaxis"]["range"] == [0, 105]  # percent on the full scale
+    assert {t["name"] for t in flips["data"]} == {"CMCS (ours) · captions", "Text-only baseline"}
+    assert set(flips["data"][0]["x"]) >= {"remove_planted_word", "swap_planted_word"}
+    at.selectbox(key="tour_run").select(str(playground_runs / "playground_cmcs_s0")).run()
+    report = json.loads((playground_runs / "playground_cmcs_s0" / "stress.json").read_text())["splits"]["test"]["edits"]
+    edit = next(e for e in ("remove_planted_word", "swap_planted_word", "swap_image_cue") if report[e]["flipped"])
+    at.selectbox(key="tour_edit").select(edit).run()
+    flipped = pd.read_csv(playground_runs / "playground_cmcs_s0" / report[edit]["rows_file"], keep_default_na=False,
+                          dtype={"index": str})
+    row = flipped.iloc[0]
+    next(b for b in at.button if b.key == "tour_open").click().run()
+    no_exceptions(at)
+    assert at.session_state["ins_tweet"] == row.edited_tweet.replace("$T$", row.edited_target)
+    assert any("Opened from the Tour" in i.value for i in at.info)
+    final = next(m for m in at.metric if m.label == "Final label")
+    assert final.value == row.pred_after  # the Inspector predicts what the stress test recorded
+
+
+def test_demo_mode_refuses_paths_outside_the_runs_folder(app_runs, tmp_path, monkeypatch):
+    """CMCS_DEMO=1: no runs-folder field; ?runs= and ?run= naming anything outside the fixed folder are
+    refused, and no folder outside it is scanned or read."""
+    import shutil
+
+    from app import data as app_data
+
+    outside = tmp_path / "outside"
+    shutil.copytree(app_runs / "cap_text_only", outside / "secret_run")
+    monkeypatch.setenv("CMCS_DEMO", "1")
+    monkeypatch.setenv("CMCS_RUNS_DIR", str(app_runs))
+    read = []
+    real_scan, real_load = app_data.scan_runs, app_data.load_run
+    monkeypatch.setattr(app_data, "scan_runs", lambda *roots: read.extend(roots) or real_scan(*roots))
+    monkeypatch.setattr(app_data, "load_run", lambda p, *a: read.append(p) or real_load(p, *a))
+    app_data.scan.clear()
+    at = AppTest.from_file(str(ENTRY), default_timeout=180)
+    at.query_params["runs"] = str(outside)
+    at.query_params["run"] = str(outside / "secret_run")
+    at.run()
+    no_exceptions(at)
+    assert not [t for t in at.sidebar.text_input if t.label == "Runs folder"]  # nothing to type a path into
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    assert "runs folder is fixed" in warnings and "no such run" in warnings
+    assert at.session_state["run_path"] != str(outside / "secret_run")
+    assert read and all(str(p).startswith(str(app_runs)) for p in read), read
+    at.session_state["runs_dir"] = str(outside)  # even a forged session value is not used
+    at.run()
+    assert all(str(p).startswith(str(app_runs)) for p in read), read

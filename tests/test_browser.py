@@ -3,6 +3,7 @@ PNG (and a non-image) in the inspector, and keep screenshots in artifacts/screen
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -21,6 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "artifacts" / "screenshots"
 PAGES = {  # url path -> text that must appear once the page has rendered
     "": "Runs found",
+    "Tour": "a shortcut, planted and caught",
     "Training_dynamics": "Scheduler parameters",
     "Feature_space": "Selected sample",
     "Masks": "Dataset view",
@@ -56,37 +58,46 @@ def browser_runs(app_runs, tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def server(browser_runs, tmp_path_factory):
-    """`streamlit run app/main.py` on the test runs; on teardown, the runs folder must be unchanged."""
-    before = tree_hash(browser_runs)
+def start_server(runs: Path, cache: Path, log_name: str, command: list[str] | None = None, **env: str):
+    """`streamlit run app/main.py` (or `command`) with CMCS_RUNS_DIR=runs; returns (process, url, log)
+    once /_stcore/health answers on 127.0.0.1."""
     port = free_port()
-    cache = tmp_path_factory.mktemp("browser_cache")
-    env = {**os.environ, "CMCS_RUNS_DIR": str(browser_runs), "HF_HUB_OFFLINE": "1", "CMCS_CACHE_DIR": str(cache)}
+    env = {**os.environ, "CMCS_RUNS_DIR": str(runs), "HF_HUB_OFFLINE": "1", "CMCS_CACHE_DIR": str(cache), **env}
     SHOTS.mkdir(parents=True, exist_ok=True)
-    log = open(SHOTS.parent / "streamlit_test.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(SHOTS.parent / log_name, "w")
+    args = ["--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none"]
+    proc = subprocess.Popen((command or [sys.executable, "-m", "streamlit", "run", "app/main.py"]) + args,
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
+    deadline = time.time() + 90
     while time.time() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
+                return proc, url, log
         except OSError:
             time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start within 60 s; see artifacts/streamlit_test.log")
-    yield {"url": url, "runs": browser_runs, "hash": before}
+    proc.kill()
+    log.close()
+    pytest.fail(f"streamlit did not start within 90 s; see artifacts/{log_name}")
+
+
+def stop_server(proc, log) -> None:
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="module")
+def server(browser_runs, tmp_path_factory):
+    """`streamlit run app/main.py` on the test runs; on teardown, the runs folder must be unchanged."""
+    before = tree_hash(browser_runs)
+    proc, url, log = start_server(browser_runs, tmp_path_factory.mktemp("browser_cache"), "streamlit_test.log")
+    yield {"url": url, "runs": browser_runs, "hash": before}
+    stop_server(proc, log)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +161,7 @@ def test_every_page_renders(server, browser):
         page.goto(f"{server['url']}/{path}?run=cap_cmcs")
         settle(page, marker)
         no_exception(page, path or "Home")
-        if path not in ("", "Compare"):
+        if path not in ("", "Compare", "Tour"):  # the Tour draws on playground runs (its own test)
             # Streamlit loads the plotly bundle lazily: on a slow machine the first chart can draw
             # well after the script has finished, so wait for it rather than count at once.
             charts = page.locator(".js-plotly-plot")
@@ -220,7 +231,10 @@ def test_runs_with_the_same_name_on_every_page(server, browser):
         page.goto(f"{url}/{path}?run=grid_b/twin")
         settle(page, marker)
         no_exception(page, path or "Home")
-        assert "Run grid_b/twin · method Text-only baseline" in page.inner_text("body"), path
+        if path != "Tour":  # the Tour tells the playground's story, not one run's
+            badge = "Run grid_b/twin · method Text-only baseline"  # drawn below the marker: wait for it, on a busy machine
+            page.wait_for_function("t => document.body.innerText.includes(t)", arg=badge, timeout=60_000)
+            assert badge in page.inner_text("body"), path
     # the twins side by side: CMCS selected, the text-only twin to compare with
     page.goto(f"{url}/Case_studies?run=grid_a/twin")
     settle(page, "Side by side")
@@ -281,3 +295,176 @@ def test_inspector_upload(server, browser, tmp_path):
 def test_no_page_wrote_under_the_runs_folder(server):
     """Runs last in this module: every page above has been opened on these runs."""
     assert tree_hash(server["runs"]) == server["hash"]
+
+
+def other_address() -> str:
+    """This machine's address on its network (not loopback): where a server listening on every
+    interface would also answer. No packet is sent."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("10.255.255.255", 1))
+        return s.getsockname()[0]
+
+
+def answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def elsewhere_server(browser_runs, tmp_path_factory):
+    """A server whose default runs folder is another one (holding a single run), so a hand-off that
+    fell back to the default folder would open that run instead."""
+    import shutil
+
+    default = tmp_path_factory.mktemp("default_runs") / "runs"
+    shutil.copytree(browser_runs / "pix_cmcs", default / "elsewhere_run")
+    proc, url, log = start_server(default, tmp_path_factory.mktemp("elsewhere_cache"), "streamlit_elsewhere.log")
+    yield {"url": url, "runs": browser_runs}
+    stop_server(proc, log)
+
+
+def runs_field(page):
+    return sidebar(page).get_by_role("textbox", name="Runs folder")
+
+
+def main_box(page, label: str):
+    return page.locator("[data-testid='stMain']").get_by_role("combobox", name=label, exact=True)
+
+
+def choose(box, page, starts: str) -> None:
+    box.click()
+    page.get_by_role("option").filter(has_text=starts).first.click()
+
+
+def test_robustness_to_inspector_keeps_a_typed_runs_folder(elsewhere_server, browser):
+    """Type a non-default runs folder, pick a flipped row of a run that is not the first, press Open: the
+    Inspector opens that run (not the default folder's), with the edited row as its input."""
+    import pandas as pd
+
+    runs = elsewhere_server["runs"]
+    report = json.loads((runs / "cap_text_only" / "stress.json").read_text())["splits"]["test"]["edits"]
+    edit = next(e for e, r in report.items() if r.get("applies") and r.get("flipped") and e != "no_visual")
+    row = pd.read_csv(runs / "cap_text_only" / report[edit]["rows_file"], keep_default_na=False,
+                      dtype={"index": str}).iloc[0]
+    page = new_page(browser)
+    page.goto(elsewhere_server["url"] + "/Robustness")
+    box = runs_field(page)
+    box.wait_for(timeout=60_000)
+    box.fill(str(runs))
+    box.press("Enter")
+    settle(page, "Flipped examples")
+    choose(main_box(page, "Run"), page, "cap_text_only ·")
+    settle(page, "Flipped examples")
+    choose(main_box(page, "Edit").last, page, f"{edit} —")  # the flipped examples' (the paired view has one too)
+    settle(page, "edited rows flipped")
+    page.get_by_role("button", name="Open in the Inspector with the edit applied").click()
+    settle(page, "Counterfactual edits")
+    no_exception(page, "Inspector after the hand-off")
+    assert runs_field(page).input_value() == str(runs)  # the typed folder stays
+    assert "cap_text_only" in chosen_run(page)
+    body = page.inner_text("body")
+    assert f"{edit} applied to row #{row['index']} of cap_text_only" in body and "Run cap_text_only · method Text-only baseline" in body
+    tweet = page.locator("[data-testid='stMain'] textarea").first.input_value()
+    assert tweet == row.edited_tweet.replace("$T$", row.edited_target)
+    metric = page.locator("[data-testid='stMetric']").first.inner_text()
+    assert row.pred_after in metric  # the prediction the stress test recorded for the edited row
+    assert f"runs={runs}".replace("/", "%2F") in page.url or f"runs={runs}" in page.url
+    page.screenshot(path=str(SHOTS / "Robustness_to_Inspector.png"), full_page=True)
+    page.close()
+
+
+def test_a_reload_keeps_the_runs_folder_and_both_runs(elsewhere_server, browser):
+    runs = elsewhere_server["runs"]
+    page = new_page(browser)
+    page.goto(f"{elsewhere_server['url']}/Compare?runs={runs}")
+    settle(page, "Table 1")
+    pick(page, "Run", "cap_text_only")
+    settle(page, "Table 1")
+    pick(page, "Compare with", "pix_cmcs")
+    settle(page, "Table 1")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('compare') === 'pix_cmcs'", timeout=30_000)
+    page.reload()
+    settle(page, "Table 1")
+    assert "cap_text_only" in chosen_run(page)
+    assert "pix_cmcs" in run_box(page, "Compare with").input_value()
+    assert runs_field(page).input_value() == str(runs)
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def demo_server(playground_runs, tmp_path_factory):
+    """The read-only demo (CMCS_DEMO=1, what `make app HOST=0.0.0.0` starts) on what `make app` trains."""
+    import shutil
+
+    runs = tmp_path_factory.mktemp("demo") / "runs"
+    shutil.copytree(playground_runs, runs)
+    outside = tmp_path_factory.mktemp("outside") / "runs"
+    shutil.copytree(playground_runs / "playground_cmcs_s0", outside / "secret_run")
+    proc, url, log = start_server(runs, tmp_path_factory.mktemp("demo_cache"), "streamlit_demo.log", CMCS_DEMO="1")
+    yield {"url": url, "runs": runs, "outside": outside, "hash": tree_hash(outside)}
+    stop_server(proc, log)
+
+
+def test_demo_tour_names_every_planted_cue(demo_server, browser):
+    from cmcs_core.playground.story import planted_cues
+
+    page = new_page(browser)
+    page.goto(demo_server["url"] + "/Tour")
+    settle(page, "4 · Take the shortcut away")
+    no_exception(page, "Tour")
+    data_dir = json.loads((demo_server["runs"] / "playground_cmcs_s0" / "config.json").read_text())["data"]["dataset"]
+    cues = planted_cues(data_dir)["cues"]
+    page.wait_for_timeout(1500)
+    body = page.inner_text("body")
+    for word in (w for words in cues["text_spurious_words"].values() for w in words):
+        assert word in body, word
+    for cue in cues["image_objects"].values():
+        assert cue["object"] in body, cue
+    assert page.locator("[data-testid='stImage']").count() >= 3  # one example image per planted cue class
+    page.screenshot(path=str(SHOTS / "Tour.png"), full_page=True)
+    page.get_by_role("button", name="Open in the Inspector with the edit applied").click()
+    settle(page, "Counterfactual edits")
+    assert "Opened from the Tour" in page.inner_text("body")
+    page.close()
+
+
+def test_demo_mode_refuses_paths_outside_the_runs_folder(demo_server, browser):
+    outside = demo_server["outside"]
+    page = new_page(browser)
+    page.goto(f"{demo_server['url']}/?runs={outside}&run={outside / 'secret_run'}")
+    settle(page, "Runs found")
+    no_exception(page, "Home in demo mode")
+    side = sidebar(page).inner_text()
+    assert "fixed in demo mode" in side and "ignored" in side and "no such run" in side
+    assert runs_field(page).count() == 0  # no field to type a path into
+    assert "secret_run" not in chosen_run(page)
+    run_box(page).click()
+    assert not any("secret_run" in o for o in page.get_by_role("option").all_inner_texts())
+    page.keyboard.press("Escape")
+    page.goto(f"{demo_server['url']}/Inspector?run=../{outside.parent.name}/runs/secret_run")
+    settle(page, "Counterfactual edits")
+    assert "no such run" in sidebar(page).inner_text()
+    assert tree_hash(outside) == demo_server["hash"]
+    page.close()
+
+
+def test_the_server_listens_on_localhost_only_by_default(playground_runs, tmp_path):
+    """`make app` (scripts/run_app.sh) without HOST: 127.0.0.1 answers, the machine's network address does not."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(playground_runs, runs)
+    assert "HOST" not in os.environ and "CMCS_DEMO" not in os.environ  # the defaults, as `make app` gets them
+    proc, url, log = start_server(runs, tmp_path / "cache", "streamlit_localhost.log", ["bash", "scripts/run_app.sh"],
+                                  PYTHON=sys.executable)
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        assert answers("127.0.0.1", port)
+        address = other_address()
+        assert not address.startswith("127."), address
+        assert not answers(address, port)
+    finally:
+        stop_server(proc, log)

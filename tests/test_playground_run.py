@@ -123,7 +123,7 @@ def test_default_command_trains_a_captions_and_a_pixel_run(tmp_path: Path, monke
     from cmcs_core.data.images import load_image
     from cmcs_core.explain import explain
     from cmcs_core.inference import Predictor
-    from cmcs_core.playground.run import PIXEL_EPOCHS, run_name
+    from cmcs_core.playground.run import PIXEL_EPOCHS, STRESS_EDITS, run_name
 
     monkeypatch.setenv("CMCS_CACHE_DIR", str(tmp_path / "cache"))
     runs = tmp_path / "runs"
@@ -131,6 +131,14 @@ def test_default_command_trains_a_captions_and_a_pixel_run(tmp_path: Path, monke
                  "--n-train", "48", "--n-dev", "24", "--n-test", "24", "--epochs", "1", "--pixel-epochs", "1"])
     assert code == 0 and PIXEL_EPOCHS >= 1
     cap, pix = runs / run_name("cmcs", 0, "caption"), runs / run_name("cmcs", 0, "efficientnet-lite0")
+    text_only = runs / run_name("text_only", 0, "caption")
+    assert sorted(p.name for p in runs.iterdir()) == sorted([cap.name, pix.name, text_only.name])  # one text-only
+    for run in (cap, text_only):  # the captions runs are stress-tested out of the box with the planted-truth edits
+        edits = json.loads((run / "stress.json").read_text())["splits"]["test"]["edits"]
+        assert set(edits) == set(STRESS_EDITS)
+        assert edits["remove_planted_word"]["applies"] and edits["swap_planted_word"]["applies"]
+        assert edits["swap_image_cue"]["applies"] == (run != text_only)
+    assert not (pix / "stress.json").exists()
     assert json.loads((cap / "metrics.json").read_text())["visual_source"] == "captions"
     assert json.loads((pix / "metrics.json").read_text())["visual_source"] == "pixels (efficientnet-lite0)"
     assert load_run(pix).masks("test")["grid"] == [7, 7]

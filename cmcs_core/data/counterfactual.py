@@ -7,6 +7,7 @@ Every edit changes one thing of a row and keeps its gold label:
   swap_visual                        the row's image (or caption) replaced by another row's
   no_visual                          the visual input removed (empty caption / blank image)
   swap_target                        the target replaced by another target of the same split
+and, on a playground, three edits of its planted cues (PLANTED_EDITS, cmcs_core/playground/edits.py).
 The phrases come from `phrases.json` beside this package: the `stress` bank for the test, the
 disjoint `augment` bank for training, so a model is never measured on a phrase it trained on.
 Edits are pure functions of the rows and a seed: every run of a grid sees the same edited file.
@@ -35,7 +36,13 @@ EDIT_TITLES = {
     "swap_visual": "visual input swapped with another row's",
     "no_visual": "visual input removed (empty caption / blank image)",
     "swap_target": "target replaced by another target of the split",
+    # on a playground, from its planted truth (cmcs_core/playground/edits.py)
+    "remove_planted_word": "the planted word of the target's own clause removed (with its frame)",
+    "swap_planted_word": "the planted word swapped for another class's planted word",
+    "swap_image_cue": "the image's planted cue swapped for another class's cue",
 }
+PLANTED_EDITS = ("remove_planted_word", "swap_planted_word", "swap_image_cue")
+ALL_EDITS = EDITS + PLANTED_EDITS  # the order of every table and chart
 
 
 def phrase_bank(bank: str, path: str | Path | None = None) -> dict[str, list[str]]:

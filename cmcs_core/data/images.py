@@ -14,7 +14,8 @@ def load_image(source) -> Image.Image:
     try:
         with Image.open(source) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"image is too large ({img.width}x{img.height} pixels)")
+                raise ValueError(f"image is too large: {img.width}x{img.height} = {img.width * img.height / 1e6:.0f} "
+                                 f"million pixels, the limit is {MAX_IMAGE_PIXELS / 1e6:.0f} million")
             img.draft("RGB", (512, 512))
             return img.convert("RGB")
     except (OSError, Image.DecompressionBombError) as err:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from cmcs_core.config import METHODS, RunConfig, apply_method
+from cmcs_core.data.counterfactual import ALL_EDITS, PLANTED_EDITS
 from cmcs_core.io import atomic_write_json
 from cmcs_core.variants import VARIANTS, apply_variant
 
@@ -25,6 +26,12 @@ DEFAULT_RUNS = Path("runs")
 DEFAULT_SIZES = {"n_train": 600, "n_dev": 150, "n_test": 300}
 DEFAULT_EPOCHS = 5
 VISUAL_MODELS = ("caption", "efficientnet-lite0")
+# The first run's stress tests: the planted-truth edits on the captions runs (about 6 s of CPU per edit and
+# run; a pixel run re-encodes the images for every edit, ~25 s each, so it is left to `cmcs stress`).
+STRESS_EDITS = PLANTED_EDITS
+PRESET_STRESS_EDITS = PLANTED_EDITS + ("clause_positive", "clause_negative")
+# CMCS beside the text-only baseline, so the first run shows what the image and the machinery add.
+DEFAULT_METHODS = ("cmcs", "text_only")
 # A pixel run's MFS works on 49 x 1280 features per image, ~35x the captions' 40 x 384: these
 # keep it a short run (its point is the inspector and the cell masks, not the tables).
 PIXEL_OVERRIDES = {"model.hidden_dim": 64, "train.H": 10}
@@ -50,7 +57,8 @@ PRESETS: dict[str, dict] = {
 def add_playground_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-out", default=str(DEFAULT_DATA), help="where the dataset folder is written")
     p.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="where run folders go")
-    p.add_argument("--methods", nargs="+", default=["cmcs"], choices=sorted(METHODS))
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=sorted(METHODS),
+                   help="methods trained per visual source (text_only reads no visual input: trained once)")
     p.add_argument("--seed", type=int, default=0, help="generator and training seed")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of the captions run "
                    "(pixel runs: --pixel-epochs)")
@@ -72,6 +80,11 @@ def add_playground_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="a dataset and a set of runs that tell one story (target-cue: plain CMCS beside the target-aware "
                         "variant on tweets with a planted cue beside each target's own evidence); captions only")
+    p.add_argument("--stress-edits", nargs="+", choices=ALL_EDITS,
+                   help=f"edits the captions runs are stress-tested with (default: {' '.join(STRESS_EDITS)}; a preset's "
+                        f"runs also {' '.join(PRESET_STRESS_EDITS[len(STRESS_EDITS):])}); pixel runs are not stress-tested "
+                        "here (each edit re-encodes the images: `cmcs stress --run RUN`)")
+    p.add_argument("--no-stress", dest="stress", action="store_false", help="skip the stress tests")
     p.add_argument("--variant", choices=sorted(VARIANTS),
                    help="train --methods with this named variant (config.VARIANTS), on the preset's data with --preset "
                         "instead of the preset's runs")
@@ -161,6 +174,9 @@ def playground_main(args: argparse.Namespace) -> list[Path]:
                   "mask_sparsity": getattr(args, "mask_sparsity", 0.0)}
     variant = getattr(args, "variant", None)
     plan = [(v, m, variant) for v in visual_models for m in args.methods]
+    # a run that reads no visual input is the same whatever the visual source: train it once
+    reads_visual = {m: METHODS[m].get("use_visual", True) for m in args.methods}
+    plan = [(v, m, x) for v, m, x in plan if reads_visual[m] or v == visual_models[0]]
     if preset:
         plan = ([("caption", m, variant) for m in args.methods] if variant
                 else [("caption", m, v) for m, v in PRESETS[preset]["runs"]])
@@ -178,3 +194,15 @@ def playground_main(args: argparse.Namespace) -> list[Path]:
               f"{acc['spurious_conflicting']}; {time.process_time() - cpu:.0f} s CPU) -> {out}")
         runs.append(out)
     return runs
+
+
+def stress_plan(args: argparse.Namespace, runs: list[Path]) -> tuple[list[Path], tuple[str, ...]]:
+    """Which of the command's runs to stress-test, and with which edits: the captions runs (a pixel run
+    re-encodes its images for every edit), with the planted-truth edits (a preset's: the clause edits too).
+    The CLI runs them (cmcs_core.stress.stress_runs) after the trainings."""
+    if not getattr(args, "stress", True):
+        return [], ()
+    preset = getattr(args, "preset", None)
+    edits = getattr(args, "stress_edits", None) or (PRESET_STRESS_EDITS if preset else STRESS_EDITS)
+    captions = [r for r in runs if RunConfig.load(r / "config.json").encoder.visual_model == "caption"]
+    return captions, tuple(edits)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cmcs_core.data.counterfactual import EDITS
+from cmcs_core.data.counterfactual import ALL_EDITS
 from cmcs_core.report.regime import Regime, Variant, percent, seeds_mean_std
 from cmcs_core.runs.reader import Run
 
@@ -66,7 +66,7 @@ def stress_tables(found: pd.DataFrame, reference: str = "cmcs") -> str:
     ok = found[found.applies]
     awareness_shown = False
     for (reg, dataset, split), part in ok.groupby(["regime", "dataset", "split"]):
-        edits = [e for e in EDITS if e in set(found.edit)]
+        edits = [e for e in ALL_EDITS if e in set(found.edit)]
         runs = part.drop_duplicates("run")
         aware = [k for k in AWARENESS if runs[k].notna().any()]
         awareness_shown |= bool(aware)
@@ -112,15 +112,33 @@ def _pivot(part: pd.DataFrame, edit: str) -> pd.DataFrame:
     return part[part.edit == edit].pivot_table(index="seed", columns="variant", values="flip_rate")
 
 
+def paired_flip_differences(part: pd.DataFrame, edit: str, reference: Variant) -> dict[Variant, pd.Series]:
+    """The reference's flip rate minus each other method's under one edit, seed by seed (only seeds that
+    have both; a method's opt-in variants are compared with their base instead). Part: rows of one
+    regime, dataset and split of collect_stress (fractions or percent, as given)."""
+    table = _pivot(part, edit)
+    out = {}
+    if reference not in table:
+        return out
+    for variant in sorted(set(part.variant)):
+        if variant == reference or variant.base or variant not in table:
+            continue
+        both = table[[reference, variant]].dropna()
+        if not both.empty:
+            out[variant] = both[reference] - both[variant]
+    return out
+
+
 def _paired(part: pd.DataFrame, edits: list[str], reference: Variant) -> str:
     if reference not in set(part.variant):
         return ""
     lines = [f"\n{reference.title} minus each method, flip rate points paired by seed (negative: "
              f"{reference} flips less):\n\n| minus | " + " | ".join(edits) + " |\n|---|" + "---|" * len(edits) + "\n"]
+    per_edit = {edit: paired_flip_differences(part, edit, reference) for edit in edits}
     for variant in sorted(set(part.variant)):
         if variant == reference or variant.base:  # variants: compared with their base (_variant_vs_base)
             continue
-        cells = [_paired_diff(_pivot(part, edit), reference, variant) for edit in edits]
+        cells = [_diffs(per_edit[edit].get(variant, pd.Series(dtype=float))) for edit in edits]
         lines.append(f"| {variant.title} | " + " | ".join(cells) + " |\n")
     return "".join(lines)
 

@@ -10,10 +10,11 @@ import os
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import common
+from app import data, figures, state, widgets
 from cmcs_core.data.images import load_image
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.image_grid import grid_of
+from cmcs_core.playground.story import is_playground
 from cmcs_core.runs.reader import load_run
 
 # Streamlit's own upload limit (.streamlit/config.toml server.maxUploadSize) is the one the app accepts.
@@ -26,7 +27,7 @@ UNKNOWN_WARN_SHARE = 0.5
 APP_THREADS = int(os.environ.get("CMCS_APP_THREADS", "1"))
 
 st.title("Inspector")
-runs, run, other = common.require_run()
+runs, run, other = widgets.require_run()
 if not run.has_checkpoint:
     st.error(f"`{run.name}` has no best checkpoint (unfinished, or a result folder kept without "
              "weights): pick a run with best.safetensors in the sidebar.")
@@ -38,17 +39,17 @@ def run_explain(path: str, stamp: float, tweet: str, target: str, caption: str |
     from cmcs_core.explain import explain
 
     image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
-    return explain(common.predictor(load_run(path), APP_THREADS), tweet, target, caption=caption, image=image)
+    return explain(data.predictor(load_run(path), APP_THREADS), tweet, target, caption=caption, image=image)
 
 @st.cache_data(show_spinner="Predicting the edited input…", max_entries=64)
 def run_predict(path: str, stamp: float, tweet: str, target: str, caption: str | None,
                 image_bytes: bytes | None) -> dict:
     """The counterfactual needs the prediction only, not the attributions (seconds saved)."""
     image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
-    return common.predictor(load_run(path), APP_THREADS).predict(tweet, target, caption=caption, image=image)
+    return data.predictor(load_run(path), APP_THREADS).predict(tweet, target, caption=caption, image=image)
 
 try:
-    pred = common.predictor(run, APP_THREADS)
+    pred = data.predictor(run, APP_THREADS)
 except (OSError, ValueError, RuntimeError) as err:
     st.error(f"Cannot load `{run.name}`: {err}")
     st.stop()
@@ -58,8 +59,8 @@ st.markdown(f"This run reads **{'real pixels (upload an image)' if needs == 'ima
             f"— visual source: **{run.visual_source}**.")
 
 # -- an example from the run's own test split fills the inputs ------------------------------
-examples = common.predictions(run, "test")
-m = common.masks(run, "test") if examples is not None else None
+examples = data.predictions(run, "test")
+m = data.masks(run, "test") if examples is not None else None
 
 def use_example() -> None:
     row = examples.iloc[st.session_state.ins_example]
@@ -76,13 +77,14 @@ if examples is not None and len(examples):
                                            f"{str(examples.iloc[r]['tweet'])[:80]}")
         st.button("Use this sample", on_click=use_example)
 
-if st.session_state.get("ins_from"):  # set by the Robustness page's "open in the Inspector"
-    st.info(f"Opened from the {st.session_state.pop('ins_from')}.")
-st.session_state.setdefault("ins_tweet", "The new phone from Apple is great, but the battery is awful")
-st.session_state.setdefault("ins_target", "Apple")
-st.session_state.setdefault("ins_caption", "a person holding a smartphone")
-tweet = st.text_area("Tweet", key="ins_tweet", height=80)
-target = st.text_input("Target (a phrase that occurs in the tweet)", key="ins_target")
+if st.session_state.get(state.HANDOFF):  # set by "open in the Inspector" (Robustness, Tour)
+    st.info(f"Opened from the {st.session_state.pop(state.HANDOFF)}.")
+state.keep("ins_tweet", "The new phone from Apple is great, but the battery is awful")
+state.keep("ins_target", "Apple")
+state.keep("ins_caption", "a person holding a smartphone")
+tweet = st.text_area("Tweet", key="ins_tweet", height=80, on_change=state.remember("ins_tweet"))
+target = st.text_input("Target (a phrase that occurs in the tweet)", key="ins_target",
+                       on_change=state.remember("ins_target"))
 
 KEEP = "(keep the original image)"
 
@@ -111,12 +113,12 @@ def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None,
     if up is not None:
         data = up.getvalue()
         if len(data) > MAX_UPLOAD_MB * 2**20:
-            return None, None, f"“{common.md(up.name)}” is {len(data) / 2**20:.0f} MB: images up to {MAX_UPLOAD_MB} MB only."
+            return None, None, f"“{widgets.md(up.name)}” is {len(data) / 2**20:.0f} MB: images up to {MAX_UPLOAD_MB} MB only."
         try:
             load_image(io.BytesIO(data))
         except ValueError as err:
-            why = "it is too large" if "too large" in str(err) else "it is not an image the app can read"
-            return None, None, f"“{common.md(up.name)}” was not used: {why}. Upload a {IMAGE_KINDS} file."
+            why = str(err).replace("image is ", "it is ") if "too large" in str(err) else "it is not an image the app can read"
+            return None, None, f"“{widgets.md(up.name)}” was not used: {why}. Upload a {IMAGE_KINDS} file."
         return data, f"uploaded {up.name}", None
     folder = run.image_dir()
     names = sorted(p.name for p in folder.iterdir() if p.is_file())[:500] if folder is not None else []
@@ -133,33 +135,28 @@ def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None,
 
 caption = image_bytes = image_name = None
 if needs == "caption":
-    caption = st.text_input("Caption of the image (this run reads captions, not pixels)", key="ins_caption")
+    caption = st.text_input("Caption of the image (this run reads captions, not pixels)", key="ins_caption",
+                            on_change=state.remember("ins_caption"))
 elif needs == "image":
     image_bytes, image_name, err = image_input("Image", "ins_image")
     if err:  # one message: the upload's, not a second one saying an image is missing
         st.error(err)
         st.stop()
 
-problem = None
-if not tweet.strip():
-    problem = "The tweet is empty: type a tweet."
-elif not target.strip():
-    problem = "The target is empty: type the phrase the sentiment is about."
-elif "$T$" not in tweet and target.strip().lower() not in tweet.lower():
-    problem = f"The target “{common.md(target.strip())}” does not occur in the tweet: the model needs the target inside it."
-elif needs == "caption" and not (caption or "").strip():
-    problem = "This run reads the image as its caption: type a caption."
-elif needs == "image" and image_bytes is None:
-    problem = "This run reads real pixels: upload an image (or pick a dataset image)."
+problem = pred.input_error(tweet, target, caption, image_bytes is not None)
 if problem:
-    st.error(problem)
+    st.error(widgets.md(problem[0].upper() + problem[1:]) + ".")
     st.stop()
+read, total = pred.pieces(tweet, target)
+if total > read:
+    st.warning(f"This input is {total} word pieces long; the run reads the first {read} (its max_length), so the "
+               f"last {total - read} never reach the model. The tokens below are what it read.")
 
 def predict(tw: str, tg: str, cap: str | None, img: bytes | None, attribute: bool = True) -> dict | None:
     try:
-        return (run_explain if attribute else run_predict)(str(run.path), common.stamp(run), tw, tg, cap, img)
+        return (run_explain if attribute else run_predict)(str(run.path), data.stamp(run), tw, tg, cap, img)
     except ValueError as err:
-        st.error(common.md(str(err)))
+        st.error(widgets.md(str(err)))
         return None
 
 res = predict(tweet, target, caption, image_bytes)
@@ -173,40 +170,52 @@ for what, share in (("tweet", pred.unknown_share(res["tokens"])),
                    "say little about what you typed.")
 
 st.subheader("Prediction")
-visual_input = {"image": common.md(image_name), "caption": f"caption “{common.md(caption)}”",
+visual_input = {"image": widgets.md(image_name), "caption": f"caption “{widgets.md(caption)}”",
                 "text only": "none (text-only run)"}[needs]
 st.caption(f"visual input: {visual_input} · visual source: {run.visual_source}")
 c = st.columns(4)
 c[0].metric("Final label", res["label"])
 c[1].metric("p(final label)", f"{max(res['p_final']):.3f}")
 c[2].metric("Fusion weight s", f"{res['s']:.3f}", help="y = (1 − s)·p_text + s·p_image")
+if "p_image" in res and run.cfg.model.fusion in ("auto", "constant") and (
+        run.cfg.model.fusion == "constant" or not getattr(pred.pipe.image_encoder, "has_text_tower", True)):
+    st.caption(f"s is {res['s']:.3f} for every input of this run: "
+               + ("its fusion is set to a constant." if run.cfg.model.fusion == "constant" else
+                  f"its image encoder ({run.cfg.encoder.visual_model}) has no text tower to compare the image with "
+                  "the target, so the two branches are mixed with the constant fusion weight."))
 c[3].metric("Text branch says", LABEL_NAMES[max(range(3), key=lambda i: res["p_text"][i])])
 probs = {"text": res["p_text"], **({"image": res["p_image"]} if "p_image" in res else {}), "final": res["p_final"]}
-common.show_fig(common.prob_bars(probs, f"branch probabilities (visual source: {run.visual_source})"),
+widgets.show_fig(figures.prob_bars(probs, f"branch probabilities (visual source: {run.visual_source})"),
                 key="ins_probs", name="inspector_probabilities")
 
 image = load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
 st.subheader("Masks")
-contrast = common.scale_picker("ins_scale")
-common.show_fig(common.token_heatmap(res["tokens"], res["token_mask"], "text mask per token (low = suppressed)",
+if widgets.gate_note(run):
+    st.markdown(widgets.gate_note(run))
+contrast = widgets.scale_picker("ins_scale")
+widgets.show_fig(figures.token_heatmap(res["tokens"], res["token_mask"], "text mask per token (low = suppressed)",
                                      contrast=contrast), key="ins_tmask", name="inspector_text_mask")
+if run.cfg.model.mask_mode == "learned":
+    widgets.show_fig(figures.gate_bars(res["tokens"], res["token_mask"], "text gates, most suppressed first",
+                                       widgets.planted_tokens(res["tokens"]) if is_playground(run) else None),
+                     key="ins_tbars", name="inspector_text_gates")
 if "visual_mask" in res:
     grid = grid_of(res["visual_mask"], res.get("grid"))
     if grid is not None and image is not None:
-        common.show_fig(common.grid_overlay(image, grid, "visual mask on the image's feature grid (low = suppressed)",
+        widgets.show_fig(figures.grid_overlay(image, grid, "visual mask on the image's feature grid (low = suppressed)",
                                             contrast=contrast), key="ins_vmask", name="inspector_visual_mask")
     elif res.get("visual_tokens"):
-        common.show_fig(common.token_heatmap(res["visual_tokens"], res["visual_mask"], "visual mask per caption token",
+        widgets.show_fig(figures.token_heatmap(res["visual_tokens"], res["visual_mask"], "visual mask per caption token",
                                              contrast=contrast), key="ins_vmask", name="inspector_visual_mask")
 
 st.subheader("What the mask does")
-common.show_mask_effects(res["mask_effect"], res["tokens"], "ins_effect", contrast,
+widgets.show_mask_effects(res["mask_effect"], res["tokens"], "ins_effect", contrast,
                          visual_tokens=res.get("visual_tokens"), grid=res.get("grid"), image=image)
 
 st.subheader(f"Attributions towards “{res['label']}” (captum)")
 ta = res["text_attr"]
 span = max(1e-9, max(abs(v) for v in ta["scores"]))
-common.show_fig(common.token_heatmap(ta["tokens"], ta["scores"], "Integrated Gradients per token (red = pushes "
+widgets.show_fig(figures.token_heatmap(ta["tokens"], ta["scores"], "Integrated Gradients per token (red = pushes "
                                      "towards the label)", label="IG", signed=True, contrast=contrast),
                 key="ins_ig", name="inspector_integrated_gradients")
 st.caption(f"IG over the token states the model reads, baseline zeros, 32 steps; convergence error {ta['delta']:.1e}. "
@@ -215,10 +224,10 @@ va = res.get("visual_attr")
 if va is not None:
     grid = grid_of(va["scores"], va.get("grid"))
     if grid is not None and image is not None:
-        common.show_fig(common.grid_overlay(image, grid, "occlusion: drop in p(label) when a grid cell is zeroed",
+        widgets.show_fig(figures.grid_overlay(image, grid, "occlusion: drop in p(label) when a grid cell is zeroed",
                                             signed=True, contrast=contrast), key="ins_occ", name="inspector_occlusion")
     elif va.get("tokens"):
-        common.show_fig(common.token_heatmap(va["tokens"], va["scores"], "occlusion: drop in p(label) when a caption "
+        widgets.show_fig(figures.token_heatmap(va["tokens"], va["scores"], "occlusion: drop in p(label) when a caption "
                                              "token is zeroed", label="occl.", signed=True, contrast=contrast),
                         key="ins_occ", name="inspector_occlusion")
 
@@ -226,22 +235,25 @@ if va is not None:
 st.subheader("Counterfactual edits")
 words = tweet.split()
 in_target = target_words(tweet, target)
-if st.session_state.get("_cf_words_of") != words or st.session_state.get("cf_word") not in range(len(words)):
-    # a new tweet: start from the first word that is not the target (deleting it is a valid edit)
-    st.session_state["cf_word"] = next((i for i in range(len(words)) if i not in in_target), 0)
+NO_EDIT = -1
+if st.session_state.get("_cf_words_of") != words or st.session_state.get("cf_word") not in [NO_EDIT, *range(len(words))]:
+    st.session_state["cf_word"] = NO_EDIT  # a new tweet: no edit until the user asks for one
     st.session_state["_cf_words_of"] = words
 e1, e2 = st.columns(2)
-word_i = e1.selectbox("Word to edit", range(len(words)), key="cf_word",
-                      format_func=lambda i: f"{i}: {words[i]}" + (" (target)" if i in in_target else ""))
-replacement = e2.text_input("Replace it with (empty = delete)", key="cf_replacement")
-edited_words = words[:word_i] + ([replacement] if replacement.strip() else []) + words[word_i + 1:]
+word_i = e1.selectbox("Word to edit", [NO_EDIT, *range(len(words))], key="cf_word",
+                      format_func=lambda i: "(no word edit)" if i == NO_EDIT else
+                      f"{i}: {words[i]}" + (" (target)" if i in in_target else ""))
+replacement = e2.text_input("Replace it with (empty = delete)", key="cf_replacement", disabled=word_i == NO_EDIT)
+edited_words = words if word_i == NO_EDIT else words[:word_i] + ([replacement] if replacement.strip() else []) + words[word_i + 1:]
 edited_tweet = " ".join(edited_words)
 cf_caption, cf_image = caption, image_bytes
 if needs == "caption":
-    if st.session_state.get("_cf_caption_of") != caption or "cf_caption" not in st.session_state:
+    if st.session_state.get("_cf_caption_of") != caption:
         st.session_state["cf_caption"] = caption  # starts from the caption typed above, then yours to edit
+        st.session_state.setdefault(state.KEPT, {})["cf_caption"] = caption
         st.session_state["_cf_caption_of"] = caption
-    cf_caption = st.text_input("Swap the caption", key="cf_caption",
+    state.keep("cf_caption", caption)  # an input error above stops the page before this box: keep its text
+    cf_caption = st.text_input("Swap the caption", key="cf_caption", on_change=state.remember("cf_caption"),
                                help="starts as the caption above; type another to see what the image input changes")
 elif needs == "image":
     swapped, _, err = image_input("Swap the image (upload another)", "cf_image", keep=True)
@@ -249,14 +261,19 @@ elif needs == "image":
         st.error(err)
         st.stop()
     cf_image = swapped if swapped is not None else image_bytes
-st.markdown(f"Edited tweet: _{common.md(edited_tweet)}_")
+st.markdown(f"Edited tweet: _{widgets.md(edited_tweet)}_")
 if needs == "caption" and cf_caption != caption:
-    st.markdown(f"Swapped caption: _{common.md(cf_caption)}_")
+    st.markdown(f"Swapped caption: _{widgets.md(cf_caption)}_")
 if not edited_tweet.strip() or ("$T$" not in edited_tweet and target.strip().lower() not in edited_tweet.lower()):
     st.error("The edit removes the target from the tweet (or empties it): edit another word.")
     st.stop()
 if needs == "caption" and not (cf_caption or "").strip():
     st.error("The swapped caption is empty.")
+    st.stop()
+if edited_tweet == tweet and cf_caption == caption and cf_image == image_bytes:
+    st.info("Pick a word to delete or replace" + (", or swap the caption" if needs == "caption" else
+                                                  ", or swap the image" if needs == "image" else "")
+            + ", to see whether the label changes.")
     st.stop()
 cf = predict(edited_tweet, target, cf_caption, cf_image, attribute=False)
 if cf is None:
@@ -271,4 +288,4 @@ for name, r in (("original", res), ("edited", cf)):
                          textposition="outside"))
 fig.update_layout(title="final probabilities, original vs edited", barmode="group", yaxis_range=[0, 1.1],
                   height=320, margin=dict(l=10, r=10, t=40, b=10))
-common.show_fig(fig, key="cf_probs", name="inspector_counterfactual")
+widgets.show_fig(fig, key="cf_probs", name="inspector_counterfactual")

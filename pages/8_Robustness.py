@@ -8,19 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import common
-from cmcs_core.data.counterfactual import EDIT_TITLES, EDITS
+from app import data, figures, state, widgets
+from cmcs_core.data.counterfactual import ALL_EDITS, EDIT_TITLES
 from cmcs_core.data.dataset import NO_VISUAL
 from cmcs_core.report.regime import Variant, percent
-from cmcs_core.report.stress_tables import AWARENESS, AWARENESS_TITLES, FRACTIONS, collect_stress, stress_tables
+from cmcs_core.report.stress_tables import (AWARENESS, AWARENESS_TITLES, FRACTIONS, collect_stress,
+                                            paired_flip_differences, stress_tables)
 from cmcs_core.runs.reader import load_run
 
 st.title("Robustness")
-runs, run, other = common.require_run()
+runs, run, other = widgets.require_run()
 finished = [r for r in runs if r.finished]
 
 
@@ -30,7 +30,7 @@ def stress_frame(paths: tuple[str, ...], root: str, _stamps: tuple[float, ...]) 
 
 
 found = stress_frame(tuple(str(r.path) for r in finished), str(run.root),  # the runs folder: names under it
-                     tuple(common.stamp(r) for r in finished))
+                     tuple(data.stamp(r) for r in finished))
 st.markdown(
     "Each stress test edits something that is **not about the target** and keeps the gold label: a clause of "
     "positive or negative sentiment about something else appended (rows whose gold label differs from it), the "
@@ -43,24 +43,34 @@ if found.empty:
     st.stop()
 
 c1, c2, c3 = st.columns(3)
+mine = found[found.path == str(run.path)]  # the sidebar's run decides what is shown first
+
+
+def _index(options: list, preferred) -> int:
+    return options.index(preferred) if preferred in options else 0
+
+
 datasets = sorted(found.dataset.unique())
-dataset = c1.selectbox("Dataset", datasets, index=datasets.index(run.dataset) if run.dataset in datasets else 0,
-                       key="rob_dataset")
+dataset = c1.selectbox("Dataset", datasets, index=_index(datasets, run.dataset), key="rob_dataset")
 part = found[found.dataset == dataset]
-regime = c2.selectbox("Regime", sorted(set(part.regime)), key="rob_regime", format_func=str)
+regimes = sorted(set(part.regime))
+regime = c2.selectbox("Regime", regimes, index=_index(regimes, mine.regime.iloc[0] if len(mine) else None),
+                      key="rob_regime", format_func=str)
 part = part[part.regime == regime]
 split = c3.selectbox("Split", sorted(part.split.unique(), key=lambda s: (s != "test", s)), key="rob_split")
+if mine.empty:
+    st.caption(f"The sidebar's run `{run.name}` has no stress results; showing the runs that have.")
 part = part[part.split == split]
 shown = percent(part, FRACTIONS)  # the frame holds fractions, as the files do
 ok = shown[shown.applies]
 variants = sorted(set(part.variant))
 CMCS = Variant("cmcs")
-edits = [e for e in EDITS if e in set(ok.edit)]
+edits = [e for e in ALL_EDITS if e in set(ok.edit)]
 
 # -- flip rate per edit and method -------------------------------------------------------------
 st.subheader("Flip rate per edit and method")
 fig = go.Figure()
-PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Dark2  # one colour per method, never reused
+PALETTE = figures.DISTINCT  # one colour per method, never reused before they run out
 for n, variant in enumerate(variants):
     v = ok[ok.variant == variant]
     g = v.groupby("edit").agg(mean=("flip_rate", "mean"), lo=("flip_lo", "mean"), hi=("flip_hi", "mean"),
@@ -77,7 +87,7 @@ for n, variant in enumerate(variants):
 fig.update_layout(barmode="group", scattermode="group", height=430, margin=dict(l=10, r=10, t=50, b=10),
                   title=f"Share of edited rows whose prediction changes — {dataset}, {split} split",
                   yaxis=dict(range=[0, 100], title="flip rate (%)", ticksuffix="%"), legend_title="method")
-common.show_fig(fig, key="rob_bars", name=f"robustness_flip_rates_{dataset}")
+widgets.show_fig(fig, key="rob_bars", name=f"robustness_flip_rates_{dataset}")
 st.caption("Bars: mean over seeds; whiskers: the per-seed 95% bootstrap intervals (over rows), averaged; dots: "
            "each seed. " + " · ".join(f"**{e}**: {EDIT_TITLES[e]}" for e in edits))
 na = part[~part.applies].drop_duplicates(["variant", "edit"])
@@ -114,7 +124,7 @@ else:
                       title=f"Tweets with two or more targets of different gold labels — {dataset}, {split} split",
                       yaxis=dict(range=[0, 100], title="share of those tweets (%)", ticksuffix="%"),
                       legend_title="method")
-    common.show_fig(fig, key="rob_awareness", name=f"robustness_target_awareness_{dataset}")
+    widgets.show_fig(fig, key="rob_awareness", name=f"robustness_target_awareness_{dataset}")
     tweets = int(per_run.awareness_tweets.max())
     st.caption(f"{tweets} such tweets in this split. **all targets right**: every target of the tweet predicted right; "
                "**one label for all**: the model gave all its targets the same label, which a model that reads the "
@@ -134,14 +144,9 @@ if CMCS not in set(ok.variant) or len(variants) < 2:
     st.info("Paired differences need CMCS and at least one other method stress-tested on this dataset and regime.")
 else:
     edit = st.selectbox("Edit", edits, format_func=lambda e: f"{e} — {EDIT_TITLES[e]}", key="rob_paired_edit")
-    table = ok[ok.edit == edit].pivot_table(index="seed", columns="variant", values="flip_rate")
     fig = go.Figure()
     span = 1.0
-    for variant in [v for v in variants if v != CMCS and v in table]:
-        both = table[[CMCS, variant]].dropna()
-        if both.empty:
-            continue
-        diff = both[CMCS] - both[variant]
+    for variant, diff in paired_flip_differences(ok, edit, CMCS).items():  # the library's pairing
         span = max(span, float(diff.abs().max()))
         fig.add_trace(go.Scatter(x=[variant.title] * len(diff), y=diff, mode="markers+text",
                                  text=[f"s{s}" for s in diff.index], textposition="middle right",
@@ -155,7 +160,7 @@ else:
                       title=f"CMCS minus each method: flip-rate points per seed under {edit} "
                             "(below 0: CMCS flips less)",
                       yaxis=dict(range=[-1.1 * span, 1.1 * span], title="flip-rate difference (points)"))
-    common.show_fig(fig, key="rob_paired", name=f"robustness_paired_{dataset}_{edit}")
+    widgets.show_fig(fig, key="rob_paired", name=f"robustness_paired_{dataset}_{edit}")
     st.caption("Runs with the same seed share initialisation and batch order up to the method's switches; the bar "
                "marks the mean over seeds. The axis is symmetric around zero.")
 with st.expander("The tables (Markdown, as `python -m cmcs_core table --stress`)"):
@@ -202,8 +207,8 @@ selected = pick.selection.rows[0] if pick and pick.selection.rows else 0
 row = shown.iloc[selected]
 target = str(row.edited_target)
 st.markdown(f"**#{row['index']}** · gold **{row.label}** · prediction **{row.pred_before} → {row.pred_after}**")
-st.markdown(f"original: {common.highlight_target(str(row.tweet), str(row.target))}")
-st.markdown(f"edited: {common.highlight_target(str(row.edited_tweet), target)}")
+st.markdown(f"original: {widgets.highlight_target(str(row.tweet), str(row.target))}")
+st.markdown(f"edited: {widgets.highlight_target(str(row.edited_tweet), target)}")
 if edit in ("swap_visual", "no_visual"):
     st.markdown(f"visual input after the edit: `{row.edited_image_id}`"
                 + (f" — caption _{row.edited_caption}_" if isinstance(row.edited_caption, str) and row.edited_caption
@@ -219,19 +224,11 @@ elif row.edited_image_id == NO_VISUAL:
     blocked = "the Inspector needs a caption or an image, and this edit removed the visual input"
 
 
-def open_in_inspector() -> None:
-    """Fill the Inspector's inputs with the edited row and select its run (before the widgets draw)."""
-    st.session_state.run_path = chosen
-    st.session_state.ins_tweet = str(row.edited_tweet).replace("$T$", target)
-    st.session_state.ins_target = target
-    if isinstance(row.edited_caption, str) and row.edited_caption:
-        st.session_state.ins_caption = row.edited_caption
-    st.session_state.ins_dataset_image = str(row.edited_image_id)
-    st.session_state.ins_from = f"Robustness page: {edit} applied to row #{row['index']} of `{Path(chosen).name}`"
-
-
-if st.button("Open in the Inspector with the edit applied", on_click=open_in_inspector, disabled=blocked is not None,
+if st.button("Open in the Inspector with the edit applied", on_click=state.open_in_inspector, disabled=blocked is not None,
+             args=(chosen, str(row.edited_tweet).replace("$T$", target), target,
+                   row.edited_caption if isinstance(row.edited_caption, str) else None, str(row.edited_image_id),
+                   f"Robustness page: {edit} applied to row #{row['index']} of `{Path(chosen).name}`"),
              help=blocked or "fills the Inspector's tweet, target and caption/image with the edited row"):
-    st.switch_page(common.PAGES_DIR / "5_Inspector.py")
+    st.switch_page(state.INSPECTOR)
 if blocked:
     st.caption(f"Inspector: {blocked}.")

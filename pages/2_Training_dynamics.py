@@ -9,15 +9,14 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app import common
+from app import data, figures, widgets
 
 st.title("Training dynamics")
-runs, run, other = common.require_run()
-batches = common.batches(run)
-epochs = common.epochs(run)
+runs, run, other = widgets.require_run()
+batches = data.batches(run) if data.has_table(run, "batches") else None
+epochs = data.epochs(run) if data.has_table(run, "epochs") else None
 if batches is None or batches.empty:
-    st.warning("This run has no per-batch log yet (batches.csv is written at the end of each epoch).")
-    st.stop()
+    widgets.missing_output(run, "per-batch log (batches.parquet)", "it is written at the end of each epoch")
 
 has_visual = batches["eff_v"].notna().any()
 uses_cms = run.cfg.model.use_cms
@@ -31,9 +30,24 @@ chosen = c1.multiselect("Epochs (paper Fig. 4 shows the first and the last)", al
                         default=sorted({all_epochs[0], all_epochs[-1]}))
 n_show = c2.number_input("Batches per epoch", 4, 500, 16, help="the paper shows 16")
 
+def _shown(epoch: int) -> pd.DataFrame:
+    return batches[batches.epoch == epoch].head(int(n_show))
+
+
+def _span(columns: list[str], floor: float) -> tuple[float, float] | None:
+    """One range over every chosen epoch, so panels side by side share their axes (at least `floor` wide)."""
+    vals = pd.concat([_shown(e)[c] for e in chosen for c in columns if c in batches]).to_numpy(dtype=float)
+    vals = vals[np.isfinite(vals)]
+    if not len(vals):
+        return None
+    lo, hi = float(vals.min()), float(vals.max())
+    mid, half = (lo + hi) / 2, max(hi - lo, floor) * 0.55
+    return mid - half, mid + half
+
+
 def fig4(epoch: int) -> go.Figure:
     """Bars: causal effect per batch; lines: the scheduling weight it produced."""
-    rows = batches[batches.epoch == epoch].head(int(n_show))
+    rows = _shown(epoch)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     branches = [("t", "text", "#1f77b4")] + ([("v", "visual", "#ff7f0e")] if has_visual else [])
     for key, name, color in branches:
@@ -50,21 +64,24 @@ def fig4(epoch: int) -> go.Figure:
                       legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
     fig.update_xaxes(title="batch in epoch")
     fig.update_yaxes(title="causal effect exp(L_raw − L_masked)", secondary_y=False, tickformat=".2f")
-    # Round ticks, and a flat φ drawn flat: the axis spans at least 0.1, so a change in the 4th
-    # decimal does not fill the panel.
-    phis = rows[[f"phi_{k}" for k, _, _ in branches]].to_numpy(dtype=float)
+    # One range for every panel shown (effects and φ each); round ticks; a flat φ drawn flat: its axis spans at
+    # least 0.1, so a change in the 4th decimal does not fill the panel.
+    keys = [k for k, _, _ in branches]
+    effects = _span([f"eff_{k}" for k in keys], 0.1)
+    if effects is not None:
+        fig.update_yaxes(range=[min(effects[0], 0.95), max(effects[1], 1.05)], secondary_y=False)
     fig.update_yaxes(title="scheduling weight φ", secondary_y=True, tickformat=".2f", showgrid=False)
-    if np.isfinite(phis).any():
-        lo, hi = float(np.nanmin(phis)), float(np.nanmax(phis))
-        mid, half = (lo + hi) / 2, max(hi - lo, 0.1) * 0.55
-        step = next(d for d in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, float("inf")) if 2 * half / d <= 6)
-        fig.update_yaxes(secondary_y=True, tick0=0, dtick=step, range=[mid - half, mid + half])
+    phis = _span([f"phi_{k}" for k in keys], 0.1)
+    if phis is not None:
+        lo, hi = phis
+        step = next(d for d in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, float("inf")) if (hi - lo) / d <= 6)
+        fig.update_yaxes(secondary_y=True, tick0=0, dtick=step, range=[lo, hi])
     return fig
 
 cols = st.columns(2) if len(chosen) > 1 else [st.container()]
 for i, ep in enumerate(chosen):
     with cols[i % len(cols)]:
-        common.show_fig(fig4(ep), key=f"fig4_{ep}", name=f"{run.name}_fig4_epoch{ep}")
+        widgets.show_fig(fig4(ep), key=f"fig4_{ep}", name=f"{run.name}_fig4_epoch{ep}")
 
 st.subheader("Scheduler parameters α, β over training")
 phi = batches.melt(id_vars=["global_step"], value_vars=["alpha"] + (["beta"] if has_visual else []),
@@ -75,7 +92,7 @@ if not hyper.empty:
     fig.add_trace(go.Scatter(x=hyper.global_step, y=hyper.alpha, mode="markers", name="upper-level step",
                              marker=dict(size=6, symbol="x", color="black")))
 fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10))
-common.show_fig(fig, key="alpha_beta", name=f"{run.name}_alpha_beta")
+widgets.show_fig(fig, key="alpha_beta", name=f"{run.name}_alpha_beta")
 
 st.subheader("Losses")
 smooth = st.slider("Smoothing (batches)", 1, 50, 5)
@@ -84,13 +101,13 @@ losses = batches[["global_step"] + loss_cols].set_index("global_step").rolling(s
 fig = px.line(losses.reset_index().melt(id_vars="global_step", var_name="loss", value_name="value"),
               x="global_step", y="value", color="loss")
 fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10))
-common.show_fig(fig, key="losses", name=f"{run.name}_losses")
+widgets.show_fig(fig, key="losses", name=f"{run.name}_losses")
 
 st.subheader("Accuracy per epoch")
 if epochs is not None and not epochs.empty:
     frames = [epochs.assign(run=run.name)]
     if other is not None:
-        theirs = common.epochs(other)
+        theirs = data.epochs(other)
         if theirs is not None:
             frames.append(theirs.assign(run=other.name))
     acc = pd.concat(frames)
@@ -104,7 +121,7 @@ if epochs is not None and not epochs.empty:
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, title_text=""))
     fig.update_xaxes(dtick=1)
-    common.show_fig(fig, key="dev_acc", name=f"{run.name}_accuracy")
+    widgets.show_fig(fig, key="dev_acc", name=f"{run.name}_accuracy")
     st.caption("Model selection uses dev accuracy; the checkpoint of the best dev epoch is the one evaluated.")
 
 st.subheader("Effect against weight")
@@ -115,6 +132,53 @@ pts = pd.concat(pts)
 fig = px.scatter(pts, x="effect", y="weight", color="epoch", facet_col="branch", opacity=0.7,
                  hover_data=["global_step"], color_continuous_scale="Viridis")
 fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10))
-common.show_fig(fig, key="effect_weight", name=f"{run.name}_effect_vs_weight")
+widgets.show_fig(fig, key="effect_weight", name=f"{run.name}_effect_vs_weight")
 st.caption("Within an epoch, batches with a larger causal effect get a larger weight (φ = softplus(α·effect)); "
            "the paper reads this as the scheduler prioritising samples whose selected features help.")
+
+# -- the selection machinery: does the mask move, does the upper level ask for anything ---------------
+st.subheader("Does the selection machinery engage?")
+MACHINERY = {  # panel -> (columns, y title, y range or "log"), logged since issue 15; older runs lack them
+    "Gradient norms per batch (lower level)": (["grad_norm", "mask_grad_norm"], "norm (log)", "log"),
+    "Text gates per batch": (["mask_mean", "mask_token_std"], "gate (absolute 0…1)", (0.0, 1.0)),
+    "Upper level, per upper step": (["dev_train_cos"], "cos(∇L_dev, ∇L_train)", (-1.0, 1.0)),
+    "Upper level: what it asks of the mask": (["hypergrad_mask_norm", "hypergrad_norm"], "norm (log)", "log"),
+    "Counterfactual dev rows": (["dev_invariance", "dev_L_t_edited"], "loss", None),
+    "Curvature and Neumann step": (["hessian_top_eig", "neumann_eta"], "value (log)", "log"),
+}
+pair = [r for r in (run, other) if r is not None]
+logs = {r.name: (batches if r is run else data.batches(r)) for r in pair}
+logs = {name: b for name, b in logs.items() if b is not None and not b.empty}
+shown_any = False
+for title, (columns, y_title, y_range) in MACHINERY.items():
+    panels = {}
+    for name, b in logs.items():
+        series = []
+        for col in columns:
+            if col in b and b[col].notna().any():  # a column a run never logged, or NaN where not taken: not drawn
+                part = b.dropna(subset=[col])
+                series.append((col, part.global_step.tolist(), part[col].tolist()))
+        if series:
+            panels[name] = series
+    if not panels:
+        continue
+    shown_any = True
+    fig = figures.shared_y_panels(panels, title, y_title, log_y=y_range == "log")
+    if isinstance(y_range, tuple):
+        fig.update_yaxes(range=list(y_range))
+    widgets.show_fig(fig, key=f"machinery_{columns[0]}", name=f"{run.name}_{columns[0]}")
+if not shown_any:
+    st.info(f"`{run.name}` was logged before the machinery columns existed (grad_norm, mask_grad_norm, mask_mean, "
+            "…): retrain it to see whether its mask moves and what the upper level asks for.")
+summary, why = data.machinery(run)
+if summary is not None:
+    from cmcs_core.report.machinery import COLUMNS
+
+    rows = [{"figure": COLUMNS[k][0], "value": COLUMNS[k][1].format(v)} for k, v in summary.items()
+            if k in COLUMNS and isinstance(v, (int, float)) and np.isfinite(v)]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption("`cmcs analyse machinery RUN` (cmcs_core.report.machinery): medians over the run. Near 1, "
+               "cos(∇L_dev, ∇L_train) says the upper level asks for nothing but fitting the training loss more; gates "
+               "near 0.5 with a small spread over tokens are a mask that does not choose.")
+elif why and shown_any:
+    st.caption(f"No machinery summary: {why}")

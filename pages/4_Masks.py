@@ -8,29 +8,35 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app import common
+from app import data, figures, widgets
 from cmcs_core.runs.reader import RunReadError, load_run
+from cmcs_core.playground.story import is_playground
+from cmcs_core.playground.vocab import spurious_class_of
 from cmcs_core.word_stats import suppressed_vs_association
 
+CHOOSES = 0.05  # a spread of mean gates below this is a mask that does not choose between words
+
 st.title("Masks")
-runs, run, other = common.require_run()
-splits = common.require_splits(run)
+runs, run, other = widgets.require_run()
+splits = widgets.require_splits(run)
 mode = run.cfg.model.mask_mode
 extensions = [f"{run.cfg.model.mask_granularity} gates" if run.cfg.model.mask_granularity != "element" else "",
               f"sparsity prior λ = {run.cfg.model.mask_sparsity:g}" if run.cfg.model.mask_sparsity else ""]
 if any(extensions):
     st.caption("This run's mask uses extensions beyond the paper: " + ", ".join(e for e in extensions if e) + ".")
+if widgets.gate_note(run):
+    st.markdown(widgets.gate_note(run))
 if mode != "learned":
     st.info(f"{run.method_title} has no learned mask (mask mode '{mode}': "
             f"{'every value is 0.5' if mode == 'fixed' else 'the identity, every value is 1'}). "
             "Pick a CMCS run to see what MFS keeps and suppresses.")
 
 split = st.selectbox("Split", splits)
-pred = common.predictions(run, split)
+pred = data.predictions(run, split)
 if pred is None:
     st.stop()
 
-tab_sample, tab_data = st.tabs(["One sample", "Dataset view: suppressed words"])
+tab_sample, tab_data = st.tabs(["One sample", "Dataset view: words by mask value"])
 with tab_sample:
     only = st.radio("Show", ["all", "errors", "correct"], horizontal=True)
     rows = pred.index if only == "all" else pred.index[pred.correct == (0 if only == "errors" else 1)]
@@ -39,18 +45,21 @@ with tab_sample:
     else:
         i = st.selectbox("Sample", list(rows), format_func=lambda r: f"#{pred.loc[r, 'index']} · "
                          f"[{pred.loc[r, 'target']}] {str(pred.loc[r, 'tweet'])[:90]}")
-        common.show_sample(run, split, int(i), key="mask_sample")
+        widgets.show_sample(run, split, int(i), key="mask_sample")
         st.caption("Mask values near 1 keep a token's features, near 0 suppress them (mean over the d "
                    f"features of each token). Visual source of this run: **{run.visual_source}** — "
                    + ("the visual mask is drawn over the image's 7x7 feature grid." if run.cfg.encoder.visual_model != "caption"
                       else "the visual mask is over the caption's tokens."))
         st.subheader("What the mask does")
-        effect = common.sample_mask_effects(run, split, int(i))
+        # Measured with the run's model: the first time loads torch and the checkpoint (most of this page's
+        # cold start), so it runs when asked for (bench/results/cold_pages.json).
+        measure = st.toggle("Measure what the mask does on this sample (loads the run's model)", key="mask_effect_on")
+        effect = data.sample_mask_effects(run, split, int(i)) if measure else None
         if effect is not None:
-            m = common.masks(run, split)
+            m = data.masks(run, split)
             entry = m["samples"][int(i)]
-            image = common.load_dataset_image(run, str(pred.loc[i, "image_id"]))
-            common.show_mask_effects(effect, entry["tokens"], "mask_effect",
+            image = data.load_dataset_image(run, str(pred.loc[i, "image_id"]))
+            widgets.show_mask_effects(effect, entry["tokens"], "mask_effect",
                                      contrast=st.session_state.get("mask_sample_scale") == "contrast",
                                      visual_tokens=entry.get("visual_tokens"), grid=m.get("grid"), image=image)
 
@@ -68,9 +77,9 @@ with tab_data:
     c1, c2 = st.columns(2)
     min_count = c1.slider("Minimum occurrences", 1, 20, 3)
     top_n = c2.slider("Words shown", 5, 60, 20)
-    contrast = common.scale_picker("mask_data_scale")
+    contrast = widgets.scale_picker("mask_data_scale")
     try:
-        table, note = word_table(str(run.path), split, min_count, common.stamp(run))
+        table, note = word_table(str(run.path), split, min_count, data.stamp(run))
     except RunReadError as err:
         st.error(str(err))
         st.stop()
@@ -79,29 +88,42 @@ with tab_data:
     if table.empty:
         st.info("No word occurs often enough; lower the minimum.")
         st.stop()
-    top = table.head(top_n).copy()
+    top = table.nsmallest(top_n, "mean_mask").sort_values("mean_mask").copy()  # the lowest first, bars in order
     colour = "top_label" if "top_label" in top else None
     if colour:
         top["top_label"] = top["top_label"].fillna("unseen in train")
-    fig = px.bar(top, x="word", y="mean_mask", color=colour, color_discrete_map=common.LABEL_COLORS,
+    planted = is_playground(run)
+    if planted:
+        top["word"] = [f"{w} (planted)" if spurious_class_of(w) is not None else w for w in top["word"]]
+    lo_all, hi_all = float(table["mean_mask"].min()), float(table["mean_mask"].max())
+    chooses = hi_all - lo_all >= CHOOSES
+    what = (f"The {len(top)} words with the lowest mean gate" if chooses else
+            f"No word is suppressed: every word's mean gate lies in {lo_all:.3f}…{hi_all:.3f}. The {len(top)} lowest")
+    fig = px.bar(top, x="word", y="mean_mask", color=colour, color_discrete_map=figures.LABEL_COLORS,
                  hover_data=[c for c in ("count", "lift", "p_top_label", "train_count") if c in top],
-                 title=f"The {len(top)} words the text mask suppresses most ({split}), coloured by the label "
-                       "they go with in training")
-    lo, hi, note = common.colour_range(table["mean_mask"], signed=False, contrast=contrast)
+                 category_orders={"word": list(top["word"])},
+                 title=f"{what} ({split}), coloured by the label they go with in training")
+    lo, hi, note = figures.colour_range(table["mean_mask"], signed=False, contrast=contrast)
     fig.update_layout(height=400, margin=dict(l=10, r=10, t=70, b=10), xaxis_tickangle=-45,
                       title=f"{fig.layout.title.text}<br><sup>y axis: {note} (all words)</sup>")
     fig.update_yaxes(range=[lo, hi] if not contrast else [lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)])
-    common.show_fig(fig, key="suppressed", name=f"{run.name}_{split}_suppressed_words")
+    widgets.show_fig(fig, key="suppressed", name=f"{run.name}_{split}_suppressed_words")
+    if planted:
+        ranked = table.sort_values("mean_mask").reset_index(drop=True)
+        marks = [f"*{w}* {r + 1} of {len(ranked)} ({m:.3f})" for r, (w, m) in enumerate(zip(ranked.word, ranked.mean_mask))
+                 if spurious_class_of(w) is not None]
+        st.caption("The playground's planted words, ranked from the lowest mean gate: " + (", ".join(marks) or "none "
+                   "occurs often enough") + ". A mask that caught the shortcut ranks them first.")
     if "lift" in table:
         scatter = table.dropna(subset=["lift"])
         fig = px.scatter(scatter, x="lift", y="mean_mask", size="count", color="top_label", hover_name="word",
-                         color_discrete_map=common.LABEL_COLORS, log_x=True,
+                         color_discrete_map=figures.LABEL_COLORS, log_x=True,
                          title="Mask value against label association (lift = P(label | word) / P(label) in train)")
         fig.update_layout(height=440, margin=dict(l=10, r=10, t=70, b=10),
                           title=f"{fig.layout.title.text}<br><sup>y axis: {note}</sup>")
         if not contrast:
             fig.update_yaxes(range=[0, 1])
-        common.show_fig(fig, key="mask_vs_lift", name=f"{run.name}_{split}_mask_vs_lift")
+        widgets.show_fig(fig, key="mask_vs_lift", name=f"{run.name}_{split}_mask_vs_lift")
         st.caption("Words far right go with one label much more often than chance in the training data — "
                    "candidate spurious cues. If MFS works as intended, those that are not about the target "
                    "sit low (suppressed).")

@@ -8,14 +8,14 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import common
+from app import figures, state, widgets
 from cmcs_core.config import METHOD_ORDER, METHOD_TITLES
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.report.regime import percent
 from cmcs_core.report.tables import DATASETS, markdown_tables, paired_differences, results_table, runs_frame
 
 st.title("Compare runs")
-runs, run, other = common.require_run()
+runs, run, other = widgets.require_run()
 finished = [r for r in runs if r.finished]
 if not finished:
     st.warning("No finished run yet.")
@@ -30,7 +30,8 @@ with tab_tables:
     st.markdown("Test accuracy | macro-F1 (%) per method, mean ± std over seeds, one block per regime "
                 "(text encoder, tuning, **visual source**); the published numbers once, above them.")
     if md:
-        st.markdown(md)
+        with st.container(height=900):  # every regime's tables scroll inside the page, not as its length
+            st.markdown(md)
         st.download_button("⬇ Tables (Markdown)", md, file_name="cmcs_tables.md", mime="text/markdown")
     others = found[~found.dataset.isin(DATASETS)] if not found.empty else found
     if not others.empty:
@@ -40,7 +41,7 @@ with tab_tables:
         st.dataframe(results, hide_index=True, width="stretch")
         st.download_button("⬇ Table (CSV)", results.to_csv(index=False), file_name="cmcs_results.csv", mime="text/csv")
     if paired:
-        with st.expander("CMCS minus each method, paired by seed", expanded=True):
+        with st.expander("CMCS minus each method, paired by seed", expanded=False):
             st.markdown("Runs with the same seed share initialisation and batch order up to the method's "
                         "switches, so a per-seed difference shows what two means ± std can hide.")
             st.markdown(paired)
@@ -52,6 +53,7 @@ with tab_tables:
         order = [METHOD_TITLES[m] for m in METHOD_ORDER]
         order = [m for m in order if m in set(points.method)] + sorted(set(points.method) - set(order))
         fig = px.strip(points, x=metric, y="method", color="regime", facet_col="dataset",
+                       color_discrete_sequence=figures.DISTINCT,
                        category_orders={"method": order}, hover_name="run", hover_data=["seed", "visual_source"],
                        title=f"{'Test accuracy' if metric == 'test_acc' else 'Macro-F1'} (%): one point per run "
                              f"({len(points)} runs); spread = seeds")
@@ -60,13 +62,13 @@ with tab_tables:
                           legend=dict(orientation="h", yanchor="top", y=-0.15, x=0, title_text="regime"))
         fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
         fig.update_xaxes(title=None)
-        common.show_fig(fig, key="acc_points", name="runs_accuracy")
+        widgets.show_fig(fig, key="acc_points", name="runs_accuracy")
 
 with tab_runs:
     by_path = {str(r.path): r for r in finished}
     default = [p for p in (str(run.path), str(getattr(other, "path", ""))) if p in by_path] or [str(finished[0].path)]
     c1, c2, c3 = st.columns([3, 1, 1])
-    chosen = c1.multiselect("Runs", list(by_path), default=default, format_func=lambda p: common.run_label(by_path[p]))
+    chosen = c1.multiselect("Runs", list(by_path), default=default, format_func=lambda p: state.run_label(by_path[p]))
     split = c2.selectbox("Split", ["test", "dev"])
     normalise = c3.checkbox("Row-normalised", value=False)
     if not chosen:
@@ -77,7 +79,7 @@ with tab_runs:
     for i, path in enumerate(chosen):
         r = by_path[path]
         name = r.name
-        common.random_warning(r)
+        widgets.random_warning(r)
         res = (r.metrics or {}).get(split)
         if not res:
             st.error(f"{name}: metrics.json has no {split} results")
@@ -92,14 +94,14 @@ with tab_runs:
         fig.update_xaxes(title="predicted")
         fig.update_yaxes(title="gold", autorange="reversed")
         with cols[i % len(cols)]:
-            common.show_fig(fig, key=f"cm_{i}", name=f"{r.name}_{split}_confusion")
+            widgets.show_fig(fig, key=f"cm_{i}", name=f"{r.name}_{split}_confusion")
         for label, pc in res["per_class"].items():
             f1_rows.append({"run": name, "label": label, "f1": pc["f1"], "precision": pc["precision"],
                             "recall": pc["recall"], "support": pc["support"]})
     if f1_rows:
         per_class = pd.DataFrame(f1_rows)
-        fig = px.bar(per_class, x="label", y="f1", color="run", barmode="group",
+        fig = px.bar(per_class, x="label", y="f1", color="run", barmode="group", color_discrete_sequence=figures.DISTINCT,
                      hover_data=["precision", "recall", "support"], title=f"Per-class F1 ({split})")
         fig.update_layout(height=360, margin=dict(l=10, r=10, t=50, b=10), yaxis_range=[0, 1])
-        common.show_fig(fig, key="per_class_f1", name=f"per_class_f1_{split}")
+        widgets.show_fig(fig, key="per_class_f1", name=f"per_class_f1_{split}")
         st.dataframe(per_class, hide_index=True, width="stretch")

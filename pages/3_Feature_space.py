@@ -7,12 +7,12 @@ import numpy as np
 import plotly.express as px
 import streamlit as st
 
-from app import common
+from app import data, figures, widgets
 from cmcs_core.projection import available_modalities, cached_projection
 
 st.title("Feature space")
-runs, run, other = common.require_run()
-splits = common.require_splits(run)
+runs, run, other = widgets.require_run()
+splits = widgets.require_splits(run)
 
 c = st.columns(4)
 split = c[0].selectbox("Split", splits)
@@ -32,7 +32,7 @@ colour = c[3].selectbox("Colour by", ["gold label", "prediction", "correct"])
 def projection(path: str, split: str, modality: str, stage: str, method: str, _stamp: float) -> np.ndarray:
     return cached_projection(path, split, modality, stage, method)
 
-pred = common.predictions(run, split)
+pred = data.predictions(run, split)
 if pred is None:
     st.stop()
 maps = {}
@@ -41,16 +41,16 @@ with st.status(f"Projecting {len(pred)} samples with {NAMES[method]} (cached aft
     for stage in ("raw", "masked"):
         status.update(label=f"{NAMES[method]} of {modality} {stage} features…")
         try:
-            maps[stage] = projection(str(run.path), split, modality, stage, method, common.stamp(run))
+            maps[stage] = projection(str(run.path), split, modality, stage, method, data.stamp(run))
         except (ValueError, FileNotFoundError) as err:
             st.error(f"Cannot project {modality}/{stage}: {err}")
             st.stop()
     status.update(label="Projections ready", state="complete")
 
 frame = pred.assign(row=np.arange(len(pred)),
-                    **{"gold label": pred.label.map(common.label_name), "prediction": pred.pred.map(common.label_name),
+                    **{"gold label": pred.label.map(widgets.label_name), "prediction": pred.pred.map(widgets.label_name),
                        "correct": pred.correct.map({1: "correct", 0: "wrong"})})
-colours = {**common.LABEL_COLORS, "correct": "#2ca02c", "wrong": "#d62728"}
+colours = {**figures.LABEL_COLORS, "correct": "#2ca02c", "wrong": "#d62728"}
 cols = st.columns(2)
 selected = None
 for col, stage in zip(cols, ("raw", "masked")):
@@ -65,7 +65,7 @@ for col, stage in zip(cols, ("raw", "masked")):
     fig.update_xaxes(showticklabels=False, title=None)
     fig.update_yaxes(showticklabels=False, title=None)
     with col:
-        event = common.show_fig(fig, key=f"map_{stage}", name=f"{run.name}_{split}_{modality}_{stage}_{method}",
+        event = widgets.show_fig(fig, key=f"map_{stage}", name=f"{run.name}_{split}_{modality}_{stage}_{method}",
                                 on_select="rerun", selection_mode="points")
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     if points:
@@ -76,4 +76,4 @@ st.caption("Paper Fig. 5 (t-SNE): on raw features some samples sit among another
 st.subheader("Selected sample")
 if selected is None:
     selected = int(st.number_input("…or pick a sample by row", 0, len(pred) - 1, 0))
-common.show_sample(run, split, selected, key="fs_sample")
+widgets.show_sample(run, split, selected, key="fs_sample")

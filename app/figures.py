@@ -1,0 +1,182 @@
+"""Plotly figures shared by the pages; no Streamlit here.
+
+Colour rule for every page: masks on 0..1 (what MFS lets through), signed values (attributions,
+what the mask does) on -1..1 (they are probability differences). A contrast view stretches the
+colours to the values shown; it is only drawn when chosen, and says so with the spread.
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+
+LABEL_COLORS = {"negative": "#d62728", "neutral": "#7f7f7f", "positive": "#2ca02c"}
+
+
+def _png(fig: go.Figure) -> bytes:
+    return fig.to_image(format="png", scale=2)
+
+
+def colour_range(values, signed: bool, contrast: bool) -> tuple[float, float, str]:
+    """zmin, zmax and the line that says which scale is drawn and how far the values spread."""
+    vals = np.asarray(values, dtype=float).ravel()
+    vals = vals[np.isfinite(vals)]
+    lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 0.0)
+    spread = f"values {lo:.3f} … {hi:.3f} (spread {hi - lo:.3f})"
+    if not contrast:
+        return (-1.0, 1.0, f"absolute scale −1…1 · {spread}") if signed else (0.0, 1.0, f"absolute scale 0…1 · {spread}")
+    if signed:
+        bound = max(abs(lo), abs(hi), 1e-9)
+        return -bound, bound, f"CONTRAST VIEW: colours stretched to ±{bound:.3f} · {spread}"
+    pad = 1e-9 if hi - lo < 1e-9 else 0.0
+    return lo - pad, hi + pad, f"CONTRAST VIEW: colours stretched to {lo:.3f}…{hi:.3f} · {spread}"
+
+
+TOKENS_PER_ROW = 16  # a long tweet wraps onto more rows instead of squeezing its words into each other
+
+
+def shown_token(token: str) -> str:
+    """A token as plotly draws it: `<s>` and `</s>` (MPNet's specials) are HTML to plotly and came out
+    blank, so the brackets are escaped."""
+    return token.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def token_heatmap(tokens: list[str], values: list[float], title: str, label: str = "mask",
+                  signed: bool = False, contrast: bool = False) -> go.Figure:
+    """Tokens coloured by a per-token value, TOKENS_PER_ROW per row: a mask (0..1, red = suppressed)
+    or a signed probability change (attribution, what the mask does; red = towards the label)."""
+    zmin, zmax, note = colour_range(values, signed, contrast)
+    n_rows = max(1, -(-len(tokens) // TOKENS_PER_ROW))
+    z, text, hover = [], [], []
+    for r in range(n_rows):
+        part = range(r * TOKENS_PER_ROW, min(len(tokens), (r + 1) * TOKENS_PER_ROW))
+        pad = TOKENS_PER_ROW - len(part)
+        z.append([float(values[i]) for i in part] + [None] * pad)
+        text.append([shown_token(tokens[i]) for i in part] + [""] * pad)
+        hover.append([f"{i}:{shown_token(tokens[i])}" for i in part] + [""] * pad)
+    fig = go.Figure(go.Heatmap(z=z, y=[f"{label} {r * TOKENS_PER_ROW}–" for r in range(n_rows)],
+                               colorscale="RdBu_r" if signed else "RdBu", zmin=zmin, zmax=zmax, text=text,
+                               texttemplate="%{text}", textfont={"size": 11}, customdata=hover, xgap=1, ygap=2,
+                               hovertemplate="%{customdata}<br>" + label + " %{z:.4f}<extra></extra>"))
+    fig.update_layout(title=f"{title}<br><sup>{note}</sup>", height=130 + 45 * n_rows,
+                      margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(autorange="reversed", showticklabels=n_rows > 1)
+    return fig
+
+
+def grid_overlay(image, grid_values: np.ndarray, title: str, signed: bool = False,
+                 contrast: bool = False) -> go.Figure:
+    """A per-cell value over the image's feature grid, drawn semi-transparent on the image
+    (same colour rule as token_heatmap)."""
+    h, w = grid_values.shape
+    img = np.asarray(image.convert("RGB").resize((224, 224)))
+    zmin, zmax, note = colour_range(grid_values, signed, contrast)
+    fig = go.Figure(go.Image(z=img))
+    fig.add_trace(go.Heatmap(z=grid_values, x0=224 / w / 2, dx=224 / w, y0=224 / h / 2, dy=224 / h,
+                             colorscale="RdBu_r" if signed else "RdBu", zmin=zmin, zmax=zmax, opacity=0.55,
+                             hovertemplate="cell (%{y:.0f}, %{x:.0f})<br>%{z:.4f}<extra></extra>"))
+    fig.update_layout(title=f"{title}<br><sup>{note}</sup>", height=380, width=400,
+                      margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def prob_bars(probs: dict[str, list[float]], title: str) -> go.Figure:
+    """Grouped bars: one group per label, one bar per branch (text, image, final)."""
+    from cmcs_core.data.tsv import LABEL_NAMES
+
+    fig = go.Figure()
+    for branch, p in probs.items():
+        fig.add_trace(go.Bar(name=branch, x=list(LABEL_NAMES), y=p, text=[f"{v:.2f}" for v in p],
+                             textposition="outside"))
+    fig.update_layout(title=title, barmode="group", yaxis_range=[0, 1.1], height=320,
+                      margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+# Categorical colours for many series (runs, regimes, methods): distinct hues, never reused before they run out
+# (Streamlit's own theme cycles a short palette of blues and reds).
+DISTINCT = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#000000")
+PALETTE = ("#7f7f7f", "#1f77b4", "#d62728", "#9467bd", "#ff7f0e", "#2ca02c", "#8c564b", "#e377c2")  # one per run
+
+
+def percent_bars(groups: list[str], series: dict[str, list[float | None]], title: str, y_title: str,
+                 errors: dict[str, list[tuple[float, float] | None]] | None = None) -> go.Figure:
+    """Grouped bars of fractions drawn as percent on 0..100 (one trace per run or method), with the
+    95% interval as whiskers where given; a missing value is left out, never drawn as 0."""
+    fig = go.Figure()
+    for n, (name, values) in enumerate(series.items()):
+        y = [None if v is None or not np.isfinite(v) else 100 * v for v in values]
+        err = (errors or {}).get(name)
+        error_y = None
+        if err:
+            hi = [None if e is None or v is None else 100 * e[1] - v for e, v in zip(err, y)]
+            lo = [None if e is None or v is None else v - 100 * e[0] for e, v in zip(err, y)]
+            error_y = dict(type="data", symmetric=False, array=hi, arrayminus=lo)
+        fig.add_trace(go.Bar(name=name, x=groups, y=y, marker_color=PALETTE[n % len(PALETTE)], error_y=error_y,
+                             text=[None if v is None else f"{v:.0f}%" for v in y], textposition="outside",
+                             hovertemplate="%{x}: %{y:.1f}%<extra>" + name + "</extra>"))
+    fig.update_layout(barmode="group", title=title, height=380, margin=dict(l=10, r=10, t=50, b=10),
+                      yaxis=dict(range=[0, 105], title=y_title, ticksuffix="%"),
+                      legend=dict(orientation="h", yanchor="top", y=-0.15, x=0))
+    return fig
+
+
+def role_bars(roles: list[str], series: dict[str, list[float | None]], title: str) -> go.Figure:
+    """Mask value by word role, one bar group per role and one bar per run, on the absolute 0..1 scale
+    (0.5 is a gate that does not choose)."""
+    fig = go.Figure()
+    for n, (name, values) in enumerate(series.items()):
+        y = [None if v is None or not np.isfinite(v) else v for v in values]
+        fig.add_trace(go.Bar(name=name, x=roles, y=y, marker_color=PALETTE[n % len(PALETTE)],
+                             text=[None if v is None else f"{v:.3f}" for v in y], textposition="outside",
+                             hovertemplate="%{x}: %{y:.4f}<extra>" + name + "</extra>"))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="grey")  # a gate at 0.5 does not choose (the caption says so)
+    fig.update_layout(barmode="group", title=title, height=400, margin=dict(l=10, r=10, t=50, b=10),
+                      yaxis=dict(range=[0, 1.08], title="mean gate (absolute 0…1)"),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    return fig
+
+
+def gate_bars(tokens: list[str], values: list[float], title: str, highlight: dict[int, str] | None = None) -> go.Figure:
+    """Per-token gates sorted from the most suppressed to the most kept, on the absolute 0..1 axis;
+    `highlight` names the role of some positions (the planted word, the target) in the bar's colour."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    roles = highlight or {}
+    colours = {"planted word": "#d62728", "target": "#1f77b4", "sentiment word": "#2ca02c"}
+    fig = go.Figure(go.Bar(
+        x=[f"{i}:{tokens[i]}" for i in order], y=[values[i] for i in order],
+        marker_color=[colours.get(roles.get(i, ""), "#7f7f7f") for i in order],
+        customdata=[roles.get(i, "") for i in order],
+        hovertemplate="%{x}<br>gate %{y:.4f} %{customdata}<extra></extra>"))
+    vals = np.asarray(values, dtype=float)
+    spread = f"values {vals.min():.3f} … {vals.max():.3f} (spread {vals.max() - vals.min():.3f})" if len(vals) else ""
+    fig.update_layout(title=f"{title}<br><sup>absolute scale 0…1, sorted · {spread}</sup>", height=330,
+                      margin=dict(l=10, r=10, t=60, b=10), yaxis=dict(range=[0, 1], title="gate"), xaxis_tickangle=-60)
+    return fig
+
+
+def shared_y_panels(frames: dict[str, list[tuple[str, list, list]]], title: str, y_title: str,
+                    log_y: bool = False) -> go.Figure:
+    """Side-by-side line panels (one per key) sharing one y axis: [(series name, x, y), ...] per panel."""
+    from plotly.subplots import make_subplots
+
+    names = list(frames)
+    fig = make_subplots(rows=1, cols=max(1, len(names)), shared_yaxes=True, subplot_titles=names,
+                        horizontal_spacing=0.04)
+    seen = set()
+    for col, name in enumerate(names, start=1):
+        for n, (series, x, y) in enumerate(frames[name]):
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=series, legendgroup=series,
+                                     showlegend=series not in seen, marker=dict(size=4),
+                                     line=dict(color=PALETTE[(n + 1) % len(PALETTE)])), row=1, col=col)
+            seen.add(series)
+    fig.update_layout(title=title, height=340, margin=dict(l=10, r=10, t=60, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    fig.update_yaxes(type="log" if log_y else "linear")
+    fig.update_yaxes(title_text=y_title, row=1, col=1)
+    fig.update_xaxes(title_text="global step")
+    return fig

@@ -1,0 +1,220 @@
+"""Shared views: figures with downloads, run badges, one sample shown the same way on every
+page, the mask-effect view and the colour-scale picker.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app import data, figures, state
+from cmcs_core.image_grid import grid_of
+from cmcs_core.playground.story import is_playground
+from cmcs_core.runs.reader import Run, default_runs_dir
+
+
+def show_fig(fig: go.Figure, key: str, name: str | None = None, **chart_kwargs):
+    """A plotly chart with HTML and PNG downloads (PNG is made on click via kaleido + chromium)."""
+    event = st.plotly_chart(fig, key=key, **chart_kwargs)
+    name = name or key
+    row = st.container(horizontal=True)
+    row.download_button("HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True), icon="⬇️",
+                        file_name=f"{name}.html", mime="text/html", key=f"{key}_html", on_click="ignore",
+                        type="tertiary", help="interactive figure, works offline")
+    row.download_button("PNG", data=lambda: figures._png(fig), file_name=f"{name}.png", mime="image/png", icon="⬇️",
+                        key=f"{key}_png", on_click="ignore", type="tertiary",
+                        help="rendered on click by kaleido with the system chromium; HTML always works")
+    return event
+
+
+SCALE_OPTIONS = ("absolute", "contrast")
+
+
+def scale_picker(key: str) -> bool:
+    """The colour-scale choice of one view; True = contrast (stretched to the values shown)."""
+    choice = st.radio("Colour scale", SCALE_OPTIONS, key=key, horizontal=True,
+                      format_func=lambda o: "absolute (mask 0…1, Δp −1…1)" if o == "absolute"
+                      else "contrast (stretched to the values shown)",
+                      help="Absolute: the same colours mean the same values on every sample and run. Contrast: "
+                           "the colours span only the values shown, so tiny differences look large; the spread "
+                           "is printed with it.")
+    return choice == "contrast"
+
+
+def label_name(i) -> str:
+    from cmcs_core.data.tsv import LABEL_NAMES
+
+    return LABEL_NAMES[int(i)] if pd.notna(i) else "–"
+
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:=")
+
+
+def md(text: str) -> str:
+    """User or dataset text made literal for st.markdown: a tweet starting with `#` stays a tweet,
+    not a heading; `:red[…]`, `$…$`, tables and links in it are shown as typed."""
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else c for c in str(text)).replace("\n", " ")
+
+
+def highlight_target(tweet: str, target: str) -> str:
+    """The tweet as Markdown with its $T$ slot shown as the highlighted target; both escaped."""
+    slot = f"**:blue-background[{md(target)}]**"
+    return slot.join(md(part) for part in str(tweet).split("$T$"))
+
+
+def require_run() -> tuple[list[Run], Run, Run | None]:
+    """The selection, or stop the page with the command that makes a first run."""
+    runs, run, other = state.selection()
+    if run is None:
+        no_runs_message()
+        st.stop()
+    badge(run)
+    return runs, run, other
+
+
+def no_runs_message() -> None:
+    root = st.session_state.get("runs_dir", str(default_runs_dir()))
+    st.warning(f"No runs found under `{root}`.")
+    st.markdown(
+        "Make the playground run (a synthetic dataset with planted spurious words and image cues, "
+        "trained in a few minutes on a CPU), then reload this page:\n\n"
+        f"```bash\n{data.PLAYGROUND_COMMAND} --runs-dir {root}\n```\n"
+        "or start the app with `scripts/run_app.sh`, which does that first. With the Twitter "
+        "benchmark on disk, `python -m cmcs_core train --method cmcs` trains a real run."
+    )
+
+
+def badge(run: Run) -> None:
+    """Which run, and what its visual branch read, shown above every result."""
+    m = run.metrics or {}
+    acc = m.get("test", {}).get("acc")
+    st.caption(f"**Run** `{run.name}` · method **{run.method_title}** · dataset **{run.dataset}** · "
+               f"text **{run.cfg.encoder.text_model}** · visual source **{run.visual_source}** · seed "
+               f"{run.cfg.train.seed}" + (f" · test acc {acc:.3f}" if acc is not None else ""))
+    random_warning(run)
+    if not run.finished:
+        st.warning(f"`{run.name}` is unfinished (no metrics.json yet): some views are empty.")
+
+
+def random_warning(run: Run) -> None:
+    if run.random_visual:
+        st.error(f"⚠️ `{run.name}` used a RANDOMLY INITIALISED CLIP checkpoint "
+                 f"({run.cfg.encoder.visual_model}): its visual features are meaningless noise. "
+                 "Do not read anything into its visual results.")
+
+
+def show_sample(run: Run, split: str, i: int, key: str) -> None:
+    """Tweet with its target, gold vs predicted label, branch probabilities, image or caption, masks
+    (absolute colour scale unless the contrast view is chosen)."""
+    pred = data.predictions(run, split)
+    m = data.masks(run, split)
+    if pred is None or not 0 <= i < len(pred):
+        st.error(f"sample {i} is not in {run.name}/{split}")
+        return
+    row = pred.iloc[i]
+    gold, guess = label_name(row.label), label_name(row.pred)
+    st.markdown(f"**\\#{md(row['index'])}** (line {row.line}, image {md(row.image_id)}) — "
+                f"{highlight_target(str(row.tweet), str(row.target))}")
+    st.markdown(f"gold **:{'green' if gold == 'positive' else 'red' if gold == 'negative' else 'gray'}[{gold}]** · "
+                f"predicted **{guess}** {'✓' if row.pred == row.label else '✗ (wrong)'} · fusion weight s = {row.s:.3f} · "
+                f"visual source: {run.visual_source}")
+    probs = {b: [float(row[f"p_{b}_{n}"]) for n in figures.LABEL_COLORS] for b in ("text", "image", "final")
+             if f"p_{b}_negative" in row}
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(figures.prob_bars(probs, "branch probabilities"), key=f"{key}_probs")
+    entry = m["samples"][i] if m and i < len(m["samples"]) else None
+    image = data.load_dataset_image(run, str(row.image_id))
+    contrast = scale_picker(f"{key}_scale") if entry else False
+    with right:
+        if image is not None:
+            grid = grid_of(entry.get("visual_mask", []), m.get("grid")) if entry else None
+            if grid is not None:
+                st.plotly_chart(figures.grid_overlay(image, grid, "visual mask on the image grid (low = suppressed)",
+                                             contrast=contrast), key=f"{key}_grid")
+            else:
+                st.image(image, caption=f"image {row.image_id}", width=260)
+        if entry and entry.get("caption"):
+            st.markdown(f"**caption** (the visual input of this run): _{md(entry['caption'])}_")
+    if entry:
+        st.plotly_chart(figures.token_heatmap(entry["tokens"], entry["mask"], "text mask per token (low = suppressed)",
+                                      contrast=contrast), key=f"{key}_tmask")
+        if run.cfg.model.mask_mode == "learned":
+            st.plotly_chart(figures.gate_bars(entry["tokens"], entry["mask"], "text gates, most suppressed first",
+                                              planted_tokens(entry["tokens"]) if is_playground(run) else None),
+                            key=f"{key}_tbars")
+        if entry.get("visual_tokens"):
+            st.plotly_chart(figures.token_heatmap(entry["visual_tokens"], entry["visual_mask"],
+                                          "visual mask per caption token", contrast=contrast), key=f"{key}_vmask")
+
+
+MASK_EFFECT_HELP = (
+    "**What the mask does**: for each token (or image cell), Δp = p(label | every token through its "
+    "learned mask) − p(label | the same, but this one token let through raw, gate 1). It is the part of "
+    "the prediction that the mask's intervention on that token is responsible for: 0 = the mask's "
+    "gate on it changes nothing, red = the intervention pushes towards the label, blue = away from it. "
+    "A low mask value with Δp ≈ 0 suppressed features the model did not use anyway. "
+    "`cmcs_core.explain.mask_effects`."
+)
+
+
+def show_mask_effects(effect: dict, tokens: list[str], key: str, contrast: bool, visual_tokens: list[str] | None = None,
+                      grid=None, image=None) -> None:
+    """Δp per text token, and per caption token or image cell, drawn on the shared colour rule."""
+    label = effect.get("target", "label")
+    st.plotly_chart(figures.token_heatmap(tokens, effect["text"], f"what the text mask does: Δp({label}) per token",
+                                  label="Δp", signed=True, contrast=contrast), key=f"{key}_text")
+    if "visual" in effect:
+        cells = grid_of(effect["visual"], grid)
+        if cells is not None and image is not None:
+            st.plotly_chart(figures.grid_overlay(image, cells, f"what the visual mask does: Δp({label}) per cell",
+                                         signed=True, contrast=contrast), key=f"{key}_visual")
+        elif visual_tokens:
+            st.plotly_chart(figures.token_heatmap(visual_tokens, effect["visual"], f"what the visual mask does: Δp({label}) "
+                                          "per caption token", label="Δp", signed=True, contrast=contrast),
+                            key=f"{key}_visual")
+    big = max(((abs(v), t) for v, t in zip(effect["text"], tokens)), default=(0.0, ""))
+    st.caption(MASK_EFFECT_HELP + f" p({label}) with the masks: {effect['p_masked']:.3f}; largest |Δp| on a "
+               f"text token: {big[0]:.4f} (`{big[1]}`).")
+
+
+def require_splits(run: Run) -> list[str]:
+    """The splits with per-sample outputs (masks, features), or stop the page with a warning."""
+    splits = run.splits()
+    if not splits:
+        missing_output(run, "per-sample outputs (predictions, masks)", "they are written when training ends")
+    return splits
+
+
+def missing_output(run: Run, what: str, when: str) -> None:
+    """Stop the page: a finished folder kept without `what` is a result folder (said as such, never "yet");
+    an unfinished run has not written it yet (`when` says when it will)."""
+    if run.finished:
+        st.info(f"`{run.name}` is a finished result folder kept without its {what}: its metrics are on *Compare*, "
+                "and its flip rates on *Robustness* when it was stress-tested.")
+    else:
+        st.warning(f"This run has no {what} yet ({when}).")
+    st.stop()
+
+
+def planted_tokens(tokens: list[str]) -> dict[int, str]:
+    """Positions of the playground's planted words among a text's word pieces (named in the gate bars)."""
+    from cmcs_core.playground.vocab import spurious_class_of
+
+    return {i: "planted word" for i, t in enumerate(tokens) if spurious_class_of(t) is not None}
+
+
+def gate_note(run: Run) -> str:
+    """What one value of this run's text mask is: a per-token gate or the mean of d element gates, and
+    whether it reads the target (issue 15's target-conditioned gates)."""
+    m = run.cfg.model
+    if m.mask_mode != "learned":
+        return ""
+    if m.mask_condition == "target":
+        return ("**Target-conditioned token gates** (mask_condition=target, a variant beyond the paper): one gate in "
+                "[0, 1] per token, computed from the token and its relation to the target, so the same word can be "
+                "kept beside one target and turned down beside another. Drawn on the absolute 0…1 scale.")
+    if m.mask_granularity == "token":
+        return "Token gates (mask_granularity=token): one gate in [0, 1] per token, the same whatever the target."
+    return ("Element masks (the paper's MFS): each token has d gates; a cell shows their mean over d, on the absolute "
+            "0…1 scale.")
