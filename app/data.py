@@ -8,7 +8,6 @@ import streamlit as st
 
 from cmcs_core.runs.reader import Run, RunReadError, load_run, run_stamp, scan_runs
 
-
 PLAYGROUND_COMMAND = "python -m cmcs_core playground"
 
 

@@ -9,9 +9,9 @@ import plotly.express as px
 import streamlit as st
 
 from app import data, figures, widgets
-from cmcs_core.runs.reader import RunReadError, load_run
 from cmcs_core.playground.story import is_playground
 from cmcs_core.playground.vocab import spurious_class_of
+from cmcs_core.runs.reader import RunReadError, load_run
 from cmcs_core.word_stats import suppressed_vs_association
 
 CHOOSES = 0.05  # a spread of mean gates below this is a mask that does not choose between words

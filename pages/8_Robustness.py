@@ -15,8 +15,14 @@ from app import data, figures, state, widgets
 from cmcs_core.data.counterfactual import ALL_EDITS, EDIT_TITLES
 from cmcs_core.data.dataset import NO_VISUAL
 from cmcs_core.report.regime import Variant, percent
-from cmcs_core.report.stress_tables import (AWARENESS, AWARENESS_TITLES, FRACTIONS, collect_stress,
-                                            paired_flip_differences, stress_tables)
+from cmcs_core.report.stress_tables import (
+    AWARENESS,
+    AWARENESS_TITLES,
+    FRACTIONS,
+    collect_stress,
+    paired_flip_differences,
+    stress_tables,
+)
 from cmcs_core.runs.reader import load_run
 
 st.title("Robustness")

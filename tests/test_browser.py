@@ -127,6 +127,14 @@ def new_page(browser):
     return browser.new_page(viewport={"width": 1400, "height": 2400})
 
 
+def open_page(browser, url: str, text: str):
+    """A new page at url, settled on text."""
+    page = new_page(browser)
+    page.goto(url)
+    settle(page, text)
+    return page
+
+
 def no_exception(page, where: str) -> None:
     assert page.locator("[data-testid='stException']").count() == 0, f"{where} raised"
     assert "Traceback" not in page.inner_text("body"), where
@@ -378,9 +386,7 @@ def test_robustness_to_inspector_keeps_a_typed_runs_folder(elsewhere_server, bro
 
 def test_a_reload_keeps_the_runs_folder_and_both_runs(elsewhere_server, browser):
     runs = elsewhere_server["runs"]
-    page = new_page(browser)
-    page.goto(f"{elsewhere_server['url']}/Compare?runs={runs}")
-    settle(page, "Table 1")
+    page = open_page(browser, f"{elsewhere_server['url']}/Compare?runs={runs}", "Table 1")
     pick(page, "Run", "cap_text_only")
     settle(page, "Table 1")
     pick(page, "Compare with", "pix_cmcs")
@@ -433,9 +439,7 @@ def test_demo_tour_names_every_planted_cue(demo_server, browser):
 
 def test_demo_mode_refuses_paths_outside_the_runs_folder(demo_server, browser):
     outside = demo_server["outside"]
-    page = new_page(browser)
-    page.goto(f"{demo_server['url']}/?runs={outside}&run={outside / 'secret_run'}")
-    settle(page, "Runs found")
+    page = open_page(browser, f"{demo_server['url']}/?runs={outside}&run={outside / 'secret_run'}", "Runs found")
     no_exception(page, "Home in demo mode")
     side = sidebar(page).inner_text()
     assert "fixed in demo mode" in side and "ignored" in side and "no such run" in side

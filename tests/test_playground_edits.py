@@ -12,9 +12,8 @@ from PIL import Image
 from cmcs_core.data.counterfactual import PLANTED_EDITS
 from cmcs_core.data.dataset import load_json_map
 from cmcs_core.data.tsv import TARGET_TOKEN, read_tsv
-from cmcs_core.playground import PlaygroundConfig, generate_playground
+from cmcs_core.playground import PlaygroundConfig, generate_playground, vocab
 from cmcs_core.playground import scene as scn
-from cmcs_core.playground import vocab
 from cmcs_core.playground.edits import planted_edit_rows, read_truth, recolour_cue
 
 
