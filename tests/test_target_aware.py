@@ -476,7 +476,7 @@ def test_counterfactual_branch_is_scheduled_by_its_causal_effect(variant_runs):
     plain = pd.read_parquet(variant_runs["text_only counterfactual branch"]["dir"] / "batches.parquet")
     assert (plain.phi_c == 1.0).all() and plain.L_c.notna().all()
     trainer = variant_runs["text_only counterfactual branch"]["trainer"]
-    assert float(trainer.model.gamma) == pytest.approx(trainer.cfg.model.alpha_init)
+    assert float(trainer.model.gamma.detach()) == pytest.approx(trainer.cfg.model.alpha_init)
 
 
 def test_counterfactual_losses_on_identical_copies(text_encoder):
