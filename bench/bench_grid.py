@@ -27,8 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import summary, write_result  # noqa: E402
+from _common import summary, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL_COMMIT = "031471e"  # the last commit with bench/grid.py, the local process pool

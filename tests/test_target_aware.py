@@ -534,7 +534,7 @@ def test_analyse_playground_groups_scored_runs_by_variant(tmp_path, capsys):
         (folder / "metrics.json").write_text(json.dumps(run.metrics))
         write_table(folder / "batches.parquet", pd.DataFrame({"epoch": [1, 2], "phi_v": [1.0, 0.5], "phi_t": [1.0, 1.0]}))
         (folder / "playground_score.json").write_text(json.dumps({
-            "accuracy": {"all": acc, "spurious_conflicting": acc - 0.1},
+            "accuracy": {"all": acc, "spurious_conflicting": acc - 0.1, "image_conflicting": acc - 0.2},
             "text": {"sentiment": 0.8, "spurious": planted, "other_sentiment": 0.1, "other_spurious": 0.0,
                      "target": 0.0, "other": 0.01}, "visual": {"cue": 0.6, "other": 0.5}}))
         return folder
@@ -551,6 +551,7 @@ def test_analyse_playground_groups_scored_runs_by_variant(tmp_path, capsys):
     main(["analyse", "playground", str(tmp_path)])
     out = capsys.readouterr().out
     cmcs_row = next(line for line in out.splitlines() if line.startswith("| cmcs |"))
-    assert "| 2 | 80.0 ± 14.1 |" in cmcs_row and "30.0 ± 14.1" in cmcs_row  # acc; planted-word gate
+    assert "| 2 | 80.0 ± 14.1 | 70.0 ± 14.1 | 60.0 ± 14.1 |" in cmcs_row  # acc; planted word, image cue against label
+    assert "30.0 ± 14.1" in cmcs_row  # the planted word's gate
     text_row = next(line for line in out.splitlines() if line.startswith("| text_only |"))
     assert "| 1 | 50.0 |" in text_row and text_row.count("–") >= 6

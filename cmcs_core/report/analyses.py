@@ -14,7 +14,7 @@ import pandas as pd
 
 from cmcs_core.config import METHOD_TITLES
 from cmcs_core.data.tsv import LABEL_NAMES
-from cmcs_core.report.machinery import curvature, machinery, machinery_markdown
+from cmcs_core.report.machinery import curvature, machinery, machinery_markdown, phi_ratio_last
 from cmcs_core.report.regime import Regime, Variant, method_order, seeds_mean_std
 from cmcs_core.runs.reader import Run, RunReadError
 
@@ -203,8 +203,8 @@ TEXT_ROLES = {"sentiment": "own sentiment word", "spurious": "planted word", "ot
 
 
 def playground(runs: list[Run]) -> pd.DataFrame:
-    """Per playground run (playground_score.json): test accuracy, accuracy where the planted cue
-    disagrees with the label, the mean text gate per word role, the image mask on the planted cue
+    """Per playground run (playground_score.json): test accuracy, accuracy where the planted word
+    and where the planted image cue disagree with the label, the mean text gate per word role, the image mask on the planted cue
     against the rest, and phi_v / phi_t in the last epoch."""
     rows, skipped = [], []
     for run in runs:
@@ -214,15 +214,13 @@ def playground(runs: list[Run]) -> pd.DataFrame:
             continue
         acc = score.get("accuracy") or {}
         row = {"variant": Variant.of(run.cfg), "seed": run.cfg.train.seed, "run": run.name, "data": run.dataset,
-               "acc": acc.get("all"), "acc_cue_against_label": acc.get("spurious_conflicting")}
+               "acc": acc.get("all"), "acc_cue_against_label": acc.get("spurious_conflicting"),
+               "acc_image_cue_against_label": acc.get("image_conflicting")}
         text = (score.get("text") or {}) if run.cfg.model.mask_mode == "learned" else {}  # no mask: no gates
         row.update({f"gate:{role}": text.get(role) for role in TEXT_ROLES})
         visual = score.get("visual") or {}
         row.update({"image:cue": visual.get("cue"), "image:other": visual.get("other")})
-        batches = run.batches()
-        last = batches[batches.epoch == batches.epoch.max()]
-        row["phi_ratio"] = (float((last.phi_v / last.phi_t).median())
-                            if "phi_v" in last and last.phi_v.notna().any() and run.cfg.model.use_visual else None)
+        row["phi_ratio"] = phi_ratio_last(run, run.batches())
         rows.append(row)
     frame = pd.DataFrame(rows)
     if not frame.empty:
@@ -236,6 +234,7 @@ def playground_markdown(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "No playground run (make them with `cmcs playground`).\n"
     columns = {"acc": "test acc", "acc_cue_against_label": "acc, cue against label",
+               "acc_image_cue_against_label": "acc, image cue against label",
                **{f"gate:{r}": f"gate: {t}" for r, t in TEXT_ROLES.items()},
                "image:cue": "image mask: cue", "image:other": "image mask: rest"}
     out = []

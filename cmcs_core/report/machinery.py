@@ -42,6 +42,14 @@ def gate_saturation(run: Run, split: str = "test") -> dict[str, float]:
             "gates_saturated": float(np.mean((gates < 0.05) | (gates > 0.95)))}
 
 
+def phi_ratio_last(run: Run, batches: pd.DataFrame) -> float:
+    """Median phi_v / phi_t over the last epoch's batches; NaN without a visual branch."""
+    if not run.cfg.model.use_visual or "phi_v" not in batches:
+        return float("nan")
+    last = batches[batches.epoch == batches.epoch.max()]
+    return float((last.phi_v / last.phi_t).median())
+
+
 def machinery_summary(run: Run) -> dict[str, object]:
     """One run's figures (fractions, not percent). Raises RunReadError for a run without a batches
     log or logged before the machinery columns existed."""
@@ -69,7 +77,7 @@ def machinery_summary(run: Run) -> dict[str, object]:
         "gate_mean_last": float(last.mask_mean.median()),
         "alpha_moved": float(b.alpha.iloc[-1] - cfg.model.alpha_init),
         "beta_moved": float(b.beta.iloc[-1] - cfg.model.alpha_init) if cfg.model.use_visual else np.nan,
-        "phi_ratio_last": float((last.phi_v / last.phi_t).median()) if cfg.model.use_visual else np.nan,
+        "phi_ratio_last": phi_ratio_last(run, b),
     }
     if len(upper):
         out.update({
