@@ -18,7 +18,7 @@ from cmcs_core.config import (
 from cmcs_core.data.counterfactual import EDITS, PLANTED_EDITS
 from cmcs_core.data.dataset import split_tag
 from cmcs_core.data.images import load_image
-from cmcs_core.flags import add_config_flags, config_from_args, default_run_dir
+from cmcs_core.flags import OneLineParser, add_config_flags, add_overwrite_flag, config_from_args, default_run_dir
 from cmcs_core.io import atomic_write_json
 from cmcs_core.playground.run import add_playground_args, playground_main, stress_plan
 from cmcs_core.report.analyses import ANALYSES
@@ -30,13 +30,16 @@ from cmcs_core.variants import VARIANTS
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from cmcs_core.train.trainer import train
+    from cmcs_core.train.trainer import Trainer
 
     cfg = config_from_args(args)
     out = Path(args.output_dir) if args.output_dir else default_run_dir(cfg)
     if args.config and not args.output_dir and Path(args.config).name == "config.json":
         out = Path(args.config).parent  # `train --config RUN/config.json` resumes RUN
-    metrics = train(cfg, out, progress=not args.quiet)
+    trainer = Trainer(cfg, out, progress=not args.quiet, overwrite=args.overwrite)
+    if trainer.set_aside is not None:
+        print(f"moved the old run of another config to {trainer.set_aside}", file=sys.stderr)
+    metrics = trainer.fit()
     test = metrics.get("test", {})  # a search's trials (read_test off) have none
     print(json.dumps({"run_dir": str(out), "best_epoch": metrics["best_epoch"],
                       "dev_acc": metrics["dev"]["acc"], "test_acc": test.get("acc"),
@@ -148,7 +151,7 @@ def cmd_playground(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cmcs_core", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m cmcs_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one run into a run folder (resumes an unfinished one)")
@@ -158,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a named opt-in variant beyond the paper (its flags; methods without CMS take its model part)")
     p.add_argument("--output-dir", help="run folder (default runs/<dataset>_<text>_<regime>_<method>_s<seed>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_overwrite_flag(p, "an --output-dir")
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
 

@@ -252,6 +252,7 @@ RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "weight_decay": ("0 or more", lambda v: v >= 0),
     "warmup_ratio": ("in [0, 1]", lambda v: 0 <= v <= 1),
     "grad_clip": ("positive", lambda v: v > 0),
+    "seed": ("in 0..2**32-1 (numpy's seed range)", lambda v: 0 <= v < 2**32),
     "H": ("a positive integer", lambda v: v >= 1),
     "K": ("0 or more", lambda v: v >= 0),
     "neumann_eta": ("positive", lambda v: v > 0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from pathlib import Path
@@ -12,6 +13,22 @@ from cmcs_core.config import DataConfig, EncoderConfig, ModelConfig, RunConfig, 
 from cmcs_core.variants import apply_variant
 
 SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A mistyped flag or value is said in one line (`train --help` prints the 60-odd flags on request),
+    not buried under the whole usage; subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def add_overwrite_flag(parser: argparse.ArgumentParser, folder: str) -> None:
+    """--overwrite, said the same way by every command that writes a folder (cmcs_core/runs/holds.py)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"{folder} holding another config (a field that changes results differs) is moved "
+                             "aside to NAME.old-<time>, never deleted, and trained anew; without it, refused")
 
 
 def _flag_type(tp) -> type:

@@ -242,6 +242,7 @@ def test_grid_stress_tests_run_on_the_runs_device(tmp_path: Path, monkeypatch: p
         cfg.train.device = device
         run = tmp_path / device
         run.mkdir()
+        cfg.save(run / "config.json")
         (run / "metrics.json").write_text("{}")  # finished: only the stress tests are left
         result = run_task(cfg.to_dict(), device, str(tmp_path), "token", "shared", None, 1, True, 5)
         assert result["status"] == "finished", result

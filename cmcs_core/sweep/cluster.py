@@ -1,17 +1,31 @@
 """Ray for a grid or a search: an embedded local Ray by default (this machine's CPUs/GPUs, no dashboard,
 a small object store), or a running cluster at --address / $RAY_ADDRESS. Everything that can be
-checked before a run starts is checked here, with the option that caused the problem named."""
+checked before a run starts is checked here, with the option that caused the problem named.
+
+Workers run the driver's code: Ray would put the driver's working directory first on every worker's
+sys.path, so a grid started from another checkout would train that checkout's cmcs_core. The runtime
+environment ships the package the driver imported instead (py_modules), and each task then works in
+the driver's directory (enter_driver_cwd), so relative paths mean what they mean to the driver."""
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
 import socket
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
+
+import cmcs_core
+from cmcs_core.data.dataset import DATA_DIR_ENV, resolve_data_dir
 
 ADDRESS_ENV = "RAY_ADDRESS"
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
+DRIVER_CWD_ENV = "CMCS_DRIVER_CWD"
+DRIVER_CODE = Path(cmcs_core.__file__).resolve().parent  # the package this driver imported
+# Printed by every new local Ray; an embedded Ray keeps its (default) token authentication without it.
+TOKEN_NOTICE = ("ray._private.authentication.authentication_token_setup", "Token authentication is enabled")
 # Ray's default object store takes 30% of the RAM; a grid only passes configs and, when workers
 # cannot write to --out, finished run folders (which spill to disk past the cap).
 DEFAULT_OBJECT_STORE_MB = 256
@@ -62,15 +76,23 @@ def check_options(opts: RayOptions) -> str | None:
         return address
     if opts.cpus is not None and opts.cpus < 1:
         raise ValueError(f"--cpus {opts.cpus}: at least 1")
-    if opts.cpus is not None and opts.cpus_per_run > opts.cpus:
-        raise ValueError(f"--cpus-per-run {opts.cpus_per_run:g} is more than the --cpus {opts.cpus} Ray may use")
-    if opts.gpus is not None:  # else Ray counts them, and ray_cluster checks --gpus-per-run against that
+    if opts.cpus_per_run > local_cpus(opts):
+        have = f"the --cpus {opts.cpus}" if opts.cpus is not None else f"this machine's {local_cpus(opts)}"
+        raise ValueError(f"--cpus-per-run {opts.cpus_per_run:g} is more than {have} CPU(s) Ray may use")
+    if opts.gpus is not None or opts.gpus_per_run > 0:  # torch is imported only when GPUs are asked for
         visible = local_gpus()
-        if opts.gpus > visible:
+        if opts.gpus is not None and opts.gpus > visible:
             raise ValueError(f"--gpus {opts.gpus:g}: this machine has {visible} GPU(s) that torch can use")
-        if opts.gpus_per_run > opts.gpus:
-            raise ValueError(f"--gpus-per-run {opts.gpus_per_run:g}: the local Ray has --gpus {opts.gpus:g}")
+        if opts.gpus_per_run > (visible if opts.gpus is None else opts.gpus):
+            have = f"this machine has {visible} GPU(s) that torch can use" if opts.gpus is None \
+                else f"the local Ray has --gpus {opts.gpus:g}"
+            raise ValueError(f"--gpus-per-run {opts.gpus_per_run:g}: {have}")
     return None
+
+
+def local_cpus(opts: RayOptions) -> int:
+    """The CPUs an embedded Ray is started with."""
+    return opts.cpus or os.cpu_count() or 1
 
 
 def local_gpus() -> int:
@@ -104,7 +126,65 @@ def ray_cluster(opts: RayOptions) -> Iterator[Cluster]:
     address = check_options(opts)
     import ray
 
-    kwargs = dict(logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
+    notice = _quiet(*TOKEN_NOTICE) if not address else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory(prefix="cmcs-ray-") as empty, notice:
+        kwargs = dict(logging_level=logging.WARNING, log_to_driver=False, configure_logging=True,
+                      runtime_env=driver_runtime_env(empty))
+        _init(ray, address, opts, kwargs)
+        try:
+            cluster = Cluster(embedded=not address, address=address or "local", resources=ray.cluster_resources())
+            for opt, key, need in (("--cpus-per-run", "CPU", opts.cpus_per_run),
+                                   ("--gpus-per-run", "GPU", opts.gpus_per_run)):
+                have = cluster.resources.get(key, 0)
+                if need > have:
+                    raise ValueError(f"{opt} {need:g}: the Ray cluster has {have:g} {key}(s) in all")
+            yield cluster
+        finally:
+            ray.shutdown()
+
+
+def driver_runtime_env(empty_dir: str) -> dict:
+    """The workers' runtime environment: the driver's cmcs_core (py_modules); an empty working_dir, so
+    Ray does not put the driver's working directory ahead of it on sys.path; the driver's directory and
+    data root, which the shipped package cannot find beside itself."""
+    env_vars = {DRIVER_CWD_ENV: os.getcwd()}
+    with contextlib.suppress(FileNotFoundError):  # a wrong $CMCS_DATA_DIR is the runs' to report
+        data = resolve_data_dir()
+        if data is not None:
+            env_vars[DATA_DIR_ENV] = str(data.resolve())
+    return {"py_modules": [str(DRIVER_CODE)], "working_dir": empty_dir, "env_vars": env_vars}
+
+
+def enter_driver_cwd() -> None:
+    """On a worker: work in the driver's directory where this node has it (a relative --dataset,
+    --image-dir or checkpoint then means what it meant to the driver)."""
+    cwd = os.environ.get(DRIVER_CWD_ENV)
+    if cwd and Path(cwd).is_dir():
+        os.chdir(cwd)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str, prefix: str) -> Iterator[None]:
+    """Drop one logger's messages that start with `prefix` while the block runs."""
+    logger, drop = logging.getLogger(logger_name), _DropMessage(prefix)
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def _init(ray, address: str | None, opts: RayOptions, kwargs: dict) -> None:
+    """ray.init for a cluster at `address`, else an embedded Ray sized by the options."""
     if address:
         try:
             ray.init(address=address, **kwargs)
@@ -115,14 +195,5 @@ def ray_cluster(opts: RayOptions) -> Iterator[Cluster]:
                         "and give this machine the cluster's token (~/.ray/auth_token)")
             raise ValueError(f"--address {address}: cannot join the Ray cluster ({err}){hint}") from None
     else:
-        ray.init(address="local", num_cpus=opts.cpus or os.cpu_count(), num_gpus=opts.gpus,
-                 include_dashboard=opts.dashboard, object_store_memory=opts.object_store_mb * 1024**2, **kwargs)
-    try:
-        cluster = Cluster(embedded=not address, address=address or "local", resources=ray.cluster_resources())
-        for opt, key, need in (("--cpus-per-run", "CPU", opts.cpus_per_run), ("--gpus-per-run", "GPU", opts.gpus_per_run)):
-            have = cluster.resources.get(key, 0)
-            if need > have:
-                raise ValueError(f"{opt} {need:g}: the Ray cluster has {have:g} {key}(s) in all")
-        yield cluster
-    finally:
-        ray.shutdown()
+        ray.init(address="local", num_cpus=local_cpus(opts), num_gpus=opts.gpus, include_dashboard=opts.dashboard,
+                 object_store_memory=opts.object_store_mb * 1024**2, **kwargs)

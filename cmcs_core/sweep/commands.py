@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cmcs_core.config import CHOICES, METHODS
 from cmcs_core.data.dataset import BENCHMARKS
-from cmcs_core.flags import add_config_flags, config_from_args, default_run_dir
+from cmcs_core.flags import add_config_flags, add_overwrite_flag, config_from_args, default_run_dir
 from cmcs_core.report.stress_tables import collect_stress, stress_tables
 from cmcs_core.report.tables import markdown_tables, runs_frame
 from cmcs_core.runs.reader import scan_runs
@@ -36,18 +36,21 @@ def grid_runs(args: argparse.Namespace) -> list:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from cmcs_core.sweep.cluster import check_options
+    from cmcs_core.preflight import check_inputs
     from cmcs_core.sweep.grid import GridOptions, run_grid
     from cmcs_core.sweep.spec import describe_plan, parse_sets
 
     runs = grid_runs(args)
-    if args.dry_run:
+    if args.dry_run:  # a plan may be made for another machine: what this one lacks is said, not refused
+        try:
+            check_inputs(*(run.cfg for run in runs))
+        except FileNotFoundError as err:
+            print(f"grid: this machine would refuse these runs: {err}", file=sys.stderr)
         print(describe_plan(runs, parse_sets(args.set), args.out))
         return 0
     opts = GridOptions(out=Path(args.out), ray=_ray_options(args), stress=args.stress, transfer=args.transfer,
-                       deadline=args.deadline)
-    check_options(opts.ray)  # refuse an unreachable --address or too many GPUs before anything else
-    report = run_grid(runs, opts)
+                       deadline=args.deadline, overwrite=args.overwrite)
+    report = run_grid(runs, opts)  # refuses bad resources, inputs and folders before anything starts
     if args.table:
         runs, errors = scan_runs(args.out)
         for err in errors:
@@ -64,7 +67,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     base = config_from_args(args)
     opts = SearchOptions(out=Path(args.out), space=Path(args.space), trials=args.trials, metric=args.metric,
                          grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-                         seed=args.search_seed, ray=_ray_options(args))
+                         seed=args.search_seed, ray=_ray_options(args), overwrite=args.overwrite)
     run_search(base, opts)
     return 0
 
@@ -84,10 +87,11 @@ def add_sweep_parsers(sub) -> None:
     """The grid and search subcommands of the cmcs parser."""
     p = sub.add_parser("grid", help="train a grid (datasets x methods x seeds x --set lists) as Ray tasks",
                        description="Every run of the cross product trains as a Ray task into --out/<run>; finished "
-                                   "runs are skipped and interrupted ones resume, so rerunning continues a grid. "
+                                   "runs are skipped and interrupted ones resume, so rerunning continues a grid; a "
+                                   "run folder holding another config is refused (--overwrite moves it aside). "
                                    "Config flags set every run's value; --set FIELD=A,B makes FIELD a grid axis.")
     p.add_argument("--out", required=True, help="the grid's folder: one run folder per run")
-    p.add_argument("--config", help="a config.json as the base of every run (e.g. a search's best/config.json)")
+    p.add_argument("--config", help="a config.json as the base of every run (e.g. a search's best_config.json)")
     p.add_argument("--datasets", nargs="+", help="default twitter2015 twitter2017 (with --config: its dataset)")
     p.add_argument("--methods", nargs="+", choices=list(METHODS), help="default all six (with --config: its method)")
     p.add_argument("--seeds", nargs="+", type=int, help="default 1 2 3 (with --config: its seed)")
@@ -102,14 +106,17 @@ def add_sweep_parsers(sub) -> None:
     p.add_argument("--transfer", default="auto", choices=["auto", "shared", "send"],
                    help="auto: workers that see --out write there, others send the finished folder back")
     p.add_argument("--deadline", type=float, help="seconds after which no new run starts (rerun to continue)")
+    add_overwrite_flag(p, "a run folder")
     add_ray_flags(p)
     add_config_flags(p)
     p.set_defaults(func=cmd_grid, method=None)
 
     p = sub.add_parser("search", help="hyperparameter search: Ray Tune + Optuna + ASHA, scored on dev only",
                        description="Trials train as ordinary run folders under --out/trials (the test split is never "
-                                   "read); the best one's config is written to --out/best/config.json, which "
-                                   "`train --config` and `grid --config` take.")
+                                   "read); the best one's config is written to --out/best_config.json, which "
+                                   "`train --config` and `grid --config` take. A rerun into the same --out adds "
+                                   "trials; one with other base settings is refused (--overwrite moves the old "
+                                   "search aside).")
     p.add_argument("--out", required=True, help="the search's folder")
     p.add_argument("--space", required=True, help="search space, JSON or YAML: {field: {loguniform: [lo, hi]}, ...}")
     p.add_argument("--config", help="a config.json as the base of every trial")
@@ -120,6 +127,7 @@ def add_sweep_parsers(sub) -> None:
     p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs every trial gets before a stop")
     p.add_argument("--reduction-factor", type=int, default=2, help="ASHA: keep 1/N of the trials at each rung")
     p.add_argument("--search-seed", type=int, default=0, help="seed of Optuna's sampler")
+    add_overwrite_flag(p, "an --out")
     add_ray_flags(p)
     add_config_flags(p)
     p.set_defaults(func=cmd_search)

@@ -4,8 +4,10 @@ Where a run's files go: a worker that sees --out at the same path (this machine,
 system mounted alike on every node) trains straight into `--out/<run>`; any other worker trains
 into a scratch folder on its node and sends the finished folder back, which the driver unpacks
 beside `--out/<run>` and renames into place. A run counts as finished only by its metrics.json
-(written last, atomically), so a grid killed at any point continues where it stopped: finished
-runs are skipped and an interrupted one resumes from its last epoch's state.
+(written last, atomically) beside a config.json of the planned config, so a grid killed at any point
+continues where it stopped: finished runs are skipped and an interrupted one resumes from its last
+epoch's state. A run folder holding another config is refused before anything starts (--overwrite
+moves it aside), so a rerun with other settings never skips or resumes runs of the old ones.
 """
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from cmcs_core.sweep.cluster import Cluster, RayOptions, ray_cluster
-from cmcs_core.sweep.progress_line import ProgressLine, clock
-from cmcs_core.sweep.spec import PlannedRun, is_finished
+from cmcs_core.preflight import check_inputs
+from cmcs_core.sweep.cluster import Cluster, RayOptions, check_options, enter_driver_cwd, ray_cluster
+from cmcs_core.sweep.progress_line import ProgressLine, clock, count
+from cmcs_core.sweep.spec import FINISHED, PlannedRun, claim_run_folders, folder_status, is_finished
 from cmcs_core.sweep.transfer import pack_folder, place_folder, scratch_dir, unpack_folder
 
 TOKEN_FILE = ".grid-token"
@@ -42,6 +45,7 @@ class GridOptions:
     transfer: str = "auto"  # auto: write to --out where workers see it, else send back | shared | send
     log_tail: int = 15  # lines of a failed run's log to print
     deadline: float | None = None  # seconds after which no new run starts (a lent machine's time)
+    overwrite: bool = False  # move run folders holding another config aside instead of refusing
 
 
 @dataclass
@@ -86,6 +90,7 @@ def run_task(cfg_dict: dict, name: str, out: str, token: str, transfer: str, par
     from cmcs_core.config import RunConfig
     from cmcs_core.pipeline import torch_threads
 
+    enter_driver_cwd()
     t0 = time.time()
     token_file = Path(out) / TOKEN_FILE
     shared = transfer == "shared" or (transfer == "auto" and token_file.is_file()
@@ -101,10 +106,11 @@ def run_task(cfg_dict: dict, name: str, out: str, token: str, transfer: str, par
               f"{threads} torch thread(s)", flush=True)
         try:
             with torch_threads(threads):
-                if not is_finished(run_dir):
+                cfg = RunConfig.from_dict(cfg_dict)
+                if folder_status(run_dir, cfg)[0] != FINISHED:
                     from cmcs_core.train.trainer import train
 
-                    train(RunConfig.from_dict(cfg_dict), run_dir, progress=False)
+                    train(cfg, run_dir, progress=False)
                 if stress and not is_finished(run_dir, stress=True):
                     from cmcs_core.stress import run_stress
 
@@ -138,17 +144,21 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
     stream = stream or sys.stderr  # read at call time (tests capture it)
     if opts.transfer not in TRANSFERS:
         raise ValueError(f"--transfer {opts.transfer!r}: choose from {', '.join(TRANSFERS)}")
+    check_options(opts.ray)  # resources this machine cannot give, before anything is written
+    check_inputs(*(run.cfg for run in runs))
     t_start = time.time()
     out = opts.out.expanduser().resolve()
     report = GridReport(total=len(runs))
     todo = []
+    for name, moved in claim_run_folders(runs, out, opts.overwrite):
+        stream.write(f"grid: {name} held another config; moved to {moved}\n")
     for run in runs:
-        if is_finished(out / run.name, opts.stress):
+        if folder_status(out / run.name, run.cfg, opts.stress)[0] == FINISHED:
             report.skipped.append(run.name)
         else:
             todo.append(run)
     if not todo:
-        stream.write(f"grid: all {len(runs)} runs in {out} are finished\n")
+        stream.write(f"grid: every run in {out} is finished ({count(len(runs), 'run')})\n")
         return report
     with ray_cluster(opts.ray) as cluster:
         _Driver(cluster, opts, out, report, stream).run(todo)
@@ -156,9 +166,12 @@ def run_grid(runs: list[PlannedRun], opts: GridOptions, stream: TextIO | None = 
     stream.write(f"grid: {len(report.finished)} finished, {len(report.skipped)} finished before, "
                  f"{len(report.failed)} failed, {len(report.interrupted) + len(report.not_started)} not finished, "
                  f"in {clock(report.seconds)}\n")
+    for failed in report.failed:
+        stream.write(f"grid: FAILED {failed['name']}: {failed['error']} (log: {out / failed['name'] / RUN_LOG})\n")
     if report.interrupted or report.not_started:
         stream.write("grid: run the same command again to continue\n")
     return report
+
 
 
 class _Driver:
@@ -182,7 +195,7 @@ class _Driver:
         self.queued: list[PlannedRun] = []
         self.durations: list[float] = []
         self.line = ProgressLine(stream, report.total, len(report.skipped), self.slots)
-        stream.write(f"grid: {report.total - len(report.skipped)} runs to go on "
+        stream.write(f"grid: {count(report.total - len(report.skipped), 'run')} to go on "
                      f"{'a local Ray' if cluster.embedded else cluster.address} "
                      f"({cluster.resources.get('CPU', 0):g} CPUs, {cluster.resources.get('GPU', 0):g} GPUs): "
                      f"{self.slots} at a time, {opts.ray.cpus_per_run:g} CPU + {opts.ray.gpus_per_run:g} GPU each\n")

@@ -5,9 +5,25 @@ import time
 from typing import TextIO
 
 
+def count(n: int, noun: str) -> str:
+    """`1 run`, `2 runs`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def time_left(started: list[float], queued: int, slots: int, mean: float, now: float) -> float:
+    """Seconds until the last run ends if each takes `mean`: the running ones end at their start plus
+    `mean` (not before now), and each queued run starts in the first slot that frees. Starting a queued
+    run changes nothing, so the estimate moves only with the clock and with each finished run's time."""
+    lanes = sorted([max(t + mean - now, 0.0) for t in started] + [0.0] * max(0, slots - len(started)))
+    for _ in range(queued):
+        lanes[0] += mean
+        lanes.sort()
+    return max(lanes, default=0.0)
 
 
 class ProgressLine:
@@ -19,12 +35,14 @@ class ProgressLine:
         self.tty = stream.isatty()
         self.last = ""
 
-    def text(self, done: int, running: dict[str, float], failed: int, queued: int, durations: list[float]) -> str:
+    def text(self, done: int, running: dict[str, float], failed: int, queued: int, durations: list[float],
+             now: float | None = None) -> str:
+        """`running` maps each running run to its start time; `now` defaults to the clock."""
         eta = "?"
         if durations:
             mean = sum(durations) / len(durations)
-            left = queued * mean + sum(max(mean - (time.time() - t), 0.0) for t in running.values())
-            eta = clock(left / max(1, min(self.slots, queued + len(running))))
+            eta = clock(time_left(list(running.values()), queued, self.slots, mean,
+                                  time.time() if now is None else now))
         before = f" ({self.skipped} before)" if self.skipped else ""
         return (f"grid: {done + self.skipped}/{self.total} done{before} · {len(running)} running · {failed} failed"
                 f" · {queued} queued · ETA {eta}")

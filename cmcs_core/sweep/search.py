@@ -5,7 +5,13 @@ Trials are scored on dev only: each trains with `read_test` off, so the test spl
 figures reach Tune through the trainer's `on_epoch` hook; ASHA stops the weak trials after
 --grace-period epochs, and a stopped trial's folder is finished at its best epoch so far, so every
 trial is an ordinary run folder under `--out/trials/`. The best trial's config, with the test split
-back on, is written to `--out/best/config.json` for `cmcs train --config` and `cmcs grid --config`.
+back on, is written to `--out/best_config.json` for `cmcs train --config` and `cmcs grid --config`: a
+file beside the search, not a run folder, so no state of an earlier best can be resumed under it.
+
+`--out` holds one search: its base config (`base_config.json`) is the folder's config under the rule of
+cmcs_core/runs/holds.py, so a rerun adds trials to the same search and one with other base settings is
+refused (--overwrite moves the old search aside). Trials made with other base settings (a folder from
+before that rule) are listed apart, never ranked with the others.
 
 A space file (JSON or YAML) maps config fields to distributions; a plain value fixes the field:
 
@@ -25,13 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from cmcs_core.config import RunConfig
-from cmcs_core.sweep.cluster import RayOptions, ray_cluster
+from cmcs_core.config import RANGES, RunConfig
+from cmcs_core.preflight import check_inputs
+from cmcs_core.runs.holds import claim, difference, listing
+from cmcs_core.sweep.cluster import RayOptions, check_options, enter_driver_cwd, ray_cluster
+from cmcs_core.sweep.progress_line import count
 from cmcs_core.sweep.spec import FIELDS, OWN_OPTION, resolve_field, with_values
 from cmcs_core.train.trainer import SELECT_ON, Trainer, train
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 SEARCH_FILE = "search.json"
+BASE_FILE = "base_config.json"  # the search's own config: what every trial is the base plus its values
+BEST_FILE = "best_config.json"
 
 
 @dataclass
@@ -44,6 +55,7 @@ class SearchOptions:
     reduction_factor: int = 2
     seed: int = 0
     ray: RayOptions = field(default_factory=RayOptions)
+    overwrite: bool = False  # an --out holding a search of other base settings is moved aside, not refused
 
 
 def load_space(path: str | Path) -> dict[str, Any]:
@@ -120,6 +132,7 @@ def run_trial(values: dict[str, Any], base_dict: dict, trials_dir: str, threads:
 
     from cmcs_core.pipeline import torch_threads
 
+    enter_driver_cwd()
     cfg = trial_config(RunConfig.from_dict(base_dict), values)
     run_dir = Path(trials_dir) / f"trial_{tune.get_context().get_trial_id()}"
 
@@ -156,20 +169,30 @@ def run_search(base: RunConfig, opts: SearchOptions, stream: TextIO | None = Non
         raise ValueError(f"--metric {metric!r}: choose from {', '.join(SELECT_ON)}")
     if opts.trials < 1:
         raise ValueError(f"--trials {opts.trials}: at least 1")
+    meaning, seed_ok = RANGES["seed"]
+    if not seed_ok(opts.seed):
+        raise ValueError(f"--search-seed {opts.seed}: must be {meaning}")
     space = load_space(opts.space)
-    for values in [{}] + extremes(space):  # every end of the space must be a config the trainer takes
+    ends = [trial_config(base, values) for values in [{}] + extremes(space)]
+    for cfg in ends:  # every end of the space must be a config the trainer takes, with inputs found here
         try:
-            trial_config(base, values).validate()
+            cfg.validate()
         except ValueError as err:
             raise ValueError(f"{opts.space}: {err}") from None
+    check_inputs(*ends)
+    check_options(opts.ray)
     out = opts.out.expanduser().resolve()
+    moved = claim(out, ends[0], opts.overwrite, "--out", name=BASE_FILE)
+    if moved is not None:
+        stream.write(f"search: {out} held a search of other base settings; moved to {moved}\n")
     trials_dir = out / "trials"
     trials_dir.mkdir(parents=True, exist_ok=True)
+    ends[0].save(out / BASE_FILE)
     max_epochs = max([p["epochs"] for p in extremes(space) if "epochs" in p] or [base.train.epochs])
     threads = torch_threads_for(opts.ray.cpus_per_run)
     with ray_cluster(opts.ray) as cluster:
         slots = cluster.slots(opts.ray)
-        stream.write(f"search: {opts.trials} trials, {slots} at a time, optimising {metric} on dev "
+        stream.write(f"search: {count(opts.trials, 'trial')}, {slots} at a time, optimising {metric} on dev "
                      f"({SELECT_ON[metric]}), ASHA after {opts.grace_period} epoch(s) of at most {max_epochs}\n")
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, base_dict=base.to_dict(), trials_dir=str(trials_dir), threads=threads),
@@ -186,31 +209,33 @@ def run_search(base: RunConfig, opts: SearchOptions, stream: TextIO | None = Non
         )
         grid = tuner.fit()
         errors = [str(r.error).splitlines()[0] for r in grid if r.error]
-    stopped = []
     with torch_threads(threads):
         for run_dir in sorted(trials_dir.iterdir()):
             if (run_dir / "last_state.pt").is_file() and not (run_dir / "metrics.json").is_file():
                 try:
                     Trainer(RunConfig.load(run_dir / "config.json"), run_dir, progress=False).finish_early()
-                    stopped.append(run_dir.name)
                 except (OSError, ValueError, RuntimeError) as err:  # reported; the other trials still count
                     errors.append(f"{run_dir.name}: could not be finished ({err})")
-    return summarise(base, space, trials_dir, out, metric, stopped, errors, stream)
+    return summarise(base, space, trials_dir, out, metric, errors, stream)
 
 
-def summarise(base: RunConfig, space: dict, trials_dir: Path, out: Path, metric: str, stopped: list[str],
-              errors: list[str], stream: TextIO) -> dict:
-    """Score every trial from its run folder, write search.json and best/config.json, print a table."""
-    rows = []
+def summarise(base: RunConfig, space: dict, trials_dir: Path, out: Path, metric: str, errors: list[str],
+              stream: TextIO) -> dict:
+    """Score every trial of this search's base settings from its run folder, write search.json and
+    best_config.json, print a table; trials made with other base settings are named apart, not ranked."""
+    rows, other = [], []
     for run_dir in sorted(trials_dir.iterdir()):
         if not (run_dir / "config.json").is_file():
             continue
         cfg = RunConfig.load(run_dir / "config.json")
         values = {name: getattr(getattr(cfg, FIELDS[name][0]), name) for name in space}
-        score = trial_score(run_dir, metric)
+        diff = difference(trial_config(base, values), cfg)
+        if diff is not None:
+            other.append(f"{run_dir.name}: {diff}")
+            continue
         epochs = len((run_dir / "epochs.csv").read_text().splitlines()) - 1 if (run_dir / "epochs.csv").is_file() else 0
-        rows.append({"run": str(run_dir), "values": values, "score": score, "epochs_run": epochs,
-                     "stopped_early": run_dir.name in stopped or epochs < cfg.train.epochs})
+        rows.append({"run": str(run_dir), "values": values, "score": trial_score(run_dir, metric),
+                     "epochs_run": epochs, "stopped_early": epochs < cfg.train.epochs})
     scored = [r for r in rows if r["score"] is not None and not math.isnan(r["score"])]
     if not scored:
         raise ValueError(f"no trial finished ({'; '.join(errors[:3]) or 'see ' + str(out / '.tune')})")
@@ -219,17 +244,20 @@ def summarise(base: RunConfig, space: dict, trials_dir: Path, out: Path, metric:
     best_cfg = RunConfig.load(Path(best["run"]) / "config.json")
     best_cfg.data.read_test = base.data.read_test
     best_cfg.train.eval_test_each_epoch = base.train.eval_test_each_epoch
-    (out / "best").mkdir(parents=True, exist_ok=True)
-    best_cfg.save(out / "best" / "config.json")
+    best_cfg.save(out / BEST_FILE)
     summary = {"metric": metric, "mode": SELECT_ON[metric], "split": "dev", "trials": rows, "best": best,
-               "best_config": str(out / "best" / "config.json"), "errors": errors}
+               "best_config": str(out / BEST_FILE), "other_base_settings": other, "errors": errors}
     (out / SEARCH_FILE).write_text(json.dumps(summary, indent=2, default=float))
     for r in sorted(scored, key=lambda r: -sign * r["score"]):
         stream.write(f"{Path(r['run']).name}  {metric} {r['score']:.4f}  epochs {r['epochs_run']}"
                      f"{' (stopped early)' if r['stopped_early'] else ''}  "
                      + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["values"].items())
                      + "\n")
-    stream.write(f"search: best {metric} {best['score']:.4f} ({Path(best['run']).name}); its config: "
-                 f"{out / 'best' / 'config.json'}\n  train it: cmcs train --config {out / 'best' / 'config.json'}\n"
-                 f"  or over seeds: cmcs grid --config {out / 'best' / 'config.json'} --seeds 1 2 3 --out runs/best\n")
+    if other:
+        stream.write(f"search: not ranked, {count(len(other), 'trial')} in {trials_dir} made with other base "
+                     f"settings ({listing(other)})\n")
+    best_file, name = out / BEST_FILE, Path(best["run"]).name
+    stream.write(f"search: best {metric} {best['score']:.4f} ({name}); its config: {best_file}\n"
+                 f"  train it: cmcs train --config {best_file} --output-dir {out / f'best-{name}'}\n"
+                 f"  or over seeds: cmcs grid --config {best_file} --seeds 1 2 3 --out {out / f'best-{name}-seeds'}\n")
     return summary

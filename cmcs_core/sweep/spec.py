@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from cmcs_core.config import DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig, apply_method
+from cmcs_core.runs.holds import CONFIG_FILE, FolderHoldsAnotherConfig, conflict, refusal, set_aside
+from cmcs_core.sweep.progress_line import count
 from cmcs_core.variants import apply_variant
 
 SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
@@ -21,6 +23,7 @@ FIELDS: dict[str, tuple[str, dataclasses.Field]] = {
 # These have a list option of their own (--datasets, --methods, --seeds).
 OWN_OPTION = {"dataset": "--datasets", "method": "--methods", "seed": "--seeds"}
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+FINISHED, TO_RUN, OTHER_CONFIG = "finished", "to run", "holds another config"
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,34 @@ class PlannedRun:
 
 
 def is_finished(run_dir: str | Path, stress: bool = False) -> bool:
-    """A run counts as finished once its metrics.json exists (the trainer writes it last, atomically);
+    """A run's outputs are complete once its metrics.json exists (the trainer writes it last, atomically);
     with the stress tests asked for, once stress.json does too. Anything less is resumed."""
     run_dir = Path(run_dir)
     return (run_dir / "metrics.json").is_file() and (not stress or (run_dir / "stress.json").is_file())
+
+
+def folder_status(run_dir: str | Path, planned: RunConfig, stress: bool = False) -> tuple[str, str | None]:
+    """What a grid does with a run's folder: (OTHER_CONFIG, how it differs) when it holds another config
+    (refused, or moved aside with --overwrite; cmcs_core/runs/holds.py), (FINISHED, None) when its outputs
+    are complete beside a config.json of the planned config (metrics.json alone would call a run of other
+    settings finished), else (TO_RUN, None): trained, or resumed from its last epoch."""
+    diff = conflict(Path(run_dir), planned)
+    if diff is not None:
+        return OTHER_CONFIG, diff
+    held = (Path(run_dir) / CONFIG_FILE).is_file()
+    return (FINISHED if held and is_finished(run_dir, stress) else TO_RUN), None
+
+
+def claim_run_folders(runs: list[PlannedRun], out: Path, overwrite: bool) -> list[tuple[str, Path]]:
+    """The folder rule for every run of a grid before anything starts: run folders holding another config
+    are refused together in one line, or with `overwrite` moved aside (never deleted); returns (run, where
+    its old folder went) for each folder moved."""
+    other = [(run.name, folder_status(out / run.name, run.cfg)[1]) for run in runs]
+    other = [(name, diff) for name, diff in other if diff is not None]
+    if other and not overwrite:
+        held = f"{count(len(other), 'run folder')} in {out} {'holds' if len(other) == 1 else 'hold'}"
+        raise FolderHoldsAnotherConfig(refusal(held, [f"{name}: {diff}" for name, diff in other], "--out"))
+    return [(name, set_aside(out / name)) for name, _diff in other]
 
 
 def resolve_field(key: str) -> tuple[str, str]:
@@ -144,13 +171,15 @@ def plan_grid(base: RunConfig, datasets: list[str], methods: list[str], seeds: l
 
 
 def describe_plan(runs: list[PlannedRun], sets: dict[str, list[Any]], out: str | Path) -> str:
-    """What --dry-run prints: one line per run (folder and what varies), then the count."""
+    """What --dry-run prints: one line per run (folder, what varies, and whether its folder is finished
+    or holds another config), then the count."""
     varied = [k for k, v in sets.items() if len(v) > 1]
     lines = []
     for r in runs:
         fields = {"dataset": r.cfg.data.dataset, "method": r.cfg.model.method, "seed": r.cfg.train.seed}
         fields.update({k: getattr(getattr(r.cfg, FIELDS[k][0]), k) for k in varied})
-        done = " (finished)" if is_finished(Path(out) / r.name) else ""
-        lines.append(f"{Path(out) / r.name}  " + " ".join(f"{k}={v}" for k, v in fields.items()) + done)
-    lines.append(f"{len(runs)} runs")
+        status, diff = folder_status(Path(out) / r.name, r.cfg)
+        note = {FINISHED: " (finished)", OTHER_CONFIG: f" (holds another config: {diff})"}.get(status, "")
+        lines.append(f"{Path(out) / r.name}  " + " ".join(f"{k}={v}" for k, v in fields.items()) + note)
+    lines.append(count(len(runs), "run"))
     return "\n".join(lines)

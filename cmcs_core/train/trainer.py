@@ -24,8 +24,10 @@ from cmcs_core.evaluate import compute_metrics, predict_tensors, write_outputs
 from cmcs_core.io import atomic_save, atomic_write_json
 from cmcs_core.model.hypergrad import implicit_hypergradient
 from cmcs_core.pipeline import Pipeline, SplitTensors, run_paths, torch_threads
+from cmcs_core.preflight import check_inputs
 from cmcs_core.progress import progress_bar
 from cmcs_core.runs.formats import read_table, table_path, write_table
+from cmcs_core.runs.holds import claim
 
 BATCH_LOG_COLUMNS = [
     "epoch", "step", "global_step", "eff_t", "eff_v", "phi_t", "phi_v", "L_t", "L_v",
@@ -129,18 +131,20 @@ EpochCallback = Callable[[dict], None]
 
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: str | Path, progress: bool = True,
-                 on_epoch: EpochCallback | None = None) -> None:
+                 on_epoch: EpochCallback | None = None, overwrite: bool = False) -> None:
         """`on_epoch(row)` is called after each epoch is logged and its state saved, with the epoch's
         row of epochs.csv plus `best` (the selection so far): a search reports dev figures
-        through it without the trainer knowing the search engine."""
+        through it without the trainer knowing the search engine. `overwrite`: a run_dir holding
+        another config is moved aside (`set_aside` says where) instead of refused."""
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.paths = run_paths(self.run_dir)
         self.progress = progress
         self.on_epoch = on_epoch
-        self._check_run_dir()
+        self.overwrite = overwrite
         check_select_on(cfg.train.select_on)  # fail before any work, not after the first epoch
         cfg.validate()
+        self._check_run_dir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.paths["config"])
         self.log = _setup_logger(self.paths["log"])
@@ -149,13 +153,10 @@ class Trainer:
         self.device = self.pipe.device
 
     def _check_run_dir(self) -> None:
-        if self.paths["config"].is_file():
-            old = RunConfig.load(self.paths["config"]).to_dict()
-            if old != self.cfg.to_dict():
-                raise ValueError(
-                    f"{self.run_dir} holds a run with another config; pick a new --output-dir "
-                    f"or resume it with `train --config {self.paths['config']}`"
-                )
+        """Before anything is written: the inputs must exist here, and a folder holding another config
+        (in a field that changes results) is refused, never resumed under this one (cmcs_core/runs/holds.py)."""
+        check_inputs(self.cfg)
+        self.set_aside = claim(self.run_dir, self.cfg, self.overwrite, new_folder="--output-dir")
 
     # -- data ------------------------------------------------------------------------------
     def _load_data(self) -> None:
