@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from bad_values import BAD_RUN_VALUES
 
 from cmcs_core import cli
 from cmcs_core.config import RunConfig
@@ -125,10 +126,8 @@ def test_a_search_with_other_base_settings_is_refused_and_writes_nothing(searche
 
 
 @pytest.mark.parametrize("argv, culprit", [
+    *BAD_RUN_VALUES,
     (["--search-seed", "-1"], "--search-seed -1: must be in 0..2**32-1"),
-    (["--seed", str(2**32)], f"seed={2**32}: must be in 0..2**32-1"),
-    (["--dataset", "twitter2019"], "dataset 'twitter2019' is neither a benchmark"),
-    (["--text-model", "no/such-model"], "unknown text model 'no/such-model'"),
     (["--cpus-per-run", "999"], "--cpus-per-run 999 is more than"),
 ])
 def test_bad_search_values_are_refused_in_one_line_and_write_nothing(argv, culprit, tmp_path) -> None:
