@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 
 from cmcs_core.config import DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig, apply_method
+from cmcs_core.runs.holds import SET_ASIDE
 from cmcs_core.variants import apply_variant
 
 SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
@@ -28,7 +29,7 @@ def add_overwrite_flag(parser: argparse.ArgumentParser, folder: str) -> None:
     """--overwrite, said the same way by every command that writes a folder (cmcs_core/runs/holds.py)."""
     parser.add_argument("--overwrite", action="store_true",
                         help=f"{folder} holding another config (a field that changes results differs) is moved "
-                             "aside to NAME.old-<time>, never deleted, and trained anew; without it, refused")
+                             f"aside to NAME{SET_ASIDE}<time>, never deleted, and trained anew; without it, refused")
 
 
 def _flag_type(tp) -> type:

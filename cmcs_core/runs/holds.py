@@ -80,7 +80,7 @@ def listing(items: list[str], most: int = 3) -> str:
 def refusal(what: str, differences: list[str], new_folder: str) -> str:
     """The one-line refusal: what holds another config, how it differs, and the two ways out."""
     return (f"{what} another config ({listing(differences)}): pick a new {new_folder}, or {OVERWRITE_HINT} "
-            "(renamed NAME.old-<time>, never deleted)")
+            f"(renamed NAME{SET_ASIDE}<time>, never deleted)")
 
 
 def set_aside(folder: Path) -> Path:
