@@ -89,8 +89,9 @@ def badge(run: Run) -> None:
     m = run.metrics or {}
     acc = m.get("test", {}).get("acc")
     st.caption(f"**Run** `{run.name}` · method **{run.method_title}** · dataset **{run.dataset}** · "
-               f"text **{run.cfg.encoder.text_model}** · visual source **{run.visual_source}** · seed "
-               f"{run.cfg.train.seed}" + (f" · test acc {acc:.3f}" if acc is not None else ""))
+               f"text **{run.cfg.encoder.text_model}** · visual source **{run.visual_source}** · "
+               f"precision **{run.precision}** · seed {run.cfg.train.seed}"
+               + (f" · test acc {acc:.3f}" if acc is not None else ""), help=run.precision_reason or None)
     random_warning(run)
     if not run.finished:
         st.warning(f"`{run.name}` is unfinished (no metrics.json yet): some views are empty.")

@@ -132,7 +132,7 @@ def grid_throughput(run_dirs: list[Path], wall_seconds: float, peak_tflops: floa
 LABELS = {
     "setup (data, features, model)": ("cmcs_core.train.trainer", "Trainer", "_setup"),
     "data: batch to device": ("cmcs_core.pipeline", "SplitTensors", "batch"),
-    "upper step": ("cmcs_core.train.trainer", "Trainer", "_upper_step"),
+    "upper step": ("cmcs_core.train.trainer", "Trainer", "upper_step"),
     "evaluation": ("cmcs_core.train.trainer", "Trainer", "_split_metrics"),
     "checkpoint": ("cmcs_core.train.trainer", "Trainer", "_save_state"),
 }

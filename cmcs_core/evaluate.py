@@ -16,6 +16,7 @@ from cmcs_core.data.dataset import Split
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.pipeline import Pipeline, SplitTensors
+from cmcs_core.precision import autocast
 from cmcs_core.robustness import target_awareness
 from cmcs_core.runs.formats import write_features, write_masks, write_table
 
@@ -41,15 +42,18 @@ def compute_metrics(labels: np.ndarray, preds: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def predict_tensors(model: CMCSModel, data: SplitTensors, device: torch.device, batch_size: int = 128) -> dict:
-    """Every branch's probabilities, the fusion weight, per-token masks and pooled features."""
+def predict_tensors(model: CMCSModel, data: SplitTensors, device: torch.device, batch_size: int = 128,
+                    precision: str = "fp32") -> dict:
+    """Every branch's probabilities, the fusion weight, per-token masks and pooled features, computed in
+    the run's precision (its dev figures picked the kept epoch in that arithmetic)."""
     model.eval()
     keys = ["p_text", "p_image", "s", "p_final"]
     feats = ["text_raw_pooled", "text_bar_pooled", "visual_raw_pooled", "visual_bar_pooled"]
     acc: dict[str, list] = {k: [] for k in keys + feats + ["effect_t", "text_tok_mask", "vis_tok_mask"]}
     for batch in data.batches(batch_size, device):
-        out = model(batch)
-        fused = model.fuse(out, batch.get("fusion_sim"))
+        with autocast(device, precision):
+            out = model(batch)
+            fused = model.fuse(out, batch.get("fusion_sim"))
         for k in keys:
             if k in fused:
                 acc[k].append(fused[k].float().cpu())
@@ -58,7 +62,8 @@ def predict_tensors(model: CMCSModel, data: SplitTensors, device: torch.device, 
                 acc[k].append(out[k].float().cpu())
         y = batch["label"]
         ce = torch.nn.functional.cross_entropy
-        gap = ce(out["text_logits_raw"], y, reduction="none") - ce(out["text_logits"], y, reduction="none")
+        gap = (ce(out["text_logits_raw"].float(), y, reduction="none")
+               - ce(out["text_logits"].float(), y, reduction="none"))
         acc["effect_t"].append(gap.clamp(-10, 10).exp().cpu())
         acc["text_tok_mask"] += _token_means(out["text_mask"], batch["attention_mask"])
         if "visual_mask" in out:
@@ -77,7 +82,7 @@ def evaluate_split(model: CMCSModel, pipe: Pipeline, split: str | Split, max_sam
     if not isinstance(split, Split):
         split = pipe.load_split(split, max_samples)
     data = pipe.tensors(split, progress=progress)
-    return data, predict_tensors(model, data, pipe.device)
+    return data, predict_tensors(model, data, pipe.device, precision=pipe.precision.used)
 
 
 def _token_means(mask: torch.Tensor, real: torch.Tensor) -> list[list[float]]:

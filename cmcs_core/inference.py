@@ -120,7 +120,7 @@ class Predictor:
         sample = Sample("0", 1, "input-image", mask_target(tweet, target), target.strip(), 1)
         data = self.tensors([sample], [caption or ""] if self.needs_caption else None,
                             [image] if image is not None else None)
-        res = predict_tensors(self.model, data, self.pipe.device)
+        res = predict_tensors(self.model, data, self.pipe.device, precision=self.pipe.precision.used)
         ids = data.text.input_ids[0][: len(res["text_tok_mask"][0])]
         out = {
             "label": LABEL_NAMES[int(res["pred"][0])],

@@ -20,6 +20,7 @@ from cmcs_core.encoders.features import (
 )
 from cmcs_core.encoders.text import TextEncoder
 from cmcs_core.model.cmcs import CMCSModel, TextTower
+from cmcs_core.precision import PrecisionChoice, resolve_precision
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,11 +86,16 @@ class SplitTensors:
 
 
 class Pipeline:
-    """Encoders and feature extraction for one run configuration."""
+    """Encoders and feature extraction for one run configuration, in one precision: features,
+    training and every later reading of the run compute in the same arithmetic."""
 
-    def __init__(self, cfg: RunConfig, device: torch.device | None = None) -> None:
+    def __init__(self, cfg: RunConfig, device: torch.device | None = None,
+                 precision: PrecisionChoice | None = None) -> None:
+        """`precision`: what a trainer resolved; readers of a run (evaluate, predict, the app) resolve the
+        config's own, which computes a bf16 run in bf16 even where that is emulated."""
         self.cfg = cfg
         self.device = device or resolve_device(cfg.train.device)
+        self.precision = precision or resolve_precision(cfg.train.precision, self.device, training=False)
         enc = cfg.encoder
         attn = "eager" if cfg.train.hessian_params != "heads" else "sdpa"
         self.text_encoder = TextEncoder(enc.text_model, attn_implementation=attn).to(self.device)
@@ -137,6 +143,10 @@ class Pipeline:
                 )
         return self.files
 
+    def autocast(self):
+        """The run's arithmetic for a forward pass (bf16 autocast or nothing)."""
+        return self.precision.autocast(self.device)
+
     def build_model(self) -> CMCSModel:
         tower = TextTower(self.text_encoder, self.cfg.encoder.finetune_layers)
         model = CMCSModel(self.cfg.model, tower, self.visual_dim if self.cfg.model.use_visual else None,
@@ -151,15 +161,16 @@ class Pipeline:
         """Extract (or load cached) features for a split; `progress` shows extraction bars."""
         enc = self.cfg.encoder
         layer = -1 if enc.finetune_layers == -1 else self.text_encoder.num_layers - enc.finetune_layers
+        used = self.precision.used
         text = extract_text(self.text_encoder, split, layer, enc.max_length, cache=cache, progress=progress,
-                            caption_in_text=enc.caption_in_text)
+                            caption_in_text=enc.caption_in_text, precision=used)
         visual = None
         if self.cfg.model.use_visual:
             if self.image_encoder is not None:
-                visual = extract_pixel_visual(self.image_encoder, split, cache=cache, progress=progress)
+                visual = extract_pixel_visual(self.image_encoder, split, cache=cache, progress=progress, precision=used)
             else:
                 visual = extract_caption_visual(self.caption_encoder, split, enc.caption_max_length, cache=cache,
-                                                progress=progress)
+                                                progress=progress, precision=used)
         return SplitTensors(
             split,
             text,

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from cmcs_core.precision import cpu_flags
+
 
 def cpu_model() -> str:
     try:
@@ -28,6 +30,8 @@ def machine_info() -> dict[str, Any]:
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        "cpu_bf16_flags": list(cpu_flags()),  # amx_bf16 / avx512_bf16: where bf16 is native (cmcs_core/precision.py)
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),

@@ -149,9 +149,32 @@ def scale(res: dict) -> None:
     fig.savefig(IMG / "scale.png", dpi=110)
 
 
+def precision(res: dict) -> None:
+    """fp32 vs bf16 per regime: a training step (and with CMCS's upper step every H), an evaluate pass."""
+    peak = res["matmul_peak_gflops"]
+    print(f"\nmatmul peak, one thread: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s "
+          f"({peak['bf16'] / peak['fp32']:.1f}x); native bf16: {res['native_bf16']} ({', '.join(res['cpu_flags'])})\n")
+    print("| regime, method | step fp32 (samples/s) | step bf16 (samples/s) | step speed-up (min-max) | "
+          "with the upper step | bf16 share of its peak | fp32 share of its peak | evaluate speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in res["regimes"].items():
+        low = r["lower_step"]
+        f32, b16 = low["fp32"], low["bf16"]
+        lo, hi = b16["samples_per_s_range"][0] / f32["samples_per_s_range"][1], \
+            b16["samples_per_s_range"][1] / f32["samples_per_s_range"][0]
+        upper = f"{r['amortised_speedup']:.2f}x" if "amortised_speedup" in r else "(no upper level)"
+        print(f"| {name} | {f32['samples_per_s']:.1f} | {b16['samples_per_s']:.1f} | **{low['speedup']:.2f}x** "
+              f"({lo:.2f}-{hi:.2f}) | {upper} | {b16['frac_of_peak']:.0%} | {f32['frac_of_peak']:.0%} | "
+              f"{r['evaluate']['speedup']:.2f}x |")
+    ins = res["inspector"]
+    print("\nInspector prediction (wall, median of "
+          f"{ins['fp32']['wall_s']['n']}): fp32 {ins['fp32']['wall_s']['median'] * 1000:.0f} ms, "
+          f"bf16 {ins['bf16']['wall_s']['median'] * 1000:.0f} ms")
+
+
 def main() -> None:
     IMG.mkdir(parents=True, exist_ok=True)
-    for name, fn in (("overhead", overhead), ("encoders", encoders), ("scale", scale)):
+    for name, fn in (("overhead", overhead), ("encoders", encoders), ("scale", scale), ("precision", precision)):
         res = load(name)
         if res is None:
             print(f"(no bench/results/{name}.json)", file=sys.stderr)

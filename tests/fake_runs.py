@@ -17,7 +17,7 @@ def fake_run(method: str, seed: int, acc: float, f1: float | None = None, datase
     cfg.model = apply_method(cfg.model, method)
     cfg.encoder = dataclasses.replace(cfg.encoder, text_model=text_model, finetune_layers=finetune_layers)
     cfg.data = dataclasses.replace(cfg.data, dataset=dataset)
-    cfg.train = dataclasses.replace(cfg.train, seed=seed)
+    cfg.train = dataclasses.replace(cfg.train, seed=seed, precision="fp32")  # what a trainer writes: auto resolved
     for key, value in fields.items():
         section = next(s for s in ("data", "encoder", "model", "train")
                        if key in {f.name for f in dataclasses.fields(getattr(cfg, s))})

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _ready_trainer(cfg, run_dir) -> Trainer:
     """A Trainer with data, model and optimisers built, before its first step."""
     trainer = Trainer(cfg, run_dir, progress=False)
-    trainer._setup()
+    trainer.setup()
     return trainer
 
 
@@ -80,7 +80,7 @@ def test_upper_step_runs_in_eval_mode_and_hands_back_a_training_model(cmcs_train
     seen = []
     hook = model.register_forward_pre_hook(lambda module, args: seen.append(module.training))
     try:
-        cmcs_trainer._upper_step(*_batches(cmcs_trainer))
+        cmcs_trainer.upper_step(*_batches(cmcs_trainer))
     finally:
         hook.remove()
     assert seen == [False, False]  # train and dev forwards without dropout: exact Hessian-vector products
@@ -103,7 +103,7 @@ def test_phi_optimiser_gets_the_clipped_hypergradient(cmcs_trainer, monkeypatch)
     monkeypatch.setattr(trainer.cfg, "train", dataclasses.replace(trainer.cfg.train))  # a copy to edit
     for clip in (1e-3, 1e6):
         trainer.cfg.train.hypergrad_clip = clip
-        stats = trainer._upper_step(*_batches(trainer))
+        stats = trainer.upper_step(*_batches(trainer))
         raw = torch.tensor([stats["hypergrad_alpha"], stats["hypergrad_beta"]])
         assert float(raw.norm()) == pytest.approx(stats["hypergrad_norm"], rel=1e-5)
         assert float(raw.norm()) > 10 * 1e-3  # so the small clip binds
@@ -153,7 +153,7 @@ def test_upper_step_moves_phi_downhill_on_the_dev_loss(tmp_path, cmcs_cache, tin
     unrolled = torch.stack(torch.autograd.grad(before, phi))
     phi0 = torch.stack([p.detach().clone() for p in phi])
 
-    stats = trainer._upper_step(train_batch, dev_batch)
+    stats = trainer.upper_step(train_batch, dev_batch)
     implicit = torch.tensor([stats["hypergrad_alpha"], stats["hypergrad_beta"]])
     torch.testing.assert_close(implicit, unrolled, rtol=0.05, atol=0.0)  # same quantity, same sign
     moved = torch.stack([p.detach() for p in phi]) - phi0

@@ -45,13 +45,23 @@ def test_every_field_but_threads_and_device_names_changes_results() -> None:
     base = RunConfig()
     flat = {f"{s}.{k}": v for s, fields in base.to_dict().items() for k, v in fields.items()}
     for key, value in flat.items():
-        other = _with(base, key, _changed(value))
-        assert results_differ(base, other) == ([] if key in ("train.num_threads", "train.device") else [key]), key
+        planned = _with(base, key, _changed(value))
+        assert results_differ(planned, base) == ([] if key in ("train.num_threads", "train.device") else [key]), key
     assert results_differ(base, RunConfig.from_dict(base.to_dict())) == []
 
 
-def test_a_field_the_trainer_resolves_matches_any_resolution_of_its_placeholder(monkeypatch) -> None:
-    """The hook for fields such as a precision `auto` that the trainer stores resolved."""
+def test_a_precision_auto_matches_the_precision_the_trainer_stored() -> None:
+    """The trainer writes what `auto` resolved to; a grid's driver (which cannot resolve it for the worker's
+    machine) takes either resolution as the planned run, an explicit precision only itself."""
+    def precision(value: str) -> RunConfig:
+        return _with(RunConfig(), "train.precision", value)
+
+    assert results_differ(precision("auto"), precision("fp32")) == []
+    assert results_differ(precision("auto"), precision("bf16")) == []
+    assert results_differ(precision("fp32"), precision("bf16")) == ["train.precision"]
+
+
+def test_the_resolving_hook_takes_any_field(monkeypatch) -> None:
     monkeypatch.setitem(holds.RESOLVED_BY_TRAINER, "encoder.text_model", "auto")
     stored = RunConfig()
     assert results_differ(_with(stored, "encoder.text_model", "auto"), stored) == []

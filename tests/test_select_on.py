@@ -87,8 +87,8 @@ def test_regimes_are_ordered_headline_first() -> None:
     regimes.append(Regime("minilm", 0, "captions", select_on="dev_loss"))
     order = [regimes[i] for i in (2, 4, 3, 1, 0, 5)]
     assert sorted(reversed(regimes)) == order
-    assert [r.title for r in order][:2] == ["mpnet_fp16, fine-tuned (all layers), visual = captions",
-                                            "mpnet_fp16, fine-tuned (all layers), visual = captions, head lr 0.0001"]
+    assert [r.title for r in order][:2] == ["mpnet_fp16, fine-tuned (all layers), visual = captions, fp32",
+                                            "mpnet_fp16, fine-tuned (all layers), visual = captions, fp32, head lr 0.0001"]
 
 
 def test_headline_is_the_strongest_regimes_text_only_and_cmcs() -> None:

@@ -281,7 +281,7 @@ def variant_runs(tmp_path_factory, cmcs_cache, tiny_config_factory) -> dict:
         run_dir = tmp_path_factory.mktemp("variants") / name.replace(" ", "_")
         trainer = Trainer(cfg, run_dir, progress=False)
         with torch_threads(1):
-            trainer._setup()
+            trainer.setup()
             initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
             trainer.fit()
         runs[name] = {"dir": run_dir, "trainer": trainer, "initial": initial}

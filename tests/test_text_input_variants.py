@@ -157,7 +157,7 @@ def test_variants_are_named_and_paired_with_their_base():
     assert v.title == "Text-only baseline + target pooling + counterfactual augmentation (random sentiment)"
     regime = Regime.of(runs[4].cfg)
     assert regime.title.endswith(", target pooling, counterfactual augmentation 1 (random sentiment)")
-    assert regime.base.title == "minilm, frozen, visual = captions"
+    assert regime.base.title == "minilm, frozen, visual = captions, fp32"
     text = paired_differences(runs_frame(runs))
     # caption in text minus plain, seed by seed: 63 - 61 and 65 - 62
     line = next(row for row in text.splitlines() if row.startswith("| caption in the text input |"))
@@ -176,5 +176,5 @@ def test_a_new_opt_in_is_one_registry_entry(monkeypatch):
     monkeypatch.setattr(regime_mod, "OPT_INS", (*regime_mod.OPT_INS, entry))
     cfg = fake_run("cmcs", 1, 0.5, hypergrad_clip=5.0, pooling="target").cfg
     assert Variant.of(cfg).key == "cmcs +pool-target +clip-5.0"
-    assert Regime.of(cfg).title == "minilm, frozen, visual = captions, target pooling, hypergradient clipped at 5.0"
+    assert Regime.of(cfg).title == "minilm, frozen, visual = captions, fp32, target pooling, hypergradient clipped at 5.0"
     assert Regime.of(fake_run("cmcs", 1, 0.5).cfg).changes == ()

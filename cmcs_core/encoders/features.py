@@ -17,6 +17,7 @@ from cmcs_core.data.dataset import Split
 from cmcs_core.data.images import load_image
 from cmcs_core.encoders.text import TextEncoder
 from cmcs_core.io import atomic_save, cache_root
+from cmcs_core.precision import autocast
 from cmcs_core.progress import progress_bar
 
 FUSION_PROMPT = "it's a picture of with a target of {target}"
@@ -41,7 +42,11 @@ class VisualFeatures:
     image_ids: list[str]
 
 
-def _digest(*parts: object) -> str:
+def _digest(*parts: object, precision: str = "fp32") -> str:
+    """The cache key of some features; bf16 features are other numbers, so their key names the precision
+    (fp32 keys stay what they were before precision existed: those caches stay valid)."""
+    if precision != "fp32":
+        parts = (*parts, precision)
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -78,10 +83,10 @@ def text_pairs(encoder: TextEncoder, split: Split, caption_in_text: bool = False
 
 def extract_text(
     encoder: TextEncoder, split: Split, layer: int, max_length: int, batch_size: int = 64, cache: bool = True,
-    progress: bool = True, caption_in_text: bool = False,
+    progress: bool = True, caption_in_text: bool = False, precision: str = "fp32",
 ) -> TextFeatures:
     """Token ids + hidden states after `layer` layers for `[CLS] tweet [SEP] target [SEP]`
-    (`... target [SEP] caption [SEP]` with caption_in_text)."""
+    (`... target [SEP] caption [SEP]` with caption_in_text), computed in `precision`."""
     texts = [s.text for s in split.samples]
     targets = text_pairs(encoder, split, caption_in_text)
     enc = encoder.tokenize(texts, targets, max_length=max_length, truncation="longest_first" if caption_in_text else None)
@@ -98,13 +103,14 @@ def extract_text(
                 rows = order[i : i + batch_size]
                 width = int(lengths[rows].max())
                 part = {k: v[rows, :width].to(dev) for k, v in enc.items()}
-                with torch.no_grad():
+                with torch.no_grad(), autocast(dev, precision):
                     hidden[rows, :width] = encoder.hidden_at(part, layer).half().cpu()
         return TextFeatures(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], hidden, layer)
 
     if not cache or layer < 0:
         return build()
-    key = _digest(encoder.name, layer, max_length, texts, targets, *(["longest_first"] if caption_in_text else []))
+    key = _digest(encoder.name, layer, max_length, texts, targets, *(["longest_first"] if caption_in_text else []),
+                  precision=precision)
     return _cached("text", key, build)
 
 
@@ -120,7 +126,7 @@ def _cosine_clip(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def extract_caption_visual(
     encoder: TextEncoder, split: Split, max_length: int, batch_size: int = 64, cache: bool = True,
-    progress: bool = True,
+    progress: bool = True, precision: str = "fp32",
 ) -> VisualFeatures:
     """The caption stands in for the image (CapTrBERT): its tokens are E^v."""
     if split.visual_text is None:
@@ -135,18 +141,18 @@ def extract_caption_visual(
         dev = _device_of(encoder)
         chunks = []
         bar = progress_bar(range(0, len(captions), batch_size), progress, desc=f"captions {split.name}", leave=False)
-        for i in bar:
-            part = {k: v[i : i + batch_size].to(dev) for k, v in enc.items()}
-            with torch.no_grad():
+        with torch.no_grad(), autocast(dev, precision):
+            for i in bar:
+                part = {k: v[i : i + batch_size].to(dev) for k, v in enc.items()}
                 chunks.append(encoder.hidden_at(part, encoder.num_layers).half().cpu())
-        cap_emb = encoder.sentence_embedding(captions)
-        prompt_emb = _embed_unique(encoder.sentence_embedding, prompts)
+            cap_emb = encoder.sentence_embedding(captions)
+            prompt_emb = _embed_unique(encoder.sentence_embedding, prompts)
         sim = _cosine_clip(cap_emb[index], prompt_emb)
         return VisualFeatures(torch.cat(chunks), enc["attention_mask"], index, sim, enc["input_ids"], ids)
 
     if not cache:
         return build()
-    return _cached("caption", _digest(encoder.name, max_length, captions, prompts, ids), build)
+    return _cached("caption", _digest(encoder.name, max_length, captions, prompts, ids, precision=precision), build)
 
 
 def _embed_unique(embed, texts: list[str]) -> torch.Tensor:
@@ -157,7 +163,8 @@ def _embed_unique(embed, texts: list[str]) -> torch.Tensor:
 
 
 def extract_pixel_visual(
-    image_encoder, split: Split, batch_size: int = 4, cache: bool = True, progress: bool = True
+    image_encoder, split: Split, batch_size: int = 4, cache: bool = True, progress: bool = True,
+    precision: str = "fp32",
 ) -> VisualFeatures:
     """Real pixels through a frozen image encoder (EfficientNet grid or CLIP patches).
 
@@ -173,14 +180,18 @@ def extract_pixel_visual(
 
     def build() -> VisualFeatures:
         tokens, pooled = [], []
-        for i in progress_bar(range(0, len(paths), batch_size), progress, desc=f"images {split.name}", leave=False):
-            images = [load_image(p) for p in paths[i : i + batch_size]]
-            tok, pool = image_encoder.encode(image_encoder.preprocess(images))
-            tokens.append(tok.half().cpu())
-            pooled.append(pool.float().cpu())
+        dev = _device_of(image_encoder)
+        with autocast(dev, precision):
+            for i in progress_bar(range(0, len(paths), batch_size), progress, desc=f"images {split.name}",
+                                  leave=False):
+                images = [load_image(p) for p in paths[i : i + batch_size]]
+                tok, pool = image_encoder.encode(image_encoder.preprocess(images))
+                tokens.append(tok.half().cpu())
+                pooled.append(pool.float().cpu())
+            prompt_emb = _embed_unique(image_encoder.encode_text, prompts).cpu() if image_encoder.has_text_tower else None
         tokens_t = torch.cat(tokens)
-        if image_encoder.has_text_tower:
-            sim = _cosine_clip(torch.cat(pooled)[index], _embed_unique(image_encoder.encode_text, prompts).cpu())
+        if prompt_emb is not None:
+            sim = _cosine_clip(torch.cat(pooled)[index], prompt_emb)
         else:
             sim = torch.full((len(split.samples),), float("nan"))
         mask = torch.ones(tokens_t.shape[:2], dtype=torch.long)
@@ -189,4 +200,4 @@ def extract_pixel_visual(
     if not cache:
         return build()
     stamps = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]  # cache=True needs files
-    return _cached("pixels", _digest(image_encoder.name, stamps, prompts), build)
+    return _cached("pixels", _digest(image_encoder.name, stamps, prompts, precision=precision), build)

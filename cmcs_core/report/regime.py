@@ -1,4 +1,4 @@
-"""What makes runs comparable: a regime (encoder, tuning, visual input, learning rates, selection
+"""What makes runs comparable: a regime (encoder, tuning, visual input, precision, learning rates, selection
 rule and opt-in changes), a variant (a method and its opt-in changes), and the one way numbers are
 shown (mean ± std over seeds, percent).
 
@@ -124,6 +124,7 @@ class Regime:
     text_model: str
     finetune_layers: int
     visual_input: str
+    precision: str = "fp32"  # what the run computed in (config.json holds what auto resolved to)
     lr: float = TrainConfig.lr
     head_lr: float = TrainConfig.head_lr
     select_on: str = TrainConfig.select_on
@@ -132,8 +133,8 @@ class Regime:
     @classmethod
     def of(cls, cfg: RunConfig) -> Regime:
         enc, train = cfg.encoder, cfg.train
-        return cls(enc.text_model, enc.finetune_layers, visual_input_of(cfg), train.lr, train.head_lr,
-                   train.select_on, changes_of(cfg))
+        return cls(enc.text_model, enc.finetune_layers, visual_input_of(cfg), train.precision, train.lr,
+                   train.head_lr, train.select_on, changes_of(cfg))
 
     @property
     def base(self) -> Regime:
@@ -147,7 +148,7 @@ class Regime:
     def title(self) -> str:
         ft = self.finetune_layers
         tuned = "frozen" if ft == 0 else ("fine-tuned (all layers)" if ft == -1 else f"fine-tuned (top {ft} layers)")
-        parts = [self.text_model, tuned, f"visual = {self.visual_input}"]
+        parts = [self.text_model, tuned, f"visual = {self.visual_input}", self.precision]
         # Learning rates or a selection rule away from the defaults make another regime: never averaged together.
         parts += [f"{name} {value:g}" for name, value, default in (("lr", self.lr, TrainConfig.lr),
                                                                   ("head lr", self.head_lr, TrainConfig.head_lr))

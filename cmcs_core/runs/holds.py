@@ -18,9 +18,10 @@ CONFIG_FILE = "config.json"
 # Fields that never change what a run computes: the one list of them.
 RESULT_NEUTRAL = frozenset({"train.num_threads", "train.device"})
 # Fields whose planned value is a request that the trainer resolves on its machine before it writes
-# config.json (e.g. a precision "auto" stored as the precision used): a stored resolution satisfies the
-# planned request. The trainer compares its own resolved config, so there a different resolution is refused.
-RESOLVED_BY_TRAINER: dict[str, Any] = {}
+# config.json (precision "auto" is stored as the precision used, cmcs_core/precision.py): a stored
+# resolution satisfies the planned request. The trainer compares its own resolved config, so there a
+# different resolution is refused.
+RESOLVED_BY_TRAINER: dict[str, Any] = {"train.precision": "auto"}
 SET_ASIDE = ".old-"  # NAME.old-<time>: a folder --overwrite moved aside (readers skip it)
 OVERWRITE_HINT = "--overwrite moves the old folder aside"
 

@@ -131,6 +131,17 @@ class Run:
         return visual_source_of(self.cfg)
 
     @property
+    def precision(self) -> str:
+        """fp32 or bf16: what the run computed in (config.json holds what auto resolved to)."""
+        return self.cfg.train.precision
+
+    @property
+    def precision_reason(self) -> str:
+        """Why that precision: the trainer's probe and the device's bf16 flags (metrics.json), when recorded."""
+        recorded = (self.metrics or {}).get("precision")
+        return recorded.get("reason", "") if isinstance(recorded, dict) else "recorded before the precision setting"
+
+    @property
     def random_visual(self) -> bool:
         return visual_encoder_is_random(self.cfg)
 
@@ -255,7 +266,8 @@ class Run:
             "run": self.name, "dataset": self.dataset, "method": self.method,
             "text_model": self.cfg.encoder.text_model, "visual_model": self.cfg.encoder.visual_model,
             "visual_source": self.visual_source + (" (RANDOM CLIP!)" if self.random_visual else ""),
-            "finetune_layers": self.cfg.encoder.finetune_layers, "seed": self.cfg.train.seed,
+            "finetune_layers": self.cfg.encoder.finetune_layers, "precision": self.precision,
+            "seed": self.cfg.train.seed,
             "epochs": self.cfg.train.epochs, "best_epoch": m.get("best_epoch"),
             "dev_acc": dev.get("acc"), "test_acc": test.get("acc"), "test_f1": test.get("macro_f1"),
             "status": "finished" if self.finished else "unfinished", "path": str(self.path),

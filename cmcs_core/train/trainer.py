@@ -4,6 +4,7 @@ on phi = {alpha, beta}; model selection on the validation split (accuracy by def
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -23,7 +24,8 @@ from cmcs_core.data.counterfactual import augmented_split, counterfactual_split
 from cmcs_core.evaluate import compute_metrics, predict_tensors, write_outputs
 from cmcs_core.io import atomic_save, atomic_write_json
 from cmcs_core.model.hypergrad import implicit_hypergradient
-from cmcs_core.pipeline import Pipeline, SplitTensors, run_paths, torch_threads
+from cmcs_core.pipeline import Pipeline, SplitTensors, resolve_device, run_paths, torch_threads
+from cmcs_core.precision import resolve_precision
 from cmcs_core.preflight import check_inputs
 from cmcs_core.progress import progress_bar
 from cmcs_core.runs.formats import read_table, table_path, write_table
@@ -144,13 +146,19 @@ class Trainer:
         self.overwrite = overwrite
         check_select_on(cfg.train.select_on)  # fail before any work, not after the first epoch
         cfg.validate()
+        device = resolve_device(cfg.train.device)
+        # config.json holds the precision used (auto resolved here), so `train --config` repeats its arithmetic
+        # and a resumed run never mixes two
+        self.precision = resolve_precision(cfg.train.precision, device, training=True)
+        self.cfg = cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=self.precision.used))
         self._check_run_dir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.paths["config"])
         self.log = _setup_logger(self.paths["log"])
+        self.log.info("precision %s (%s)", self.precision.used, self.precision.reason)
         self.generator = seed_everything(cfg.train.seed)
-        self.pipe = Pipeline(cfg)
-        self.device = self.pipe.device
+        self.pipe = Pipeline(cfg, device, self.precision)
+        self.device = device
 
     def _check_run_dir(self) -> None:
         """Before anything is written: the inputs must exist here, and a folder holding another config
@@ -199,12 +207,13 @@ class Trainer:
         while True:
             yield self.dev_data.batch(self.dev_sampler.next_indices(), self.device)
 
-    def _setup(self) -> None:
+    def setup(self) -> None:
         """Data, model and optimisers: everything before the first step (tests start here too)."""
         self._load_data()
         self.dev_sampler = DevSampler(self.dev_subset, self.cfg.train.batch_size, self.generator)
         self.model = self.pipe.build_model()
         self._build_optim()
+        self.global_step = 0
 
     # -- optimisation ---------------------------------------------------------------------
     def _build_optim(self) -> None:
@@ -213,7 +222,10 @@ class Trainer:
         enc = self.model.encoder_parameters()
         if enc:
             groups.append({"params": enc, "lr": t.lr})
-        self.opt = torch.optim.AdamW(groups, weight_decay=t.weight_decay)
+        # bf16 runs step theta with the fused AdamW (one kernel over every tensor; the per-tensor ops were a fifth of
+        # an MPNet top-2 step): their numbers are new anyway, while fp32 runs keep the per-tensor AdamW, so the
+        # committed fp32 runs still reproduce bit for bit
+        self.opt = torch.optim.AdamW(groups, weight_decay=t.weight_decay, fused=self.precision.bf16 or None)
         # mask_level upper/relation: (part of) the text mask moves only with the upper level, by its own Adam
         upper = self.model.upper_mask_parameters(t.mask_level)
         self.mask_opt = torch.optim.Adam(upper, lr=t.mask_lr) if upper else None
@@ -222,10 +234,6 @@ class Trainer:
         schedule = warmup_linear_decay(total, int(total * t.warmup_ratio))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule)
         self.phi_opt = torch.optim.Adam(self.model.scheduler_parameters(), lr=t.phi_lr)
-
-    def _autocast(self):
-        on = self.cfg.train.amp and self.device.type == "cuda"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
     def _hypergrad_params(self) -> list[torch.nn.Parameter]:
         params = self.model.head_parameters(self.cfg.train.mask_level)
@@ -249,7 +257,7 @@ class Trainer:
                                                            self.cfg.train.invariance_weight))
         return losses
 
-    def _upper_step(self, train_batch, dev_batch) -> dict[str, float]:
+    def upper_step(self, train_batch, dev_batch) -> dict[str, float]:
         """One step on phi (and on the text mask's upper-level part, mask_level upper/relation) with the implicit
         gradient (Eq. 14), in eval mode so HVPs are exact. Each group's hypergradient is clipped on its
         own, so phi steps exactly as in the paper's setting whatever else moves."""
@@ -364,7 +372,7 @@ class Trainer:
 
     def _fit(self) -> dict:
         t = self.cfg.train
-        self._setup()
+        self.setup()
         self.global_step, self.best = 0, {"dev_acc": -1.0, "epoch": 0}
         self.batch_rows: list[dict] = []
         self.epoch_rows: list[dict] = []
@@ -383,30 +391,37 @@ class Trainer:
             )
             losses = []
             for step, batch in enumerate(bar):
-                with self._autocast():
-                    out = self.model(batch)
-                    train_losses = self._train_losses(batch, out)
-                loss, stats = self.model.scheduled_loss(train_losses)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                stats.update(self._mask_stats(out, batch))
-                for p in self.model.upper_mask_parameters(t.mask_level):  # an upper-level mask takes no lower step
-                    p.grad = None
-                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self._lower_params(), t.grad_clip))
-                self.opt.step()
-                self.sched.step()
-                self.global_step += 1
-                row = {"epoch": epoch, "step": step, "global_step": self.global_step, "loss": loss.item(), **stats}
-                row.update(alpha=self.model.alpha.item(), beta=self.model.beta.item())
-                if self.model.gamma is not None:
-                    row["gamma"] = self.model.gamma.item()
+                row = {"epoch": epoch, "step": step, **self.lower_step(batch)}
                 if use_upper and self.global_step % t.H == 0:
-                    row.update(self._upper_step(batch, next(dev_iter)))
+                    row.update(self.upper_step(batch, next(dev_iter)))
                 self.batch_rows.append(row)
-                losses.append(loss.item())
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", phi_t=f"{stats['phi_t']:.2f}")
+                losses.append(row["loss"])
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", phi_t=f"{row['phi_t']:.2f}")
             self._end_epoch(epoch, time.time() - t0, float(np.mean(losses)))
         return self._finish()
+
+    def lower_step(self, batch: dict) -> dict:
+        """One step on theta with phi fixed (Algorithm 1's inner loop), forward in the run's precision;
+        returns the batch's log row (bench/bench_precision.py times exactly this)."""
+        t = self.cfg.train
+        with self.pipe.autocast():
+            out = self.model(batch)
+            train_losses = self._train_losses(batch, out)
+        loss, stats = self.model.scheduled_loss(train_losses)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        stats.update(self._mask_stats(out, batch))
+        for p in self.model.upper_mask_parameters(t.mask_level):  # an upper-level mask takes no lower step
+            p.grad = None
+        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self._lower_params(), t.grad_clip))
+        self.opt.step()
+        self.sched.step()
+        self.global_step += 1
+        row = {"global_step": self.global_step, "loss": loss.item(), **stats,
+               "alpha": self.model.alpha.item(), "beta": self.model.beta.item()}
+        if self.model.gamma is not None:
+            row["gamma"] = self.model.gamma.item()
+        return row
 
     def _mask_stats(self, out: dict, batch: dict) -> dict[str, float]:
         """The text gates of this batch (mean over real tokens, spread of the per-token gate over
@@ -441,7 +456,7 @@ class Trainer:
     def _split_metrics(self, data: SplitTensors) -> dict:
         """Metrics and fused cross-entropy of the current model on one split (the tests script
         these to check selection)."""
-        res = predict_tensors(self.model, data, self.device)
+        res = predict_tensors(self.model, data, self.device, precision=self.precision.used)
         labels = data.labels.numpy()
         return {**compute_metrics(labels, res["pred"]), "loss": dev_loss(res["p_final"], labels)}
 
@@ -457,6 +472,7 @@ class Trainer:
             "visual_source": self.pipe.visual_source,
             "finetune_layers": self.cfg.encoder.finetune_layers,
             "device": str(self.device),
+            "precision": self.precision.as_dict(),
             "best_epoch": self.best["epoch"],
             "selected_on": self.cfg.train.select_on,
             "epochs_run": len(self.epoch_rows),
@@ -464,7 +480,7 @@ class Trainer:
         }
         for tag, data in (("dev", self.dev_data), ("test", self.test_data)):
             if data is not None:
-                res = predict_tensors(self.model, data, self.device)
+                res = predict_tensors(self.model, data, self.device, precision=self.precision.used)
                 metrics[tag] = write_outputs(self.run_dir, tag, self.pipe, data, res)
         atomic_write_json(self.paths["metrics"], metrics)
         test = metrics.get("test")
@@ -475,7 +491,7 @@ class Trainer:
     def finish_early(self) -> dict:
         """Write an interrupted run's outputs at its best epoch so far, without training further
         (a search's trials that early stopping cut short become ordinary run folders)."""
-        self._setup()
+        self.setup()
         self.global_step, self.best, self.batch_rows, self.epoch_rows = 0, {"dev_acc": -1.0, "epoch": 0}, [], []
         if self._resume() == 0:
             raise ValueError(f"{self.run_dir}: no finished epoch to write outputs from")
