@@ -130,7 +130,7 @@ def grid_throughput(run_dirs: list[Path], wall_seconds: float, peak_tflops: floa
 # Methods whose time is a CPU-side stall (or a phase to keep apart from the training steps), labelled in the
 # profile by wrapping them for its duration; nothing they do changes.
 LABELS = {
-    "setup (data, features, model)": ("cmcs_core.train.trainer", "Trainer", "_setup"),
+    "setup (data, features, model)": ("cmcs_core.train.trainer", "Trainer", "setup"),
     "data: batch to device": ("cmcs_core.pipeline", "SplitTensors", "batch"),
     "upper step": ("cmcs_core.train.trainer", "Trainer", "upper_step"),
     "evaluation": ("cmcs_core.train.trainer", "Trainer", "_split_metrics"),
