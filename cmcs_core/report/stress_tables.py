@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cmcs_core.command import cli_command
 from cmcs_core.data.counterfactual import ALL_EDITS
 from cmcs_core.report.regime import Regime, Variant, percent, seeds_mean_std
 from cmcs_core.runs.reader import Run
@@ -59,7 +60,7 @@ def stress_tables(found: pd.DataFrame, reference: str = "cmcs") -> str:
     target awareness where the runs have it); the reference method minus each other method paired
     by seed; each variant minus its base by seed."""
     if found.empty:
-        return "No stress results found (run `python -m cmcs_core stress --run RUN`).\n"
+        return f"No stress results found (run `{cli_command('stress', '--run', 'RUN')}`).\n"
     found = percent(found, FRACTIONS)
     reference = Variant(reference)
     out = []
