@@ -37,7 +37,7 @@ for p in chosen:
 names = {p: by_path[p].name for p in chosen}
 
 @st.cache_data(show_spinner="Aligning predictions…", max_entries=8)
-def aligned(paths: tuple[str, ...], split: str, _stamps: tuple[float, ...]):
+def aligned(paths: tuple[str, ...], split: str, versions: tuple[float, ...]):
     return align_predictions([load_run(p) for p in paths], split)
 
 try:
