@@ -90,8 +90,8 @@ def open_button(run: Run, rows_file: str, edit: str, row: pd.Series, source: str
                  on_click=state.open_in_inspector, help=blocked or "fills the Inspector's tweet, target and caption "
                  "or picture with the edited row",
                  args=(str(run.path), filled(row.edited_tweet, row.edited_target), str(row.edited_target), caption,
-                       str(row.edited_image_id), f"{source}: {edit} applied to row #{row['index']} of "
-                       f"`{Path(str(run.path)).name}`", str(drawn) if drawn else None)):
+                       str(row.edited_image_id), f"{source}: “{glossary.edit_name(edit)}” applied to row "
+                       f"#{row['index']} of `{Path(str(run.path)).name}`", str(drawn) if drawn else None)):
         st.switch_page(state.INSPECTOR)
     if blocked:
         st.caption(f"Inspector: {blocked}.")

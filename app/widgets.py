@@ -42,6 +42,14 @@ def scale_picker(key: str) -> bool:
     return choice == "contrast"
 
 
+SPLIT_NAMES = {"train": "train", "dev": "dev (validation)", "test": "test"}
+
+
+def split_name(split: str) -> str:
+    """A split as a menu shows it: `dev` says what it is (the Glossary has the three)."""
+    return SPLIT_NAMES.get(split, split)
+
+
 def label_name(i) -> str:
     from cmcs_core.data.tsv import LABEL_NAMES
 

@@ -9,10 +9,13 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app import data, figures, widgets
+from app import data, figures, glossary, widgets
 
 st.title("Training dynamics")
 runs, run, other = widgets.require_run()
+st.caption(f"The words of this page — {glossary.link('scheduling', 'causal effect, scheduling weight φ')}, "
+           f"{glossary.link('levels', 'lower (inner) and upper (outer) level')}, "
+           f"{glossary.link('splits', 'dev (validation)')} — are in the Glossary.")
 batches = data.batches(run) if data.has_table(run, "batches") else None
 epochs = data.epochs(run) if data.has_table(run, "epochs") else None
 if batches is None or batches.empty:

@@ -15,7 +15,7 @@ runs, run, other = widgets.require_run()
 splits = widgets.require_splits(run)
 
 c = st.columns(4)
-split = c[0].selectbox("Split", splits)
+split = c[0].selectbox("Split", splits, format_func=widgets.split_name)
 modalities = available_modalities(run.path, split)
 if not modalities:
     st.error(f"{run.name}: features_{split}.npz is missing or unreadable.")

@@ -39,7 +39,7 @@ if mode != "learned":
             f"{'every value is 0.5' if mode == 'fixed' else 'the identity, every value is 1'}). "
             "Pick a CMCS run to see what MFS keeps and suppresses.")
 
-split = st.selectbox("Split", splits)
+split = st.selectbox("Split", splits, format_func=widgets.split_name)
 pred = data.predictions(run, split)
 if pred is None:
     st.stop()

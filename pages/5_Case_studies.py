@@ -31,7 +31,7 @@ if not common_splits:
             + (f": {', '.join(without)} {'is a result folder' if len(without) == 1 else 'are result folders'} kept "
                "without predictions (their metrics are on *Compare*)." if without else "."))
     st.stop()
-split = c2.selectbox("Split", common_splits)
+split = c2.selectbox("Split", common_splits, format_func=widgets.split_name)
 for p in chosen:
     widgets.random_warning(by_path[p])
 names = {p: by_path[p].name for p in chosen}

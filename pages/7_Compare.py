@@ -72,7 +72,7 @@ with tab_runs:
     default = [p for p in (str(run.path), str(getattr(other, "path", ""))) if p in by_path] or [str(finished[0].path)]
     c1, c2, c3 = st.columns([3, 1, 1])
     chosen = c1.multiselect("Runs", list(by_path), default=default, format_func=lambda p: state.run_label(by_path[p]))
-    split = c2.selectbox("Split", ["test", "dev"])
+    split = c2.selectbox("Split", ["test", "dev"], format_func=widgets.split_name)
     normalise = c3.checkbox("Row-normalised", value=False)
     if not chosen:
         st.info("Pick runs to compare.")

@@ -64,7 +64,8 @@ regimes = sorted(set(part.regime))
 regime = c2.selectbox("Regime", regimes, index=_index(regimes, mine.regime.iloc[0] if len(mine) else None),
                       key="rob_regime", format_func=str)
 part = part[part.regime == regime]
-split = c3.selectbox("Split", sorted(part.split.unique(), key=lambda s: (s != "test", s)), key="rob_split")
+split = c3.selectbox("Split", sorted(part.split.unique(), key=lambda s: (s != "test", s)), key="rob_split",
+                     format_func=widgets.split_name)
 if mine.empty:
     st.caption(f"The sidebar's run `{run.name}` has no stress results; showing the runs that have.")
 part = part[part.split == split]

@@ -328,7 +328,9 @@ def test_result_folder_without_checkpoint(app_runs, tmp_path):
     assert not at.warning or all("No finished run" not in w.value for w in at.warning)
     assert len(charts(at)) >= 3
     at = page("Inspector", runs, "kept").run()
-    assert any("no best checkpoint" in e.value for e in at.main.error)
+    errors = [e.value for e in at.main.error]
+    assert any("result folder kept without its weights" in e for e in errors), errors  # said as what it is
+    assert not any("unfinished" in e or "still training" in e for e in errors), errors
 
 
 def plotly_values(a) -> list:

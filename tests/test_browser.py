@@ -377,7 +377,7 @@ def test_robustness_to_inspector_keeps_a_typed_runs_folder(elsewhere_server, bro
     assert runs_field(page).input_value() == str(runs)  # the typed folder stays
     assert "cap_text_only" in chosen_run(page)
     body = page.inner_text("body")
-    assert f"{edit} applied to row #{row['index']} of cap_text_only" in body and "Run cap_text_only · method Text-only baseline" in body
+    assert f"“{EDIT_NAMES[edit]}” applied to row #{row['index']} of cap_text_only" in body and "Run cap_text_only · method Text-only baseline" in body
     tweet = page.locator("[data-testid='stMain'] textarea").first.input_value()
     assert tweet == row.edited_tweet.replace("$T$", row.edited_target)
     metric = page.locator("[data-testid='stMetric']").first.inner_text()
