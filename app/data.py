@@ -18,8 +18,10 @@ def playground_command(runs_dir: str) -> str:
     return cli_command("playground", "--runs-dir", runs_dir)
 
 
-@st.cache_data(show_spinner=False, ttl=10)
+@st.cache_resource(show_spinner=False, ttl=10)
 def scan(root: str) -> tuple[list[Run], list[str]]:
+    """The runs under a folder, one list shared by every visitor (read only: a copy per visitor and rerun, as
+    st.cache_data makes, kept 249 runs in each session's state; bench/bench_class.py)."""
     return scan_runs(root)
 
 

@@ -169,8 +169,9 @@ def role_bars(roles: list[str], series: dict[str, list[float | None]], title: st
     fig = go.Figure()
     for n, (name, values) in enumerate(series.items()):
         y = [None if v is None or not np.isfinite(v) else v for v in values]
-        fig.add_trace(go.Bar(name=name, x=roles, y=y, marker_color=PALETTE[n % len(PALETTE)],
-                             text=[None if v is None else f"{v:.3f}" for v in y], textposition="outside",
+        fig.add_trace(go.Bar(name=name, x=roles, y=y, marker_color=PALETTE[n % len(PALETTE)],  # small gates: 4 places
+                             text=[None if v is None else f"{v:.3f}" if v >= 0.01 else f"{v:.4f}" for v in y],
+                             textposition="outside",
                              hovertemplate="%{x}: %{y:.4f}<extra>" + name + "</extra>"))
     fig.add_hline(y=0.5, line_dash="dot", line_color="grey")  # a gate at 0.5 does not choose (the caption says so)
     fig.update_layout(barmode="group", title=title, height=400, margin=dict(l=10, r=10, t=50, b=10),

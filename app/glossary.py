@@ -4,6 +4,7 @@ links to (`link`). The stress edits' entries come from the library's own names a
 """
 from __future__ import annotations
 
+from cmcs_core.command import cli_command
 from cmcs_core.data.counterfactual import ALL_EDITS, EDIT_FLIP_MEANS, EDIT_NAMES, EDIT_TITLES
 
 PAGE = "Glossary"  # its url path (app/main.py)
@@ -21,7 +22,7 @@ TERMS: dict[str, tuple[str, str]] = {
                                    "*planted word* (a neutral noun such as *podcast*, always in the same little "
                                    "phrase: *after the podcast*) and a *planted image cue* (a small coloured shape). "
                                    "In training they go with one label; in test they are at chance."),
-    "playground": ("Playground", "A synthetic dataset the lab generates (`cmcs playground`), with planted cues and "
+    "playground": ("Playground", f"A synthetic dataset the lab generates (`{cli_command('playground')}`), with planted cues and "
                                  "a record of which word and which part of the picture is which, so every mask "
                                  "and every prediction can be checked against the truth."),
     "visual-source": ("Captions or pixels", "What a run reads of the picture: its *caption* (a sentence describing "

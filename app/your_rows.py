@@ -112,5 +112,5 @@ def _flips(run: Run, result: dict) -> None:
     caption = row.get("caption") if isinstance(row.get("caption"), str) and row.get("caption") else None
     if st.button("Open this row in the Inspector", key="own_open", on_click=state.open_in_inspector,
                  args=(str(run.path), row.text, str(row.target), caption, str(row.image_id),
-                       f"your rows: row #{row['index']} of “{result['name']}”")):
+                       f"Robustness page (your rows): row #{row['index']} of “{result['name']}”")):
         st.switch_page(state.INSPECTOR)

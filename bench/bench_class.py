@@ -1,6 +1,6 @@
 """Serving a class: N visitors of one app server at once, measured from the server's side.
 
-    python bench/bench_class.py [--runs-dir DIR] [--run NAME] [--sessions 1 4 8 16] [--predictions 3]
+    python bench/bench_class.py [--runs-dir DIR] [--run NAME] [--sessions 1 4 8 16] [--predictions 3] [--name class_load]
 
 Starts `streamlit run app/main.py` on 127.0.0.1 in the demo mode (what `make app HOST=...` serves a class
 with) and with $CMCS_TIMING_LOG set, so the app itself logs the wall and CPU seconds of every script run
@@ -171,6 +171,7 @@ def main() -> None:
     p.add_argument("--run", help="the run the Inspector opens (default: the captions CMCS run)")
     p.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8, 16])
     p.add_argument("--predictions", type=int, default=3, help="new tweets each visitor predicts")
+    p.add_argument("--name", default="class_load", help="results file: bench/results/NAME.json")
     p.add_argument("--session-ttl", type=int, default=5, help="seconds the server keeps a closed session "
                    "(Streamlit's default is 120: the RSS after would then be read 2 minutes later)")
     args = p.parse_args()
@@ -224,7 +225,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(20)
-    write_result("class_load", {"run": run, "runs_dir": str(runs_dir), "predictions_per_visitor": args.predictions,
+    write_result(args.name, {"run": run, "runs_dir": str(runs_dir), "predictions_per_visitor": args.predictions,
                                 "session_ttl_s": args.session_ttl, "rss_cold_mb": round(rss_cold), "levels": levels,
                                 "aims_at_8": {"p50_prediction_s": 2, "inspector_open_s": 5, "rss_back_within": 0.10}})
 

@@ -116,7 +116,7 @@ st.subheader("Tweets with targets of different labels")
 per_run = shown.drop_duplicates("run")
 if per_run[list(AWARENESS)].isna().all().all():
     st.info("These runs carry no target-awareness figures: committed stress folders keep no predictions. Runs "
-            "trained or evaluated now write them into metrics.json; `cmcs analyse targets RUN_OR_GRID` computes them "
+            f"trained or evaluated now write them into metrics.json; `{cli_command('analyse', 'targets', run.path)}` computes them "
             "for any run folder with predictions.")
 else:
     fig = go.Figure()

@@ -89,7 +89,7 @@ def stress_tables(found: pd.DataFrame, reference: str = "cmcs") -> str:
     notes = "".join(f"- {r.method}, {r.edit}: not run — {r.reason}\n" for r in na.itertuples())
     awareness_note = ("All targets right / one label for all: on the tweets of the split with targets of different "
                       "gold labels, the share with every target right and the share given one single label (%), "
-                      "mean ± std over seeds (`cmcs analyse targets`).\n" if awareness_shown else "")
+                      f"mean ± std over seeds (`{cli_command('analyse', 'targets', 'RUNS')}`).\n" if awareness_shown else "")
     return ("\n".join(out) + "\nFlip rate: share of edited rows whose predicted label changes (%), mean ± std over "
             "seeds (no ± with one seed); test acc: the run's test accuracy (%). Paired cells list seeds in "
             "ascending order.\n" + awareness_note
