@@ -83,8 +83,8 @@ def open_button(run: Run, rows_file: str, edit: str, row: pd.Series, source: str
         blocked = "the tweet of this row could not be read back from the data"
     elif not run.has_checkpoint:
         blocked = "this run has no checkpoint (best.safetensors), so the Inspector cannot load it"
-    elif row.edited_image_id == NO_VISUAL and run.visual_source.startswith("pixels"):
-        blocked = "the Inspector needs a picture, and this edit removed it"
+    elif row.edited_image_id == NO_VISUAL:
+        blocked = "the Inspector needs a caption or a picture, and this edit removed it"
     caption = row.edited_caption if isinstance(row.edited_caption, str) and row.edited_caption else None
     if st.button("Open in the Inspector with the edit applied", key=key, disabled=blocked is not None,
                  on_click=state.open_in_inspector, help=blocked or "fills the Inspector's tweet, target and caption "

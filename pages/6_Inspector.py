@@ -126,7 +126,7 @@ def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None,
     folder = run.image_dir()
     names = sorted(p.name for p in folder.iterdir() if p.is_file())[:500] if folder is not None else []
     picture = st.session_state.get(state.PICTURE_FILE) if key == "ins_image" else None
-    if picture:  # a picture a stress edit drew (set by the hand-off, under the run folder)
+    if picture and Path(picture).is_file():  # a picture a stress edit drew (set by the hand-off, under the run folder)
         names = [state.EDITED_PICTURE] + names
     if keep:
         names = [KEEP] + names
@@ -135,7 +135,7 @@ def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None,
         if st.session_state.get(pick_key) not in names:
             st.session_state[pick_key] = names[0]
         name = st.selectbox("…or a dataset image", names, key=pick_key)
-        if name == state.EDITED_PICTURE:
+        if name == state.EDITED_PICTURE and picture:
             return Path(picture).read_bytes(), f"the edited picture {Path(picture).name}", None
         if name != KEEP:
             return (folder / name).read_bytes(), f"dataset image {name}", None
