@@ -1,18 +1,27 @@
-"""Every cached reader of the app, keyed by run path + mtime so a rewritten run is read again.
+"""Every cached reader of the app, keyed by run path + stamp (`version`: the run's files' mtimes) so a rewritten
+run is read again; never `_stamp`, which Streamlit would leave out of the key.
 The reading and computing lives in cmcs_core; a reader's error is shown once, and None returned.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
+from cmcs_core.command import cli_command
 from cmcs_core.runs.reader import Run, RunReadError, load_run, run_stamp, scan_runs
 
-PLAYGROUND_COMMAND = "python -m cmcs_core playground"
+
+def playground_command(runs_dir: str) -> str:
+    """The command that makes the first runs (what `make app` runs when it finds none)."""
+    return cli_command("playground", "--runs-dir", runs_dir)
 
 
-@st.cache_data(show_spinner=False, ttl=10)
+@st.cache_resource(show_spinner=False, ttl=10)
 def scan(root: str) -> tuple[list[Run], list[str]]:
+    """The runs under a folder, one list shared by every visitor (read only: a copy per visitor and rerun, as
+    st.cache_data makes, kept 249 runs in each session's state; bench/bench_class.py)."""
     return scan_runs(root)
 
 
@@ -21,22 +30,22 @@ def stamp(run: Run) -> float:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _predictions(path: str, split: str, _stamp: float) -> pd.DataFrame:
+def _predictions(path: str, split: str, version: float) -> pd.DataFrame:
     return load_run(path).predictions(split)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _batches(path: str, _stamp: float) -> pd.DataFrame:
+def _batches(path: str, version: float) -> pd.DataFrame:
     return load_run(path).batches()
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _epochs(path: str, _stamp: float) -> pd.DataFrame:
+def _epochs(path: str, version: float) -> pd.DataFrame:
     return load_run(path).epochs()
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _masks(path: str, split: str, _stamp: float) -> dict:
+def _masks(path: str, split: str, version: float) -> dict:
     return load_run(path).masks(split)
 
 
@@ -78,14 +87,27 @@ def load_dataset_image(run: Run, image_id: str):
         return None
 
 
+def freeze_heap() -> None:
+    """Move what is loaded so far (the imports, a model) out of the garbage collector's sight: it stays for the
+    server's life. Streamlit collects garbage after every script run (runner.postScriptGC); over torch's and a
+    model's half a million objects that cost ~0.25 s of CPU per rerun, most of what a class's predictions cost
+    the server; frozen, ~2 ms (bench/bench_class.py)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 @st.cache_resource(show_spinner="Loading the run's encoders and checkpoint…", max_entries=3)
-def _predictor(path: str, _stamp: float, threads: int):
+def _predictor(path: str, version: float, threads: int):
     import torch
 
     from cmcs_core.inference import Predictor
 
     torch.set_num_threads(threads)
-    return Predictor(path, device="cpu")
+    predictor = Predictor(path, device="cpu")
+    freeze_heap()
+    return predictor
 
 
 def predictor(run: Run, threads: int = 1):
@@ -94,7 +116,7 @@ def predictor(run: Run, threads: int = 1):
 
 
 @st.cache_data(show_spinner="Measuring what the mask does to each token…", max_entries=64)
-def _sample_mask_effects(path: str, _stamp: float, split: str, i: int) -> dict:
+def _sample_mask_effects(path: str, version: float, split: str, i: int) -> dict:
     from cmcs_core.explain import input_batch, mask_effects
 
     run = load_run(path)
@@ -121,7 +143,7 @@ def sample_mask_effects(run: Run, split: str, i: int) -> dict | None:
 
 
 @st.cache_data(show_spinner="Reading the playground runs…", max_entries=8, ttl=10)
-def _story(paths: tuple[str, ...], root: str, _stamps: tuple[float, ...]) -> pd.DataFrame:
+def _story(paths: tuple[str, ...], root: str, versions: tuple[float, ...]) -> pd.DataFrame:
     from cmcs_core.playground.story import story_frame
 
     return story_frame([load_run(p, root) for p in paths])
@@ -134,6 +156,12 @@ def story(runs: list[Run]) -> pd.DataFrame | None:
     return _or_error(_story, tuple(str(r.path) for r in done), root, tuple(stamp(r) for r in done))
 
 
+def forget_runs() -> None:
+    """Read the runs folder again now (a job added runs), not after the scan's time to live."""
+    scan.clear()
+    _story.clear()
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def planted(data_dir: str) -> tuple[dict, dict]:
     """What a playground folder planted and one example image per cue class."""
@@ -142,13 +170,48 @@ def planted(data_dir: str) -> tuple[dict, dict]:
     return planted_cues(data_dir), example_images(data_dir)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _captions(path: str, version: float) -> dict[str, str]:
+    return load_run(path).captions()
+
+
+def captions(run: Run) -> dict[str, str]:
+    """The caption of each image of the run's dataset ({} without one): what a captions run read."""
+    return _captions(str(run.path), stamp(run))
+
+
+@st.cache_data(show_spinner="Predicting your rows…", max_entries=8)
+def _own_rows(path: str, version: float, content: bytes, name: str, drop: bool, max_rows: int | None) -> dict:
+    from cmcs_core.own_rows import evaluate_rows, read_rows
+
+    samples = read_rows(content, name)
+    if max_rows is not None and len(samples) > max_rows:
+        raise ValueError(f"{name} holds {len(samples)} rows: the demo mode takes {max_rows} at most")
+    return evaluate_rows(predictor(load_run(path)), samples, name, drop)
+
+
+def own_rows(run: Run, content: bytes, name: str, drop: bool, max_rows: int | None = None) -> dict:
+    """cmcs_core.own_rows.evaluate_rows of an uploaded TSV (in memory: nothing is written)."""
+    return _own_rows(str(run.path), stamp(run), content, name, drop, max_rows)
+
+
 def flipped_rows(run: Run, rows_file: str) -> pd.DataFrame | None:
     return _or_error(_flipped, str(run.path), rows_file, stamp(run))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _flipped(path: str, rows_file: str, _stamp: float) -> pd.DataFrame:
+def _flipped(path: str, rows_file: str, version: float) -> pd.DataFrame:
     return load_run(path).flipped(rows_file)
+
+
+def kind(data_dir: str) -> str:
+    """What a playground folder is (a preset's or the first run's), else its folder name."""
+    from cmcs_core.playground.story import playground_kind
+
+    try:
+        return playground_kind(planted(data_dir)[0]["config"])
+    except (RunReadError, OSError, ValueError, KeyError):
+        return Path(data_dir).name
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -160,7 +223,7 @@ def example(data_dir: str) -> dict | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _machinery(path: str, root: str, _stamp: float) -> dict:
+def _machinery(path: str, root: str, version: float) -> dict:
     from cmcs_core.report.machinery import machinery_summary
 
     return machinery_summary(load_run(path, root or None))

@@ -102,26 +102,65 @@ DISTINCT = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
 PALETTE = ("#7f7f7f", "#1f77b4", "#d62728", "#9467bd", "#ff7f0e", "#2ca02c", "#8c564b", "#e377c2")  # one per run
 
 
+def wrap(label: str, width: int = 18) -> str:
+    """A long axis label on several lines (plotly does not wrap)."""
+    lines, line = [], ""
+    for word in label.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join(lines + [line])
+
+
 def percent_bars(groups: list[str], series: dict[str, list[float | None]], title: str, y_title: str,
-                 errors: dict[str, list[tuple[float, float] | None]] | None = None) -> go.Figure:
-    """Grouped bars of fractions drawn as percent on 0..100 (one trace per run or method), with the
-    95% interval as whiskers where given; a missing value is left out, never drawn as 0."""
+                 errors: dict[str, list[tuple[float, float] | None]] | None = None,
+                 codes: list[str] | None = None) -> go.Figure:
+    """Grouped bars of fractions drawn as percent on 0..100 (one trace per run or method), with the 95%
+    interval as whiskers where given; each bar's value is printed above its whisker (not on the cap), and its
+    hover gives the interval. `codes` names each group's code name in the hover. A missing value is left
+    out, never drawn as 0."""
     fig = go.Figure()
+    x = [wrap(g) for g in groups]
     for n, (name, values) in enumerate(series.items()):
         y = [None if v is None or not np.isfinite(v) else 100 * v for v in values]
-        err = (errors or {}).get(name)
+        spans = [None if e is None or v is None else (100 * e[0], 100 * e[1])
+                 for e, v in zip((errors or {}).get(name) or [None] * len(y), y)]
         error_y = None
-        if err:
-            hi = [None if e is None or v is None else 100 * e[1] - v for e, v in zip(err, y)]
-            lo = [None if e is None or v is None else v - 100 * e[0] for e, v in zip(err, y)]
-            error_y = dict(type="data", symmetric=False, array=hi, arrayminus=lo)
-        fig.add_trace(go.Bar(name=name, x=groups, y=y, marker_color=PALETTE[n % len(PALETTE)], error_y=error_y,
-                             text=[None if v is None else f"{v:.0f}%" for v in y], textposition="outside",
-                             hovertemplate="%{x}: %{y:.1f}%<extra>" + name + "</extra>"))
-    fig.update_layout(barmode="group", title=title, height=380, margin=dict(l=10, r=10, t=50, b=10),
-                      yaxis=dict(range=[0, 105], title=y_title, ticksuffix="%"),
-                      legend=dict(orientation="h", yanchor="top", y=-0.15, x=0))
+        if any(spans):
+            error_y = dict(type="data", symmetric=False, array=[None if s is None else s[1] - v for s, v in zip(spans, y)],
+                           arrayminus=[None if s is None else v - s[0] for s, v in zip(spans, y)])
+        hover = [None if v is None else f"{g}{f' ({codes[i]})' if codes else ''}: {v:.1f}%"
+                 + ("" if spans[i] is None else f" (95% interval {spans[i][0]:.1f}–{spans[i][1]:.1f}%)")
+                 for i, (g, v) in enumerate(zip(groups, y))]
+        colour = PALETTE[n % len(PALETTE)]
+        fig.add_trace(go.Bar(name=name, x=x, y=y, marker_color=colour, error_y=error_y, offsetgroup=name,
+                             hovertext=hover, hovertemplate="%{hovertext}<extra>" + name + "</extra>"))
+        fig.add_trace(go.Scatter(  # the value above the whisker's cap, where it can be read
+            x=x, y=[None if v is None else (v if s is None else s[1]) for s, v in zip(spans, y)], mode="text",
+            text=[None if v is None else f"{v:.0f}%" for v in y], textposition="top center", offsetgroup=name,
+            textfont=dict(color=colour), showlegend=False, hoverinfo="skip", cliponaxis=False))
+    fig.update_layout(barmode="group", scattermode="group", title=title, height=400, margin=dict(l=10, r=10, t=50, b=10),
+                      yaxis=dict(range=[0, 108], title=y_title, ticksuffix="%"),
+                      legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
     return fig
+
+
+def interval_table(groups: list[str], series: dict[str, list[float | None]],
+                   errors: dict[str, list[tuple[float, float] | None]], what: str) -> str:
+    """The bars of percent_bars as a Markdown table: each fraction as a percent with its 95% interval."""
+    def cell(v, e) -> str:
+        if v is None or not np.isfinite(v):
+            return "–"
+        return f"{100 * v:.0f}%" + ("" if e is None else f" ({100 * e[0]:.0f}–{100 * e[1]:.0f})")
+
+    lines = [f"| {what} | " + " | ".join(g.replace("|", "\\|") for g in groups) + " |",
+             "|---" * (len(groups) + 1) + "|"]
+    for name, values in series.items():
+        spans = errors.get(name) or [None] * len(values)
+        lines.append(f"| {name.replace('|', '/')} | " + " | ".join(cell(v, e) for v, e in zip(values, spans)) + " |")
+    return "\n".join(lines)
 
 
 def role_bars(roles: list[str], series: dict[str, list[float | None]], title: str) -> go.Figure:
@@ -130,13 +169,37 @@ def role_bars(roles: list[str], series: dict[str, list[float | None]], title: st
     fig = go.Figure()
     for n, (name, values) in enumerate(series.items()):
         y = [None if v is None or not np.isfinite(v) else v for v in values]
-        fig.add_trace(go.Bar(name=name, x=roles, y=y, marker_color=PALETTE[n % len(PALETTE)],
-                             text=[None if v is None else f"{v:.3f}" for v in y], textposition="outside",
+        fig.add_trace(go.Bar(name=name, x=roles, y=y, marker_color=PALETTE[n % len(PALETTE)],  # small gates: 4 places
+                             text=[None if v is None else f"{v:.3f}" if v >= 0.01 else f"{v:.4f}" for v in y],
+                             textposition="outside",
                              hovertemplate="%{x}: %{y:.4f}<extra>" + name + "</extra>"))
     fig.add_hline(y=0.5, line_dash="dot", line_color="grey")  # a gate at 0.5 does not choose (the caption says so)
     fig.update_layout(barmode="group", title=title, height=400, margin=dict(l=10, r=10, t=50, b=10),
                       yaxis=dict(range=[0, 1.08], title="mean gate (absolute 0…1)"),
                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    return fig
+
+
+def word_bars(words, column: str, title: str, colour: str | None, log: bool, floor: float,
+              y_range: tuple[float, float] | None) -> go.Figure:
+    """Words as bars of a mask value (`column` of the word table), coloured by the label they go with in
+    training; on a log axis a value below `floor` (0 as stored) is drawn at the floor, its hover says so."""
+    import plotly.express as px
+
+    shown = words.assign(drawn=words[column].clip(lower=floor) if log else words[column],
+                         value=[f"< {floor:g}" if log and v < floor else f"{v:.4f}" for v in words[column]])
+    fig = px.bar(shown, x="word", y="drawn", color=colour, color_discrete_map=LABEL_COLORS, log_y=log,
+                 hover_data={"value": True, "drawn": False, **{c: True for c in ("count", "lift", "train_count")
+                                                             if c in words}},
+                 category_orders={"word": list(words["word"])}, title=title)
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=70, b=10), xaxis_tickangle=-45)
+    fig.update_yaxes(title=column.replace("_", " "))
+    if log:  # bars start below the floor, so a word drawn at the floor still shows
+        ticks = [10.0 ** k for k in range(int(np.floor(np.log10(floor))), 1)]
+        fig.update_yaxes(range=[np.log10(floor) - 0.3, 0.02], tickvals=ticks,
+                         ticktext=[f"≤ {t:g}" if t == ticks[0] else f"{t:g}" for t in ticks])
+    elif y_range is not None:
+        fig.update_yaxes(range=list(y_range))
     return fig
 
 

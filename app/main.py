@@ -11,7 +11,7 @@ import threading
 
 import streamlit as st
 
-from app import state
+from app import data, glossary, state, timing
 
 PAGES = [  # file in pages/, title, icon (Material Symbols ship with Streamlit), url path
     ("0_Home.py", "Home", ":material/home:", "home"),
@@ -23,6 +23,7 @@ PAGES = [  # file in pages/, title, icon (Material Symbols ship with Streamlit),
     ("6_Inspector.py", "Inspector", ":material/biotech:", "Inspector"),
     ("7_Compare.py", "Compare", ":material/table_chart:", "Compare"),
     ("8_Robustness.py", "Robustness", ":material/shield:", "Robustness"),
+    ("9_Glossary.py", "Glossary", ":material/menu_book:", glossary.PAGE),  # the pages link to its entries
 ]
 
 
@@ -31,7 +32,11 @@ PAGES = [  # file in pages/, title, icon (Material Symbols ship with Streamlit),
 def warm_model_imports() -> threading.Thread:
     """Import torch and the model code in the background once per server: most of the Inspector's
     cold start is these imports, and a user usually reads Home or another page first."""
-    thread = threading.Thread(target=importlib.import_module, args=("cmcs_core.inference",), daemon=True)
+    def warm() -> None:
+        importlib.import_module("cmcs_core.inference")
+        data.freeze_heap()
+
+    thread = threading.Thread(target=warm, daemon=True)
     thread.start()
     return thread
 
@@ -42,5 +47,6 @@ page = st.navigation([
     st.Page(state.PAGES_DIR / file, title=title, icon=icon, url_path=url, default=(url == "home"))
     for file, title, icon, url in PAGES
 ])
-state.remember_selection(state.sidebar())
-page.run()
+with timing.script_run(page.title):  # $CMCS_TIMING_LOG: the server's own time per run (bench/bench_class.py)
+    state.remember_selection(state.sidebar())
+    page.run()

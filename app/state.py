@@ -55,9 +55,10 @@ def keep(key: str, default: object) -> None:
     did not draw: an error above it stopped the page); call before drawing the widget, with
     on_change=remember(key)."""
     kept = st.session_state.setdefault(KEPT, {})
-    if key not in st.session_state:
-        st.session_state[key] = kept.get(key, default)
-    kept[key] = st.session_state[key]
+    value = st.session_state[key] if key in st.session_state else kept.get(key, default)
+    # Written back even when present: a widget the browser unmounted (the page stopped above it) comes back
+    # showing its default unless the server pushes its value, and the next rerun would send that default.
+    st.session_state[key] = kept[key] = value
 
 
 def remember(key: str):
@@ -174,16 +175,24 @@ def sidebar() -> tuple[list[Run], Run | None, Run | None]:
     return runs, by_path[run_path], by_path.get(other)
 
 
+EDITED_PICTURE = "(the edited picture)"  # the Inspector's image menu entry for a picture a stress edit drew
+PICTURE_FILE = "ins_picture_file"  # its file, under the run folder (set here only, never from a request)
+
+
 def open_in_inspector(run_path: str, tweet: str, target: str, caption: str | None, image_id: str | None,
-                      source: str) -> None:
+                      source: str, picture: str | None = None) -> None:
     """The hand-off to the Inspector (an on_click callback, so it runs before any widget is drawn): select
-    the run and fill the Inspector's inputs; the runs folder stays as it is."""
+    the run and fill the Inspector's inputs; the runs folder stays as it is. `picture` is a file a stress
+    edit drew (a recoloured cue), shown as the image to read instead of a dataset image."""
     st.session_state[RUN] = run_path
     st.session_state.ins_tweet = tweet
     st.session_state.ins_target = target
     if caption:
         st.session_state.ins_caption = caption
-    if image_id:
+    st.session_state[PICTURE_FILE] = picture
+    if picture:
+        st.session_state.ins_dataset_image = EDITED_PICTURE
+    elif image_id:
         st.session_state.ins_dataset_image = image_id
     for key in ("ins_tweet", "ins_target", "ins_caption", "ins_dataset_image"):  # keep() puts these back
         if key in st.session_state:

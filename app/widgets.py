@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import data, figures, state
+from cmcs_core.command import cli_command
 from cmcs_core.image_grid import grid_of
 from cmcs_core.playground.story import is_playground
 from cmcs_core.runs.reader import Run, default_runs_dir
@@ -39,6 +40,14 @@ def scale_picker(key: str) -> bool:
                            "the colours span only the values shown, so tiny differences look large; the spread "
                            "is printed with it.")
     return choice == "contrast"
+
+
+SPLIT_NAMES = {"train": "train", "dev": "dev (validation)", "test": "test"}
+
+
+def split_name(split: str) -> str:
+    """A split as a menu shows it: `dev` says what it is (the Glossary has the three)."""
+    return SPLIT_NAMES.get(split, split)
 
 
 def label_name(i) -> str:
@@ -76,11 +85,11 @@ def no_runs_message() -> None:
     root = st.session_state.get("runs_dir", str(default_runs_dir()))
     st.warning(f"No runs found under `{root}`.")
     st.markdown(
-        "Make the playground run (a synthetic dataset with planted spurious words and image cues, "
+        "Make the playground runs (a synthetic dataset with planted spurious words and image cues, "
         "trained in a few minutes on a CPU), then reload this page:\n\n"
-        f"```bash\n{data.PLAYGROUND_COMMAND} --runs-dir {root}\n```\n"
-        "or start the app with `scripts/run_app.sh`, which does that first. With the Twitter "
-        "benchmark on disk, `python -m cmcs_core train --method cmcs` trains a real run."
+        f"```bash\n{data.playground_command(root)}\n```\n"
+        "or start the app with `make app`, which does that first. With the Twitter "
+        f"benchmark on disk, `{cli_command('train', '--method', 'cmcs')}` trains a real run."
     )
 
 

@@ -30,7 +30,7 @@ POOLINGS = ("mean", "cls", "target", "mention")
 
 METHOD_TITLES = {
     "text_only": "Text-only baseline",
-    "cmcs": "CMCS (ours)",
+    "cmcs": "CMCS",  # the paper's method, reimplemented here
     "wo_visual": "w/o Visual Modality",
     "wo_cms": "w/o CMS",
     "wo_mfs": "w/o MFS",

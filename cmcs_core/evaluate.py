@@ -76,12 +76,13 @@ def predict_tensors(model: CMCSModel, data: SplitTensors, device: torch.device, 
 
 
 def evaluate_split(model: CMCSModel, pipe: Pipeline, split: str | Split, max_samples: int | None = None,
-                   progress: bool = True) -> tuple[SplitTensors, dict]:
+                   progress: bool = True, cache: bool = True) -> tuple[SplitTensors, dict]:
     """A split's features and the model's predictions on it (predict_tensors' dict). `split` is
-    train/dev/test, a TSV path in the benchmark format, or a Split already loaded."""
+    train/dev/test, a TSV path in the benchmark format, or a Split already loaded; cache=False
+    writes no feature cache (rows a visitor uploaded)."""
     if not isinstance(split, Split):
         split = pipe.load_split(split, max_samples)
-    data = pipe.tensors(split, progress=progress)
+    data = pipe.tensors(split, cache=cache, progress=progress)
     return data, predict_tensors(model, data, pipe.device, precision=pipe.precision.used)
 
 
@@ -92,9 +93,8 @@ def _token_means(mask: torch.Tensor, real: torch.Tensor) -> list[list[float]]:
     return [np.round(means[i, : int(lengths[i])], 4).tolist() for i in range(len(means))]
 
 
-def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, res: dict) -> dict:
-    """predictions_<tag>.parquet, masks_<tag>.parquet, features_<tag>.npz (cmcs_core.runs.formats);
-    returns the metrics, target awareness on multi-target tweets included (cmcs_core.robustness)."""
+def predictions_frame(data: SplitTensors, res: dict) -> pd.DataFrame:
+    """One row per sample: where it came from, its label, the prediction and each branch's probabilities."""
     samples = data.split.samples
     rows = {
         "index": [s.index for s in samples],
@@ -112,7 +112,14 @@ def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, r
         if key in res:
             for i, name in enumerate(LABEL_NAMES):
                 rows[f"{key}_{name}"] = np.round(res[key][:, i], 5)
-    predictions = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, res: dict) -> dict:
+    """predictions_<tag>.parquet, masks_<tag>.parquet, features_<tag>.npz (cmcs_core.runs.formats);
+    returns the metrics, target awareness on multi-target tweets included (cmcs_core.robustness)."""
+    samples = data.split.samples
+    predictions = predictions_frame(data, res)
     write_table(out_dir / f"predictions_{tag}.parquet", predictions)
 
     masks = []

@@ -6,6 +6,7 @@ feature extraction and model code used in training (no cache, one sample at a ti
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,6 +21,21 @@ from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.pipeline import Pipeline, SplitTensors, resolve_device, run_paths
 
 MAX_TWEET_CHARS = 1000
+
+
+class Pieces(NamedTuple):
+    """Word pieces of one input (Predictor.pieces): read by the model, in the whole input, the tweet's share of
+    what is read, and where the target's mention in the tweet ends."""
+
+    read: int
+    total: int
+    tweet_read: int
+    mention_end: int
+
+    @property
+    def mention_cut(self) -> bool:
+        """The target's mention lies (partly) after the cut: the model reads the name only in the target segment."""
+        return self.total > self.read and self.mention_end > self.tweet_read
 
 
 def mask_target(tweet: str, target: str) -> str:
@@ -104,13 +120,18 @@ class Predictor:
             return "this run reads real pixels: give an image"
         return None
 
-    def pieces(self, tweet: str, target: str) -> tuple[int, int]:
-        """(word pieces the text encoder reads, word pieces of the whole input): a tweet longer than the run's
-        max_length is cut, and the part after the cut never reaches the model."""
+    def pieces(self, tweet: str, target: str) -> Pieces:
+        """What the text encoder reads of a long input: the tweet is cut at the run's max_length (the target
+        segment is kept whole), and the part after the cut never reaches the model, the target's own
+        clause included when the target is mentioned late."""
         tok = self.pipe.text_encoder.tokenizer
-        text = mask_target(tweet, target).replace(TARGET_TOKEN, target.strip())
-        total = len(tok(text, target.strip(), truncation=False)["input_ids"])
-        return min(total, self.cfg.encoder.max_length), total
+        masked, name = mask_target(tweet, target), target.strip()
+        text = masked.replace(TARGET_TOKEN, name)
+        total = len(tok(text, name, truncation=False)["input_ids"])
+        count = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
+        tweet_budget = self.cfg.encoder.max_length - count(name) - 3  # [CLS] tweet [SEP] target [SEP]
+        mention_end = count(masked.split(TARGET_TOKEN, 1)[0] + name)
+        return Pieces(min(total, self.cfg.encoder.max_length), total, tweet_budget, mention_end)
 
     @torch.no_grad()
     def predict(

@@ -10,7 +10,7 @@ from typing import Iterator
 import torch
 
 from cmcs_core.config import RunConfig
-from cmcs_core.data.dataset import DatasetFiles, Split, dataset_files, load_split
+from cmcs_core.data.dataset import DatasetFiles, Split, attach_visual, dataset_files, load_split
 from cmcs_core.encoders.features import (
     TextFeatures,
     VisualFeatures,
@@ -156,6 +156,12 @@ class Pipeline:
     def load_split(self, split: str, max_samples: int | None = None) -> Split:
         d = self.cfg.data
         return load_split(self.dataset(), split, d.use_faces, d.drop_missing_visual, max_samples)
+
+    def rows_split(self, samples: list, name: str, drop_missing: bool | None = None) -> Split:
+        """Rows held in memory (an upload) with this run's visual input by image id; errors say `name:line`."""
+        d = self.cfg.data
+        drop = d.drop_missing_visual if drop_missing is None else drop_missing
+        return attach_visual(self.dataset(), samples, Path(name), Path(name).stem, d.use_faces, drop)
 
     def tensors(self, split: Split, cache: bool = True, progress: bool = True) -> SplitTensors:
         """Extract (or load cached) features for a split; `progress` shows extraction bars."""

@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cmcs_core.command import cli_command
 from cmcs_core.data.counterfactual import CLAUSE_LABEL, EDITS, PLANTED_EDITS, VISUAL_EDITS, edit_rows, phrase_bank
 from cmcs_core.data.dataset import load_json_map, load_split, split_tag
 from cmcs_core.data.tsv import LABEL_NAMES, Sample, write_tsv
@@ -25,7 +27,7 @@ from cmcs_core.inference import Predictor
 from cmcs_core.io import atomic_save, atomic_write_json
 from cmcs_core.playground.edits import planted_edit_rows, read_truth
 from cmcs_core.robustness import N_BOOT, flip_stats
-from cmcs_core.runs.formats import STRESS_DIR, STRESS_FILE, read_stress_report
+from cmcs_core.runs.formats import STRESS_DIR, STRESS_FILE, edited_images_dir, read_stress_report
 
 
 def _sha1_file(path: Path) -> str:
@@ -47,15 +49,16 @@ def check_checkpoint(run_dir: Path) -> None:
         raise FileNotFoundError(
             f"{run_dir} has no checkpoint (best.safetensors): stress tests evaluate the trained model. "
             "Result folders kept in git travel without weights; retrain with "
-            f"`python -m cmcs_core train --config {run_dir / 'config.json'}`.")
+            f"`{cli_command('train', '--config', run_dir / 'config.json')}`.")
 
 
 def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] | None = None, seed: int = 0,
                phrases_file: str | Path | None = None, n_boot: int = N_BOOT, device: str = "cpu",
-               progress: bool = True, log=print) -> dict:
+               progress: bool = True, log=print, on_edit: Callable[[str], None] | None = None) -> dict:
     """Stress-test one run on a split (train/dev/test or a benchmark TSV); returns the split's
     entry of stress.json (with its tag), having written the whole file. `edits` defaults to every
-    edit, the planted-truth ones (playground/edits.py) included when the run's data is a playground."""
+    edit, the planted-truth ones (playground/edits.py) included when the run's data is a playground;
+    `on_edit(edit)` after each edit, done or found not to apply."""
     run_dir = Path(run_dir)
     check_checkpoint(run_dir)
     unknown = [e for e in edits or () if e not in EDITS + PLANTED_EDITS]
@@ -78,7 +81,9 @@ def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] 
                   phrases=str(phrases_file) if phrases_file else "cmcs_core/phrases.json (stress bank)")
     out_dir = run_dir / STRESS_DIR / tag
     before = None
-    for edit in tqdm(edits, desc=f"stress {run_dir.name} [{tag}]", disable=not progress):
+    for n, edit in enumerate(tqdm(edits, desc=f"stress {run_dir.name} [{tag}]", disable=not progress)):
+        if n and on_edit is not None:
+            on_edit(edits[n - 1])
         if (edit in VISUAL_EDITS or edit == "swap_image_cue") and not (pred.cfg.model.use_visual or pred.cfg.encoder.caption_in_text):
             entry["edits"][edit] = {"applies": False, "reason": "the run reads no visual input, so this edit "
                                                                 "cannot change its predictions"}
@@ -120,6 +125,8 @@ def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] 
                                 "file": str(tsv.relative_to(run_dir)), "rows_file": str(rows_file.relative_to(run_dir))}
         atomic_write_json(report_path, report)
     atomic_write_json(report_path, report)
+    if edits and on_edit is not None:
+        on_edit(edits[-1])
     return {"tag": tag, **entry}
 
 
@@ -138,7 +145,7 @@ def _edited_split(pipe, tsv: Path, edited, out_dir: Path):
     files = pipe.dataset()
     d = pipe.cfg.data
     if new_images and files.image_dir is not None:
-        folder = out_dir / f"{edited.edit}_images"
+        folder = edited_images_dir(out_dir, edited.edit)
         folder.mkdir(parents=True, exist_ok=True)
         for image_id, picture in new_images.items():
             atomic_save(folder / image_id, lambda p, pic=picture: pic.save(p, format="PNG"))
@@ -168,13 +175,16 @@ def _flipped_frame(samples: list[Sample], edited, visual_text: list[str] | None,
     return pd.DataFrame(out, columns=columns)
 
 
-def stress_runs(runs: list[Path], edits: tuple[str, ...], quiet: bool = False) -> None:
+def stress_runs(runs: list[Path], edits: tuple[str, ...], quiet: bool = False,
+                on_edit: Callable[[str, str], None] | None = None) -> None:
     """Stress-test each run on its test split with the given edits, one line of flip rates per run (what
-    `cmcs playground` does after its trainings, so the app has flip rates and flipped rows out of the box)."""
+    `cmcs playground` does after its trainings, so the app has flip rates and flipped rows out of the box);
+    `on_edit(run name, edit)` after each edit."""
     import time
 
     for out in runs:
         cpu = time.process_time()
-        entry = run_stress(out, edits=edits, progress=not quiet, log=lambda msg: None)
+        entry = run_stress(out, edits=edits, progress=not quiet, log=lambda msg: None,
+                           on_edit=None if on_edit is None else lambda edit, name=out.name: on_edit(name, edit))
         flips = ", ".join(f"{e} {100 * r['flip_rate']:.0f}%" for e, r in entry["edits"].items() if r.get("applies"))
         print(f"stress {out.name}: {flips} ({time.process_time() - cpu:.0f} s CPU)")

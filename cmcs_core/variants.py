@@ -26,6 +26,11 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
                   "neumann_eta_rule": "curvature"},
     },
 }
+# How tables, menus and charts name each variant: plain words, the code name kept for flags and folder names.
+VARIANT_TITLES = {
+    "target_aware": "target-aware gates",
+    "target_aware_mask_upper": "target-aware gates learned on the validation split",
+}
 UPPER_LEVEL_FIELDS = ("upper_objective", "mask_level", "mask_lr", "neumann_eta_rule")
 
 

@@ -34,13 +34,21 @@ def merge_wordpieces(tokens: list[str], values: list[float], tweet_only: bool = 
 
 
 def mask_word_table(masks: dict, min_count: int = 3) -> pd.DataFrame:
-    """Per word of the tweets: how often it occurs and its mean text-mask value (low = suppressed)."""
+    """Per word of the tweets: how often it occurs, its mean text-mask value (low = suppressed) and its mean
+    share of its tweet's gates (gate / the sum of the tweet's word gates: how much of the gated, mean-pooled
+    tweet comes from it). Gates that choose hard (target-aware) put most words near 0, where the shares
+    still tell them apart."""
     values: dict[str, list[float]] = defaultdict(list)
+    shares: dict[str, list[float]] = defaultdict(list)
     for sample in masks.get("samples", []):
-        for word, val in merge_wordpieces(sample.get("tokens", []), sample.get("mask", [])):
+        words = merge_wordpieces(sample.get("tokens", []), sample.get("mask", []))
+        total = sum(v for _, v in words)
+        for word, val in words:
             values[word].append(val)
-    rows = [{"word": w, "count": len(v), "mean_mask": float(np.mean(v))} for w, v in values.items() if len(v) >= min_count]
-    frame = pd.DataFrame(rows, columns=["word", "count", "mean_mask"])
+            shares[word].append(val / total if total > 0 else 0.0)
+    rows = [{"word": w, "count": len(v), "mean_mask": float(np.mean(v)), "mean_share": float(np.mean(shares[w]))}
+            for w, v in values.items() if len(v) >= min_count]
+    frame = pd.DataFrame(rows, columns=["word", "count", "mean_mask", "mean_share"])
     if frame.empty:
         return frame
     overall = float(np.mean([x for v in values.values() for x in v]))
@@ -83,3 +91,15 @@ def suppressed_vs_association(masks: dict, samples: list[Sample] | None, min_cou
     if assoc.empty:
         return table
     return table.merge(assoc, on="word", how="left")
+
+
+def standing(table: pd.DataFrame, column: str, words: list[str]) -> list[dict]:
+    """Where each of `words` stands among all words of the table by `column`: its value, the share of words
+    with a strictly higher value, and how many share its value (ties: gates are stored to 4 decimals)."""
+    values = table[column].to_numpy()
+    out = []
+    for word, value in zip(table.word, values):
+        if word in words:
+            out.append({"word": word, "value": float(value), "below": float((values > value).mean()),
+                        "tied": int((values == value).sum()) - 1})
+    return sorted(out, key=lambda r: r["value"])

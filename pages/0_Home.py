@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import state, widgets
+from app import glossary, state, widgets
 from cmcs_core.report.regime import percent
 from cmcs_core.report.tables import headline, runs_frame
 from cmcs_core.runs.reader import runs_table
@@ -19,7 +19,9 @@ st.markdown(
     "masked (counterfactual) features, so features that are not about the target can be turned down;\n"
     "- **CMS** measures each batch's *causal effect* — how much better the masked features do than the raw "
     "ones — and weighs the text and image losses by it, with the weights α, β tuned on held-out data "
-    "(bi-level optimisation). At test time the two branches are fused by an image–target similarity *s*."
+    f"({glossary.link('levels', 'an inner and an outer loop')}). At test time the two branches are fused by an "
+    f"image–target similarity *{glossary.link('fusion', 's')}*.\n\nEvery term is in the "
+    f"{glossary.link('target', 'Glossary')}."
 )
 
 runs, run, other = state.selection()
@@ -82,5 +84,7 @@ st.markdown(
     "*Feature space*: t-SNE/UMAP of raw vs masked features (Fig. 5). *Masks*: what the masks keep and "
     "suppress, per sample and over the dataset. *Case studies*: the same samples across CMCS, the "
     "text-only baseline and the ablations (Fig. 6). *Inspector*: your own tweet, target and image. "
-    "*Compare*: Tables 1–2, confusion matrices, per-class F1. *Robustness*: how often a prediction flips when something that is not about the target is edited."
+    "*Compare*: Tables 1–2, confusion matrices, per-class F1. *Robustness*: how often a prediction flips when "
+    "something that is not about the target is edited, and a run on rows you upload. *Glossary*: every term in "
+    "plain language. Teaching with it: docs/teaching.md."
 )

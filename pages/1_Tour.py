@@ -6,35 +6,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
-from app import data, figures, state, widgets
-from cmcs_core.data.counterfactual import ALL_EDITS, EDIT_TITLES, PLANTED_EDITS
-from cmcs_core.playground.story import ACCURACY_COLUMNS, ROLE_TITLES, preset_command, preset_runs
+from app import data, figures, flipped, glossary, jobs, state, widgets
+from cmcs_core.command import cli_command
+from cmcs_core.data.counterfactual import ALL_EDITS, EDIT_FLIP_MEANS
+from cmcs_core.playground.story import (
+    ACCURACY_COLUMNS,
+    ROLE_TITLES,
+    playground_kind,
+    preset_command,
+    preset_runs,
+)
 
 PRESET = "target-cue"
-FIRST_RUN = "python -m cmcs_core playground"
 
 st.title("Tour: a shortcut, planted and caught")
 runs, run, other = state.selection()
 root = Path(st.session_state.get(state.RUNS_DIR, "runs"))
 st.markdown(
-    "A model can score well by reading a **shortcut**: something that goes with the label in the training data "
-    "without being about the target. The *playground* is a synthetic dataset where we know the truth: each tweet "
-    "names one to three targets, each with its own sentiment word, and the generator **plants** cues that go with "
-    "the label in most training rows and are at chance in test. A model that learned the sentiment words is "
-    "right whether the cues agree or not; a model that learned the cues falls to chance when they conflict.")
+    f"A model can score well by reading a **{glossary.link('shortcut')}**: something that goes with the label in the "
+    f"training data without being about the {glossary.link('target')}. The *{glossary.link('playground')}* is a "
+    "synthetic dataset where we know the truth: each tweet names one to three targets, each with its own sentiment "
+    f"word, and the generator **plants** {glossary.link('planted-cue', 'cues')} that go with the label in most "
+    "training rows and are at chance in test. A model that learned the sentiment words is right whether the cues "
+    "agree or not; a model that learned the cues falls to chance when they conflict. Every term is in the "
+    f"{glossary.link('target', 'Glossary')}.")
 
 frame = data.story(runs) if runs else None
 if frame is None or frame.empty:
     st.warning(f"No playground run under `{root}` yet. `make app` makes them on its first start; or run:")
-    st.code(f"{FIRST_RUN} --runs-dir {root}", language="bash")
+    st.code(data.playground_command(str(root)), language="bash")
     st.stop()
 
 folders = list(dict.fromkeys(frame.data))
+kinds = {f: data.kind(f) for f in folders}
 current = frame[frame.path == str(run.path)].data.iloc[0] if run is not None and str(run.path) in set(frame.path) else folders[0]
 folder = st.selectbox("Playground dataset", folders, index=folders.index(current), key="tour_data",
-                      format_func=lambda f: f"{Path(f).name} ({(frame.data == f).sum()} runs)")
+                      format_func=lambda f: f"{kinds[f]} — {(frame.data == f).sum()} runs ({Path(f).name})")
 part = frame[frame.data == folder].reset_index(drop=True)
 label_of = {row.path: row.variant + ("" if row.visual_source.startswith("none") else f" · {row.visual_source}")
             for row in part.itertuples()}
@@ -65,13 +75,13 @@ def _pct(v) -> str:
 
 
 st.markdown(
-    f"Planted words are neutral nouns in fixed frames (*at the stadium*, *on monday*); **{_pct(cfg['spurious_rate'])}** "
+    f"Planted words are neutral nouns in the same little phrases (*at the stadium*, *on monday*); **{_pct(cfg['spurious_rate'])}** "
     f"of a target's clauses carry one. The image carries a **{'small coloured shape' if kind == 'object' else 'background colour'}** "
     f"of one class. How often a cue's class equals the label, measured on the files: planted word "
     f"**{_pct(train_m.get('text_strength'))}** in train, **{_pct(test_m.get('text_strength'))}** in test; image cue "
     f"**{_pct(train_m.get('image_strength'))}** in train, **{_pct(test_m.get('image_strength'))}** in test "
-    f"(chance is 33%). Dev, which CMCS's upper level reads, is drawn "
-    f"{'at chance, like test' if dev_chance else 'like train'}.")
+    f"(chance is 33%). The {glossary.link('splits', 'validation split (dev)')}, which CMCS's "
+    f"{glossary.link('levels', 'outer loop')} learns from, is drawn {'at chance, like test' if dev_chance else 'like train'}.")
 if examples:
     cols = st.columns(len(examples))
     for col, (cls, ex) in zip(cols, examples.items()):
@@ -129,65 +139,79 @@ else:
 # -- 4. stress tests -----------------------------------------------------------------------------------
 st.header("4 · Take the shortcut away: stress tests")
 edits = [e for e in ALL_EDITS if part[f"flip_{e}"].notna().any()]
-if not edits:
+tested = part[part[[f"flip_{e}" for e in ALL_EDITS]].notna().any(axis=1)]
+untested = part[~part.path.isin(tested.path)]
+if tested.empty:
     st.info("These runs were not stress-tested yet:")
-    st.code(f"python -m cmcs_core stress --run {' '.join(part.path)}", language="bash")
+    st.code(cli_command("stress", "--run", *part.path), language="bash")
 else:
-    series = {label_of[r.path]: [getattr(r, f"flip_{e}") for e in edits] for r in part.itertuples()}
-    errors = {label_of[r.path]: [getattr(r, f"flip_{e}_ci") for e in edits] for r in part.itertuples()}
-    widgets.show_fig(figures.percent_bars(edits, series, "Share of edited test rows whose prediction changes",
-                                          "flip rate", errors), key="tour_flips", name="playground_flip_rates")
-    st.caption("Whiskers: 95% bootstrap interval over rows. " + " · ".join(
-        f"**{e}**: {EDIT_TITLES[e]}" for e in edits if e in PLANTED_EDITS) + ". None of these changes the target's "
-        "own sentiment word or its label, so every flip is the shortcut at work.")
-    tested = part[part[[f"flip_{e}" for e in edits]].notna().any(axis=1)]
+    st.markdown(f"Each {glossary.link('stress-test', 'stress test')} edits every test row in one way that is not about "
+                f"the target and keeps its label; the {glossary.link('flip-rate', 'flip rate')} is the share of rows "
+                "whose prediction changes.")
+    series = {label_of[r.path]: [getattr(r, f"flip_{e}") for e in edits] for r in tested.itertuples()}
+    errors = {label_of[r.path]: [getattr(r, f"flip_{e}_ci") for e in edits] for r in tested.itertuples()}
+    widgets.show_fig(figures.percent_bars([glossary.edit_name(e) for e in edits], series, "Share of edited test rows "
+                                          "whose prediction changes", "flip rate", errors, codes=edits),
+                     key="tour_flips", name="playground_flip_rates")
+    st.markdown(figures.interval_table([glossary.edit_name(e) for e in edits], series, errors, "flip rate (95% interval)"))
+    means = {}
+    for e in edits:  # one line per meaning: the edits that say the same thing share it
+        means.setdefault(EDIT_FLIP_MEANS[e], []).append(glossary.link(f"edit-{e}", glossary.edit_name(e)))
+    why_not = {True: "a pixel run re-encodes its pictures for every edit, so the first run leaves it out",
+               False: "no stress.json in its folder"}
+    gaps = [f"**{label_of[r.path]}** was not stress-tested ({why_not['pixels' in r.visual_source]}): "
+            f"`{cli_command('stress', '--run', r.path)}`" for r in untested.itertuples()]
+    gaps += [f"no bar for **{label_of[r.path]}** under *{glossary.edit_name(e)}*: {getattr(r, f'flip_{e}_why')}"
+             for r in tested.itertuples() for e in edits if pd.isna(getattr(r, f"flip_{e}"))]
+    st.caption(f"Whiskers and the ranges in brackets: the {glossary.link('interval', '95% interval')} over rows. "
+               + " ".join(f"{', '.join(names)}: {mean}" for mean, names in means.items())
+               + ("  \n" + "  \n".join(f"Gap: {g}." for g in gaps) if gaps else ""))
     c1, c2 = st.columns([3, 2])
     pick = c1.selectbox("Run", list(tested.path), key="tour_run", format_func=label_of.get,
                         index=list(tested.path).index(str(run.path)) if str(run.path) in set(tested.path) else 0)
     chosen = next(r for r in runs if str(r.path) == pick)
     report = chosen.stress_report()["splits"].get("test", {}).get("edits", {})
     run_edits = [e for e in edits if report.get(e, {}).get("applies")]
-    edit = c2.selectbox("Edit", run_edits, key="tour_edit", format_func=lambda e: f"{e} — {EDIT_TITLES[e]}")
-    flipped = data.flipped_rows(chosen, report[edit]["rows_file"]) if edit else None
-    if flipped is not None and flipped.empty:
+    edit = c2.selectbox("Edit", run_edits, key="tour_edit", format_func=glossary.edit_name,
+                        help=glossary.edit_help(run_edits))
+    rows = data.flipped_rows(chosen, report[edit]["rows_file"]) if edit else None
+    if rows is not None and rows.empty:
         st.success("No row flipped under this edit.")
-    elif flipped is not None:
-        view = flipped[["index", "label", "pred_before", "pred_after", "target", "edited_tweet"]].copy()
-        if edit == "swap_image_cue":
-            view["edited_caption"] = flipped.edited_caption
-        st.markdown(f"**{len(flipped)}** flipped rows. Pick one, then open it in the Inspector with the edit applied.")
-        sel = st.dataframe(view.head(300), hide_index=True, width="stretch", on_select="rerun",
+    elif rows is not None:
+        st.markdown(f"**{len(rows)}** flipped rows. Pick one, then open it in the Inspector with the edit applied.")
+        sel = st.dataframe(flipped.table(rows.head(300), edit), hide_index=True, width="stretch", on_select="rerun",
                            selection_mode="single-row", key="tour_rows", height=260)
-        i = sel.selection.rows[0] if sel and sel.selection.rows else 0
-        row = flipped.iloc[i]
-        st.markdown(f"#{row['index']}: gold **{row.label}**, prediction **{row.pred_before} → {row.pred_after}** · "
-                    f"original: {widgets.highlight_target(str(row.tweet), str(row.target))} · edited: "
-                    f"{widgets.highlight_target(str(row.edited_tweet), str(row.edited_target))}")
-        caption = row.edited_caption if isinstance(row.edited_caption, str) and row.edited_caption else None
-        blocked = None if chosen.has_checkpoint else "this run has no checkpoint"
-        if st.button("Open in the Inspector with the edit applied", key="tour_open", disabled=blocked is not None,
-                     help=blocked, on_click=state.open_in_inspector,
-                     args=(pick, str(row.edited_tweet).replace("$T$", str(row.edited_target)), str(row.edited_target),
-                           caption, str(row.edited_image_id), f"Tour: {edit} applied to row #{row['index']} of "
-                           f"`{chosen.name}`")):
-            st.switch_page(state.INSPECTOR)
+        row = rows.iloc[sel.selection.rows[0] if sel and sel.selection.rows else 0]
+        flipped.show_row(chosen, report[edit]["rows_file"], edit, row)
+        flipped.open_button(chosen, report[edit]["rows_file"], edit, row, "Tour", "tour_open")
 
 # -- 5. the target-aware variant ---------------------------------------------------------------------
 st.header("5 · The paper's CMCS beside a target-aware CMCS")
 expected = preset_runs(root, PRESET)
 present = {name: path for name, path in expected.items() if str(path) in set(frame.path)}
+about = (f"The **{PRESET}** playground puts a planted word in every clause, beside each target's own evidence and the "
+         "other targets' words, and draws the validation split without the shortcut. Its runs: the text-only baseline, "
+         f"the paper's CMCS and CMCS with {glossary.link('target-aware', 'target-aware gates')} learned on the "
+         "validation split.")
 if len(present) == len(expected):
-    st.markdown(f"The **{PRESET}** playground puts a planted word in every clause, beside each target's own "
-                "evidence and the other targets' words, and draws dev without the shortcut. Pick its dataset "
-                f"(`{Path(next(iter(present.values()))).name.split('_')[0]}`… runs) above to read sections 2–4 for "
-                "the text-only baseline, the paper's CMCS and CMCS with target-conditioned gates fitted by a "
-                "counterfactual upper level.")
-    if folder != frame[frame.path == str(next(iter(present.values())))].data.iloc[0]:
-        st.caption("It is not the dataset shown above: choose it in *Playground dataset*.")
+    preset_data = frame[frame.path == str(next(iter(present.values())))].data.iloc[0]
+    st.markdown(about + " Pick it in *Playground dataset* above to read sections 2–4 for them.")
+    if folder != preset_data:
+        st.button(f"Show the {PRESET} playground", key="tour_show_preset", on_click=st.session_state.__setitem__,
+                  args=("tour_data", preset_data))
 else:
-    st.markdown(f"The **{PRESET}** preset trains the text-only baseline, the paper's CMCS and the target-aware "
-                "variant (target-conditioned gates, a counterfactual upper level) on a playground where every "
-                "clause carries a planted word beside its target's evidence. About 3–4 minutes of CPU:")
-    st.code(preset_command(PRESET, root), language="bash")
+    st.markdown(about + " They are not trained yet (about 3–4 minutes of CPU).")
+    job = jobs.job_for(root)
     if state.demo_mode():
-        st.caption("Demo mode trains nothing from the page: run it on the server, then reload.")
+        st.code(preset_command(PRESET, root), language="bash")
+        st.caption("Demo mode trains nothing from the page: run this from the project root on the server, then reload.")
+    elif job is not None and not job.finished:
+        jobs.show_progress(str(root))
+    else:
+        if job is not None and job.error:
+            st.error(f"Training stopped: {job.error}")
+        st.button(f"Train the {PRESET} runs here", key="tour_train", type="primary", on_click=jobs.start,
+                  args=(root, PRESET), help="the library trains them in the server (the command below does the same "
+                                            "in a terminal); a page switch does not stop it")
+        st.caption("Or in a terminal, from the project root:")
+        st.code(preset_command(PRESET, root), language="bash")

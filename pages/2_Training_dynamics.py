@@ -9,10 +9,14 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app import data, figures, widgets
+from app import data, figures, glossary, widgets
+from cmcs_core.command import cli_command
 
 st.title("Training dynamics")
 runs, run, other = widgets.require_run()
+st.caption(f"The words of this page — {glossary.link('scheduling', 'causal effect, scheduling weight φ')}, "
+           f"{glossary.link('levels', 'lower (inner) and upper (outer) level')}, "
+           f"{glossary.link('splits', 'dev (validation)')} — are in the Glossary.")
 batches = data.batches(run) if data.has_table(run, "batches") else None
 epochs = data.epochs(run) if data.has_table(run, "epochs") else None
 if batches is None or batches.empty:
@@ -177,7 +181,7 @@ if summary is not None:
     rows = [{"figure": COLUMNS[k][0], "value": COLUMNS[k][1].format(v)} for k, v in summary.items()
             if k in COLUMNS and isinstance(v, (int, float)) and np.isfinite(v)]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    st.caption("`cmcs analyse machinery RUN` (cmcs_core.report.machinery): medians over the run. Near 1, "
+    st.caption(f"`{cli_command('analyse', 'machinery', run.path)}` (cmcs_core.report.machinery): medians over the run. Near 1, "
                "cos(∇L_dev, ∇L_train) says the upper level asks for nothing but fitting the training loss more; gates "
                "near 0.5 with a small spread over tokens are a mask that does not choose.")
 elif why and shown_any:

@@ -15,7 +15,7 @@ runs, run, other = widgets.require_run()
 splits = widgets.require_splits(run)
 
 c = st.columns(4)
-split = c[0].selectbox("Split", splits)
+split = c[0].selectbox("Split", splits, format_func=widgets.split_name)
 modalities = available_modalities(run.path, split)
 if not modalities:
     st.error(f"{run.name}: features_{split}.npz is missing or unreadable.")
@@ -29,7 +29,7 @@ method = c[2].selectbox("Projection", list(NAMES), format_func=NAMES.get,
 colour = c[3].selectbox("Colour by", ["gold label", "prediction", "correct"])
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def projection(path: str, split: str, modality: str, stage: str, method: str, _stamp: float) -> np.ndarray:
+def projection(path: str, split: str, modality: str, stage: str, method: str, version: float) -> np.ndarray:
     return cached_projection(path, split, modality, stage, method)
 
 pred = data.predictions(run, split)

@@ -31,13 +31,13 @@ if not common_splits:
             + (f": {', '.join(without)} {'is a result folder' if len(without) == 1 else 'are result folders'} kept "
                "without predictions (their metrics are on *Compare*)." if without else "."))
     st.stop()
-split = c2.selectbox("Split", common_splits)
+split = c2.selectbox("Split", common_splits, format_func=widgets.split_name)
 for p in chosen:
     widgets.random_warning(by_path[p])
 names = {p: by_path[p].name for p in chosen}
 
 @st.cache_data(show_spinner="Aligning predictions…", max_entries=8)
-def aligned(paths: tuple[str, ...], split: str, _stamps: tuple[float, ...]):
+def aligned(paths: tuple[str, ...], split: str, versions: tuple[float, ...]):
     return align_predictions([load_run(p) for p in paths], split)
 
 try:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import data, figures, state, widgets
+from app import data, figures, glossary, state, timing, widgets
 from cmcs_core.data.images import load_image
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.image_grid import grid_of
@@ -29,8 +30,10 @@ APP_THREADS = int(os.environ.get("CMCS_APP_THREADS", "1"))
 st.title("Inspector")
 runs, run, other = widgets.require_run()
 if not run.has_checkpoint:
-    st.error(f"`{run.name}` has no best checkpoint (unfinished, or a result folder kept without "
-             "weights): pick a run with best.safetensors in the sidebar.")
+    st.error(f"`{run.name}` is a result folder kept without its weights (no best checkpoint, best.safetensors): its "
+             "figures are on the other pages; the Inspector needs a run with weights — pick one in the sidebar."
+             if run.finished else f"`{run.name}` has no best checkpoint yet: it is still training (or was stopped "
+             "before its first epoch ended). Pick a finished run in the sidebar.")
     st.stop()
 
 @st.cache_data(show_spinner="Predicting and attributing…", max_entries=64)
@@ -122,6 +125,9 @@ def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None,
         return data, f"uploaded {up.name}", None
     folder = run.image_dir()
     names = sorted(p.name for p in folder.iterdir() if p.is_file())[:500] if folder is not None else []
+    picture = st.session_state.get(state.PICTURE_FILE) if key == "ins_image" else None
+    if picture and Path(picture).is_file():  # a picture a stress edit drew (set by the hand-off, under the run folder)
+        names = [state.EDITED_PICTURE] + names
     if keep:
         names = [KEEP] + names
     if names:
@@ -129,6 +135,8 @@ def image_input(label: str, key: str, keep: bool = False) -> tuple[bytes | None,
         if st.session_state.get(pick_key) not in names:
             st.session_state[pick_key] = names[0]
         name = st.selectbox("…or a dataset image", names, key=pick_key)
+        if name == state.EDITED_PICTURE and picture:
+            return Path(picture).read_bytes(), f"the edited picture {Path(picture).name}", None
         if name != KEEP:
             return (folder / name).read_bytes(), f"dataset image {name}", None
     return None, None, None
@@ -147,10 +155,16 @@ problem = pred.input_error(tweet, target, caption, image_bytes is not None)
 if problem:
     st.error(widgets.md(problem[0].upper() + problem[1:]) + ".")
     st.stop()
-read, total = pred.pieces(tweet, target)
-if total > read:
-    st.warning(f"This input is {total} word pieces long; the run reads the first {read} (its max_length), so the "
-               f"last {total - read} never reach the model. The tokens below are what it read.")
+pieces = pred.pieces(tweet, target)
+if pieces.total > pieces.read:
+    st.warning(f"This input is {pieces.total} {glossary.link('word-pieces', 'word pieces')} long; the run reads "
+               f"{pieces.read} (its max_length), so the end of the tweet — {pieces.total - pieces.read} pieces — never "
+               "reaches the model. "
+               + ("**The target's own mention and the words around it are in the part that was cut**: the model reads "
+                  "the target's name only in the separate target segment, not the clause about it. Move the target's "
+                  "clause to the front, or shorten the tweet." if pieces.mention_cut else
+                  "The target's mention is read; the words after the cut are not, its own clause's end included if "
+                  "it comes late.") + " The tokens below are what it read.")
 
 def predict(tw: str, tg: str, cap: str | None, img: bytes | None, attribute: bool = True) -> dict | None:
     try:
@@ -159,6 +173,10 @@ def predict(tw: str, tg: str, cap: str | None, img: bytes | None, attribute: boo
         st.error(widgets.md(str(err)))
         return None
 
+inputs = (tweet, target, caption, hash(image_bytes))
+if st.session_state.get("_ins_inputs", inputs) != inputs:
+    timing.mark("prediction")  # a new input, not the page's first run
+st.session_state["_ins_inputs"] = inputs
 res = predict(tweet, target, caption, image_bytes)
 if res is None:
     st.stop()
@@ -236,14 +254,18 @@ st.subheader("Counterfactual edits")
 words = tweet.split()
 in_target = target_words(tweet, target)
 NO_EDIT = -1
+# An input error above stops the page before these boxes: keep() gives them back their values after it.
+state.keep("cf_word", NO_EDIT)
+state.keep("cf_replacement", "")
 if st.session_state.get("_cf_words_of") != words or st.session_state.get("cf_word") not in [NO_EDIT, *range(len(words))]:
     st.session_state["cf_word"] = NO_EDIT  # a new tweet: no edit until the user asks for one
     st.session_state["_cf_words_of"] = words
 e1, e2 = st.columns(2)
-word_i = e1.selectbox("Word to edit", [NO_EDIT, *range(len(words))], key="cf_word",
+word_i = e1.selectbox("Word to edit", [NO_EDIT, *range(len(words))], key="cf_word", on_change=state.remember("cf_word"),
                       format_func=lambda i: "(no word edit)" if i == NO_EDIT else
                       f"{i}: {words[i]}" + (" (target)" if i in in_target else ""))
-replacement = e2.text_input("Replace it with (empty = delete)", key="cf_replacement", disabled=word_i == NO_EDIT)
+replacement = e2.text_input("Replace it with (empty = delete)", key="cf_replacement", disabled=word_i == NO_EDIT,
+                            on_change=state.remember("cf_replacement"))
 edited_words = words if word_i == NO_EDIT else words[:word_i] + ([replacement] if replacement.strip() else []) + words[word_i + 1:]
 edited_tweet = " ".join(edited_words)
 cf_caption, cf_image = caption, image_bytes

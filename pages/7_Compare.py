@@ -58,8 +58,11 @@ with tab_tables:
                        title=f"{'Test accuracy' if metric == 'test_acc' else 'Macro-F1'} (%): one point per run "
                              f"({len(points)} runs); spread = seeds")
         fig.update_traces(marker=dict(size=8, opacity=0.8))
-        fig.update_layout(height=160 + 34 * len(order), margin=dict(l=10, r=10, t=60, b=10),
-                          legend=dict(orientation="h", yanchor="top", y=-0.15, x=0, title_text="regime"))
+        # The legend (one line per regime) gets its own room below the plot: left to plotly, it took the plot's.
+        legend_px = 20 * points.regime.nunique() + 30
+        fig.update_layout(height=110 + 34 * len(order) + legend_px, margin=dict(l=10, r=10, t=60, b=legend_px + 30),
+                          legend=dict(orientation="v", yref="container", yanchor="bottom", y=0, x=0,
+                                      maxheight=legend_px, title_text="regime"))
         fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
         fig.update_xaxes(title=None)
         widgets.show_fig(fig, key="acc_points", name="runs_accuracy")
@@ -69,7 +72,7 @@ with tab_runs:
     default = [p for p in (str(run.path), str(getattr(other, "path", ""))) if p in by_path] or [str(finished[0].path)]
     c1, c2, c3 = st.columns([3, 1, 1])
     chosen = c1.multiselect("Runs", list(by_path), default=default, format_func=lambda p: state.run_label(by_path[p]))
-    split = c2.selectbox("Split", ["test", "dev"])
+    split = c2.selectbox("Split", ["test", "dev"], format_func=widgets.split_name)
     normalise = c3.checkbox("Row-normalised", value=False)
     if not chosen:
         st.info("Pick runs to compare.")

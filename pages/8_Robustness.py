@@ -1,19 +1,18 @@
-"""Robustness: the counterfactual stress tests (`python -m cmcs_core stress`) of every run —
-flip rate per edit and method with intervals, target awareness on tweets with targets of
-different labels beside them, CMCS paired against each method by seed, and the flipped
-examples, each one click away from the Inspector with the edit applied."""
+"""Robustness: the counterfactual stress tests (`cmcs stress`) of every run — flip rate per edit and
+method with intervals, target awareness on tweets with targets of different labels beside them, CMCS
+paired against each method by seed, the flipped examples (each one click away from the Inspector with
+the edit applied), and a run evaluated on rows you upload (app/your_rows.py)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import data, figures, state, widgets
-from cmcs_core.data.counterfactual import ALL_EDITS, EDIT_TITLES
-from cmcs_core.data.dataset import NO_VISUAL
+from app import data, figures, flipped, glossary, widgets, your_rows
+from cmcs_core.command import cli_command
+from cmcs_core.data.counterfactual import ALL_EDITS
 from cmcs_core.report.regime import Variant, percent
 from cmcs_core.report.stress_tables import (
     AWARENESS,
@@ -31,21 +30,23 @@ finished = [r for r in runs if r.finished]
 
 
 @st.cache_data(show_spinner="Reading stress results…", max_entries=8)
-def stress_frame(paths: tuple[str, ...], root: str, _stamps: tuple[float, ...]) -> pd.DataFrame:
+def stress_frame(paths: tuple[str, ...], root: str, versions: tuple[float, ...]) -> pd.DataFrame:
     return collect_stress([load_run(p, root) for p in paths])
 
 
 found = stress_frame(tuple(str(r.path) for r in finished), str(run.root),  # the runs folder: names under it
                      tuple(data.stamp(r) for r in finished))
 st.markdown(
-    "Each stress test edits something that is **not about the target** and keeps the gold label: a clause of "
-    "positive or negative sentiment about something else appended (rows whose gold label differs from it), the "
-    "visual input swapped with another row's or removed, or the target replaced by another target of the split. "
-    "The **flip rate** is the share of edited rows whose predicted label changes: a model that reads the target's "
-    "context flips little on the first three kinds.")
+    f"Each {glossary.link('stress-test', 'stress test')} edits something that is **not about the target** and keeps "
+    "the gold label: a clause of positive or negative sentiment about something else appended (rows whose gold label "
+    "differs from it), the picture swapped with another row's or removed, or the target replaced by another target of "
+    f"the split. The **{glossary.link('flip-rate', 'flip rate')}** is the share of edited rows whose predicted label "
+    "changes: a model that reads the target's context flips little on the first three kinds. Last on this page: "
+    "**your own rows**, uploaded.")
 if found.empty:
     st.warning("No stress results under this runs folder yet. Stress-test a run with a checkpoint:")
-    st.code(f"python -m cmcs_core stress --run {run.path}", language="bash")
+    st.code(cli_command("stress", "--run", run.path), language="bash")
+    your_rows.section(runs, run)
     st.stop()
 
 c1, c2, c3 = st.columns(3)
@@ -63,7 +64,8 @@ regimes = sorted(set(part.regime))
 regime = c2.selectbox("Regime", regimes, index=_index(regimes, mine.regime.iloc[0] if len(mine) else None),
                       key="rob_regime", format_func=str)
 part = part[part.regime == regime]
-split = c3.selectbox("Split", sorted(part.split.unique(), key=lambda s: (s != "test", s)), key="rob_split")
+split = c3.selectbox("Split", sorted(part.split.unique(), key=lambda s: (s != "test", s)), key="rob_split",
+                     format_func=widgets.split_name)
 if mine.empty:
     st.caption(f"The sidebar's run `{run.name}` has no stress results; showing the runs that have.")
 part = part[part.split == split]
@@ -75,6 +77,13 @@ edits = [e for e in ALL_EDITS if e in set(ok.edit)]
 
 # -- flip rate per edit and method -------------------------------------------------------------
 st.subheader("Flip rate per edit and method")
+
+
+def x_of(codes) -> list[str]:
+    """Each edit's plain name on the axis (its code name is in the hover)."""
+    return [figures.wrap(glossary.edit_name(e)) for e in codes]
+
+
 fig = go.Figure()
 PALETTE = figures.DISTINCT  # one colour per method, never reused before they run out
 for n, variant in enumerate(variants):
@@ -82,30 +91,32 @@ for n, variant in enumerate(variants):
     g = v.groupby("edit").agg(mean=("flip_rate", "mean"), lo=("flip_lo", "mean"), hi=("flip_hi", "mean"),
                               seeds=("seed", "nunique")).reindex(edits)
     fig.add_trace(go.Bar(
-        name=variant.title, x=edits, y=g["mean"], offsetgroup=variant.key, marker_color=PALETTE[n % len(PALETTE)],
+        name=variant.title, x=x_of(edits), y=g["mean"], offsetgroup=variant.key, marker_color=PALETTE[n % len(PALETTE)],
         error_y=dict(type="data", symmetric=False, array=g["hi"] - g["mean"], arrayminus=g["mean"] - g["lo"]),
-        customdata=np.stack([g.lo, g.hi, g.seeds], axis=-1),
-        hovertemplate="%{x}: %{y:.1f}% (95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}, %{customdata[2]} seeds)"
-                      "<extra>" + variant.title + "</extra>"))
+        customdata=np.stack([g.lo, g.hi, g.seeds, edits], axis=-1),
+        hovertemplate="%{customdata[3]}: %{y:.1f}% (95% interval %{customdata[0]:.1f}–%{customdata[1]:.1f}, "
+                      "%{customdata[2]} seeds)<extra>" + variant.title + "</extra>"))
     fig.add_trace(go.Scatter(  # every seed as a dot: the spread the mean hides
-        x=v.edit, y=v.flip_rate, mode="markers", marker=dict(color="black", size=5), offsetgroup=variant.key,
+        x=x_of(v.edit), y=v.flip_rate, mode="markers", marker=dict(color="black", size=5), offsetgroup=variant.key,
         showlegend=False, customdata=v.seed, hovertemplate="seed %{customdata}: %{y:.1f}%<extra></extra>"))
 fig.update_layout(barmode="group", scattermode="group", height=430, margin=dict(l=10, r=10, t=50, b=10),
                   title=f"Share of edited rows whose prediction changes — {dataset}, {split} split",
                   yaxis=dict(range=[0, 100], title="flip rate (%)", ticksuffix="%"), legend_title="method")
 widgets.show_fig(fig, key="rob_bars", name=f"robustness_flip_rates_{dataset}")
-st.caption("Bars: mean over seeds; whiskers: the per-seed 95% bootstrap intervals (over rows), averaged; dots: "
-           "each seed. " + " · ".join(f"**{e}**: {EDIT_TITLES[e]}" for e in edits))
+st.caption(f"Bars: mean over seeds; whiskers: the per-seed {glossary.link('interval', '95% intervals')} (over rows), "
+           "averaged; dots: each seed. Each edit, with its code name, is in the "
+           f"{glossary.link('stress-test', 'Glossary')}.", help=glossary.edit_help(edits))
 na = part[~part.applies].drop_duplicates(["variant", "edit"])
 if not na.empty:
-    st.caption("Not run: " + "; ".join(f"{r.variant.title} × {r.edit} ({r.reason})" for r in na.itertuples()))
+    st.caption("Not run: " + "; ".join(f"{r.variant.title} × {glossary.edit_name(r.edit)} ({r.reason})"
+                                       for r in na.itertuples()))
 
 # -- target awareness beside the flip rates ---------------------------------------------------------
 st.subheader("Tweets with targets of different labels")
 per_run = shown.drop_duplicates("run")
 if per_run[list(AWARENESS)].isna().all().all():
     st.info("These runs carry no target-awareness figures: committed stress folders keep no predictions. Runs "
-            "trained or evaluated now write them into metrics.json; `cmcs analyse targets RUN_OR_GRID` computes them "
+            f"trained or evaluated now write them into metrics.json; `{cli_command('analyse', 'targets', run.path)}` computes them "
             "for any run folder with predictions.")
 else:
     fig = go.Figure()
@@ -132,14 +143,14 @@ else:
                       legend_title="method")
     widgets.show_fig(fig, key="rob_awareness", name=f"robustness_target_awareness_{dataset}")
     tweets = int(per_run.awareness_tweets.max())
-    st.caption(f"{tweets} such tweets in this split. **all targets right**: every target of the tweet predicted right; "
-               "**one label for all**: the model gave all its targets the same label, which a model that reads the "
-               "target should not. Bars: mean over seeds; whiskers: the per-seed 95% bootstrap intervals (over "
-               "tweets), averaged; dots: each seed.")
+    st.caption(f"{tweets} such tweets in this split ({glossary.link('multi-target', 'multi-target score')}). **all "
+               "targets right**: every target of the tweet predicted right; **one label for all**: the model gave all "
+               "its targets the same label, which a model that reads the target should not. Bars: mean over seeds; "
+               "whiskers: the per-seed 95% intervals (over tweets), averaged; dots: each seed.")
 
 acc = ok.groupby(["variant", "edit"]).agg(before=("acc_before", "mean"), after=("acc_after", "mean"),
                                           rows=("rows", "max"), seeds=("seed", "nunique")).reset_index()
-acc["method"] = acc.variant.map(lambda v: v.title)
+acc["method"], acc["edit"] = acc.variant.map(lambda v: v.title), acc.edit.map(glossary.edit_name)
 with st.expander("Accuracy on the edited rows, before and after the edit"):
     st.dataframe(acc[["method", "edit", "rows", "before", "after", "seeds"]].round(1), hide_index=True,
                  width="stretch")
@@ -149,7 +160,8 @@ st.subheader("CMCS against each method, paired by seed")
 if CMCS not in set(ok.variant) or len(variants) < 2:
     st.info("Paired differences need CMCS and at least one other method stress-tested on this dataset and regime.")
 else:
-    edit = st.selectbox("Edit", edits, format_func=lambda e: f"{e} — {EDIT_TITLES[e]}", key="rob_paired_edit")
+    edit = st.selectbox("Edit", edits, format_func=glossary.edit_name, key="rob_paired_edit",
+                        help=glossary.edit_help(edits))
     fig = go.Figure()
     span = 1.0
     for variant, diff in paired_flip_differences(ok, edit, CMCS).items():  # the library's pairing
@@ -163,13 +175,13 @@ else:
                                  hovertemplate=f"mean {diff.mean():+.1f} points<extra></extra>"))
     fig.add_hline(y=0, line_dash="dash", line_color="grey")
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
-                      title=f"CMCS minus each method: flip-rate points per seed under {edit} "
+                      title=f"CMCS minus each method: flip-rate points per seed under “{glossary.edit_name(edit)}” "
                             "(below 0: CMCS flips less)",
                       yaxis=dict(range=[-1.1 * span, 1.1 * span], title="flip-rate difference (points)"))
     widgets.show_fig(fig, key="rob_paired", name=f"robustness_paired_{dataset}_{edit}")
     st.caption("Runs with the same seed share initialisation and batch order up to the method's switches; the bar "
                "marks the mean over seeds. The axis is symmetric around zero.")
-with st.expander("The tables (Markdown, as `python -m cmcs_core table --stress`)"):
+with st.expander(f"The tables (Markdown, as `{cli_command('table', '--stress', 'RUNS_FOLDER')}`)"):
     md = stress_tables(part)
     st.markdown(md)
     st.download_button("⬇ Tables (Markdown)", md, file_name=f"stress_{dataset}.md", mime="text/markdown")
@@ -178,63 +190,33 @@ with st.expander("The tables (Markdown, as `python -m cmcs_core table --stress`)
 st.subheader("Flipped examples")
 with_rows = ok[ok.rows_file != ""]
 by_path = {str(r.path): r for r in finished}
-run_paths = list(dict.fromkeys(with_rows.path))
-if not run_paths:
-    st.stop()
-d1, d2 = st.columns([3, 2])
-default = run_paths.index(str(run.path)) if str(run.path) in run_paths else 0
-names = {p: f"{by_path[p].name} · {by_path[p].method_title}" if p in by_path else p for p in run_paths}
-chosen = d1.selectbox("Run", run_paths, index=default, key="rob_run", format_func=names.get)  # paths: names repeat
-run_edits = [e for e in edits if e in set(with_rows[with_rows.path == chosen].edit)]
-edit = d2.selectbox("Edit", run_edits, key="rob_rows_edit", format_func=lambda e: f"{e} — {EDIT_TITLES[e]}")
-record = with_rows[(with_rows.path == chosen) & (with_rows.edit == edit)].iloc[0]
-try:
-    rows = load_run(chosen).flipped(record.rows_file)
-except ValueError as err:
-    st.error(str(err))
-    st.stop()
-moves = ", ".join(f"{k} {v}" for k, v in record.flips.items())
-st.markdown(f"**{len(rows)}** of {record.rows} edited rows flipped ({record.flip_rate:.1f}%, 95% CI "
-            f"{record.flip_lo:.1f}–{record.flip_hi:.1f}); where they went: {moves or '–'}.")
-if rows.attrs.get("text_missing"):
-    st.warning(f"Only labels and predictions here: {rows.attrs['text_missing']}. Point the app at the data "
-               "(`CMCS_DATA_DIR`) to see the tweets.")
-if rows.empty:
-    st.stop()
-shown = rows.head(500)
-view = shown[["index", "label", "pred_before", "pred_after", "target", "edited_tweet"]].copy()
-if edit == "swap_target":
-    view.insert(5, "edited_target", shown.edited_target)
-if edit in ("swap_visual", "no_visual"):
-    view["edited_caption"] = shown.edited_caption
-pick = st.dataframe(view, hide_index=True, width="stretch", height=min(300, 36 * (len(view) + 1) + 2),
-                    on_select="rerun", selection_mode="single-row", key="rob_table")
-selected = pick.selection.rows[0] if pick and pick.selection.rows else 0
-row = shown.iloc[selected]
-target = str(row.edited_target)
-st.markdown(f"**#{row['index']}** · gold **{row.label}** · prediction **{row.pred_before} → {row.pred_after}**")
-st.markdown(f"original: {widgets.highlight_target(str(row.tweet), str(row.target))}")
-st.markdown(f"edited: {widgets.highlight_target(str(row.edited_tweet), target)}")
-if edit in ("swap_visual", "no_visual"):
-    st.markdown(f"visual input after the edit: `{row.edited_image_id}`"
-                + (f" — caption _{row.edited_caption}_" if isinstance(row.edited_caption, str) and row.edited_caption
-                   else ""))
+run_paths = [p for p in dict.fromkeys(with_rows.path) if p in by_path]
+if run_paths:
+    d1, d2 = st.columns([3, 2])
+    default = run_paths.index(str(run.path)) if str(run.path) in run_paths else 0
+    names = {p: f"{by_path[p].name} · {by_path[p].method_title}" for p in run_paths}
+    chosen = d1.selectbox("Run", run_paths, index=default, key="rob_run", format_func=names.get)  # paths: names repeat
+    run_edits = [e for e in edits if e in set(with_rows[with_rows.path == chosen].edit)]
+    edit = d2.selectbox("Edit", run_edits, key="rob_rows_edit", format_func=glossary.edit_name,
+                        help=glossary.edit_help(run_edits))
+    record = with_rows[(with_rows.path == chosen) & (with_rows.edit == edit)].iloc[0]
+    rows = data.flipped_rows(by_path[chosen], record.rows_file)
+    if rows is not None:
+        moves = ", ".join(f"{k} {v}" for k, v in record.flips.items())
+        st.markdown(f"**{len(rows)}** of {record.rows} edited rows flipped ({record.flip_rate:.1f}%, 95% interval "
+                    f"{record.flip_lo:.1f}–{record.flip_hi:.1f}); where they went: {moves or '–'}.")
+        if rows.attrs.get("text_missing"):
+            st.warning(f"Only labels and predictions here: {rows.attrs['text_missing']}. Point the app at the data "
+                       "(`CMCS_DATA_DIR`) to see the tweets.")
+    if rows is not None and not rows.empty:
+        shown = rows.head(500)
+        pick = st.dataframe(flipped.table(shown, edit), hide_index=True, width="stretch",
+                            height=min(300, 36 * (len(shown) + 1) + 2), on_select="rerun", selection_mode="single-row",
+                            key="rob_table")
+        row = shown.iloc[pick.selection.rows[0] if pick and pick.selection.rows else 0]
+        flipped.show_row(by_path[chosen], record.rows_file, edit, row)
+        flipped.open_button(by_path[chosen], record.rows_file, edit, row, "Robustness page", "rob_open",
+                            bool(rows.attrs.get("text_missing")))
 
-target_run = by_path.get(chosen)
-blocked = None
-if rows.attrs.get("text_missing"):
-    blocked = "the tweet of this row could not be read back from the data"
-elif target_run is None or not target_run.has_checkpoint:
-    blocked = "this run has no checkpoint, so the Inspector cannot load it"
-elif row.edited_image_id == NO_VISUAL:
-    blocked = "the Inspector needs a caption or an image, and this edit removed the visual input"
-
-
-if st.button("Open in the Inspector with the edit applied", on_click=state.open_in_inspector, disabled=blocked is not None,
-             args=(chosen, str(row.edited_tweet).replace("$T$", target), target,
-                   row.edited_caption if isinstance(row.edited_caption, str) else None, str(row.edited_image_id),
-                   f"Robustness page: {edit} applied to row #{row['index']} of `{Path(chosen).name}`"),
-             help=blocked or "fills the Inspector's tweet, target and caption/image with the edited row"):
-    st.switch_page(state.INSPECTOR)
-if blocked:
-    st.caption(f"Inspector: {blocked}.")
+# -- your own rows ---------------------------------------------------------------------------------
+your_rows.section(runs, run)

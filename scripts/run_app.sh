@@ -16,6 +16,9 @@ if ! find "$RUNS_DIR" -maxdepth 3 -name metrics.json 2>/dev/null | grep -q .; th
   echo "No finished run under $RUNS_DIR: making the playground runs first (python -m cmcs_core playground:" \
        "a captions run and a pixel run)..."
   "$PYTHON" -m cmcs_core playground --runs-dir "$RUNS_DIR"
+  # The target-cue runs of the Tour's section 5 train from its button (or `.venv/bin/cmcs playground --preset
+  # target-cue --runs-dir runs`); to make them on the first run as well, add here:
+  #   "$PYTHON" -m cmcs_core playground --preset target-cue --runs-dir "$RUNS_DIR"
 fi
 # The committed benchmark runs (docs/results.md; no checkpoints, so not in the inspector).
 if [ -d results ] && [ ! -e "$RUNS_DIR/results" ]; then

@@ -93,15 +93,62 @@ def app_runs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def playground_runs(tmp_path_factory) -> Path:
-    """A small playground and what `make app` trains on it (captions only): CMCS and the text-only
-    baseline, scored against the truth and stress-tested with the planted-truth edits; built once."""
+    """A small playground and what `make app` trains on it: CMCS and the text-only baseline on captions,
+    scored against the truth and stress-tested with the planted-truth edits, and CMCS on pixels (not
+    stress-tested, as on the first run); built once."""
     base = tmp_path_factory.getbasetemp() / "playground_runs"
     done = base / ".done"
     if not done.is_file():
         from cmcs_core.cli import main
 
         code = main(["playground", "--data-out", str(base / "data"), "--runs-dir", str(base / "runs"), "--quiet",
-                     "--n-train", "90", "--n-dev", "30", "--n-test", "45", "--epochs", "1", "--visual-model", "caption"])
+                     "--n-train", "90", "--n-dev", "30", "--n-test", "45", "--epochs", "1", "--pixel-epochs", "1"])
         assert code == 0
+        done.write_text("ok")
+    return base / "runs"
+
+
+@pytest.fixture(scope="session")
+def pixels_stressed_runs(playground_runs, tmp_path_factory) -> Path:
+    """playground_runs with the pixel run trained longer (4 epochs: it then leans on the picture's cue enough
+    for a recoloured cue to flip some rows) and stress-tested by swap_image_cue, which recolours the cue in
+    each picture and keeps the new pictures in the run folder."""
+    import shutil
+
+    base = tmp_path_factory.getbasetemp() / "pixels_stressed"
+    done = base / ".done"
+    if not done.is_file():
+        from cmcs_core.cli import main
+        from cmcs_core.stress import run_stress
+
+        shutil.rmtree(base / "runs", ignore_errors=True)
+        shutil.copytree(playground_runs, base / "runs", ignore=shutil.ignore_patterns("playground_cmcs_pixels_s0"))
+        code = main(["playground", "--data-out", str(playground_runs.parent / "data"), "--runs-dir", str(base / "runs"),
+                     "--quiet", "--n-train", "90", "--n-dev", "30", "--n-test", "45", "--methods", "cmcs",
+                     "--visual-model", "efficientnet-lite0", "--pixel-epochs", "4", "--no-stress"])
+        assert code == 0
+        run_stress(base / "runs" / "playground_cmcs_pixels_s0", edits=("swap_image_cue",), progress=False,
+                   log=lambda msg: None)
+        done.write_text("ok")
+    return base / "runs"
+
+
+@pytest.fixture(scope="session")
+def target_cue_runs(playground_runs, tmp_path_factory) -> Path:
+    """A runs folder with the first run's playground runs and the target-cue preset's three (trained through
+    the library call the Tour's button makes, smaller: the target-aware gates still choose hard)."""
+    import shutil
+
+    base = tmp_path_factory.getbasetemp() / "target_cue"
+    done = base / ".done"
+    if not done.is_file():
+        from cmcs_core.playground.run import make_playground, preset_arguments
+        from cmcs_core.playground.story import preset_data_dir
+
+        shutil.rmtree(base / "runs", ignore_errors=True)
+        shutil.copytree(playground_runs, base / "runs")
+        args = preset_arguments("target-cue", base / "runs", preset_data_dir(base / "runs", "target-cue"))
+        args.n_train, args.n_dev, args.n_test, args.epochs = 240, 60, 60, 3
+        make_playground(args)
         done.write_text("ok")
     return base / "runs"

@@ -18,6 +18,9 @@ from app_fixtures import REPO, make_png
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
+from cmcs_core.config import METHOD_TITLES
+from cmcs_core.data.counterfactual import EDIT_NAMES
+
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "artifacts" / "screenshots"
 PAGES = {  # url path -> text that must appear once the page has rendered
@@ -209,7 +212,7 @@ def test_run_from_the_url_stays_across_pages(server, browser):
     page.goto(f"{server['url']}/?run=pix_cmcs")  # not the default (the first, cap_cmcs)
     settle(page, "Runs found")
     assert "pix_cmcs" in chosen_run(page)
-    walk_three_pages(page, "pix_cmcs", "CMCS (ours)")
+    walk_three_pages(page, "pix_cmcs", METHOD_TITLES["cmcs"])
     page.close()
 
 
@@ -249,7 +252,7 @@ def test_runs_with_the_same_name_on_every_page(server, browser):
     pick(page, "Compare with", "grid_b/twin")
     settle(page, "Text-only baseline (grid_b/twin)")  # the run to compare with joins the side by side
     no_exception(page, "Case studies with twins")
-    assert "CMCS (ours) (grid_a/twin)" in page.inner_text("body")
+    assert f"{METHOD_TITLES['cmcs']} (grid_a/twin)" in page.inner_text("body")
     assert "grid_a/twin" in chosen_run(page)
     page.get_by_role("link", name="Compare").first.click()
     settle(page, "Table 1")
@@ -366,7 +369,7 @@ def test_robustness_to_inspector_keeps_a_typed_runs_folder(elsewhere_server, bro
     settle(page, "Flipped examples")
     choose(main_box(page, "Run"), page, "cap_text_only ·")
     settle(page, "Flipped examples")
-    choose(main_box(page, "Edit").last, page, f"{edit} —")  # the flipped examples' (the paired view has one too)
+    choose(main_box(page, "Edit").last, page, EDIT_NAMES[edit])  # the flipped examples' (the paired view has one too)
     settle(page, "edited rows flipped")
     page.get_by_role("button", name="Open in the Inspector with the edit applied").click()
     settle(page, "Counterfactual edits")
@@ -374,7 +377,7 @@ def test_robustness_to_inspector_keeps_a_typed_runs_folder(elsewhere_server, bro
     assert runs_field(page).input_value() == str(runs)  # the typed folder stays
     assert "cap_text_only" in chosen_run(page)
     body = page.inner_text("body")
-    assert f"{edit} applied to row #{row['index']} of cap_text_only" in body and "Run cap_text_only · method Text-only baseline" in body
+    assert f"“{EDIT_NAMES[edit]}” applied to row #{row['index']} of cap_text_only" in body and "Run cap_text_only · method Text-only baseline" in body
     tweet = page.locator("[data-testid='stMain'] textarea").first.input_value()
     assert tweet == row.edited_tweet.replace("$T$", row.edited_target)
     metric = page.locator("[data-testid='stMetric']").first.inner_text()

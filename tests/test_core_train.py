@@ -363,17 +363,17 @@ def test_cli_table_prints_markdown_rows(tiny_run, overfit_run: Path, capsys) -> 
     ours, theirs = rows(blocks[default]), rows(blocks[fast])
     acc = 100 * tiny_run["metrics"]["test"]["acc"]
     f1 = 100 * tiny_run["metrics"]["test"]["macro_f1"]
-    assert ours["**CMCS (ours)**"][2:4] == [f"{acc:.1f}", f"{f1:.1f}"]  # one seed: no ± to pretend a spread
-    assert ours["CMCS (ours)"][2] == f"{acc:.1f}"  # Table 2 row
+    assert ours["**CMCS**"][2:4] == [f"{acc:.1f}", f"{f1:.1f}"]  # one seed: no ± to pretend a spread
+    assert ours["CMCS"][2] == f"{acc:.1f}"  # Table 2 row
     wo_cms = json.loads((overfit_run / "metrics.json").read_text())["test"]["acc"]
     assert theirs[METHOD_TITLES["wo_cms"]][2] == f"{100 * wo_cms:.1f}"
-    assert ours[METHOD_TITLES["wo_cms"]][2] == theirs["CMCS (ours)"][2] == "–"  # never averaged across
+    assert ours[METHOD_TITLES["wo_cms"]][2] == theirs["CMCS"][2] == "–"  # never averaged across
     for method in ("wo_visual", "wo_mfs", "wo_mfs_cms"):
         assert ours[METHOD_TITLES[method]][2] == "–"  # no runs: no numbers
     published = rows(text.split("### Table 1")[0])  # once, above every regime
     assert "78.0" in published["CapTrBERT"] and published["CMCS"][2] == "79.7"
     assert text.count("CapTrBERT") == 1 and "(published)" not in text
-    assert ours["**CMCS (ours)**"][6] == "1/–"  # seeds per dataset (Twitter2015/Twitter2017)
+    assert ours["**CMCS**"][6] == "1/–"  # seeds per dataset (Twitter2015/Twitter2017)
 
 
 def test_paired_differences_pair_by_seed_and_regime() -> None:

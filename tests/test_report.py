@@ -84,7 +84,7 @@ def test_analyse_targets_reads_committed_style_runs(tmp_path, capsys):
     assert frame.tweets.tolist() == [3] and frame.all_targets_right.tolist() == pytest.approx([1 / 3])
     assert main(["analyse", "targets", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
-    assert "| twitter" not in out and "| data | CMCS (ours) | 3 (7) | 33.3 | 33.3 | 1 |" in out
+    assert "| twitter" not in out and "| data | CMCS | 3 (7) | 33.3 | 33.3 | 1 |" in out
     (tmp_path / "data" / "test.tsv").unlink()  # the data gone: the tweets cannot be grouped
     assert load_run(run).target_awareness() is None and targets([load_run(run)]).empty
     assert main(["analyse", "targets", str(tmp_path / "runs")]) == 0

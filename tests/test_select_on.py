@@ -100,8 +100,8 @@ def test_headline_is_the_strongest_regimes_text_only_and_cmcs() -> None:
     reg, table = headline(runs_frame(runs))
     assert reg.title.startswith("mpnet_fp16, fine-tuned (all layers)")
     by_method = table.set_index("method")
-    assert by_method.loc["CMCS (ours)", "twitter2015"] == "71.0 ± 1.4 (2 seeds)"
+    assert by_method.loc["CMCS", "twitter2015"] == "71.0 ± 1.4 (2 seeds)"
     assert by_method.loc["Text-only baseline", "twitter2015"] == "71.0 (1 seed)"  # one seed: no ±
-    assert by_method.loc["CMCS (ours)", "twitter2017"] == "–"
+    assert by_method.loc["CMCS", "twitter2017"] == "–"
     assert by_method.loc["CapTrBERT (published)", "twitter2017"] == "72.3"
     assert headline(runs_frame([fake_run("cmcs", 1, 0.9, dataset="playground")])) is None

@@ -139,7 +139,7 @@ def test_table_stress_puts_the_run_in(stressed, capsys):
     assert set(found.edit) == set(EDITS) and (found.method == "cmcs").all()
     md = stress_tables(found)
     rate = 100 * entry["edits"]["clause_positive"]["flip_rate"]
-    row = next(line for line in md.splitlines() if line.startswith("| CMCS (ours) |"))
+    row = next(line for line in md.splitlines() if line.startswith("| CMCS |"))
     assert row.split("|")[3].strip() == f"{rate:.1f}"  # one seed: the rate, no ± to pretend a spread
     assert main(["table", "--stress", str(run)]) == 0
     assert "clause_positive" in capsys.readouterr().out
@@ -379,7 +379,7 @@ def test_table_stress_pairs_by_seed_not_by_listing_order(tmp_path):
         row = next(line for line in lines[start:] if line.startswith(prefix))
         return [c.strip() for c in row.split("|")[2:-1]]
 
-    paired = cells("| Text-only baseline |", "CMCS (ours) minus each method")
+    paired = cells("| Text-only baseline |", "CMCS minus each method")
     assert paired == [f"{100 * (cmcs[1] - text[1]):+.1f} {100 * (cmcs[3] - text[3]):+.1f} "
                       f"(mean {100 * np.mean([cmcs[s] - text[s] for s in (1, 3)]):+.1f})"]
     base = cells("| Text-only baseline + counterfactual augmentation |", "Each variant minus")

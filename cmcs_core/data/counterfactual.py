@@ -30,16 +30,41 @@ PHRASES_FILE = Path(__file__).resolve().parents[1] / "phrases.json"
 CLAUSE_LABEL = {"positive": LABEL_NAMES.index("positive"), "negative": LABEL_NAMES.index("negative")}
 EDITS = ("clause_positive", "clause_negative", "swap_visual", "no_visual", "swap_target")
 VISUAL_EDITS = ("swap_visual", "no_visual")
+# Each edit's plain name (what a chart or a menu shows; the code name goes in its tooltip) and what it does.
+EDIT_NAMES = {
+    "clause_positive": "a positive clause about something else",
+    "clause_negative": "a negative clause about something else",
+    "swap_visual": "another tweet's image",
+    "no_visual": "no image",
+    "swap_target": "another target named",
+    "remove_planted_word": "planted word removed",
+    "swap_planted_word": "another class's planted word",
+    "swap_image_cue": "another class's image cue",
+}
 EDIT_TITLES = {
-    "clause_positive": "positive clause about something else appended",
-    "clause_negative": "negative clause about something else appended",
-    "swap_visual": "visual input swapped with another row's",
-    "no_visual": "visual input removed (empty caption / blank image)",
-    "swap_target": "target replaced by another target of the split",
+    "clause_positive": "a clause of positive sentiment about something else appended to the tweet",
+    "clause_negative": "a clause of negative sentiment about something else appended to the tweet",
+    "swap_visual": "the image (or its caption) replaced by another tweet's",
+    "no_visual": "the image removed (an empty caption, or a blank grey picture)",
+    "swap_target": "the target replaced by another target of the split",
     # on a playground, from its planted truth (cmcs_core/playground/edits.py)
-    "remove_planted_word": "the planted word of the target's own clause removed (with its frame)",
-    "swap_planted_word": "the planted word swapped for another class's planted word",
-    "swap_image_cue": "the image's planted cue swapped for another class's cue",
+    "remove_planted_word": "the planted word of the target's own clause removed, with the words that carry it "
+                           "(\"at the stadium\")",
+    "swap_planted_word": "the planted word of the target's own clause replaced by another class's planted word",
+    "swap_image_cue": "the picture's planted cue changed to another class's cue (in the caption, or recoloured in "
+                      "the pixels)",
+}
+_PLANTED_FLIP = ("It changes neither the target's own sentiment word nor the label: a flip follows the planted cue, "
+                 "the shortcut.")
+_CLAUSE_FLIP = "The clause is about something else: a flip means the model read its sentiment as the target's."
+_VISUAL_FLIP = ("The label is about the target, not the picture: a model that reads the target's words changes "
+                "little.")
+EDIT_FLIP_MEANS = {  # what one flipped prediction says about the model, per edit
+    "clause_positive": _CLAUSE_FLIP, "clause_negative": _CLAUSE_FLIP,
+    "swap_visual": _VISUAL_FLIP, "no_visual": _VISUAL_FLIP,
+    "swap_target": ("The tweet's sentiment may not be about the new target: a flip can be right, so compare "
+                    "methods rather than read the rate alone."),
+    "remove_planted_word": _PLANTED_FLIP, "swap_planted_word": _PLANTED_FLIP, "swap_image_cue": _PLANTED_FLIP,
 }
 PLANTED_EDITS = ("remove_planted_word", "swap_planted_word", "swap_image_cue")
 ALL_EDITS = EDITS + PLANTED_EDITS  # the order of every table and chart

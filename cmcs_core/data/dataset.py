@@ -167,15 +167,29 @@ def load_split(
     max_samples: int | None = None,
     captions: dict[str, str] | None = None,
 ) -> Split:
-    """Read one split (or TSV path) and attach its visual source.
-
-    Pixels when files.image_dir is set, else captions (+ face descriptions). Rows whose image
-    has no caption or file raise MissingVisualError unless drop_missing is set.
-    """
+    """Read one split (or TSV path) and attach its visual source (attach_visual)."""
     path = files.split_path(split)
     samples = read_tsv(path)
     if max_samples is not None:
         samples = samples[:max_samples]
+    name = split if split in files.splits else Path(split).stem
+    return attach_visual(files, samples, path, name, use_faces, drop_missing, captions)
+
+
+def attach_visual(
+    files: DatasetFiles,
+    samples: list[Sample],
+    path: Path,
+    name: str,
+    use_faces: bool = False,
+    drop_missing: bool = False,
+    captions: dict[str, str] | None = None,
+) -> Split:
+    """Rows (from a file, or held in memory: `path` names them in errors) with their visual source.
+
+    Pixels when files.image_dir is set, else captions (+ face descriptions). Rows whose image
+    has no caption or file raise MissingVisualError unless drop_missing is set.
+    """
     missing: list[Sample] = []
     if files.image_dir is not None:
         source = "pixels"
@@ -208,7 +222,7 @@ def load_split(
         samples = [s for s in samples if id(s) not in lost]
     label_sets = image_label_sets(samples)
     return Split(
-        name=split if split in files.splits else Path(split).stem,
+        name=name,
         path=path,
         samples=samples,
         visual_source=source,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from cmcs_core.io import atomic_write_text
 
@@ -49,30 +50,36 @@ def read_tsv(path: str | Path) -> list[Sample]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"TSV file not found: {path}")
-    samples: list[Sample] = []
     with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        for line_no, row in enumerate(reader, start=1):
-            if line_no == 1 and row and row[0].strip().lower() == "index":
-                continue  # header
-            if not row or all(not c.strip() for c in row):
-                continue
-            where = f"{path}:{line_no}"
-            if len(row) != 5:
-                raise TSVFormatError(
-                    f"{where}: expected 5 tab-separated columns "
-                    f"(index, label, image, tweet with $T$, target), got {len(row)}"
-                )
-            index, label, image_id, tweet, target = (c.strip() for c in row)
-            if TARGET_TOKEN not in tweet:
-                raise TSVFormatError(f"{where}: tweet has no {TARGET_TOKEN} placeholder: {tweet[:80]!r}")
-            if not target:
-                raise TSVFormatError(f"{where}: empty target phrase")
-            if not image_id:
-                raise TSVFormatError(f"{where}: empty image file name")
-            samples.append(Sample(index, _parse_label(label, where), image_id, tweet, target, line_no))
+        return parse_tsv(handle, str(path))
+
+
+def parse_tsv(lines: Iterable[str], name: str) -> list[Sample]:
+    """Parse the rows of a TSV held in memory (an upload: nothing is written to disk); errors name
+    `name:line`, as read_tsv's name the file."""
+    samples: list[Sample] = []
+    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+    for line_no, row in enumerate(reader, start=1):
+        if line_no == 1 and row and row[0].strip().lower() == "index":
+            continue  # header
+        if not row or all(not c.strip() for c in row):
+            continue
+        where = f"{name}:{line_no}"
+        if len(row) != 5:
+            raise TSVFormatError(
+                f"{where}: expected 5 tab-separated columns "
+                f"(index, label, image, tweet with $T$, target), got {len(row)}"
+            )
+        index, label, image_id, tweet, target = (c.strip() for c in row)
+        if TARGET_TOKEN not in tweet:
+            raise TSVFormatError(f"{where}: tweet has no {TARGET_TOKEN} placeholder: {tweet[:80]!r}")
+        if not target:
+            raise TSVFormatError(f"{where}: empty target phrase")
+        if not image_id:
+            raise TSVFormatError(f"{where}: empty image file name")
+        samples.append(Sample(index, _parse_label(label, where), image_id, tweet, target, line_no))
     if not samples:
-        raise TSVFormatError(f"{path}: no samples found")
+        raise TSVFormatError(f"{name}: no samples found")
     return samples
 
 

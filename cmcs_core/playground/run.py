@@ -12,6 +12,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 from cmcs_core.config import METHODS, RunConfig, apply_method
 from cmcs_core.data.counterfactual import ALL_EDITS, PLANTED_EDITS
@@ -36,6 +37,7 @@ DEFAULT_METHODS = ("cmcs", "text_only")
 # keep it a short run (its point is the inspector and the cell masks, not the tables).
 PIXEL_OVERRIDES = {"model.hidden_dim": 64, "train.H": 10}
 PIXEL_EPOCHS = 3
+Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what just ran)
 
 # Presets: a dataset that tells one story and the runs that show it side by side (`--preset NAME`).
 # "target-cue": every tweet has two or three targets, every clause carries a planted word that goes
@@ -156,7 +158,26 @@ def run_name(method: str, seed: int, visual_model: str, variant: str | None = No
     return f"{prefix}_{method}{f'+{variant}' if variant else ''}{'' if visual_model == 'caption' else '_pixels'}_s{seed}"
 
 
-def playground_main(args: argparse.Namespace) -> list[Path]:
+def training_plan(args: argparse.Namespace) -> list[tuple[str, str, str | None]]:
+    """The (visual model, method, variant) of each run the command trains, in order."""
+    visual_models = [args.visual_model] if isinstance(args.visual_model, str) else args.visual_model
+    variant = getattr(args, "variant", None)
+    preset = getattr(args, "preset", None)
+    if preset:
+        return ([("caption", m, variant) for m in args.methods] if variant
+                else [("caption", m, v) for m, v in PRESETS[preset]["runs"]])
+    plan = [(v, m, variant) for v in visual_models for m in args.methods]
+    # a run that reads no visual input is the same whatever the visual source: train it once
+    reads_visual = {m: METHODS[m].get("use_visual", True) for m in args.methods}
+    return [(v, m, x) for v, m, x in plan if reads_visual[m] or v == visual_models[0]]
+
+
+def _epochs(args: argparse.Namespace, visual_model: str) -> int:
+    return args.epochs if visual_model == "caption" else getattr(args, "pixel_epochs", PIXEL_EPOCHS)
+
+
+def playground_main(args: argparse.Namespace, on_epoch: Callable[[str], None] | None = None) -> list[Path]:
+    """Generate the dataset, train and score each run of the plan; `on_epoch(run name)` after each epoch."""
     from cmcs_core.playground.score import score_run
     from cmcs_core.train.trainer import train
 
@@ -169,23 +190,14 @@ def playground_main(args: argparse.Namespace) -> list[Path]:
     if args.generate_only:
         return []
     runs = []
-    visual_models = [args.visual_model] if isinstance(args.visual_model, str) else args.visual_model
     extensions = {"mask_granularity": getattr(args, "mask_granularity", "element"),
                   "mask_sparsity": getattr(args, "mask_sparsity", 0.0)}
-    variant = getattr(args, "variant", None)
-    plan = [(v, m, variant) for v in visual_models for m in args.methods]
-    # a run that reads no visual input is the same whatever the visual source: train it once
-    reads_visual = {m: METHODS[m].get("use_visual", True) for m in args.methods}
-    plan = [(v, m, x) for v, m, x in plan if reads_visual[m] or v == visual_models[0]]
-    if preset:
-        plan = ([("caption", m, variant) for m in args.methods] if variant
-                else [("caption", m, v) for m, v in PRESETS[preset]["runs"]])
-    for visual_model, method, variant in plan:
+    for visual_model, method, variant in training_plan(args):
         cpu = time.process_time()
-        epochs = args.epochs if visual_model == "caption" else getattr(args, "pixel_epochs", PIXEL_EPOCHS)
-        cfg = run_config(data_dir, method, args.seed, epochs, visual_model, variant, **extensions)
+        cfg = run_config(data_dir, method, args.seed, _epochs(args, visual_model), visual_model, variant, **extensions)
         out = Path(args.runs_dir) / run_name(method, args.seed, visual_model, variant, preset)
-        metrics = train(cfg, out, progress=not args.quiet)
+        metrics = train(cfg, out, progress=not args.quiet,
+                        on_epoch=None if on_epoch is None else lambda row, name=out.name: on_epoch(name))
         score = score_run(out, data_dir)  # the truth-scored masks travel with the run (for the app)
         atomic_write_json(out / "playground_score.json", score)
         acc = {k: "n/a" if v is None else f"{v:.3f}" for k, v in score["accuracy"].items()}
@@ -196,13 +208,51 @@ def playground_main(args: argparse.Namespace) -> list[Path]:
     return runs
 
 
+def make_playground(args: argparse.Namespace, on_progress: Progress | None = None) -> list[Path]:
+    """What `cmcs playground` does: generate, train and score the runs, then stress-test the captions runs.
+    `on_progress(done, total, what)` after each epoch and each stress edit, so a caller (the app's Tour)
+    can draw a bar; the steps are known before the first one runs."""
+    from cmcs_core.stress import stress_runs  # torch: imported by the commands that need it
+
+    plan = training_plan(args)
+    stressed = sum(v == "caption" for v, _, _ in plan) if getattr(args, "stress", True) and not args.generate_only else 0
+    total = (0 if args.generate_only else sum(_epochs(args, v) for v, _, _ in plan)) + stressed * len(stress_edits(args))
+    done = 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, total, what)
+
+    if on_progress is not None:
+        on_progress(0, total, "generating the dataset and encoding its text")
+    runs, edits = stress_plan(args, playground_main(args, on_epoch=lambda name: step(f"trained an epoch of {name}")))
+    if runs:
+        stress_runs(runs, edits, args.quiet, on_edit=lambda name, edit: step(f"stress-tested {name}: {edit}"))
+    return runs
+
+
+def preset_arguments(preset: str, runs_dir: str | Path, data_out: str | Path, seed: int = 0) -> argparse.Namespace:
+    """The arguments of `cmcs playground --preset PRESET --runs-dir RUNS_DIR --data-out DATA_OUT --quiet`: what
+    the app trains from a button is exactly what the printed command trains."""
+    parser = argparse.ArgumentParser()
+    add_playground_args(parser)
+    return parser.parse_args(["--preset", preset, "--runs-dir", str(runs_dir), "--data-out", str(data_out),
+                              "--seed", str(seed), "--quiet"])
+
+
 def stress_plan(args: argparse.Namespace, runs: list[Path]) -> tuple[list[Path], tuple[str, ...]]:
     """Which of the command's runs to stress-test, and with which edits: the captions runs (a pixel run
     re-encodes its images for every edit), with the planted-truth edits (a preset's: the clause edits too).
     The CLI runs them (cmcs_core.stress.stress_runs) after the trainings."""
     if not getattr(args, "stress", True):
         return [], ()
-    preset = getattr(args, "preset", None)
-    edits = getattr(args, "stress_edits", None) or (PRESET_STRESS_EDITS if preset else STRESS_EDITS)
     captions = [r for r in runs if RunConfig.load(r / "config.json").encoder.visual_model == "caption"]
-    return captions, tuple(edits)
+    return captions, stress_edits(args)
+
+
+def stress_edits(args: argparse.Namespace) -> tuple[str, ...]:
+    """--stress-edits, else the planted-truth edits (a preset's: the clause edits too)."""
+    preset = getattr(args, "preset", None)
+    return tuple(getattr(args, "stress_edits", None) or (PRESET_STRESS_EDITS if preset else STRESS_EDITS))

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from cmcs_core.command import cli_command
 from cmcs_core.data.counterfactual import ALL_EDITS
 from cmcs_core.playground.run import PRESETS, run_name
 from cmcs_core.report.analyses import TEXT_ROLES
@@ -89,11 +90,21 @@ def story_frame(runs: list[Run], split: str = "test") -> pd.DataFrame:
             res = entry.get(edit, {})
             row[f"flip_{edit}"] = res.get("flip_rate") if res.get("applies") else None
             row[f"flip_{edit}_ci"] = res.get("flip_ci") if res.get("applies") else None
+            row[f"flip_{edit}_why"] = (None if res.get("applies") else res.get("reason")
+                                       or ("not run on this run" if entry else "not stress-tested"))
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
     return frame.sort_values(["data", "visual_source", "method", "variant"], key=lambda c: c.astype(str)).reset_index(drop=True)
+
+
+def playground_kind(config: dict) -> str:
+    """What a playground folder is, from its generator config (meta.json): a preset's, or the first run's."""
+    for name, preset in PRESETS.items():
+        if all(config.get(k) == v for k, v in preset["generator"].items() if not k.startswith("n_")):
+            return f"{name} playground"
+    return "first-run playground"
 
 
 def preset_runs(runs_dir: str | Path, preset: str, seed: int = 0) -> dict[str, Path]:
@@ -104,8 +115,17 @@ def preset_runs(runs_dir: str | Path, preset: str, seed: int = 0) -> dict[str, P
     return out
 
 
+def preset_data_dir(runs_dir: str | Path, preset: str) -> Path:
+    """Where the app puts a preset's dataset: beside the runs folder (runs/ -> playground/target_cue, where the
+    command puts it by default)."""
+    return Path(runs_dir).parent / PRESETS[preset]["data_out"]
+
+
 def preset_command(preset: str, runs_dir: str | Path) -> str:
-    return f"python -m cmcs_core playground --preset {preset} --runs-dir {runs_dir}"
+    """The command that trains a preset's runs into runs_dir, the dataset where the app's button puts it."""
+    data = preset_data_dir(runs_dir, preset)
+    return cli_command("playground", "--preset", preset, "--runs-dir", runs_dir,
+                       *(() if data == PRESETS[preset]["data_out"] else ("--data-out", data)))
 
 
 def example_tweet(data_dir: str | Path, split: str = "test", min_targets: int = 2) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from cmcs_core.command import cli_command
 from cmcs_core.config import METHOD_TITLES
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.report.machinery import curvature, machinery, machinery_markdown, phi_ratio_last
@@ -232,7 +233,7 @@ def playground(runs: list[Run]) -> pd.DataFrame:
 def playground_markdown(frame: pd.DataFrame) -> str:
     """Mean ± std over seeds per variant: accuracy and gates in percent (a gate of 50% lets half through)."""
     if frame.empty:
-        return "No playground run (make them with `cmcs playground`).\n"
+        return f"No playground run (make them with `{cli_command('playground')}`).\n"
     columns = {"acc": "test acc", "acc_cue_against_label": "acc, cue against label",
                "acc_image_cue_against_label": "acc, image cue against label",
                **{f"gate:{r}": f"gate: {t}" for r, t in TEXT_ROLES.items()},

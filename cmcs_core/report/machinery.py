@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cmcs_core.command import cli_command
 from cmcs_core.report.regime import Variant
 from cmcs_core.runs.reader import Run, RunReadError
 
@@ -58,7 +59,8 @@ def machinery_summary(run: Run) -> dict[str, object]:
     missing = [c for c in NEEDED if c not in b]
     if missing:
         raise RunReadError(f"{run.path}: the batches log has no {', '.join(missing)} (trained before issue 15's "
-                           f"logging; retrain with `cmcs train --config {run.path / 'config.json'}` in a new folder)")
+                           f"logging; retrain with `{cli_command('train', '--config', run.path / 'config.json')}` in a "
+                           "new folder)")
     t = cfg.train
     first, last = b[b.epoch == b.epoch.min()], b[b.epoch == b.epoch.max()]
     upper = b[b.hypergrad_norm.notna()] if "hypergrad_norm" in b else b.iloc[:0]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from cmcs_core.config import METHOD_ORDER, METHOD_TITLES, RunConfig, TrainConfig
 from cmcs_core.runs.describe import visual_input_of
-from cmcs_core.variants import VARIANTS, variant_flags
+from cmcs_core.variants import VARIANT_TITLES, VARIANTS, variant_flags
 
 Text = str | Callable[[Any, RunConfig], str]  # a template ("{value} pooling") or a function of (value, config)
 
@@ -110,7 +110,7 @@ def changes_of(cfg: RunConfig) -> tuple[Change, ...]:
     if named is None:
         return changes
     name, fields = named
-    phrase = f"the {name.replace('_', '-')} variant"
+    phrase = VARIANT_TITLES[name]
     return (Change("variant", f"+{name}", phrase, phrase, True), *(c for c in changes if c.field not in fields))
 
 

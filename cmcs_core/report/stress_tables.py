@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cmcs_core.command import cli_command
 from cmcs_core.data.counterfactual import ALL_EDITS
 from cmcs_core.report.regime import Regime, Variant, percent, seeds_mean_std
 from cmcs_core.runs.reader import Run
@@ -59,7 +60,7 @@ def stress_tables(found: pd.DataFrame, reference: str = "cmcs") -> str:
     target awareness where the runs have it); the reference method minus each other method paired
     by seed; each variant minus its base by seed."""
     if found.empty:
-        return "No stress results found (run `python -m cmcs_core stress --run RUN`).\n"
+        return f"No stress results found (run `{cli_command('stress', '--run', 'RUN')}`).\n"
     found = percent(found, FRACTIONS)
     reference = Variant(reference)
     out = []
@@ -88,7 +89,7 @@ def stress_tables(found: pd.DataFrame, reference: str = "cmcs") -> str:
     notes = "".join(f"- {r.method}, {r.edit}: not run — {r.reason}\n" for r in na.itertuples())
     awareness_note = ("All targets right / one label for all: on the tweets of the split with targets of different "
                       "gold labels, the share with every target right and the share given one single label (%), "
-                      "mean ± std over seeds (`cmcs analyse targets`).\n" if awareness_shown else "")
+                      f"mean ± std over seeds (`{cli_command('analyse', 'targets', 'RUNS')}`).\n" if awareness_shown else "")
     return ("\n".join(out) + "\nFlip rate: share of edited rows whose predicted label changes (%), mean ± std over "
             "seeds (no ± with one seed); test acc: the run's test accuracy (%). Paired cells list seeds in "
             "ascending order.\n" + awareness_note

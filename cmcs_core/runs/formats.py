@@ -29,6 +29,11 @@ from cmcs_core.io import atomic_save, atomic_write_json
 TABLE_SUFFIXES = (".parquet", ".csv")  # new format first
 STRESS_FILE = "stress.json"
 STRESS_DIR = "stress"
+
+
+def edited_images_dir(split_dir: Path, edit: str) -> Path:
+    """Where a stress edit that draws new pictures (swap_image_cue on a pixel run) keeps them, beside its rows."""
+    return Path(split_dir) / f"{edit}_images"
 MASK_COLUMNS = ("tokens", "mask", "visual_tokens", "visual_mask", "caption")
 _GRID_KEY = b"cmcs_grid"
 

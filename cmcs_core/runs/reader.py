@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cmcs_core.command import cli_command
 from cmcs_core.config import METHOD_TITLES, RunConfig
-from cmcs_core.data.dataset import dataset_files
+from cmcs_core.data.dataset import dataset_files, load_json_map
 from cmcs_core.data.tsv import read_tsv
 from cmcs_core.robustness import target_awareness
 from cmcs_core.runs.describe import dataset_name, visual_encoder_is_random, visual_source_of
 from cmcs_core.runs.formats import (
+    edited_images_dir,
     features_path,
     masks_path,
     read_features,
@@ -215,7 +217,7 @@ class Run:
             rows = pd.read_csv(path, keep_default_na=False, dtype={"index": str})
         except FileNotFoundError as err:
             raise RunReadError(f"{self.path}: missing {rows_file} "
-                               f"(rerun `python -m cmcs_core stress --run {self.path}`)") from err
+                               f"(rerun `{cli_command('stress', '--run', self.path)}`)") from err
         except (OSError, ValueError, pd.errors.ParserError) as err:
             raise RunReadError(f"{path}: cannot read ({err})") from err
         if all(c in rows for c in FLIPPED_BY_REFERENCE):
@@ -249,6 +251,20 @@ class Run:
             if cand and Path(cand).expanduser().is_dir():
                 return Path(cand).expanduser()
         return None
+
+    def captions(self) -> dict[str, str]:
+        """The dataset's caption of each image id ({} without a captions file): what a captions run read."""
+        try:
+            files = dataset_files(self.cfg.data.dataset, self.cfg.data.data_dir)
+            return load_json_map(files.captions) if files.captions is not None else {}
+        except (OSError, ValueError):
+            return {}
+
+    def edited_image(self, rows_file: str, edit: str, image_id: str) -> Path | None:
+        """The picture a stress edit drew for a row (swap_image_cue on a pixel run), kept beside the edit's
+        rows in this folder; None where the edit drew none."""
+        path = edited_images_dir((self.path / rows_file).parent, edit) / Path(image_id).name
+        return path if path.is_file() else None
 
     def split_samples(self, split: str) -> list:
         """One split's samples from the run's dataset; needs the dataset on disk."""
