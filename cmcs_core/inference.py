@@ -108,7 +108,8 @@ class Predictor:
         """(word pieces the text encoder reads, word pieces of the whole input): a tweet longer than the run's
         max_length is cut, and the part after the cut never reaches the model."""
         tok = self.pipe.text_encoder.tokenizer
-        text = mask_target(tweet, target).replace(TARGET_TOKEN, target.strip())
+        sample = Sample("0", 1, "input-image", mask_target(tweet, target), target.strip(), 1)
+        text = sample.marked_text if self.cfg.encoder.mark_target else sample.text
         total = len(tok(text, target.strip(), truncation=False)["input_ids"])
         return min(total, self.cfg.encoder.max_length), total
 
