@@ -77,6 +77,8 @@ class EncoderConfig:
     # Beyond the paper, opt-in: the image's caption also goes into the text encoder's input,
     # `[CLS] tweet [SEP] target [SEP] caption [SEP]`, as CapTrBERT reads it (needs captions)
     caption_in_text: bool = False
+    # Opt-in: the target's mention in the tweet is put between markers, `... [ Obama ] and Romney ...`
+    mark_target: bool = False
 
 
 @dataclass

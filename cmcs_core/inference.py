@@ -126,11 +126,14 @@ class Predictor:
         clause included when the target is mentioned late."""
         tok = self.pipe.text_encoder.tokenizer
         masked, name = mask_target(tweet, target), target.strip()
-        text = masked.replace(TARGET_TOKEN, name)
+        sample = Sample("0", 1, "input-image", masked, name, 1)
+        marked = self.cfg.encoder.mark_target
+        text = sample.marked_text if marked else sample.text
         total = len(tok(text, name, truncation=False)["input_ids"])
         count = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
         tweet_budget = self.cfg.encoder.max_length - count(name) - 3  # [CLS] tweet [SEP] target [SEP]
-        mention_end = count(masked.split(TARGET_TOKEN, 1)[0] + name)
+        head = Sample("0", 1, "input-image", masked.split(TARGET_TOKEN, 1)[0] + TARGET_TOKEN, name, 1)
+        mention_end = count(head.marked_text if marked else head.text)
         return Pieces(min(total, self.cfg.encoder.max_length), total, tweet_budget, mention_end)
 
     @torch.no_grad()

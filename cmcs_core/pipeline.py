@@ -169,7 +169,7 @@ class Pipeline:
         layer = -1 if enc.finetune_layers == -1 else self.text_encoder.num_layers - enc.finetune_layers
         used = self.precision.used
         text = extract_text(self.text_encoder, split, layer, enc.max_length, cache=cache, progress=progress,
-                            caption_in_text=enc.caption_in_text, precision=used)
+                            caption_in_text=enc.caption_in_text, precision=used, mark_target=enc.mark_target)
         visual = None
         if self.cfg.model.use_visual:
             if self.image_encoder is not None:

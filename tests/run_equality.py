@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from cmcs_core.runs.formats import read_table, table_path
 
 TIMING = ["seconds", "samples_per_s"]
-VARYING_METRICS = ("train_seconds", "precision")  # precision holds the probe's timings; config.json the choice
+VARYING_METRICS = ("train_seconds", "cpu_seconds", "precision")  # precision holds the probe's timings; config.json the choice
 
 
 def assert_same_run(got: Path, ref: Path) -> None:

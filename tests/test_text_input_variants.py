@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 from fake_runs import fake_run
@@ -178,3 +179,27 @@ def test_a_new_opt_in_is_one_registry_entry(monkeypatch):
     assert Variant.of(cfg).key == "cmcs +pool-target +clip-5.0"
     assert Regime.of(cfg).title == "minilm, frozen, visual = captions, fp32, target pooling, hypergradient clipped at 5.0"
     assert Regime.of(fake_run("cmcs", 1, 0.5).cfg).changes == ()
+
+
+def test_mark_target_puts_markers_around_this_rows_mention(text_encoder) -> None:
+    """`--mark-target`: the tweet's mention of the row's own target sits between the markers, so two rows of one
+    tweet with different targets differ inside the tweet too; mention pooling still finds the mention."""
+    from cmcs_core.data.tsv import TARGET_MARKERS
+    from cmcs_core.model.mfs import mention_tokens
+
+    rows = [Sample("1", 2, "img", "$T$ and Pat Smith debate tonight", "Lee Jones", 1),
+            Sample("2", 0, "img", "Lee Jones and $T$ debate tonight", "Pat Smith", 2)]
+    split = Split("marked", None, rows, "captions", ["two people"] * 2, None, np.zeros((2, 3)))
+    tok = text_encoder.tokenizer
+    plain = extract_text(text_encoder, split, -1, 64, cache=False, progress=False)
+    marked = extract_text(text_encoder, split, -1, 64, cache=False, progress=False, mark_target=True)
+    open_id, close_id = tok.convert_tokens_to_ids(list(TARGET_MARKERS))
+    for i, target in enumerate(["lee jones", "pat smith"]):
+        pieces = tok.convert_ids_to_tokens(marked.input_ids[i][marked.attention_mask[i].bool()].tolist())
+        first = pieces.index(TARGET_MARKERS[0])
+        assert " ".join(pieces[first + 1 : pieces.index(TARGET_MARKERS[1])]) == " ".join(tok.tokenize(target))
+        assert open_id not in plain.input_ids[i].tolist() and close_id not in plain.input_ids[i].tolist()
+    special = tok.all_special_ids
+    found = mention_tokens(marked.input_ids, marked.attention_mask, tok.sep_token_id, special)
+    assert found.sum(1).tolist() == [len(tok.tokenize("lee jones")), len(tok.tokenize("pat smith"))]
+    assert not torch.equal(marked.input_ids[0], marked.input_ids[1][: marked.input_ids.shape[1]])

@@ -15,6 +15,7 @@ from cmcs_core.io import atomic_write_text
 
 LABEL_NAMES = ("negative", "neutral", "positive")
 TARGET_TOKEN = "$T$"
+TARGET_MARKERS = ("[", "]")  # rare in tweets, one word piece each in BERT-style vocabularies
 
 
 class TSVFormatError(ValueError):
@@ -34,6 +35,12 @@ class Sample:
     def text(self) -> str:
         """The tweet with the target put back, as the encoder reads it."""
         return self.tweet.replace(TARGET_TOKEN, self.target)
+
+    @property
+    def marked_text(self) -> str:
+        """The tweet with the target put back between markers (`--mark-target`): in a tweet with several targets
+        every layer, the frozen ones too, then sees which words this row is about."""
+        return self.tweet.replace(TARGET_TOKEN, f"{TARGET_MARKERS[0]} {self.target} {TARGET_MARKERS[1]}")
 
 
 def _parse_label(raw: str, where: str) -> int:

@@ -83,11 +83,11 @@ def text_pairs(encoder: TextEncoder, split: Split, caption_in_text: bool = False
 
 def extract_text(
     encoder: TextEncoder, split: Split, layer: int, max_length: int, batch_size: int = 64, cache: bool = True,
-    progress: bool = True, caption_in_text: bool = False, precision: str = "fp32",
+    progress: bool = True, caption_in_text: bool = False, precision: str = "fp32", mark_target: bool = False,
 ) -> TextFeatures:
     """Token ids + hidden states after `layer` layers for `[CLS] tweet [SEP] target [SEP]`
     (`... target [SEP] caption [SEP]` with caption_in_text), computed in `precision`."""
-    texts = [s.text for s in split.samples]
+    texts = [s.marked_text if mark_target else s.text for s in split.samples]
     targets = text_pairs(encoder, split, caption_in_text)
     enc = encoder.tokenize(texts, targets, max_length=max_length, truncation="longest_first" if caption_in_text else None)
 

@@ -65,6 +65,7 @@ def _augmentation_phrase(value, cfg: RunConfig, amount: bool = True) -> str:
 OPT_INS = (
     OptIn("model.pooling", "mean", "+pool-{value}", "{value} pooling"),
     OptIn("encoder.caption_in_text", False, "+caption-in-text", "caption in the text input"),
+    OptIn("encoder.mark_target", False, "+marked", "target marked in the tweet"),
     OptIn("data.augment_clauses", 0.0, _augmentation_tag, _augmentation_phrase,
           label=lambda value, cfg: _augmentation_phrase(value, cfg, amount=False), paired=False),
     OptIn("model.mask_granularity", "element", "+gates-{value}", "one gate per {value}"),

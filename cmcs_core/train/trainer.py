@@ -144,6 +144,7 @@ class Trainer:
         self.progress = progress
         self.on_epoch = on_epoch
         self.overwrite = overwrite
+        self._cpu_start = time.process_time()  # fit() restarts it; metrics.json's cpu_seconds
         check_select_on(cfg.train.select_on)  # fail before any work, not after the first epoch
         cfg.validate()
         device = resolve_device(cfg.train.device)
@@ -367,6 +368,7 @@ class Trainer:
         """Train (or resume) and write the run folder. train.num_threads holds only while fitting:
         the caller's torch thread count is restored afterwards, so a library call never changes it."""
         n = self.cfg.train.num_threads
+        self._cpu_start = time.process_time()
         with torch_threads(n) if n else contextlib.nullcontext():
             return self._fit()
 
@@ -477,6 +479,9 @@ class Trainer:
             "selected_on": self.cfg.train.select_on,
             "epochs_run": len(self.epoch_rows),
             "train_seconds": float(sum(r["seconds"] for r in self.epoch_rows)),
+            # this process's CPU time for the whole call (features, epochs, outputs; this call only when resumed):
+            # with one thread, the time on a dedicated core, whatever else the machine ran
+            "cpu_seconds": time.process_time() - self._cpu_start,
         }
         for tag, data in (("dev", self.dev_data), ("test", self.test_data)):
             if data is not None:
