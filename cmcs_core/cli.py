@@ -20,7 +20,7 @@ from cmcs_core.data.dataset import split_tag
 from cmcs_core.data.images import load_image
 from cmcs_core.flags import OneLineParser, add_config_flags, add_overwrite_flag, config_from_args, default_run_dir
 from cmcs_core.io import atomic_write_json
-from cmcs_core.playground.run import add_playground_args, make_playground
+from cmcs_core.playground.run import add_playground_args, first_run, make_playground
 from cmcs_core.report.analyses import ANALYSES
 from cmcs_core.report.stress_tables import collect_stress, stress_tables
 from cmcs_core.report.tables import markdown_tables, paired_differences, runs_frame
@@ -143,7 +143,7 @@ def cmd_analyse(args: argparse.Namespace) -> None:
 
 
 def cmd_playground(args: argparse.Namespace) -> None:
-    make_playground(args)
+    (first_run if args.first_run else make_playground)(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

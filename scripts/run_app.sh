@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the CMCS app; with no run under the runs folder, first make the playground runs
 # (synthetic dataset, a CMCS run and a text-only run on captions, a CMCS run on the images' pixels
-# with EfficientNet-Lite0, the captions runs stress-tested with the planted-truth edits; see
+# with EfficientNet-Lite0, the captions runs stress-tested with the planted-truth edits; then the
+# target-cue preset's text-only, CMCS and target-aware runs for the Tour's section 5; see
 # bench/results/first_run.json for its CPU time; progress shown).
 #   scripts/run_app.sh [extra streamlit args]      env: CMCS_RUNS_DIR (default runs), PYTHON, HOST
 # HOST (default 127.0.0.1) is the address the server listens on. Any other address (HOST=0.0.0.0 to
@@ -13,12 +14,9 @@ PYTHON="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo pyt
 RUNS_DIR="${CMCS_RUNS_DIR:-runs}"
 export CMCS_RUNS_DIR="$RUNS_DIR" HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 if ! find "$RUNS_DIR" -maxdepth 3 -name metrics.json 2>/dev/null | grep -q .; then
-  echo "No finished run under $RUNS_DIR: making the playground runs first (python -m cmcs_core playground:" \
-       "a captions run and a pixel run)..."
-  "$PYTHON" -m cmcs_core playground --runs-dir "$RUNS_DIR"
-  # The target-cue runs of the Tour's section 5 train from its button (or `.venv/bin/cmcs playground --preset
-  # target-cue --runs-dir runs`); to make them on the first run as well, add here:
-  #   "$PYTHON" -m cmcs_core playground --preset target-cue --runs-dir "$RUNS_DIR"
+  echo "No finished run under $RUNS_DIR: making the playground runs first (python -m cmcs_core playground" \
+       "--first-run: a captions run, a pixel run, then the target-cue preset's runs)..."
+  "$PYTHON" -m cmcs_core playground --first-run --runs-dir "$RUNS_DIR"
 fi
 # The committed benchmark runs (docs/results.md; no checkpoints, so not in the inspector).
 if [ -d results ] && [ ! -e "$RUNS_DIR/results" ]; then

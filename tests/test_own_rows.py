@@ -146,3 +146,19 @@ def test_printed_commands_parse_and_use_the_venvs_cmcs():
         assert words[0] == CLI
         assert isinstance(build_parser().parse_args(words[1:]), argparse.Namespace)
     assert "--data-out" not in preset_command("target-cue", "runs")  # the command's own default place
+
+
+def test_first_run_trains_the_playground_then_the_target_cue_preset_beside_it(tmp_path, monkeypatch):
+    """`cmcs playground --first-run` (what `make app` runs where no run exists): the command's own runs, then the
+    target-cue preset's into the same runs folder, its data beside the playground's, never over it."""
+    from cmcs_core import cli
+    from cmcs_core.playground import run as playground
+
+    calls = []
+    monkeypatch.setattr(playground, "make_playground", lambda args, on_progress=None: calls.append(args) or [])
+    args = cli.build_parser().parse_args(["playground", "--first-run", "--runs-dir", str(tmp_path / "runs"),
+                                          "--data-out", str(tmp_path / "pg" / "data"), "--seed", "3"])
+    args.func(args)
+    assert [getattr(a, "preset", None) for a in calls] == [None, playground.FIRST_RUN_PRESET]
+    assert {a.runs_dir for a in calls} == {str(tmp_path / "runs")} and calls[1].seed == 3
+    assert calls[1].data_out == str(tmp_path / "pg" / "target_cue") and not calls[1].quiet

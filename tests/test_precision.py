@@ -126,6 +126,19 @@ def test_bf16_training_records_its_precision_and_reproduces(tiny_config_factory,
     assert gap.max() > 0 and gap.mean() < 0.05
     assert (p16.pred == p32.pred).mean() >= 0.8
 
+    # `cmcs analyse precision` pairs the two (the reproduction is a third bf16 run of the same config: not paired
+    # twice) and reads the same figures back
+    from cmcs_core.report.precision_pairs import precision_markdown, precision_pairs
+    from cmcs_core.runs.reader import load_run
+
+    pairs = precision_pairs([load_run(tmp_path / r) for r in ("fp32", "bf16")])
+    assert len(pairs) == 1
+    row = pairs.iloc[0]
+    m16, m32 = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("bf16", "fp32"))
+    assert row.test_diff == pytest.approx(m16["test"]["acc"] - m32["test"]["acc"])
+    assert row.agreement == pytest.approx((p16.pred == p32.pred).mean())
+    assert "| 1 |" in precision_markdown(pairs) and ", fp32" not in row.regime
+
 
 def test_auto_is_written_as_what_it_resolved_to(tiny_config_factory, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(prec, "native_bf16", lambda device, flags=None: True)

@@ -56,6 +56,9 @@ PRESETS: dict[str, dict] = {
 }
 
 
+FIRST_RUN_PRESET = "target-cue"
+
+
 def add_playground_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-out", default=str(DEFAULT_DATA), help="where the dataset folder is written")
     p.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="where run folders go")
@@ -92,6 +95,9 @@ def add_playground_args(p: argparse.ArgumentParser) -> None:
                         "instead of the preset's runs")
     p.add_argument("--generate-only", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--first-run", action="store_true",
+                   help=f"what `make app` trains where no run exists: these runs, then the {FIRST_RUN_PRESET} preset's "
+                        "(the Tour's target-aware comparison)")
 
 
 def playground_config(args: argparse.Namespace):
@@ -233,13 +239,23 @@ def make_playground(args: argparse.Namespace, on_progress: Progress | None = Non
     return runs
 
 
-def preset_arguments(preset: str, runs_dir: str | Path, data_out: str | Path, seed: int = 0) -> argparse.Namespace:
+def preset_arguments(preset: str, runs_dir: str | Path, data_out: str | Path, seed: int = 0,
+                     quiet: bool = True) -> argparse.Namespace:
     """The arguments of `cmcs playground --preset PRESET --runs-dir RUNS_DIR --data-out DATA_OUT --quiet`: what
     the app trains from a button is exactly what the printed command trains."""
     parser = argparse.ArgumentParser()
     add_playground_args(parser)
     return parser.parse_args(["--preset", preset, "--runs-dir", str(runs_dir), "--data-out", str(data_out),
-                              "--seed", str(seed), "--quiet"])
+                              "--seed", str(seed)] + (["--quiet"] if quiet else []))
+
+
+def first_run(args: argparse.Namespace) -> list[Path]:
+    """`cmcs playground --first-run`: the command's own runs, then the FIRST_RUN_PRESET preset's beside them, so the
+    Tour's every section has its runs without a terminal (scripts/run_app.sh; bench/bench_first_run.py times it)."""
+    runs = make_playground(args)
+    data_out = Path(args.data_out).parent / PRESETS[FIRST_RUN_PRESET]["data_out"].name  # beside the playground's
+    preset = preset_arguments(FIRST_RUN_PRESET, args.runs_dir, data_out, args.seed, quiet=args.quiet)
+    return runs + make_playground(preset)
 
 
 def stress_plan(args: argparse.Namespace, runs: list[Path]) -> tuple[list[Path], tuple[str, ...]]:

@@ -6,7 +6,8 @@
 - selection: the test accuracy of the epoch each selection rule would keep (epochs.csv);
 - targets: target awareness on tweets with targets of different gold labels (robustness.py);
 - machinery, curvature: what reaches the masks and the scheduler (report/machinery.py);
-- playground: playground runs scored against the planted truth, by variant over seeds.
+- playground: playground runs scored against the planted truth, by variant over seeds;
+- precision: runs that differ only in fp32/bf16, paired (report/precision_pairs.py).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pandas as pd
 from cmcs_core.command import cli_command
 from cmcs_core.config import METHOD_TITLES
 from cmcs_core.data.tsv import LABEL_NAMES
+from cmcs_core.report.precision_pairs import precision_markdown, precision_pairs
 from cmcs_core.report.machinery import curvature, machinery, machinery_markdown, phi_ratio_last
 from cmcs_core.report.regime import Regime, Variant, method_order, seeds_mean_std
 from cmcs_core.runs.reader import Run, RunReadError
@@ -273,4 +275,5 @@ def align_predictions(runs: list[Run], split: str = "test") -> pd.DataFrame:
 
 ANALYSES = {"fusion": (fusion, fusion_markdown), "selection": (selection, selection_markdown),
             "targets": (targets, targets_markdown), "machinery": (machinery, machinery_markdown),
-            "curvature": (curvature, machinery_markdown), "playground": (playground, playground_markdown)}
+            "curvature": (curvature, machinery_markdown), "playground": (playground, playground_markdown),
+            "precision": (precision_pairs, precision_markdown)}
