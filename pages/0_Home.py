@@ -5,7 +5,7 @@ import streamlit as st
 
 from app import glossary, state, widgets
 from cmcs_core.report.regime import percent
-from cmcs_core.report.tables import headline, runs_frame
+from cmcs_core.report.tables import headline, headline_regimes, runs_frame
 from cmcs_core.runs.reader import runs_table
 
 st.title("CMCS lab")
@@ -34,11 +34,16 @@ if not runs:
     widgets.no_runs_message()
     st.stop()
 
-best = headline(runs_frame(runs))
-if best is not None:
-    reg, rows = best
+frame = runs_frame(runs)
+regimes = headline_regimes(frame)
+if regimes:
     st.subheader("Headline")
-    st.markdown(f"Test accuracy (%) in the strongest regime found: **{widgets.md(reg.title)}**. All tables, ablations "
+    chosen = st.selectbox("Regime (encoder, how much of it trains, visual input, precision)", regimes,
+                          format_func=lambda r: r.title, key="home_regime",
+                          help="Strongest first: the base-size encoder before MiniLM, end-to-end fine-tuning before "
+                               "the top layers before frozen. Runs of different regimes are never averaged together.")
+    reg, rows = headline(frame, chosen)
+    st.markdown(f"Test accuracy (%) in **{widgets.md(reg.title)}**. All tables, ablations "
                 "and CMCS paired against each method by seed: *Compare*; flip rates under counterfactual "
                 "edits: *Robustness*.")
     st.dataframe(rows, hide_index=True)

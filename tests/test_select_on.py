@@ -11,7 +11,7 @@ from sklearn.metrics import log_loss
 
 from cmcs_core.config import TrainConfig
 from cmcs_core.report.regime import Regime
-from cmcs_core.report.tables import headline, runs_frame
+from cmcs_core.report.tables import headline, headline_regimes, runs_frame
 from cmcs_core.runs.formats import read_table
 from cmcs_core.train import trainer as trainer_mod
 from cmcs_core.train.trainer import SELECT_ON, Trainer, dev_loss, improves, train
@@ -105,3 +105,10 @@ def test_headline_is_the_strongest_regimes_text_only_and_cmcs() -> None:
     assert by_method.loc["CMCS", "twitter2017"] == "–"
     assert by_method.loc["CapTrBERT (published)", "twitter2017"] == "72.3"
     assert headline(runs_frame([fake_run("cmcs", 1, 0.9, dataset="playground")])) is None
+    # Home offers every benchmark regime with text-only or CMCS runs, strongest first, and tables the one chosen
+    frame = runs_frame(runs)
+    regimes = headline_regimes(frame)
+    assert [r.title.split(",")[0] for r in regimes] == ["mpnet_fp16", "minilm"]
+    minilm, table = headline(frame, regimes[1])
+    assert minilm == regimes[1] and table.set_index("method").loc["CMCS", "twitter2015"] == "90.0 (1 seed)"
+    assert headline_regimes(runs_frame([fake_run("cmcs", 1, 0.9, dataset="playground")])) == []
