@@ -4,6 +4,8 @@ The reading and computing lives in cmcs_core; a reader's error is shown once, an
 """
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -113,6 +115,40 @@ def _predictor(path: str, version: float, threads: int):
 def predictor(run: Run, threads: int = 1):
     """The run's Predictor, loaded once per checkpoint (one thread: see bench/bench_app.py)."""
     return _predictor(str(run.path), stamp(run), threads)
+
+
+# The Inspector's threads: a single short input gains nothing from more, and on a busy 2-core machine two
+# threads made a prediction ~10x slower (bench/bench_app.py measures both).
+APP_THREADS = int(os.environ.get("CMCS_APP_THREADS", "1"))
+
+
+def _image(image_bytes: bytes | None):
+    from cmcs_core.data.images import load_image
+
+    return load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
+
+
+@st.cache_data(show_spinner="Predicting and attributing…", max_entries=64)
+def _explain(path: str, version: float, tweet: str, target: str, caption: str | None,
+             image_bytes: bytes | None) -> dict:
+    from cmcs_core.explain import explain
+
+    pred = _predictor(path, version, APP_THREADS)
+    return explain(pred, tweet, target, caption=caption, image=_image(image_bytes))
+
+
+@st.cache_data(show_spinner="Predicting the edited input…", max_entries=64)
+def _predict(path: str, version: float, tweet: str, target: str, caption: str | None,
+             image_bytes: bytes | None) -> dict:
+    pred = _predictor(path, version, APP_THREADS)
+    return pred.predict(tweet, target, caption=caption, image=_image(image_bytes))
+
+
+def inspect(run: Run, tweet: str, target: str, caption: str | None, image_bytes: bytes | None,
+            attribute: bool = True) -> dict:
+    """One input through the run (cmcs_core.explain.explain); ValueError for an input it cannot read.
+    attribute=False: the prediction only, no attributions (a counterfactual needs no more; seconds saved)."""
+    return (_explain if attribute else _predict)(str(run.path), stamp(run), tweet, target, caption, image_bytes)
 
 
 @st.cache_data(show_spinner="Measuring what the mask does to each token…", max_entries=64)

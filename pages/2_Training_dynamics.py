@@ -142,7 +142,7 @@ st.caption("Within an epoch, batches with a larger causal effect get a larger we
 
 # -- the selection machinery: does the mask move, does the upper level ask for anything ---------------
 st.subheader("Does the selection machinery engage?")
-MACHINERY = {  # panel -> (columns, y title, y range or "log"), logged since issue 15; older runs lack them
+MACHINERY = {  # panel -> (columns, y title, y range or "log"), runs logged before these columns lack them
     "Gradient norms per batch (lower level)": (["grad_norm", "mask_grad_norm"], "norm (log)", "log"),
     "Text gates per batch": (["mask_mean", "mask_token_std"], "gate (absolute 0…1)", (0.0, 1.0)),
     "Upper level, per upper step": (["dev_train_cos"], "cos(∇L_dev, ∇L_train)", (-1.0, 1.0)),

@@ -1,7 +1,7 @@
 """Committed run folders: converted to the compact formats, without checkpoints, with per-sample
 extras only where the app needs them, and text kept by reference where the data gives it back
 (results/README.md has the policy and the budget). scripts/compact_runs.py, scripts/pack_stress.py
-and bench/pack_runs.py are the commands; every converted file is read back and compared first.
+and scripts/pack_runs.py are the commands; every converted file is read back and compared first.
 """
 from __future__ import annotations
 
@@ -15,8 +15,20 @@ from pathlib import Path
 import pandas as pd
 
 from cmcs_core.io import atomic_save, atomic_write_json
-from cmcs_core.runs.formats import (
+from cmcs_core.runs.files import (
+    BATCHES,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    EPOCHS_FILE,
+    METRICS_FILE,
+    STATE_FILE,
+    STRESS_DIR,
     STRESS_FILE,
+    features_file,
+    masks_stem,
+    predictions_stem,
+)
+from cmcs_core.runs.formats import (
     as_float32,
     read_masks,
     read_stress_report,
@@ -27,9 +39,9 @@ from cmcs_core.runs.formats import (
 from cmcs_core.runs.packed import BY_REFERENCE, FLIPPED_BY_REFERENCE, restore_flipped, restore_text
 from cmcs_core.runs.reader import load_run
 
-NEVER = ("best.safetensors", "last_state.pt", "features_dev.npz", "masks_dev.json", "masks_dev.parquet")
+NEVER = (CHECKPOINT_FILE, STATE_FILE, features_file("dev"), f"{masks_stem('dev')}.json", f"{masks_stem('dev')}.parquet")
 MASK_SEED = 1  # the seed whose masks a committed learned-mask run keeps (the Masks page)
-STRESS_KEEP = ("config.json", "metrics.json", "epochs.csv")
+STRESS_KEEP = (CONFIG_FILE, METRICS_FILE, EPOCHS_FILE)
 
 
 def compact_run(run_dir: str | Path, per_sample: bool = True, features: bool = True,
@@ -42,19 +54,19 @@ def compact_run(run_dir: str | Path, per_sample: bool = True, features: bool = T
     exactly the stored columns. Every converted file is read back and compared first."""
     root = Path(run_dir)
     before = sum(p.stat().st_size for p in root.iterdir() if p.is_file())
-    for stem in ("batches", *(p.stem for p in sorted(root.glob("predictions_*.csv")))):
+    for stem in (BATCHES, *(p.stem for p in sorted(root.glob(f"{predictions_stem('*')}.csv")))):
         old = root / f"{stem}.csv"
         if not old.is_file():
             continue
-        if stem.startswith("predictions_") and not stem.endswith("_test") and not per_sample:
+        if stem.startswith(predictions_stem("")) and stem != predictions_stem("test") and not per_sample:
             old.unlink()
             continue
         frame = read_table(old)
         keep = frame
-        if stem.startswith("predictions_") and samples_of is not None:
+        if stem.startswith(predictions_stem("")) and samples_of is not None:
             slim = frame.drop(columns=[c for c in BY_REFERENCE if c in frame])
             try:
-                back = restore_text(slim, samples_of(stem.removeprefix("predictions_")))
+                back = restore_text(slim, samples_of(stem.removeprefix(predictions_stem(""))))
                 pd.testing.assert_frame_equal(back[list(frame.columns)], frame, check_dtype=False)
                 keep = slim
             except (OSError, ValueError, KeyError, AssertionError):
@@ -62,7 +74,7 @@ def compact_run(run_dir: str | Path, per_sample: bool = True, features: bool = T
         new = write_table(root / f"{stem}.parquet", keep)
         _check_same(keep, read_table(new), new)
         old.unlink()
-    for old in sorted(root.glob("masks_*.json")):
+    for old in sorted(root.glob(f"{masks_stem('*')}.json")):
         if not per_sample:
             old.unlink()
             continue
@@ -73,7 +85,7 @@ def compact_run(run_dir: str | Path, per_sample: bool = True, features: bool = T
             raise ValueError(f"{new}: masks do not read back equal; {old.name} kept")
         old.unlink()
     if not features:
-        for old in root.glob("features_*.npz"):
+        for old in root.glob(features_file("*")):
             old.unlink()
     after = sum(p.stat().st_size for p in root.iterdir() if p.is_file())
     return {"before": before, "after": after}
@@ -102,12 +114,23 @@ def compact_for_commit(run_dir: Path, feature_patterns: list[str]) -> dict[str, 
     """A run folder as results/ keeps it (in place); returns bytes before/after."""
     run = load_run(run_dir)
     masks, features = committed_extras(run_dir, feature_patterns)
-    for name in (*NEVER, "predictions_dev.csv", "predictions_dev.parquet"):
+    for name in (*NEVER, f"{predictions_stem('dev')}.csv", f"{predictions_stem('dev')}.parquet"):
         (run_dir / name).unlink(missing_ok=True)
     if not masks:
-        for path in [*run_dir.glob("masks_*.json"), *run_dir.glob("masks_*.parquet")]:
+        for path in [*run_dir.glob(f"{masks_stem('*')}.json"), *run_dir.glob(f"{masks_stem('*')}.parquet")]:
             path.unlink()
     return compact_run(run_dir, per_sample=masks, features=features, samples_of=run.split_samples)
+
+
+def compact_copy(run: Path, copy: Path, features: list[str]) -> Path:
+    """A copy of one run folder in the committed form (the original is left as it is): compact formats, no
+    checkpoint, masks for seed 1, features only for the runs matching `features`, and a stress-tested run's
+    stress.json and flipped rows as pack_stress_run keeps them."""
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(*NEVER, "projections", STRESS_DIR, STRESS_FILE))
+    compact_for_commit(copy, features)
+    if (run / STRESS_FILE).is_file():
+        pack_stress_run(run, copy)  # stress.json and the flipped rows, gzipped; not the edited TSVs
+    return copy
 
 
 # -- stress-tested runs ---------------------------------------------------------------------------
@@ -137,7 +160,7 @@ def _keep_target_awareness(run: Path, out: Path) -> None:
     """The packed folder keeps no predictions: a run trained before training wrote its target awareness
     gets it into the copy's metrics.json from its own predictions (the function evaluate uses)."""
     source = load_run(run)
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / METRICS_FILE).read_text())
     changed = False
     for split in ("dev", "test"):
         if split in metrics and "target_awareness" not in metrics[split]:
@@ -146,7 +169,7 @@ def _keep_target_awareness(run: Path, out: Path) -> None:
                 metrics[split]["target_awareness"] = figures
                 changed = True
     if changed:
-        atomic_write_json(out / "metrics.json", metrics)
+        atomic_write_json(out / METRICS_FILE, metrics)
 
 
 def repack_stress_run(run: Path) -> int:

@@ -25,10 +25,9 @@ import numpy as np
 import pandas as pd
 
 from cmcs_core.io import atomic_save, atomic_write_json
+from cmcs_core.runs.files import STRESS_FILE, features_file, masks_stem
 
 TABLE_SUFFIXES = (".parquet", ".csv")  # new format first
-STRESS_FILE = "stress.json"
-STRESS_DIR = "stress"
 
 
 def edited_images_dir(split_dir: Path, edit: str) -> Path:
@@ -85,7 +84,7 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
 
 # -- masks ---------------------------------------------------------------------------------
 def masks_path(run_dir: str | Path, split: str) -> Path | None:
-    for name in (f"masks_{split}.parquet", f"masks_{split}.json"):
+    for name in (f"{masks_stem(split)}.parquet", f"{masks_stem(split)}.json"):
         path = Path(run_dir) / name
         if path.is_file():
             return path
@@ -130,7 +129,7 @@ def read_masks(path: str | Path) -> dict:
 
 # -- features --------------------------------------------------------------------------------
 def features_path(run_dir: str | Path, split: str) -> Path | None:
-    path = Path(run_dir) / f"features_{split}.npz"
+    path = Path(run_dir) / features_file(split)
     return path if path.is_file() else None
 
 
