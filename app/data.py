@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from cmcs_core.command import cli_command
+from cmcs_core.runs.files import CHECKPOINT_FILE
 from cmcs_core.runs.reader import Run, RunReadError, load_run, run_stamp, scan_runs
 
 
@@ -169,7 +170,7 @@ def _sample_mask_effects(path: str, version: float, split: str, i: int) -> dict:
 def sample_mask_effects(run: Run, split: str, i: int) -> dict | None:
     """What the mask does on one sample of a run's split (needs the checkpoint), or None + a note."""
     if not run.has_checkpoint:
-        st.info("What the mask does needs the run's checkpoint (best.safetensors); this folder has none.")
+        st.info(f"What the mask does needs the run's checkpoint ({CHECKPOINT_FILE}); this folder has none.")
         return None
     try:
         return _sample_mask_effects(str(run.path), stamp(run), split, i)

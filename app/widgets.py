@@ -14,7 +14,7 @@ from app import data, figures, glossary, state
 from cmcs_core.command import cli_command
 from cmcs_core.image_grid import grid_of
 from cmcs_core.playground.story import is_playground
-from cmcs_core.runs.files import CHECKPOINT_FILE
+from cmcs_core.runs.files import CHECKPOINT_FILE, METRICS_FILE
 from cmcs_core.runs.reader import Run, default_runs_dir
 
 
@@ -107,7 +107,7 @@ def badge(run: Run) -> None:
                + (f" · test acc {acc:.3f}" if acc is not None else ""), help=run.precision_reason or None)
     random_warning(run)
     if not run.finished:
-        st.warning(f"`{run.name}` is unfinished (no metrics.json yet): some views are empty.")
+        st.warning(f"`{run.name}` is unfinished (no {METRICS_FILE} yet): some views are empty.")
 
 
 def random_warning(run: Run) -> None:

@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from app import data, figures, glossary, widgets
 from cmcs_core.command import cli_command
+from cmcs_core.runs.files import BATCHES_FILE
 
 st.title("Training dynamics")
 runs, run, other = widgets.require_run()
@@ -20,7 +21,7 @@ st.caption(f"The words of this page — {glossary.link('scheduling', 'causal eff
 batches = data.batches(run) if data.has_table(run, "batches") else None
 epochs = data.epochs(run) if data.has_table(run, "epochs") else None
 if batches is None or batches.empty:
-    widgets.missing_output(run, "per-batch log (batches.parquet)", "it is written at the end of each epoch")
+    widgets.missing_output(run, f"per-batch log ({BATCHES_FILE})", "it is written at the end of each epoch")
 
 has_visual = batches["eff_v"].notna().any()
 uses_cms = run.cfg.model.use_cms

@@ -19,6 +19,7 @@ from cmcs_core.report.stress_tables import (
     paired_flip_differences,
     stress_tables,
 )
+from cmcs_core.runs.files import METRICS_FILE
 from cmcs_core.runs.reader import load_run
 
 st.title("Robustness")
@@ -94,7 +95,7 @@ st.subheader("Tweets with targets of different labels")
 per_run = shown.drop_duplicates("run")
 if per_run[list(AWARENESS)].isna().all().all():
     st.info("These runs carry no target-awareness figures: committed stress folders keep no predictions. Runs "
-            f"trained or evaluated now write them into metrics.json; `{cli_command('analyse', 'targets', run.path)}` computes them "
+            f"trained or evaluated now write them into {METRICS_FILE}; `{cli_command('analyse', 'targets', run.path)}` computes them "
             "for any run folder with predictions.")
 else:
     aware = pd.concat([per_run.assign(method=key_of(per_run), group=AWARENESS_TITLES[k], value=per_run[k],
