@@ -275,7 +275,7 @@ def machinery(run: Run) -> tuple[dict | None, str | None]:
 
 
 def has_table(run: Run, stem: str) -> bool:
-    """Whether the run folder holds table `stem` (batches, epochs, predictions_test…) in either format."""
+    """Whether the run folder holds table `stem` (batches, epochs, predictions_test…)."""
     from cmcs_core.runs.formats import table_path
 
     return table_path(run.path, stem) is not None

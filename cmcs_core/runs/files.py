@@ -9,7 +9,7 @@ from pathlib import Path
 
 CONFIG_FILE = "config.json"  # the run's RunConfig; a folder with one is a run folder
 LOG_FILE = "train.log"
-BATCHES = "batches"  # table stem: batches.parquet (batches.csv in older folders)
+BATCHES = "batches"  # table stem: batches.parquet
 BATCHES_FILE = f"{BATCHES}.parquet"
 EPOCHS = "epochs"  # table stem, kept as CSV
 EPOCHS_FILE = f"{EPOCHS}.csv"
@@ -19,6 +19,12 @@ STATE_FILE = "last_state.pt"  # where an unfinished run resumes from
 STRESS_FILE = "stress.json"
 STRESS_DIR = "stress"  # stress/<split tag>/<edit>_flipped.csv[.gz]
 PLAYGROUND_SCORE_FILE = "playground_score.json"
+
+
+def table_file(stem: str) -> str:
+    """The file of table `stem`: epochs.csv stays CSV (a handful of rows, readable with `cat`); the others are
+    Parquet (cmcs_core/runs/formats.py)."""
+    return f"{stem}.csv" if stem == EPOCHS else f"{stem}.parquet"
 
 
 def predictions_stem(split: str) -> str:

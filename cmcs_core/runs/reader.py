@@ -33,6 +33,7 @@ from cmcs_core.runs.files import (
     STRESS_FILE,
     masks_stem,
     predictions_stem,
+    table_file,
 )
 from cmcs_core.runs.formats import (
     edited_images_dir,
@@ -49,7 +50,7 @@ from cmcs_core.runs.packed import BY_REFERENCE, FLIPPED_BY_REFERENCE, restore_fl
 
 RUNS_DIR_ENV = "CMCS_RUNS_DIR"
 SPLITS = ("test", "dev")
-STAMP_FILES = (CONFIG_FILE, METRICS_FILE, BATCHES_FILE, f"{BATCHES}.csv", EPOCHS_FILE, CHECKPOINT_FILE, STRESS_FILE)
+STAMP_FILES = (CONFIG_FILE, METRICS_FILE, BATCHES_FILE, EPOCHS_FILE, CHECKPOINT_FILE, STRESS_FILE)
 
 
 class RunReadError(ValueError):
@@ -94,10 +95,10 @@ def _read_json(path: Path):
 
 
 def _read_table(root: Path, stem: str) -> pd.DataFrame:
-    """Table `stem` in either format (formats: Parquet now, CSV in older folders)."""
+    """Table `stem` (its format: cmcs_core/runs/files.py, table_file)."""
     path = table_path(root, stem)
     if path is None:
-        raise RunReadError(f"{root}: missing {stem}.parquet (or {stem}.csv)")
+        raise RunReadError(f"{root}: missing {table_file(stem)}")
     try:
         return read_table(path)
     except (OSError, ValueError, pd.errors.ParserError) as err:  # ArrowInvalid is a ValueError
@@ -193,7 +194,7 @@ class Run:
     def masks(self, split: str = "test") -> dict:
         path = masks_path(self.path, split)
         if path is None:
-            raise RunReadError(f"{self.path}: missing {masks_stem(split)}.parquet (or .json)")
+            raise RunReadError(f"{self.path}: missing {masks_stem(split)}.parquet")
         try:
             data = read_masks(path)
         except (OSError, ValueError) as err:
