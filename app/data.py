@@ -4,12 +4,15 @@ The reading and computing lives in cmcs_core; a reader's error is shown once, an
 """
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from cmcs_core.command import cli_command
+from cmcs_core.runs.files import CHECKPOINT_FILE
 from cmcs_core.runs.reader import Run, RunReadError, load_run, run_stamp, scan_runs
 
 
@@ -115,6 +118,40 @@ def predictor(run: Run, threads: int = 1):
     return _predictor(str(run.path), stamp(run), threads)
 
 
+# The Inspector's threads: a single short input gains nothing from more, and on a busy 2-core machine two
+# threads made a prediction ~10x slower (bench/bench_app.py measures both).
+APP_THREADS = int(os.environ.get("CMCS_APP_THREADS", "1"))
+
+
+def _image(image_bytes: bytes | None):
+    from cmcs_core.data.images import load_image
+
+    return load_image(io.BytesIO(image_bytes)) if image_bytes is not None else None
+
+
+@st.cache_data(show_spinner="Predicting and attributing…", max_entries=64)
+def _explain(path: str, version: float, tweet: str, target: str, caption: str | None,
+             image_bytes: bytes | None) -> dict:
+    from cmcs_core.explain import explain
+
+    pred = _predictor(path, version, APP_THREADS)
+    return explain(pred, tweet, target, caption=caption, image=_image(image_bytes))
+
+
+@st.cache_data(show_spinner="Predicting the edited input…", max_entries=64)
+def _predict(path: str, version: float, tweet: str, target: str, caption: str | None,
+             image_bytes: bytes | None) -> dict:
+    pred = _predictor(path, version, APP_THREADS)
+    return pred.predict(tweet, target, caption=caption, image=_image(image_bytes))
+
+
+def inspect(run: Run, tweet: str, target: str, caption: str | None, image_bytes: bytes | None,
+            attribute: bool = True) -> dict:
+    """One input through the run (cmcs_core.explain.explain); ValueError for an input it cannot read.
+    attribute=False: the prediction only, no attributions (a counterfactual needs no more; seconds saved)."""
+    return (_explain if attribute else _predict)(str(run.path), stamp(run), tweet, target, caption, image_bytes)
+
+
 @st.cache_data(show_spinner="Measuring what the mask does to each token…", max_entries=64)
 def _sample_mask_effects(path: str, version: float, split: str, i: int) -> dict:
     from cmcs_core.explain import input_batch, mask_effects
@@ -133,7 +170,7 @@ def _sample_mask_effects(path: str, version: float, split: str, i: int) -> dict:
 def sample_mask_effects(run: Run, split: str, i: int) -> dict | None:
     """What the mask does on one sample of a run's split (needs the checkpoint), or None + a note."""
     if not run.has_checkpoint:
-        st.info("What the mask does needs the run's checkpoint (best.safetensors); this folder has none.")
+        st.info(f"What the mask does needs the run's checkpoint ({CHECKPOINT_FILE}); this folder has none.")
         return None
     try:
         return _sample_mask_effects(str(run.path), stamp(run), split, i)
@@ -238,7 +275,7 @@ def machinery(run: Run) -> tuple[dict | None, str | None]:
 
 
 def has_table(run: Run, stem: str) -> bool:
-    """Whether the run folder holds table `stem` (batches, epochs, predictions_test…) in either format."""
+    """Whether the run folder holds table `stem` (batches, epochs, predictions_test…)."""
     from cmcs_core.runs.formats import table_path
 
     return table_path(run.path, stem) is not None

@@ -7,6 +7,7 @@ colours to the values shown; it is only drawn when chosen, and says so with the 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 LABEL_COLORS = {"negative": "#d62728", "neutral": "#7f7f7f", "positive": "#2ca02c"}
@@ -241,4 +242,55 @@ def shared_y_panels(frames: dict[str, list[tuple[str, list, list]]], title: str,
     fig.update_yaxes(type="log" if log_y else "linear")
     fig.update_yaxes(title_text=y_title, row=1, col=1)
     fig.update_xaxes(title_text="global step")
+    return fig
+
+
+def seed_bars(frame: pd.DataFrame, methods: dict[str, tuple[str, str]], groups: list[str], title: str, y_title: str,
+              height: int = 400, axis: dict[str, str] | None = None) -> go.Figure:
+    """Grouped bars of a percent per method and group: the mean over seeds, whiskers the per-seed 95% intervals
+    averaged, and every seed as a black dot over its bar (the spread the mean hides).
+
+    frame: one row per (method, group, seed), columns method, group, value, lo, hi, seed (percent); a missing
+    value is left out. methods: {method: (name, colour)} in legend order; groups: their order on the axis, each
+    written there as `axis` says (the hover names the group itself)."""
+    fig = go.Figure()
+    axis = axis or {}
+    for key, (name, colour) in methods.items():
+        v = frame[frame.method == key].dropna(subset=["value"])
+        if v.empty:
+            continue  # nothing for this method: no empty legend entry
+        g = v.groupby("group").agg(mean=("value", "mean"), lo=("lo", "mean"), hi=("hi", "mean"),
+                                   seeds=("seed", "nunique")).reindex(groups)
+        fig.add_trace(go.Bar(
+            name=name, x=[axis.get(x, x) for x in groups], y=g["mean"], offsetgroup=key, marker_color=colour,
+            error_y=dict(type="data", symmetric=False, array=g["hi"] - g["mean"], arrayminus=g["mean"] - g["lo"]),
+            customdata=np.stack([g.lo, g.hi, g.seeds, groups], axis=-1),
+            hovertemplate="%{customdata[3]}: %{y:.1f}% (95% interval %{customdata[0]:.1f}–%{customdata[1]:.1f}, "
+                          "%{customdata[2]} seeds)<extra>" + name + "</extra>"))
+        fig.add_trace(go.Scatter(
+            x=[axis.get(x, x) for x in v.group], y=v.value, mode="markers", marker=dict(color="black", size=5),
+            offsetgroup=key, showlegend=False, customdata=v.seed,
+            hovertemplate="seed %{customdata}: %{y:.1f}%<extra></extra>"))
+    fig.update_layout(barmode="group", scattermode="group", height=height, margin=dict(l=10, r=10, t=50, b=10),
+                      title=title, yaxis=dict(range=[0, 100], title=y_title, ticksuffix="%"), legend_title="method")
+    return fig
+
+
+def paired_dots(differences: dict[str, pd.Series], title: str, y_title: str) -> go.Figure:
+    """One column of dots per method: each seed's paired difference (labelled s<seed>), a bar at their mean, a
+    dashed line at zero; the axis symmetric around zero."""
+    fig = go.Figure()
+    span = 1.0
+    for name, diff in differences.items():
+        span = max(span, float(diff.abs().max()))
+        fig.add_trace(go.Scatter(x=[name] * len(diff), y=diff, mode="markers+text",
+                                 text=[f"s{s}" for s in diff.index], textposition="middle right",
+                                 marker=dict(size=10), name=name, showlegend=False,
+                                 hovertemplate="seed %{text}: %{y:+.1f} points<extra></extra>"))
+        fig.add_trace(go.Scatter(x=[name], y=[diff.mean()], mode="markers", showlegend=False,
+                                 marker=dict(symbol="line-ew", size=30, line=dict(width=3, color="black")),
+                                 hovertemplate=f"mean {diff.mean():+.1f} points<extra></extra>"))
+    fig.add_hline(y=0, line_dash="dash", line_color="grey")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10), title=title,
+                      yaxis=dict(range=[-1.1 * span, 1.1 * span], title=y_title))
     return fig

@@ -13,6 +13,7 @@ from app import data, glossary, state, widgets
 from cmcs_core.data.counterfactual import VISUAL_EDITS
 from cmcs_core.data.dataset import NO_VISUAL
 from cmcs_core.data.tsv import TARGET_TOKEN
+from cmcs_core.runs.files import CHECKPOINT_FILE
 from cmcs_core.runs.reader import Run
 
 PICTURE_EDITS = (*VISUAL_EDITS, "swap_image_cue")  # the edits that change what the run sees of the picture
@@ -82,7 +83,7 @@ def open_button(run: Run, rows_file: str, edit: str, row: pd.Series, source: str
     if text_missing:
         blocked = "the tweet of this row could not be read back from the data"
     elif not run.has_checkpoint:
-        blocked = "this run has no checkpoint (best.safetensors), so the Inspector cannot load it"
+        blocked = f"this run has no checkpoint ({CHECKPOINT_FILE}), so the Inspector cannot load it"
     elif row.edited_image_id == NO_VISUAL:
         blocked = "the Inspector needs a caption or a picture, and this edit removed it"
     caption = row.edited_caption if isinstance(row.edited_caption, str) and row.edited_caption else None

@@ -1,16 +1,20 @@
 """Shared views: figures with downloads, run badges, one sample shown the same way on every
-page, the mask-effect view and the colour-scale picker.
+page, the mask-effect view, the colour-scale picker and the Inspector's inputs (image upload, checked).
 """
 from __future__ import annotations
+
+import io
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import data, figures, state
+from app import data, figures, glossary, state
 from cmcs_core.command import cli_command
 from cmcs_core.image_grid import grid_of
 from cmcs_core.playground.story import is_playground
+from cmcs_core.runs.files import CHECKPOINT_FILE, METRICS_FILE
 from cmcs_core.runs.reader import Run, default_runs_dir
 
 
@@ -103,7 +107,7 @@ def badge(run: Run) -> None:
                + (f" · test acc {acc:.3f}" if acc is not None else ""), help=run.precision_reason or None)
     random_warning(run)
     if not run.finished:
-        st.warning(f"`{run.name}` is unfinished (no metrics.json yet): some views are empty.")
+        st.warning(f"`{run.name}` is unfinished (no {METRICS_FILE} yet): some views are empty.")
 
 
 def random_warning(run: Run) -> None:
@@ -216,7 +220,7 @@ def planted_tokens(tokens: list[str]) -> dict[int, str]:
 
 def gate_note(run: Run) -> str:
     """What one value of this run's text mask is: a per-token gate or the mean of d element gates, and
-    whether it reads the target (issue 15's target-conditioned gates)."""
+    whether it reads the target (target-conditioned gates)."""
     m = run.cfg.model
     if m.mask_mode != "learned":
         return ""
@@ -228,3 +232,115 @@ def gate_note(run: Run) -> str:
         return "Token gates (mask_granularity=token): one gate in [0, 1] per token, the same whatever the target."
     return ("Element masks (the paper's MFS): each token has d gates; a cell shows their mean over d, on the absolute "
             "0…1 scale.")
+
+
+# -- the Inspector's inputs ----------------------------------------------------------------------------------
+# Streamlit's own upload limit (.streamlit/config.toml server.maxUploadSize) is the one the app accepts.
+MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))
+IMAGE_KINDS = "PNG, JPEG, GIF, BMP or WebP"
+KEEP_IMAGE = "(keep the original image)"
+# Warn when the encoder reads most of a text as [UNK] (emoji, scripts outside its vocabulary).
+UNKNOWN_WARN_SHARE = 0.5
+
+
+def require_checkpoint(run: Run) -> None:
+    """Stop the page unless the run has weights to predict with."""
+    if not run.has_checkpoint:
+        st.error(f"`{run.name}` is a result folder kept without its weights (no best checkpoint, {CHECKPOINT_FILE}): "
+                 "its figures are on the other pages; the Inspector needs a run with weights — pick one in the sidebar."
+                 if run.finished else f"`{run.name}` has no best checkpoint yet: it is still training (or was stopped "
+                 "before its first epoch ended). Pick a finished run in the sidebar.")
+        st.stop()
+
+
+def example_picker(run: Run) -> None:
+    """"Start from a test sample": a sample of the run's test split fills the Inspector's inputs."""
+    examples = data.predictions(run, "test")
+    if examples is None or not len(examples):
+        return
+    m = data.masks(run, "test")
+
+    def use_example() -> None:
+        row = examples.iloc[st.session_state.ins_example]
+        st.session_state.ins_tweet = str(row.tweet).replace("$T$", str(row.target))
+        st.session_state.ins_target = str(row.target)
+        if m and st.session_state.ins_example < len(m["samples"]):
+            st.session_state.ins_caption = m["samples"][st.session_state.ins_example].get("caption", "")
+        st.session_state.ins_dataset_image = str(row.image_id)
+
+    with st.expander("Start from a test sample"):
+        st.selectbox("Sample", range(len(examples)), key="ins_example",
+                     format_func=lambda r: f"#{examples.iloc[r]['index']} [{examples.iloc[r]['target']}] "
+                                           f"{str(examples.iloc[r]['tweet'])[:80]}")
+        st.button("Use this sample", on_click=use_example)
+
+def upload_error(name: str, content: bytes) -> str | None:
+    """Why an uploaded file cannot be the image (too large, not an image the app reads), or None."""
+    from cmcs_core.data.images import load_image
+
+    if len(content) > MAX_UPLOAD_MB * 2**20:
+        return f"“{md(name)}” is {len(content) / 2**20:.0f} MB: images up to {MAX_UPLOAD_MB} MB only."
+    try:
+        load_image(io.BytesIO(content))
+    except ValueError as err:
+        why = (str(err).replace("image is ", "it is ") if "too large" in str(err) else
+               "it is not an image the app can read")
+        return f"“{md(name)}” was not used: {why}. Upload a {IMAGE_KINDS} file."
+    return None
+
+
+def image_input(run: Run, label: str, key: str, keep: bool = False) -> tuple[bytes | None, str | None, str | None]:
+    """Uploaded bytes (checked), else a dataset image (or a picture a stress edit drew); returns (bytes, name, error).
+
+    keep=True offers 'keep the original image' first (the counterfactual's default)."""
+    up = st.file_uploader(label, key=key, type=None, help=f"{IMAGE_KINDS}, at most {MAX_UPLOAD_MB} MB")
+    if up is not None:
+        content = up.getvalue()
+        err = upload_error(up.name, content)
+        return (None, None, err) if err else (content, f"uploaded {up.name}", None)
+    folder = run.image_dir()
+    names = sorted(p.name for p in folder.iterdir() if p.is_file())[:500] if folder is not None else []
+    picture = st.session_state.get(state.PICTURE_FILE) if key == "ins_image" else None
+    if picture and Path(picture).is_file():  # a picture a stress edit drew (set by the hand-off, under the run folder)
+        names = [state.EDITED_PICTURE] + names
+    if keep:
+        names = [KEEP_IMAGE] + names
+    if names:
+        pick_key = "ins_dataset_image" if key == "ins_image" else f"{key}_dataset"
+        if st.session_state.get(pick_key) not in names:
+            st.session_state[pick_key] = names[0]
+        name = st.selectbox("…or a dataset image", names, key=pick_key)
+        if name == state.EDITED_PICTURE and picture:
+            return Path(picture).read_bytes(), f"the edited picture {Path(picture).name}", None
+        if name != KEEP_IMAGE:
+            return (folder / name).read_bytes(), f"dataset image {name}", None
+    return None, None, None
+
+
+def input_warnings(pred, pieces, res: dict) -> None:
+    """What the model does not read of an input: the end of a long tweet, and word pieces unknown to the encoder."""
+    if pieces.total > pieces.read:
+        st.warning(f"This input is {pieces.total} {glossary.link('word-pieces', 'word pieces')} long; the run reads "
+                   f"{pieces.read} (its max_length), so the end of the tweet — {pieces.total - pieces.read} pieces — "
+                   "never reaches the model. "
+                   + ("**The target's own mention and the words around it are in the part that was cut**: the model "
+                      "reads the target's name only in the separate target segment, not the clause about it. Move the "
+                      "target's clause to the front, or shorten the tweet." if pieces.mention_cut else
+                      "The target's mention is read; the words after the cut are not, its own clause's end included "
+                      "if it comes late.") + " The tokens below are what it read.")
+    for what, share in (("tweet", pred.unknown_share(res["tokens"])),
+                        ("caption", pred.unknown_share(res.get("visual_tokens") or [], visual=True))):
+        if share >= UNKNOWN_WARN_SHARE:
+            st.warning(f"{share:.0%} of the {what}'s word pieces are unknown to the encoder ([UNK]: emoji or "
+                       f"characters outside its vocabulary), so it reads little of the {what}: the outputs below "
+                       "say little about what you typed.")
+
+
+def fusion_note(run: Run, res: dict) -> str:
+    """Why s is the same for every input of this run (the model says so, CMCSModel.fusion_is_constant), or ""."""
+    if not res.get("s_constant"):
+        return ""
+    why = ("its fusion is set to a constant." if run.cfg.model.fusion == "constant" else
+           f"its image encoder ({run.cfg.encoder.visual_model}) has no text tower to compare the image with the "
+           "target, so the two branches are mixed with the constant fusion weight.")
+    return f"s is {res['s']:.3f} for every input of this run: {why}"

@@ -12,6 +12,7 @@ import streamlit as st
 from app import data, glossary, state, widgets
 from cmcs_core.command import cli_command
 from cmcs_core.data.tsv import LABEL_NAMES, TSVFormatError
+from cmcs_core.runs.files import CHECKPOINT_FILE
 from cmcs_core.runs.reader import Run
 
 # The demo mode serves a class from one machine: an upload is read whole into memory and predicted at once.
@@ -35,7 +36,7 @@ def section(runs: list[Run], selected: Run) -> None:
                 "pictures — and see how a run does on them. " + FORMAT)
     usable = [r for r in runs if r.finished and r.has_checkpoint]
     if not usable:
-        st.info("No run with weights (best.safetensors) under this runs folder: result folders cannot predict.")
+        st.info(f"No run with weights ({CHECKPOINT_FILE}) under this runs folder: result folders cannot predict.")
         return
     paths = [str(r.path) for r in usable]
     by_path = dict(zip(paths, usable))

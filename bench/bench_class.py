@@ -10,7 +10,7 @@ Tour, open the Inspector on the run, then --predictions new tweets, one after an
 from the server: p50/p95 wall and CPU seconds per page open and per prediction (the app's log), the server
 process's CPU seconds (/proc), its RSS before, at its peak and after the sessions closed (the server drops a
 closed session after --session-ttl); and what the clients waited. Writes bench/results/class_load.json.
-Aims (issue 25), at 8 sessions: p50 prediction <= 2 s, Inspector open <= 5 s, RSS back within 10%.
+Aims, at 8 sessions: p50 prediction <= 2 s, Inspector open <= 5 s, RSS back within 10%.
 
 Without --runs-dir (or $CMCS_RUNS_DIR) holding a finished run, it trains the playground runs first.
 """

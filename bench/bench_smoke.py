@@ -1,4 +1,4 @@
-"""The CPU smoke training of issue 2 ("a small subset in under 60 s"), timed here rather than
+"""The CPU smoke training ("a small subset in under 60 s"), timed here rather than
 asserted in a test: the test suite's `tiny_run` config (tests/conftest.py: CMCS, frozen MiniLM,
 captions, 128 train / 64 dev+test rows of Twitter2015, 2 epochs, batch 16, H=2), trained through
 the CLI with one torch thread.

@@ -24,6 +24,7 @@ from cmcs_core.playground.run import add_playground_args, first_run, make_playgr
 from cmcs_core.report.analyses import ANALYSES
 from cmcs_core.report.stress_tables import collect_stress, stress_tables
 from cmcs_core.report.tables import markdown_tables, paired_differences, runs_frame
+from cmcs_core.runs.files import CONFIG_FILE, METRICS_FILE, STRESS_DIR, STRESS_FILE
 from cmcs_core.runs.reader import scan_runs
 from cmcs_core.sweep.commands import add_sweep_parsers
 from cmcs_core.variants import VARIANTS
@@ -34,7 +35,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     cfg = config_from_args(args)
     out = Path(args.output_dir) if args.output_dir else default_run_dir(cfg)
-    if args.config and not args.output_dir and Path(args.config).name == "config.json":
+    if args.config and not args.output_dir and Path(args.config).name == CONFIG_FILE:
         out = Path(args.config).parent  # `train --config RUN/config.json` resumes RUN
     trainer = Trainer(cfg, out, progress=not args.quiet, overwrite=args.overwrite)
     if trainer.set_aside is not None:
@@ -61,7 +62,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     out = Path(args.output_dir) if args.output_dir else Path(args.run) / f"eval_{name}"
     metrics = write_outputs(out, name, pred.pipe, data, res)
     metrics.update(file=str(split.path), visual_source=split.visual_source, dropped=split.dropped)
-    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / METRICS_FILE, metrics)
     print(json.dumps({k: metrics[k] for k in ("file", "n", "acc", "macro_f1", "macro_f1_classes", "visual_source",
                                               "dropped", "target_awareness")}, indent=2))
     if len(metrics["macro_f1_classes"]) < 3:
@@ -106,7 +107,7 @@ def cmd_stress(args: argparse.Namespace) -> None:
             print(f"{edit:19s} rows {res['rows']:5d}  acc {100 * res['acc_before']:5.1f} -> "
                   f"{100 * res['acc_after']:5.1f}  flip {100 * res['flip_rate']:5.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
                   f"  {moves}")
-        print(f"results in {Path(run) / 'stress.json'} and {Path(run) / 'stress' / entry['tag']}/")
+        print(f"results in {Path(run) / STRESS_FILE} and {Path(run) / STRESS_DIR / entry['tag']}/")
     if refused:
         raise FileNotFoundError(f"{len(refused)} of {len(args.run)} paths could not be stress-tested: {', '.join(refused)}")
 

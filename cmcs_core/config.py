@@ -100,7 +100,7 @@ class ModelConfig:
     # Opt-in extensions beyond the paper (docs/method.md, "Beyond the paper"); the defaults are the paper's MFS.
     mask_granularity: str = "element"  # element (paper: m x d gates) | token (one gate per token/cell, broadcast over d)
     mask_sparsity: float = 0.0  # lambda of a prior lambda * mean(M) in the lower objective; 0 = off (paper)
-    # Opt-in (issue 15): "target" adds to each text token's gate a term of its relation to the target (zero at
+    # Opt-in: "target" adds to each text token's gate a term of its relation to the target (zero at
     # init); the text branch then averages tokens weighted by their gates. Needs token granularity.
     mask_condition: str = "none"  # none (paper) | target
 
@@ -150,7 +150,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16
     eval_test_each_epoch: bool = True
     select_on: str = "dev_acc"  # dev_acc | dev_f1 | dev_loss: which dev figure picks the kept epoch
-    # Opt-in (issue 15) "counterfactual": D_dev also holds each row's copy with a clause about something else
+    # Opt-in "counterfactual": D_dev also holds each row's copy with a clause about something else
     # appended (label kept); L_dev adds that copy's L_t plus invariance_weight * JS(p_t(row) || p_t(copy)).
     upper_objective: str = "dev"  # dev (paper: L_t + L_v on D_dev) | counterfactual
     invariance_weight: float = 1.0  # weight of the JS invariance terms (counterfactual D_dev and counterfactual branch)
@@ -159,7 +159,7 @@ class TrainConfig:
     # target-conditioned gate does (its content part learns from the training rows). "lower" is the paper.
     mask_level: str = "lower"  # lower | upper | relation
     mask_lr: float = 1e-3
-    # Opt-in counterfactual branch (issue 15): this share of each batch also passes with a clause about something
+    # Opt-in counterfactual branch: this share of each batch also passes with a clause about something
     # else appended (label kept); L_c = CE(copy) + invariance_weight JS(row || copy) is a third scheduled loss,
     # phi_c = softplus(gamma * eff_c), eff_c = exp(L_t(copy) - L_t(row)) (1 without CMS). 0 = off.
     counterfactual_share: float = 0.0

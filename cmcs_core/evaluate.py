@@ -18,6 +18,7 @@ from cmcs_core.model.cmcs import CMCSModel
 from cmcs_core.pipeline import Pipeline, SplitTensors
 from cmcs_core.precision import autocast
 from cmcs_core.robustness import target_awareness
+from cmcs_core.runs.files import features_file, masks_stem, predictions_stem
 from cmcs_core.runs.formats import write_features, write_masks, write_table
 
 
@@ -120,7 +121,7 @@ def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, r
     returns the metrics, target awareness on multi-target tweets included (cmcs_core.robustness)."""
     samples = data.split.samples
     predictions = predictions_frame(data, res)
-    write_table(out_dir / f"predictions_{tag}.parquet", predictions)
+    write_table(out_dir / f"{predictions_stem(tag)}.parquet", predictions)
 
     masks = []
     for i, s in enumerate(samples):
@@ -136,8 +137,8 @@ def write_outputs(out_dir: Path, tag: str, pipe: Pipeline, data: SplitTensors, r
                 entry["caption"] = data.split.visual_text[i]
         masks.append(entry)
     grid = getattr(pipe.image_encoder, "grid", None)
-    write_masks(out_dir / f"masks_{tag}.parquet", grid, masks)
-    write_features(out_dir / f"features_{tag}.npz", {k: res[k] for k in res if k.endswith("_pooled")})
+    write_masks(out_dir / f"{masks_stem(tag)}.parquet", grid, masks)
+    write_features(out_dir / features_file(tag), {k: res[k] for k in res if k.endswith("_pooled")})
     metrics = compute_metrics(data.labels.numpy(), res["pred"])
     return {**metrics, "target_awareness": target_awareness(predictions)}
 

@@ -18,7 +18,8 @@ from cmcs_core.data.dataset import Split, image_label_sets
 from cmcs_core.data.tsv import LABEL_NAMES, TARGET_TOKEN, Sample
 from cmcs_core.evaluate import predict_tensors
 from cmcs_core.model.cmcs import CMCSModel
-from cmcs_core.pipeline import Pipeline, SplitTensors, resolve_device, run_paths
+from cmcs_core.pipeline import Pipeline, SplitTensors, resolve_device
+from cmcs_core.runs.files import run_paths
 
 MAX_TWEET_CHARS = 1000
 
@@ -53,6 +54,38 @@ def mask_target(tweet: str, target: str) -> str:
     if pos < 0:
         raise ValueError(f"the target {target!r} does not occur in the tweet")
     return tweet[:pos] + TARGET_TOKEN + tweet[pos + len(target) :]
+
+
+
+def target_words(tweet: str, target: str) -> set[int]:
+    """Indices of the whitespace words of the tweet that hold (part of) the target (or $T$)."""
+    low, tg = tweet.lower(), target.strip().lower()
+    marked = TARGET_TOKEN in tweet
+    start = low.find(TARGET_TOKEN.lower()) if marked else low.find(tg) if tg else -1
+    if start < 0:
+        return set()
+    end = start + (len(TARGET_TOKEN) if marked else len(tg))
+    out, pos = set(), 0
+    for i, word in enumerate(tweet.split()):
+        pos = tweet.index(word, pos)
+        if pos < end and pos + len(word) > start:
+            out.add(i)
+        pos += len(word)
+    return out
+
+
+def edit_word(tweet: str, i: int | None, replacement: str = "") -> str:
+    """The tweet with its i-th whitespace word replaced (deleted when the replacement is blank); i None: as it is,
+    words joined by single spaces."""
+    words = tweet.split()
+    if i is not None:
+        words = words[:i] + ([replacement] if replacement.strip() else []) + words[i + 1:]
+    return " ".join(words)
+
+
+def keeps_target(tweet: str, target: str) -> bool:
+    """Whether an (edited) tweet still holds text and its target (or $T$)."""
+    return bool(tweet.strip()) and (TARGET_TOKEN in tweet or target.strip().lower() in tweet.lower())
 
 
 class Predictor:
@@ -161,4 +194,5 @@ class Predictor:
                 vids = data.visual.token_ids[0][: len(out["visual_mask"])]
                 out["visual_tokens"] = self.pipe.decode_tokens(vids, visual=True)
             out["grid"] = getattr(self.pipe.image_encoder, "grid", None)
+            out["s_constant"] = self.model.fusion_is_constant(data.visual.fusion_sim)  # the same s for every input
         return out

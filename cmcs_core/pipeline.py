@@ -189,17 +189,3 @@ class Pipeline:
         tok = (self.caption_encoder if visual else self.text_encoder).tokenizer
         return tok.convert_ids_to_tokens([int(i) for i in ids])
 
-
-def run_paths(run_dir: str | Path) -> dict[str, Path]:
-    """The files of a run folder, in one place."""
-    root = Path(run_dir)
-    names = {
-        "config": "config.json",
-        "log": "train.log",
-        "batches": "batches.parquet",  # formats: cmcs_core/runs/formats.py
-        "epochs": "epochs.csv",
-        "metrics": "metrics.json",
-        "best": "best.safetensors",
-        "state": "last_state.pt",
-    }
-    return {k: root / v for k, v in names.items()}

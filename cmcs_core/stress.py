@@ -27,7 +27,8 @@ from cmcs_core.inference import Predictor
 from cmcs_core.io import atomic_save, atomic_write_json
 from cmcs_core.playground.edits import planted_edit_rows, read_truth
 from cmcs_core.robustness import N_BOOT, flip_stats
-from cmcs_core.runs.formats import STRESS_DIR, STRESS_FILE, edited_images_dir, read_stress_report
+from cmcs_core.runs.files import CHECKPOINT_FILE, CONFIG_FILE, STRESS_DIR, STRESS_FILE
+from cmcs_core.runs.formats import edited_images_dir, read_stress_report
 
 
 def _sha1_file(path: Path) -> str:
@@ -43,13 +44,13 @@ def _tsv_text(rows: list[Sample]) -> str:
 
 
 def check_checkpoint(run_dir: Path) -> None:
-    if not (run_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
-    if not (run_dir / "best.safetensors").is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
+    if not (run_dir / CHECKPOINT_FILE).is_file():
         raise FileNotFoundError(
-            f"{run_dir} has no checkpoint (best.safetensors): stress tests evaluate the trained model. "
+            f"{run_dir} has no checkpoint ({CHECKPOINT_FILE}): stress tests evaluate the trained model. "
             "Result folders kept in git travel without weights; retrain with "
-            f"`{cli_command('train', '--config', run_dir / 'config.json')}`.")
+            f"`{cli_command('train', '--config', run_dir / CONFIG_FILE)}`.")
 
 
 def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] | None = None, seed: int = 0,
@@ -72,7 +73,7 @@ def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] 
     truth = read_truth(pred.cfg.data.dataset) if Path(pred.cfg.data.dataset).is_dir() else None
     if edits is None:
         edits = EDITS + (PLANTED_EDITS if truth is not None else ())
-    checkpoint = _sha1_file(run_dir / "best.safetensors")
+    checkpoint = _sha1_file(run_dir / CHECKPOINT_FILE)
     report_path = run_dir / STRESS_FILE
     report = read_stress_report(run_dir)
     entry = report["splits"].setdefault(tag, {"edits": {}})

@@ -1,4 +1,4 @@
-"""Named opt-in variants beyond the paper (issue 15): sets of config flags with a name, so a run, a grid
+"""Named opt-in variants beyond the paper: sets of config flags with a name, so a run, a grid
 and the tables can say `cmcs +target_aware` instead of listing five flags."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from cmcs_core.config import RunConfig
 # CMS has no upper level, so it takes every flag but those of the upper level (UPPER_LEVEL_FIELDS): `--method
 # wo_cms --variant target_aware` is the same variant without CMS, the pair that says what the upper level adds.
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    # issue 15: target-conditioned token gates read through mean+target pooling; a counterfactual branch in the
+    # target-conditioned token gates read through mean+target pooling; a counterfactual branch in the
     # lower level scheduled by its causal effect; a counterfactual D_dev; a Neumann step scaled to the curvature
     "target_aware": {
         "model": {"mask_granularity": "token", "mask_condition": "target", "pooling": "mean+target"},

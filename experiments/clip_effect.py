@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from cmcs_core.provenance import write_result
-from cmcs_core.runs.reader import scan_runs
+from cmcs_core.runs.files import METRICS_FILE
+from cmcs_core.runs.reader import load_run, scan_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,9 +91,9 @@ def main() -> None:
         for name, clip in CLIPS.items():
             commands[name] = " ".join(train(Path(tmp) / name.split()[-1], clip, args))
             folder = Path(tmp) / name.split()[-1]
-            b = pd.read_csv(folder / "batches.csv")
+            b = load_run(folder).batches()
             runs[name] = {"batches": b[b.hypergrad_norm.notna()].reset_index(drop=True),
-                          "metrics": json.loads((folder / "metrics.json").read_text())}
+                          "metrics": json.loads((folder / METRICS_FILE).read_text())}
     ref = runs["default 1.0"]["batches"]
     norms = ref.hypergrad_norm.to_numpy()
     out = {"setting": {k: str(v) for k, v in vars(args).items()}, "logged_norms": logged, "commands": commands, "upper_steps": len(ref),

@@ -1,4 +1,4 @@
-"""Issue 9's measured claim: do the paper's mask or its opt-in extensions turn down the planted
+"""A measured claim: do the paper's mask or its opt-in extensions turn down the planted
 cues, and does CMCS schedule away from the shortcut when D_dev has no shortcut?
 
 On the playground (planted train strength 0.95 for the word and the badge, test at chance),
@@ -27,6 +27,7 @@ from cmcs_core.playground import PlaygroundConfig
 from cmcs_core.playground.run import ensure_dataset, run_config
 from cmcs_core.playground.score import effect_values, score_run
 from cmcs_core.report.regime import mean_std
+from cmcs_core.runs.files import METRICS_FILE
 from cmcs_core.runs.reader import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,9 +75,9 @@ def run_one(args: argparse.Namespace, dev: str, seed: int, variant: str) -> dict
     method, overrides = VARIANTS[variant]
     run = Path(args.out) / f"{dev}_s{seed}_{slug(variant)}"
     t0 = time.time()
-    if not (run / "metrics.json").is_file():
+    if not (run / METRICS_FILE).is_file():
         train(run_config(data, method, seed, args.epochs, **overrides), run, progress=False)
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / METRICS_FILE).read_text())
     return {"dev": dev, "seed": seed, "variant": variant, "seconds": round(time.time() - t0, 1),
             "dev_acc": metrics["dev"]["acc"], "test_acc": metrics["test"]["acc"], "best_epoch": metrics["best_epoch"],
             "score": score_run(run), "scheduler": scheduler_stats(run), "masks": mask_stats(run),

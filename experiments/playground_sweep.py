@@ -1,4 +1,4 @@
-"""Issue 3's measured claim: does CMCS resist planted shortcuts better than its baselines?
+"""A measured claim: does CMCS resist planted shortcuts better than its baselines?
 
 Over planted train strengths (text word and image cue together; test at chance, 1/3) and
 seeds, trains text_only, wo_cms (joint training) and cmcs on a fresh playground per
@@ -25,6 +25,7 @@ from cmcs_core.playground.run import ensure_dataset, run_config
 from cmcs_core.playground.score import score_run
 from cmcs_core.provenance import machine_info
 from cmcs_core.report.regime import mean_std
+from cmcs_core.runs.files import METRICS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,10 +43,10 @@ def run_one(args: argparse.Namespace, strength: float, seed: int, method: str) -
     data = ensure_dataset(Path(args.out) / f"data_p{strength:g}_s{seed}", pg)
     run = Path(args.out) / f"p{strength:g}_s{seed}_{method}"
     t0 = time.time()
-    if not (run / "metrics.json").is_file():
+    if not (run / METRICS_FILE).is_file():
         train(run_config(data, method, seed, args.epochs), run, progress=False)
     score = score_run(run)
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / METRICS_FILE).read_text())
     return {"strength": strength, "seed": seed, "method": method, "seconds": round(time.time() - t0, 1),
             "dev_acc": metrics["dev"]["acc"], "test_acc": metrics["test"]["acc"], "test_f1": metrics["test"]["macro_f1"],
             "best_epoch": metrics["best_epoch"], "score": score}

@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from cmcs_core.data.counterfactual import EDITS  # noqa: E402
 from cmcs_core.report.regime import percent  # noqa: E402
 from cmcs_core.report.stress_tables import FRACTIONS, collect_stress, stress_tables  # noqa: E402
+from cmcs_core.runs.files import EPOCHS_FILE  # noqa: E402
 from cmcs_core.runs.reader import scan_runs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +112,7 @@ def augment_cost(found) -> str:
         plain = runs[(runs.variant == r.variant.base) & (runs.dataset == r.dataset) & (runs.seed == r.seed)]
         if plain.empty:
             continue
-        sec = [float(pd.read_csv(Path(x) / "epochs.csv").seconds.median()) for x in (r.path, plain.path.iloc[0])]
+        sec = [float(pd.read_csv(Path(x) / EPOCHS_FILE).seconds.median()) for x in (r.path, plain.path.iloc[0])]
         rows.append(f"| {r.dataset} | {r.variant} | {r.seed} | {sec[1]:.1f} | {sec[0]:.1f} | {sec[0] / sec[1]:.2f} |\n")
     if not rows:
         return ""

@@ -19,6 +19,7 @@ from cmcs_core.playground.story import (
     preset_command,
     preset_runs,
 )
+from cmcs_core.runs.files import PLAYGROUND_SCORE_FILE, STRESS_FILE
 
 PRESET = "target-cue"
 
@@ -105,7 +106,7 @@ if example:
 st.header("2 · The score: cues agree vs conflict")
 scored = part[part.has_score]
 if scored.empty:
-    st.info("These runs have no playground_score.json (the playground command writes it).")
+    st.info(f"These runs have no {PLAYGROUND_SCORE_FILE} (the playground command writes it).")
 else:
     groups = [ACCURACY_COLUMNS[k] for k in ACCURACY_COLUMNS]
     series = {label_of[r.path]: [getattr(r, f"acc_{k}") for k in ACCURACY_COLUMNS] for r in scored.itertuples()}
@@ -116,7 +117,7 @@ else:
     st.caption(f"Rows: all {int(n.n_all or 0)}, cues agree {int(n.n_spurious_aligned or 0)}, conflict "
                f"{int(n.n_spurious_conflicting or 0)}. A model that reads the target's own sentiment word scores the "
                "same on both; the gap between *agree* and *conflict* is what it takes from the shortcut. "
-               "`playground_score.json` in each run folder.")
+               f"`{PLAYGROUND_SCORE_FILE}` in each run folder.")
 
 # -- 3. where the masks put the planted word ----------------------------------------------------------
 st.header("3 · Where the text mask puts each kind of word")
@@ -158,7 +159,7 @@ else:
     for e in edits:  # one line per meaning: the edits that say the same thing share it
         means.setdefault(EDIT_FLIP_MEANS[e], []).append(glossary.link(f"edit-{e}", glossary.edit_name(e)))
     why_not = {True: "a pixel run re-encodes its pictures for every edit, so the first run leaves it out",
-               False: "no stress.json in its folder"}
+               False: f"no {STRESS_FILE} in its folder"}
     gaps = [f"**{label_of[r.path]}** was not stress-tested ({why_not['pixels' in r.visual_source]}): "
             f"`{cli_command('stress', '--run', r.path)}`" for r in untested.itertuples()]
     gaps += [f"no bar for **{label_of[r.path]}** under *{glossary.edit_name(e)}*: {getattr(r, f'flip_{e}_why')}"

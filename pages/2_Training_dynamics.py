@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from app import data, figures, glossary, widgets
 from cmcs_core.command import cli_command
+from cmcs_core.runs.files import BATCHES_FILE
 
 st.title("Training dynamics")
 runs, run, other = widgets.require_run()
@@ -20,7 +21,7 @@ st.caption(f"The words of this page — {glossary.link('scheduling', 'causal eff
 batches = data.batches(run) if data.has_table(run, "batches") else None
 epochs = data.epochs(run) if data.has_table(run, "epochs") else None
 if batches is None or batches.empty:
-    widgets.missing_output(run, "per-batch log (batches.parquet)", "it is written at the end of each epoch")
+    widgets.missing_output(run, f"per-batch log ({BATCHES_FILE})", "it is written at the end of each epoch")
 
 has_visual = batches["eff_v"].notna().any()
 uses_cms = run.cfg.model.use_cms
@@ -142,7 +143,7 @@ st.caption("Within an epoch, batches with a larger causal effect get a larger we
 
 # -- the selection machinery: does the mask move, does the upper level ask for anything ---------------
 st.subheader("Does the selection machinery engage?")
-MACHINERY = {  # panel -> (columns, y title, y range or "log"), logged since issue 15; older runs lack them
+MACHINERY = {  # panel -> (columns, y title, y range or "log"), runs logged before these columns lack them
     "Gradient norms per batch (lower level)": (["grad_norm", "mask_grad_norm"], "norm (log)", "log"),
     "Text gates per batch": (["mask_mean", "mask_token_std"], "gate (absolute 0…1)", (0.0, 1.0)),
     "Upper level, per upper step": (["dev_train_cos"], "cos(∇L_dev, ∇L_train)", (-1.0, 1.0)),

@@ -13,6 +13,7 @@ from cmcs_core.config import METHOD_ORDER, METHOD_TITLES
 from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.report.regime import percent
 from cmcs_core.report.tables import DATASETS, markdown_tables, paired_differences, results_table, runs_frame
+from cmcs_core.runs.files import METRICS_FILE
 
 st.title("Compare runs")
 runs, run, other = widgets.require_run()
@@ -85,7 +86,7 @@ with tab_runs:
         widgets.random_warning(r)
         res = (r.metrics or {}).get(split)
         if not res:
-            st.error(f"{name}: metrics.json has no {split} results")
+            st.error(f"{name}: {METRICS_FILE} has no {split} results")
             continue
         cm = np.asarray(res["confusion"], dtype=float)
         z = cm / cm.sum(1, keepdims=True).clip(min=1) if normalise else cm

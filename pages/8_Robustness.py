@@ -4,10 +4,7 @@ paired against each method by seed, the flipped examples (each one click away fr
 the edit applied), and a run evaluated on rows you upload (app/your_rows.py)."""
 from __future__ import annotations
 
-
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from app import data, figures, flipped, glossary, widgets, your_rows
@@ -22,6 +19,7 @@ from cmcs_core.report.stress_tables import (
     paired_flip_differences,
     stress_tables,
 )
+from cmcs_core.runs.files import METRICS_FILE
 from cmcs_core.runs.reader import load_run
 
 st.title("Robustness")
@@ -77,31 +75,12 @@ edits = [e for e in ALL_EDITS if e in set(ok.edit)]
 
 # -- flip rate per edit and method -------------------------------------------------------------
 st.subheader("Flip rate per edit and method")
-
-
-def x_of(codes) -> list[str]:
-    """Each edit's plain name on the axis (its code name is in the hover)."""
-    return [figures.wrap(glossary.edit_name(e)) for e in codes]
-
-
-fig = go.Figure()
-PALETTE = figures.DISTINCT  # one colour per method, never reused before they run out
-for n, variant in enumerate(variants):
-    v = ok[ok.variant == variant]
-    g = v.groupby("edit").agg(mean=("flip_rate", "mean"), lo=("flip_lo", "mean"), hi=("flip_hi", "mean"),
-                              seeds=("seed", "nunique")).reindex(edits)
-    fig.add_trace(go.Bar(
-        name=variant.title, x=x_of(edits), y=g["mean"], offsetgroup=variant.key, marker_color=PALETTE[n % len(PALETTE)],
-        error_y=dict(type="data", symmetric=False, array=g["hi"] - g["mean"], arrayminus=g["mean"] - g["lo"]),
-        customdata=np.stack([g.lo, g.hi, g.seeds, edits], axis=-1),
-        hovertemplate="%{customdata[3]}: %{y:.1f}% (95% interval %{customdata[0]:.1f}–%{customdata[1]:.1f}, "
-                      "%{customdata[2]} seeds)<extra>" + variant.title + "</extra>"))
-    fig.add_trace(go.Scatter(  # every seed as a dot: the spread the mean hides
-        x=x_of(v.edit), y=v.flip_rate, mode="markers", marker=dict(color="black", size=5), offsetgroup=variant.key,
-        showlegend=False, customdata=v.seed, hovertemplate="seed %{customdata}: %{y:.1f}%<extra></extra>"))
-fig.update_layout(barmode="group", scattermode="group", height=430, margin=dict(l=10, r=10, t=50, b=10),
-                  title=f"Share of edited rows whose prediction changes — {dataset}, {split} split",
-                  yaxis=dict(range=[0, 100], title="flip rate (%)", ticksuffix="%"), legend_title="method")
+# one colour per method, never reused before they run out; the same method's colour in the awareness chart
+methods = {v.key: (v.title, figures.DISTINCT[n % len(figures.DISTINCT)]) for n, v in enumerate(variants)}
+key_of = lambda frame: frame.variant.map(lambda v: v.key)  # noqa: E731
+fig = figures.seed_bars(ok.assign(method=key_of(ok), group=ok.edit, value=ok.flip_rate, lo=ok.flip_lo, hi=ok.flip_hi),
+                        methods, edits, f"Share of edited rows whose prediction changes — {dataset}, {split} split",
+                        "flip rate (%)", height=430, axis={e: figures.wrap(glossary.edit_name(e)) for e in edits})
 widgets.show_fig(fig, key="rob_bars", name=f"robustness_flip_rates_{dataset}")
 st.caption(f"Bars: mean over seeds; whiskers: the per-seed {glossary.link('interval', '95% intervals')} (over rows), "
            "averaged; dots: each seed. Each edit, with its code name, is in the "
@@ -116,31 +95,13 @@ st.subheader("Tweets with targets of different labels")
 per_run = shown.drop_duplicates("run")
 if per_run[list(AWARENESS)].isna().all().all():
     st.info("These runs carry no target-awareness figures: committed stress folders keep no predictions. Runs "
-            f"trained or evaluated now write them into metrics.json; `{cli_command('analyse', 'targets', run.path)}` computes them "
+            f"trained or evaluated now write them into {METRICS_FILE}; `{cli_command('analyse', 'targets', run.path)}` computes them "
             "for any run folder with predictions.")
 else:
-    fig = go.Figure()
-    for n, variant in enumerate(variants):  # n: the variant's colour in the flip-rate chart too
-        v = per_run[per_run.variant == variant]
-        if v[list(AWARENESS)].isna().all().all():
-            continue  # no figures for this method: no empty legend entry
-        means = [v[k].mean() for k in AWARENESS]
-        lo = [v[f"{k}_lo"].mean() for k in AWARENESS]
-        hi = [v[f"{k}_hi"].mean() for k in AWARENESS]
-        x = [AWARENESS_TITLES[k] for k in AWARENESS]
-        fig.add_trace(go.Bar(name=variant.title, x=x, y=means, offsetgroup=variant.key,
-                             marker_color=PALETTE[n % len(PALETTE)],
-                             error_y=dict(type="data", symmetric=False, array=np.subtract(hi, means),
-                                          arrayminus=np.subtract(means, lo)),
-                             hovertemplate="%{x}: %{y:.1f}%<extra>" + variant.title + "</extra>"))
-        dots = v.melt(id_vars=["seed"], value_vars=list(AWARENESS)).dropna()
-        fig.add_trace(go.Scatter(x=dots.variable.map(AWARENESS_TITLES), y=dots.value, mode="markers",
-                                 marker=dict(color="black", size=5), offsetgroup=variant.key, showlegend=False,
-                                 customdata=dots.seed, hovertemplate="seed %{customdata}: %{y:.1f}%<extra></extra>"))
-    fig.update_layout(barmode="group", scattermode="group", height=360, margin=dict(l=10, r=10, t=50, b=10),
-                      title=f"Tweets with two or more targets of different gold labels — {dataset}, {split} split",
-                      yaxis=dict(range=[0, 100], title="share of those tweets (%)", ticksuffix="%"),
-                      legend_title="method")
+    aware = pd.concat([per_run.assign(method=key_of(per_run), group=AWARENESS_TITLES[k], value=per_run[k],
+                                      lo=per_run[f"{k}_lo"], hi=per_run[f"{k}_hi"]) for k in AWARENESS])
+    fig = figures.seed_bars(aware, methods, [AWARENESS_TITLES[k] for k in AWARENESS], "Tweets with two or more targets "
+                            f"of different gold labels — {dataset}, {split} split", "share of those tweets (%)", 360)
     widgets.show_fig(fig, key="rob_awareness", name=f"robustness_target_awareness_{dataset}")
     tweets = int(per_run.awareness_tweets.max())
     st.caption(f"{tweets} such tweets in this split ({glossary.link('multi-target', 'multi-target score')}). **all "
@@ -162,22 +123,10 @@ if CMCS not in set(ok.variant) or len(variants) < 2:
 else:
     edit = st.selectbox("Edit", edits, format_func=glossary.edit_name, key="rob_paired_edit",
                         help=glossary.edit_help(edits))
-    fig = go.Figure()
-    span = 1.0
-    for variant, diff in paired_flip_differences(ok, edit, CMCS).items():  # the library's pairing
-        span = max(span, float(diff.abs().max()))
-        fig.add_trace(go.Scatter(x=[variant.title] * len(diff), y=diff, mode="markers+text",
-                                 text=[f"s{s}" for s in diff.index], textposition="middle right",
-                                 marker=dict(size=10), name=variant.title, showlegend=False,
-                                 hovertemplate="seed %{text}: %{y:+.1f} points<extra></extra>"))
-        fig.add_trace(go.Scatter(x=[variant.title], y=[diff.mean()], mode="markers", showlegend=False,
-                                 marker=dict(symbol="line-ew", size=30, line=dict(width=3, color="black")),
-                                 hovertemplate=f"mean {diff.mean():+.1f} points<extra></extra>"))
-    fig.add_hline(y=0, line_dash="dash", line_color="grey")
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
-                      title=f"CMCS minus each method: flip-rate points per seed under “{glossary.edit_name(edit)}” "
-                            "(below 0: CMCS flips less)",
-                      yaxis=dict(range=[-1.1 * span, 1.1 * span], title="flip-rate difference (points)"))
+    diffs = paired_flip_differences(ok, edit, CMCS)  # the library's pairing
+    fig = figures.paired_dots({v.title: d for v, d in diffs.items()}, "CMCS minus each method: flip-rate points per "
+                              f"seed under “{glossary.edit_name(edit)}” (below 0: CMCS flips less)",
+                              "flip-rate difference (points)")
     widgets.show_fig(fig, key="rob_paired", name=f"robustness_paired_{dataset}_{edit}")
     st.caption("Runs with the same seed share initialisation and batch order up to the method's switches; the bar "
                "marks the mean over seeds. The axis is symmetric around zero.")

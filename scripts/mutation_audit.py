@@ -1,4 +1,4 @@
-"""Mutation audit of the training loop's tests (issue 11): apply each mutation alone to cmcs_core/,
+"""Mutation audit of the training loop's tests: apply each mutation alone to cmcs_core/,
 run the tests, print which fail, restore the file. Every mutation must make at least one test fail.
 
     python scripts/mutation_audit.py                                  # tests/test_core_train_loop.py

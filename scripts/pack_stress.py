@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from cmcs_core.runs.compact import pack_stress_run, repack_stress_run
-from cmcs_core.runs.formats import STRESS_FILE
+from cmcs_core.runs.files import METRICS_FILE, STRESS_FILE
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     total = 0
     for grid in args.grids:
         for run in sorted(Path(grid).iterdir()):
-            if (run / STRESS_FILE).is_file() and (run / "metrics.json").is_file():
+            if (run / STRESS_FILE).is_file() and (run / METRICS_FILE).is_file():
                 if args.repack:
                     total += repack_stress_run(run)
                 else:

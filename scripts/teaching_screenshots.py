@@ -23,6 +23,8 @@ from pathlib import Path
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
+from cmcs_core.runs.files import CONFIG_FILE, METRICS_FILE
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 WIDTH, COLOURS = 1100, 64  # px of the page shown; palette size of the written PNGs
@@ -80,7 +82,7 @@ def your_rows_file(runs: Path, folder: Path) -> Path:
     """The run's first 60 test rows, each with a positive clause about something else appended."""
     import json
 
-    data = Path(json.loads((runs / CMCS / "config.json").read_text())["data"]["dataset"])
+    data = Path(json.loads((runs / CMCS / CONFIG_FILE).read_text())["data"]["dataset"])
     lines = (data / "test.tsv").read_text().splitlines()
     rows = []
     for line in lines[1:61]:
@@ -96,7 +98,7 @@ def main() -> None:
     p.add_argument("--runs-dir", type=Path, default=REPO / "runs")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "img")
     args = p.parse_args()
-    missing = [n for n in (CMCS, TARGET_AWARE) if not (args.runs_dir / n / "metrics.json").is_file()]
+    missing = [n for n in (CMCS, TARGET_AWARE) if not (args.runs_dir / n / METRICS_FILE).is_file()]
     if missing:
         raise SystemExit(f"{args.runs_dir} lacks {', '.join(missing)}: run `make app` and train the target-cue runs")
     work = Path(tempfile.mkdtemp(prefix="cmcs_teaching_"))

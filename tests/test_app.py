@@ -414,7 +414,7 @@ def test_upload_limit_is_the_one_the_app_states():
     assert limit == 20
     config.get_config_options(force_reparse=True)
     assert config.get_option("server.maxUploadSize") == limit
-    source = (PAGES / "6_Inspector.py").read_text()
+    source = (REPO / "app" / "widgets.py").read_text()
     assert 'st.get_option("server.maxUploadSize")' in source and "MAX_UPLOAD_MB = 20" not in source
 
 

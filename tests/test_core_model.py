@@ -211,6 +211,9 @@ def test_fusion_modes(text_encoder: TextEncoder) -> None:
     sim = _model(text_encoder, "cmcs", fusion="similarity")
     with pytest.raises(ValueError, match="similarity"):
         sim.fuse(sim(batch), nan)
+    # the rule the Inspector shows ("s is the same for every input"), from the model itself
+    assert const.fusion_is_constant(batch["fusion_sim"]) and auto.fusion_is_constant(nan)
+    assert not auto.fusion_is_constant(batch["fusion_sim"]) and not sim.fusion_is_constant(batch["fusion_sim"])
 
 
 # -- ablations: each switch changes what it should and nothing else ---------------------------

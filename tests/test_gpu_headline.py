@@ -1,4 +1,4 @@
-"""The GPU headline's script (bench/gpu_headline.sh, issue 19), dry-run on the CPU: it finds its carried inputs
+"""The GPU headline's script (scripts/gpu_headline.sh), dry-run on the CPU: it finds its carried inputs
 and refuses missing or damaged ones, plans exactly the grid it should in priority order, trains, stress-tests
 and scores the first runs of it, and packs them into $OUT within what the device tool brings back. A tiny random
 MPNet (the MPNet architecture, 2 layers of width 32, MiniLM's tokenizer) stands in for MPNet-base, under the
@@ -19,23 +19,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SH = REPO / "bench" / "gpu_headline.sh"
+SH = REPO / "scripts" / "gpu_headline.sh"
 TINY = ("--seeds 1 --datasets twitter2015 --epochs 1 --max-train-samples 16 --max-eval-samples 16 --dev-subset-size 8 "
         "--batch-size 8 --H 2 --hidden-dim 16")
 MIB = 1 << 20
 
 
-def _bench(name: str):
-    """A bench script as a module (bench/ is scripts, not a package; its dataclasses need the module registered)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+def _script(folder: str, name: str):
+    """A script as a module (bench/ and scripts/ are not packages; its dataclasses need the module registered)."""
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
 
-headline = _bench("gpu_headline")
-perf = _bench("gpu_perf")
+headline = _script("scripts", "gpu_headline")
+perf = _script("bench", "gpu_perf")
 
 
 def make_fake_mpnet(dst: Path) -> None:
@@ -59,7 +59,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """A fake tree's .weights/: the tiny MPNet + the data in parts of 0.5 MiB (no Ray: this machine has it)."""
     root = tmp_path_factory.mktemp("h19")
     make_fake_mpnet(root / "fake_mpnet")
-    subprocess.run([sys.executable, "bench/prepare_gpu_weights.py", "mpnet", "--no-ray", "--model-dir",
+    subprocess.run([sys.executable, "scripts/prepare_gpu_weights.py", "mpnet", "--no-ray", "--model-dir",
                     str(root / "fake_mpnet"), "--dest", str(root / ".weights"), "--part-mib", "0.5"],
                    cwd=REPO, check=True, env={**os.environ, "CMCS_DATA_DIR": str(data_dir)})
     return root
@@ -128,7 +128,7 @@ def test_carry_and_unpack_refuse_missing_or_damaged_parts(bundle: Path, tmp_path
     # the last part neither carried before nor in this call's tree: named, with what to carry
     empty = tmp_path / "empty_tree"
     empty.mkdir()
-    res = subprocess.run([sys.executable, "bench/gpu_headline.py", "unpack", "--weights", str(empty), "--carry-dir",
+    res = subprocess.run([sys.executable, "scripts/gpu_headline.py", "unpack", "--weights", str(empty), "--carry-dir",
                           str(tmp_path / "carry"), "--work", str(tmp_path / "work")], cwd=REPO, capture_output=True,
                          text=True)
     assert res.returncode != 0 and f"part(s) {n} of {n} missing" in res.stderr and "mpnet_part_N" in res.stderr
@@ -143,7 +143,7 @@ def test_carry_and_unpack_refuse_missing_or_damaged_parts(bundle: Path, tmp_path
     assert res.returncode != 0 and "checksum differs" in res.stderr
     # ... and one damaged after it was kept (a stale part from another bundle) is refused when joining
     (tmp_path / "carry" / "mpnet_part_2").write_bytes(bytes(data))
-    res = subprocess.run([sys.executable, "bench/gpu_headline.py", "unpack", "--weights", str(bundle / ".weights"),
+    res = subprocess.run([sys.executable, "scripts/gpu_headline.py", "unpack", "--weights", str(bundle / ".weights"),
                           "--carry-dir", str(tmp_path / "carry"), "--work", str(tmp_path / "work")], cwd=REPO,
                          capture_output=True, text=True)
     assert res.returncode != 0 and "mpnet_part_2: checksum differs" in res.stderr
@@ -167,6 +167,7 @@ def test_dry_run_trains_stress_tests_scores_and_packs(bundle: Path, data_dir: Pa
     planned = [r.name for r in headline.plan(["--device", "cpu", *TINY.split()])][:2]
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["finished"]) == sorted(planned) and not summary["failed"]  # the first two: two blocks
+    assert summary["throughput"]["runs"] == 2 and summary["throughput"]["samples_per_s"] > 0  # bench/gpu_perf.py's
     assert planned[0].startswith("target_aware/") and planned[1].startswith("paper/")
     with tarfile.open(out / "runs_1.tar.gz") as tar:
         members = set(tar.getnames())

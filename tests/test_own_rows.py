@@ -162,3 +162,19 @@ def test_first_run_trains_the_playground_then_the_target_cue_preset_beside_it(tm
     assert [getattr(a, "preset", None) for a in calls] == [None, playground.FIRST_RUN_PRESET]
     assert {a.runs_dir for a in calls} == {str(tmp_path / "runs")} and calls[1].seed == 3
     assert calls[1].data_out == str(tmp_path / "pg" / "target_cue") and not calls[1].quiet
+
+
+def test_word_edits_of_the_inspector() -> None:
+    """The Inspector's counterfactual edits (cmcs_core.inference): which words hold the target, one word
+    replaced or deleted, and whether an edited tweet still names its target."""
+    from cmcs_core.inference import edit_word, keeps_target, target_words
+
+    tweet = "The new Real Madrid kit is great"
+    assert target_words(tweet, "real madrid") == {2, 3}
+    assert target_words("so $T$ again", "anything") == {1}
+    assert target_words(tweet, "Barcelona") == set() and target_words(tweet, " ") == set()
+    assert edit_word(tweet, 6, "awful") == "The new Real Madrid kit is awful"
+    assert edit_word(tweet, 5, "  ") == "The new Real Madrid kit great"  # a blank replacement deletes
+    assert edit_word("a  b", None) == "a b"
+    assert keeps_target(edit_word(tweet, 5), "Real Madrid") and keeps_target("so $T$", "x")
+    assert not keeps_target(edit_word(tweet, 2), "Real Madrid") and not keeps_target("   ", "x")

@@ -11,6 +11,7 @@ from cmcs_core.config import RunConfig
 from cmcs_core.playground import PlaygroundConfig, generate_playground
 from cmcs_core.playground.run import run_config
 from cmcs_core.playground.score import cue_span, score_run
+from cmcs_core.runs.formats import read_masks, write_masks, write_table
 from cmcs_core.runs.reader import load_run
 
 TWEET = "on monday honestly $T$ is so-so #news"  # spurious "monday", sentiment "so-so" (3 pieces)
@@ -55,15 +56,15 @@ def _hand_made_run(tmp: Path) -> tuple[Path, dict[str, float]]:
     vmask = [0.2 if c0 <= s < c1 and e > s else 0.6 for s, e in cap["offset_mapping"]]
     sample = {"tokens": tok.convert_ids_to_tokens(enc["input_ids"]), "mask": mask,
               "visual_tokens": tok.convert_ids_to_tokens(cap["input_ids"]), "visual_mask": vmask, "caption": CAPTION}
-    (run / "masks_test.json").write_text(json.dumps({"grid": None, "samples": [sample]}))
-    pd.DataFrame([{"index": "7", "tweet": TWEET, "target": TARGET, "label": 2, "pred": 2, "correct": 1}]).to_csv(
-        run / "predictions_test.csv", index=False)
+    write_masks(run / "masks_test.parquet", None, [sample])
+    write_table(run / "predictions_test.parquet",
+                pd.DataFrame([{"index": "7", "tweet": TWEET, "target": TARGET, "label": 2, "pred": 2, "correct": 1}]))
     return run, value
 
 
 def test_alignment_picks_each_words_mask_value(tmp_path: Path) -> None:
     run, value = _hand_made_run(tmp_path)
-    tokens = json.loads((run / "masks_test.json").read_text())["samples"][0]["tokens"]
+    tokens = read_masks(run / "masks_test.parquet")["samples"][0]["tokens"]
     assert tokens.count("-") == 1 and "#" in tokens  # so-so and #news really span several pieces
     res = score_run(run)
     assert res["text"]["spurious"] == pytest.approx(0.9)  # monday, not a neighbour
@@ -87,10 +88,10 @@ def test_cue_span_names_the_planted_cue_only() -> None:
 
 def test_alignment_refuses_tokens_from_another_text(tmp_path: Path) -> None:
     run, _ = _hand_made_run(tmp_path)
-    path = run / "masks_test.json"
-    masks = json.loads(path.read_text())
+    path = run / "masks_test.parquet"
+    masks = read_masks(path)
     masks["samples"][0]["tokens"][2] = "tuesday"
-    path.write_text(json.dumps(masks))
+    write_masks(path, masks["grid"], masks["samples"])
     with pytest.raises(ValueError, match="re-tokenising"):
         score_run(run)
 

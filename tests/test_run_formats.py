@@ -1,9 +1,11 @@
-"""The compact run-folder formats (cmcs_core/runs/): what is written reads back the same, old
-folders (CSV/JSON) read through the same Run methods, and compaction loses nothing."""
+"""The compact run-folder formats (cmcs_core/runs/): what is written reads back the same, old folders
+(CSV/JSON) convert to them losing nothing (scripts/compact_runs.py), and compaction drops only extras."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,20 @@ from cmcs_core.runs.compact import compact_run
 from cmcs_core.runs.formats import read_masks, read_table, table_path, write_masks, write_table
 from cmcs_core.runs.packed import restore_text
 from cmcs_core.runs.reader import RunReadError, load_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _converter():
+    """scripts/compact_runs.py, the one reader of the old formats, as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("scripts_compact_runs", REPO / "scripts" / "compact_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+convert_old_formats = _converter().convert_old_formats
 
 SAMPLES = [Sample(index=str(10 + i), label=i % 3, image_id=f"{i}.jpg", tweet=f"tweet {i} about $T$ !",
                   target=f"T{i}", line=i + 2) for i in range(6)]
@@ -79,28 +95,36 @@ def test_tables_round_trip_at_float32_with_text_ids(tmp_path: Path) -> None:
     assert back["index"].tolist() == ["007", "8"]  # sample ids stay text (CSV would give 7)
     assert back.x.dtype == np.float32 and back.x[0] == np.float32(0.1) and np.isnan(back.x[1])
     assert back.step.tolist() == [1, 2] and back.name.tolist() == ["a", "b"]
-    frame.to_csv(tmp_path / "t.csv", index=False)
-    assert table_path(tmp_path, "t") == path  # the new format wins when both exist
-    assert read_table(tmp_path / "t.csv")["index"].tolist() == ["007", "8"]
+    assert table_path(tmp_path, "t") == path
+    frame.to_csv(tmp_path / "epochs.csv", index=False)  # epochs stay CSV
+    assert table_path(tmp_path, "epochs") == tmp_path / "epochs.csv"
+    assert read_table(tmp_path / "epochs.csv")["index"].tolist() == ["007", "8"]
+    assert table_path(tmp_path, "batches") is None
 
 
-def test_masks_round_trip_in_both_formats(tmp_path: Path) -> None:
+def test_the_library_reads_no_old_format(old_run) -> None:
+    """Old folders are scripts/compact_runs.py's to convert: the reader sees none of their tables."""
+    run = load_run(old_run[0])
+    assert run.splits() == []
+    with pytest.raises(RunReadError, match="masks_test.parquet"):
+        run.masks("test")
+
+
+def test_masks_round_trip(tmp_path: Path) -> None:
     masks = _masks(np.random.default_rng(1))
-    for name in ("m.parquet", "m.json"):
-        back = read_masks(write_masks(tmp_path / name, [7, 7], masks))
-        assert back == {"grid": [7, 7], "samples": masks}  # same floats, absent fields stay absent
+    back = read_masks(write_masks(tmp_path / "m.parquet", [7, 7], masks))
+    assert back == {"grid": [7, 7], "samples": masks}  # same floats, absent fields stay absent
     assert "visual_mask" not in read_masks(tmp_path / "m.parquet")["samples"][1]
     with pytest.raises(ValueError, match="unknown fields"):
         write_masks(tmp_path / "bad.parquet", None, [{"tokens": ["a"], "mask": [0.5], "oops": 1}])
 
 
-def test_compaction_keeps_every_value_and_the_run_reads_the_same(old_run) -> None:
+def test_conversion_keeps_every_value(old_run) -> None:
     run_dir, pred, masks, _ = old_run
-    run = load_run(run_dir)
-    before = {"pred": run.predictions("test"), "batches": run.batches(), "masks": run.masks("test")}
+    before = {"pred": read_table(run_dir / "predictions_test.csv"), "batches": read_table(run_dir / "batches.csv")}
     assert before["pred"]["index"].tolist() == [s.index for s in SAMPLES]  # old CSV: ids as text too
 
-    compact_run(run_dir, samples_of=run.split_samples)  # sizes: test_results_budget.py, on real runs
+    convert_old_formats(run_dir, samples_of=load_run(run_dir).split_samples)  # sizes: test_results_budget.py
     names = sorted(p.name for p in run_dir.iterdir())
     assert names == ["batches.parquet", "config.json", "epochs.csv", "masks_test.parquet", "metrics.json",
                      "predictions_test.parquet"]
@@ -111,13 +135,13 @@ def test_compaction_keeps_every_value_and_the_run_reads_the_same(old_run) -> Non
     pd.testing.assert_frame_equal(after, before["pred"], check_dtype=False)
     assert after.s.dtype == np.float32
     pd.testing.assert_frame_equal(run.batches(), before["batches"], check_dtype=False)
-    assert run.masks("test") == before["masks"] == {"grid": [2, 3], "samples": masks}
+    assert run.masks("test") == {"grid": [2, 3], "samples": masks}
     assert run.splits() == ["test"]
 
 
 def test_predictions_by_reference_without_the_data(old_run) -> None:
     run_dir, pred, _, data = old_run
-    compact_run(run_dir, samples_of=load_run(run_dir).split_samples)
+    convert_old_formats(run_dir, samples_of=load_run(run_dir).split_samples)
     (data / "test.tsv").unlink()
     back = load_run(run_dir).predictions("test")
     assert (back.tweet == "").all() and back.target.tolist() == pred.target.tolist()
@@ -128,7 +152,7 @@ def test_changed_data_file_is_refused_or_keeps_the_text(old_run) -> None:
     run_dir, pred, _, data = old_run
     changed = [dataclasses.replace(SAMPLES[0], target="Other"), *SAMPLES[1:]]
     write_tsv(data / "test.tsv", changed)
-    compact_run(run_dir, samples_of=load_run(run_dir).split_samples)
+    convert_old_formats(run_dir, samples_of=load_run(run_dir).split_samples)
     assert "tweet" in read_table(run_dir / "predictions_test.parquet")  # text kept: data disagreed
     slim = pred.drop(columns=["tweet", "image_id"])
     with pytest.raises(ValueError, match="do not match"):
@@ -139,8 +163,15 @@ def test_per_sample_extras_are_dropped_on_request(old_run) -> None:
     run_dir, *_ = old_run
     pd.DataFrame({"index": ["1"], "pred": [0]}).to_csv(run_dir / "predictions_dev.csv", index=False)
     np.savez_compressed(run_dir / "features_test.npz", text_raw_pooled=np.zeros((6, 4), np.float16))
+    convert_old_formats(run_dir, per_sample=False)
+    names = {p.name for p in run_dir.iterdir()}
+    assert not names & {"masks_test.json", "masks_test.parquet", "predictions_dev.csv"}
+    assert "predictions_test.parquet" in names  # the test predictions stay
+    write_masks(run_dir / "masks_test.parquet", None, _masks(np.random.default_rng(2)))
+    pd.DataFrame({"index": ["1"], "pred": [0]}).to_parquet(run_dir / "predictions_dev.parquet")
     compact_run(run_dir, per_sample=False, features=False)
     names = {p.name for p in run_dir.iterdir()}
-    assert not names & {"masks_test.json", "masks_test.parquet", "predictions_dev.csv", "features_test.npz"}
+    assert not names & {"masks_test.parquet", "predictions_dev.parquet", "features_test.npz"}
+    assert "predictions_test.parquet" in names
     with pytest.raises(RunReadError, match="masks_test"):
         load_run(run_dir).masks("test")

@@ -290,11 +290,15 @@ class CMCSModel(nn.Module):
         res.update(p_image=p_image, s=s, p_final=(1 - s[:, None]) * p_text + s[:, None] * p_image)
         return res
 
-    def fusion_weight(self, fusion_sim: torch.Tensor | None, n: int, device) -> torch.Tensor:
+    def fusion_is_constant(self, fusion_sim: torch.Tensor | None) -> bool:
+        """Whether s is cfg.fusion_constant for these inputs rather than their image-prompt similarity."""
         mode = self.cfg.fusion
         have_sim = fusion_sim is not None and not torch.isnan(fusion_sim).any()
         if mode == "similarity" and not have_sim:
             raise ValueError("fusion='similarity' needs an encoder with a text tower or captions")
-        if mode == "constant" or (mode == "auto" and not have_sim):
+        return mode == "constant" or (mode == "auto" and not have_sim)
+
+    def fusion_weight(self, fusion_sim: torch.Tensor | None, n: int, device) -> torch.Tensor:
+        if self.fusion_is_constant(fusion_sim):
             return torch.full((n,), float(self.cfg.fusion_constant), device=device)
         return fusion_sim.to(device).float().clamp(0.0, 1.0)

@@ -17,6 +17,7 @@ from typing import Callable
 from cmcs_core.config import METHODS, RunConfig, apply_method
 from cmcs_core.data.counterfactual import ALL_EDITS, PLANTED_EDITS
 from cmcs_core.io import atomic_write_json
+from cmcs_core.runs.files import CONFIG_FILE, PLAYGROUND_SCORE_FILE
 from cmcs_core.variants import VARIANTS, apply_variant
 
 DEFAULT_DATA = Path("playground") / "data"
@@ -205,7 +206,7 @@ def playground_main(args: argparse.Namespace, on_epoch: Callable[[str], None] | 
         metrics = train(cfg, out, progress=not args.quiet,
                         on_epoch=None if on_epoch is None else lambda row, name=out.name: on_epoch(name))
         score = score_run(out, data_dir)  # the truth-scored masks travel with the run (for the app)
-        atomic_write_json(out / "playground_score.json", score)
+        atomic_write_json(out / PLAYGROUND_SCORE_FILE, score)
         acc = {k: "n/a" if v is None else f"{v:.3f}" for k, v in score["accuracy"].items()}
         print(f"{method}{f' +{variant}' if variant else ''} ({metrics['visual_source']}): test acc {metrics['test']['acc']:.3f} "
               f"(dev {metrics['dev']['acc']:.3f}; cues agree {acc['spurious_aligned']} / conflict "
@@ -264,7 +265,7 @@ def stress_plan(args: argparse.Namespace, runs: list[Path]) -> tuple[list[Path],
     The CLI runs them (cmcs_core.stress.stress_runs) after the trainings."""
     if not getattr(args, "stress", True):
         return [], ()
-    captions = [r for r in runs if RunConfig.load(r / "config.json").encoder.visual_model == "caption"]
+    captions = [r for r in runs if RunConfig.load(r / CONFIG_FILE).encoder.visual_model == "caption"]
     return captions, stress_edits(args)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from cmcs_core.config import RunConfig
 from cmcs_core.playground import scene as scn
+from cmcs_core.runs.files import CONFIG_FILE
 from cmcs_core.runs.reader import load_run
 
 TEXT_GROUPS = ("spurious", "sentiment", "target", "other_spurious", "other_sentiment", "other")
@@ -125,7 +126,7 @@ def score_run(run_dir: str | Path, data_dir: str | Path | None = None, split: st
     means near 1 hide a consistent but tiny gap, which the paired share shows.
     """
     run = Path(run_dir)
-    cfg = RunConfig.load(run / "config.json")
+    cfg = RunConfig.load(run / CONFIG_FILE)
     data = Path(data_dir or cfg.data.dataset)
     truth_all = json.loads((data / "truth.json").read_text(encoding="utf-8"))
     truth, kind = truth_all["splits"][split], truth_all["image_cue_kind"]
@@ -189,7 +190,7 @@ def effect_values(run_dir: str | Path, split: str = "test") -> list[dict[str, li
 
     pred = Predictor(run_dir)
     data = pred.pipe.tensors(pred.pipe.load_split(split), progress=False)
-    labels = pd.read_csv(Path(run_dir) / f"predictions_{split}.csv")["pred"].astype(int).tolist()
+    labels = load_run(run_dir).predictions(split)["pred"].astype(int).tolist()
     out = []
     for i, label in enumerate(labels):
         eff = mask_effects(pred.model, data.batch(torch.tensor([i]), pred.pipe.device), label)

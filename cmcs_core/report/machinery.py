@@ -1,7 +1,7 @@
 """Does the selection machinery engage? What reaches the masks and the scheduler in a run.
 
-Read from a run folder's per-batch log (batches.parquet; the columns the trainer logs since
-issue 15) and its test masks: the lower-level gradient that reaches the text mask network and
+Read from a run folder's per-batch log (batches.parquet; the machinery columns the trainer
+logs) and its test masks: the lower-level gradient that reaches the text mask network and
 the share the gradient clip takes off it, how far the gates spread over tokens and how many
 saturate, the hypergradient on phi (and on the mask when it is an upper-level variable) and the
 share its clip takes off, the cosine between grad_theta L_dev and grad_theta L_train (near 1:
@@ -16,6 +16,7 @@ import pandas as pd
 
 from cmcs_core.command import cli_command
 from cmcs_core.report.regime import Variant
+from cmcs_core.runs.files import CONFIG_FILE
 from cmcs_core.runs.reader import Run, RunReadError
 
 NEEDED = ("grad_norm", "mask_grad_norm", "mask_token_std")
@@ -58,8 +59,8 @@ def machinery_summary(run: Run) -> dict[str, object]:
     b = run.batches()
     missing = [c for c in NEEDED if c not in b]
     if missing:
-        raise RunReadError(f"{run.path}: the batches log has no {', '.join(missing)} (trained before issue 15's "
-                           f"logging; retrain with `{cli_command('train', '--config', run.path / 'config.json')}` in a "
+        raise RunReadError(f"{run.path}: the batches log has no {', '.join(missing)} (trained before this log "
+                           f"existed; retrain with `{cli_command('train', '--config', run.path / CONFIG_FILE)}` in a "
                            "new folder)")
     t = cfg.train
     first, last = b[b.epoch == b.epoch.min()], b[b.epoch == b.epoch.max()]

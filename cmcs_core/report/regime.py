@@ -59,7 +59,7 @@ def _augmentation_phrase(value, cfg: RunConfig, amount: bool = True) -> str:
 
 
 # In the order they are named: pooling, the text input, the training data, then the target-aware
-# selection machinery (issue 15: gates, the counterfactual branch and upper level, where the mask learns,
+# selection machinery (gates, the counterfactual branch and upper level, where the mask learns,
 # the Neumann step). Augmentation is compared with its base run in the stress tables (`table --stress`),
 # so `table --paired` leaves it out.
 OPT_INS = (

@@ -1,7 +1,7 @@
-"""Committed run folders: converted to the compact formats, without checkpoints, with per-sample
-extras only where the app needs them, and text kept by reference where the data gives it back
-(results/README.md has the policy and the budget). scripts/compact_runs.py, scripts/pack_stress.py
-and bench/pack_runs.py are the commands; every converted file is read back and compared first.
+"""Committed run folders: without checkpoints, with per-sample extras only where the app needs them,
+and a stress test's flipped rows with their text kept by reference where the data gives it back
+(results/README.md has the policy and the budget). scripts/compact_runs.py (which also converts
+folders of the old formats), scripts/pack_stress.py and scripts/pack_runs.py are the commands.
 """
 from __future__ import annotations
 
@@ -15,78 +15,48 @@ from pathlib import Path
 import pandas as pd
 
 from cmcs_core.io import atomic_save, atomic_write_json
-from cmcs_core.runs.formats import (
+from cmcs_core.runs.files import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    EPOCHS_FILE,
+    METRICS_FILE,
+    STATE_FILE,
+    STRESS_DIR,
     STRESS_FILE,
-    as_float32,
-    read_masks,
-    read_stress_report,
-    read_table,
-    write_masks,
-    write_table,
+    features_file,
+    masks_stem,
+    predictions_stem,
 )
-from cmcs_core.runs.packed import BY_REFERENCE, FLIPPED_BY_REFERENCE, restore_flipped, restore_text
+from cmcs_core.runs.formats import read_stress_report
+from cmcs_core.runs.packed import FLIPPED_BY_REFERENCE, restore_flipped
 from cmcs_core.runs.reader import load_run
 
-NEVER = ("best.safetensors", "last_state.pt", "features_dev.npz", "masks_dev.json", "masks_dev.parquet")
+NEVER = (CHECKPOINT_FILE, STATE_FILE, features_file("dev"), f"{masks_stem('dev')}.parquet")
 MASK_SEED = 1  # the seed whose masks a committed learned-mask run keeps (the Masks page)
-STRESS_KEEP = ("config.json", "metrics.json", "epochs.csv")
+STRESS_KEEP = (CONFIG_FILE, METRICS_FILE, EPOCHS_FILE)
 
 
-def compact_run(run_dir: str | Path, per_sample: bool = True, features: bool = True,
-                samples_of=None) -> dict[str, int]:
-    """Convert a run folder to the compact formats in place; returns bytes before/after.
+def compact_run(run_dir: str | Path, per_sample: bool = True, features: bool = True) -> dict[str, int]:
+    """Drop, in place, the extras a committed run folder does not keep; returns bytes before/after.
 
-    per_sample=False drops masks_* and predictions_dev (metrics.json keeps the dev figures);
-    features=False drops features_*. samples_of(split) -> samples, when given, lets the
-    predictions go by reference: the text is dropped only after restore_text gives back
-    exactly the stored columns. Every converted file is read back and compared first."""
+    per_sample=False drops masks_* and the predictions other than test (metrics.json keeps the dev
+    figures); features=False drops features_*. Old-format folders are converted first by
+    scripts/compact_runs.py."""
     root = Path(run_dir)
-    before = sum(p.stat().st_size for p in root.iterdir() if p.is_file())
-    for stem in ("batches", *(p.stem for p in sorted(root.glob("predictions_*.csv")))):
-        old = root / f"{stem}.csv"
-        if not old.is_file():
-            continue
-        if stem.startswith("predictions_") and not stem.endswith("_test") and not per_sample:
-            old.unlink()
-            continue
-        frame = read_table(old)
-        keep = frame
-        if stem.startswith("predictions_") and samples_of is not None:
-            slim = frame.drop(columns=[c for c in BY_REFERENCE if c in frame])
-            try:
-                back = restore_text(slim, samples_of(stem.removeprefix("predictions_")))
-                pd.testing.assert_frame_equal(back[list(frame.columns)], frame, check_dtype=False)
-                keep = slim
-            except (OSError, ValueError, KeyError, AssertionError):
-                pass  # the data file is not at hand or differs: keep the text in the file
-        new = write_table(root / f"{stem}.parquet", keep)
-        _check_same(keep, read_table(new), new)
-        old.unlink()
-    for old in sorted(root.glob("masks_*.json")):
-        if not per_sample:
-            old.unlink()
-            continue
-        data = json.loads(old.read_text())
-        new = write_masks(old.with_suffix(".parquet"), data.get("grid"), data["samples"])
-        if read_masks(new) != {"grid": data.get("grid"), "samples": data["samples"]}:
-            new.unlink()
-            raise ValueError(f"{new}: masks do not read back equal; {old.name} kept")
-        old.unlink()
+    before = _size(root)
+    drop = []
+    if not per_sample:
+        drop += [*root.glob(f"{masks_stem('*')}.parquet"),
+                 *(p for p in root.glob(f"{predictions_stem('*')}.parquet") if p.stem != predictions_stem("test"))]
     if not features:
-        for old in root.glob("features_*.npz"):
-            old.unlink()
-    after = sum(p.stat().st_size for p in root.iterdir() if p.is_file())
-    return {"before": before, "after": after}
-
-
-def _check_same(expected: pd.DataFrame, got: pd.DataFrame, path: Path) -> None:
-    """The compact file must hold the same values (floats to float32, the precision written)."""
-    try:
-        pd.testing.assert_frame_equal(as_float32(expected).reset_index(drop=True), got,
-                                      check_dtype=False, rtol=0, atol=0)
-    except AssertionError as err:
+        drop += root.glob(features_file("*"))
+    for path in drop:
         path.unlink()
-        raise ValueError(f"{path}: does not read back equal ({err})") from err
+    return {"before": before, "after": _size(root)}
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
 def committed_extras(run_dir: Path, feature_patterns: list[str]) -> tuple[bool, bool]:
@@ -100,14 +70,21 @@ def committed_extras(run_dir: Path, feature_patterns: list[str]) -> tuple[bool, 
 
 def compact_for_commit(run_dir: Path, feature_patterns: list[str]) -> dict[str, int]:
     """A run folder as results/ keeps it (in place); returns bytes before/after."""
-    run = load_run(run_dir)
     masks, features = committed_extras(run_dir, feature_patterns)
-    for name in (*NEVER, "predictions_dev.csv", "predictions_dev.parquet"):
+    for name in (*NEVER, f"{predictions_stem('dev')}.parquet"):
         (run_dir / name).unlink(missing_ok=True)
-    if not masks:
-        for path in [*run_dir.glob("masks_*.json"), *run_dir.glob("masks_*.parquet")]:
-            path.unlink()
-    return compact_run(run_dir, per_sample=masks, features=features, samples_of=run.split_samples)
+    return compact_run(run_dir, per_sample=masks, features=features)
+
+
+def compact_copy(run: Path, copy: Path, features: list[str]) -> Path:
+    """A copy of one run folder in the committed form (the original is left as it is): compact formats, no
+    checkpoint, masks for seed 1, features only for the runs matching `features`, and a stress-tested run's
+    stress.json and flipped rows as pack_stress_run keeps them."""
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(*NEVER, "projections", STRESS_DIR, STRESS_FILE))
+    compact_for_commit(copy, features)
+    if (run / STRESS_FILE).is_file():
+        pack_stress_run(run, copy)  # stress.json and the flipped rows, gzipped; not the edited TSVs
+    return copy
 
 
 # -- stress-tested runs ---------------------------------------------------------------------------
@@ -137,7 +114,7 @@ def _keep_target_awareness(run: Path, out: Path) -> None:
     """The packed folder keeps no predictions: a run trained before training wrote its target awareness
     gets it into the copy's metrics.json from its own predictions (the function evaluate uses)."""
     source = load_run(run)
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / METRICS_FILE).read_text())
     changed = False
     for split in ("dev", "test"):
         if split in metrics and "target_awareness" not in metrics[split]:
@@ -146,7 +123,7 @@ def _keep_target_awareness(run: Path, out: Path) -> None:
                 metrics[split]["target_awareness"] = figures
                 changed = True
     if changed:
-        atomic_write_json(out / "metrics.json", metrics)
+        atomic_write_json(out / METRICS_FILE, metrics)
 
 
 def repack_stress_run(run: Path) -> int:

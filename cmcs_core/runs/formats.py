@@ -12,8 +12,8 @@ Compact formats (written by the trainer and `evaluate`; docs/method.md, "What a 
 - `epochs.csv` stays CSV: a handful of rows, readable with `cat`, smaller than a Parquet footer.
 - `stress.json` and `stress/<split tag>/<edit>_flipped.csv[.gz]`: the stress tests (cmcs_core/stress.py).
 
-Folders written before hold `batches.csv`, `predictions_<split>.csv` and `masks_<split>.json`;
-every reader here takes either, so the library and the app read old and new folders alike.
+Folders written before these formats (`batches.csv`, `predictions_<split>.csv`, `masks_<split>.json`) are
+converted by scripts/compact_runs.py, their one reader; the library reads the compact formats only.
 Committed folders may keep text columns by reference to the data (cmcs_core/runs/packed.py).
 """
 from __future__ import annotations
@@ -24,11 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cmcs_core.io import atomic_save, atomic_write_json
+from cmcs_core.io import atomic_save
+from cmcs_core.runs.files import STRESS_FILE, features_file, masks_stem, table_file
 
-TABLE_SUFFIXES = (".parquet", ".csv")  # new format first
-STRESS_FILE = "stress.json"
-STRESS_DIR = "stress"
 
 
 def edited_images_dir(split_dir: Path, edit: str) -> Path:
@@ -39,12 +37,9 @@ _GRID_KEY = b"cmcs_grid"
 
 
 def table_path(run_dir: str | Path, stem: str) -> Path | None:
-    """The file holding table `stem` (batches, epochs, predictions_test ...), new format first."""
-    for suffix in TABLE_SUFFIXES:
-        path = Path(run_dir) / f"{stem}{suffix}"
-        if path.is_file():
-            return path
-    return None
+    """The file holding table `stem` (batches, epochs, predictions_test ...), None when the folder has none."""
+    path = Path(run_dir) / table_file(stem)
+    return path if path.is_file() else None
 
 
 def as_float32(frame: pd.DataFrame) -> pd.DataFrame:
@@ -85,18 +80,13 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
 
 # -- masks ---------------------------------------------------------------------------------
 def masks_path(run_dir: str | Path, split: str) -> Path | None:
-    for name in (f"masks_{split}.parquet", f"masks_{split}.json"):
-        path = Path(run_dir) / name
-        if path.is_file():
-            return path
-    return None
+    path = Path(run_dir) / f"{masks_stem(split)}.parquet"
+    return path if path.is_file() else None
 
 
 def write_masks(path: str | Path, grid, samples: list[dict]) -> Path:
-    """Per-sample token masks as Parquet (a .json path writes the old format)."""
+    """Per-sample token masks as Parquet."""
     path = Path(path)
-    if path.suffix == ".json":
-        return atomic_write_json(path, {"grid": grid, "samples": samples})
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -112,13 +102,10 @@ def write_masks(path: str | Path, grid, samples: list[dict]) -> Path:
 
 
 def read_masks(path: str | Path) -> dict:
-    """{"grid": ..., "samples": [{"tokens": [...], "mask": [...], ...}]} from either format.
+    """{"grid": ..., "samples": [{"tokens": [...], "mask": [...], ...}]}.
 
-    A field a sample lacks (no visual branch, no caption) is absent from its dict, as in
-    the JSON files; float32 mask values come back as the same Python floats JSON held."""
-    path = Path(path)
-    if path.suffix == ".json":
-        return json.loads(path.read_text())
+    A field a sample lacks (no visual branch, no caption) is absent from its dict; mask values come
+    back as Python floats at float32 precision, the model's."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
@@ -130,7 +117,7 @@ def read_masks(path: str | Path) -> dict:
 
 # -- features --------------------------------------------------------------------------------
 def features_path(run_dir: str | Path, split: str) -> Path | None:
-    path = Path(run_dir) / f"features_{split}.npz"
+    path = Path(run_dir) / features_file(split)
     return path if path.is_file() else None
 
 

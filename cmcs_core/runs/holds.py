@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cmcs_core.config import RunConfig
+from cmcs_core.runs.files import CONFIG_FILE
 
-CONFIG_FILE = "config.json"
 # Fields that never change what a run computes: the one list of them.
 RESULT_NEUTRAL = frozenset({"train.num_threads", "train.device"})
 # Fields whose planned value is a request that the trainer resolves on its machine before it writes

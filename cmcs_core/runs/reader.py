@@ -21,6 +21,20 @@ from cmcs_core.data.dataset import dataset_files, load_json_map
 from cmcs_core.data.tsv import read_tsv
 from cmcs_core.robustness import target_awareness
 from cmcs_core.runs.describe import dataset_name, visual_encoder_is_random, visual_source_of
+from cmcs_core.runs.files import (
+    BATCHES,
+    BATCHES_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    EPOCHS,
+    EPOCHS_FILE,
+    METRICS_FILE,
+    PLAYGROUND_SCORE_FILE,
+    STRESS_FILE,
+    masks_stem,
+    predictions_stem,
+    table_file,
+)
 from cmcs_core.runs.formats import (
     edited_images_dir,
     features_path,
@@ -36,8 +50,7 @@ from cmcs_core.runs.packed import BY_REFERENCE, FLIPPED_BY_REFERENCE, restore_fl
 
 RUNS_DIR_ENV = "CMCS_RUNS_DIR"
 SPLITS = ("test", "dev")
-STAMP_FILES = ("config.json", "metrics.json", "batches.parquet", "batches.csv", "epochs.csv", "best.safetensors",
-               "stress.json")
+STAMP_FILES = (CONFIG_FILE, METRICS_FILE, BATCHES_FILE, EPOCHS_FILE, CHECKPOINT_FILE, STRESS_FILE)
 
 
 class RunReadError(ValueError):
@@ -63,7 +76,7 @@ def find_run_dirs(root: str | Path, max_depth: int = 4) -> list[Path]:
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):  # runs/results -> results/
         depth = len(Path(dirpath).relative_to(root).parts)
-        if "config.json" in filenames:
+        if CONFIG_FILE in filenames:
             found.append(Path(dirpath))
             dirnames.clear()  # a run folder holds no other runs (eval_* folders have no config)
         elif depth >= max_depth:
@@ -82,10 +95,10 @@ def _read_json(path: Path):
 
 
 def _read_table(root: Path, stem: str) -> pd.DataFrame:
-    """Table `stem` in either format (formats: Parquet now, CSV in older folders)."""
+    """Table `stem` (its format: cmcs_core/runs/files.py, table_file)."""
     path = table_path(root, stem)
     if path is None:
-        raise RunReadError(f"{root}: missing {stem}.parquet (or {stem}.csv)")
+        raise RunReadError(f"{root}: missing {table_file(stem)}")
     try:
         return read_table(path)
     except (OSError, ValueError, pd.errors.ParserError) as err:  # ArrowInvalid is a ValueError
@@ -155,18 +168,18 @@ class Run:
     @property
     def has_checkpoint(self) -> bool:
         """The inspector needs the weights; committed result folders travel without them."""
-        return (self.path / "best.safetensors").is_file()
+        return (self.path / CHECKPOINT_FILE).is_file()
 
     def batches(self) -> pd.DataFrame:
-        return _read_table(self.path, "batches")
+        return _read_table(self.path, BATCHES)
 
     def epochs(self) -> pd.DataFrame:
-        return _read_table(self.path, "epochs")
+        return _read_table(self.path, EPOCHS)
 
     def predictions(self, split: str = "test") -> pd.DataFrame:
         """Per-sample predictions; a compacted file's tweet/image columns come back from the
         dataset (empty strings, and a note in .attrs, when the data file is not at hand)."""
-        pred = _read_table(self.path, f"predictions_{split}")
+        pred = _read_table(self.path, predictions_stem(split))
         if all(c in pred for c in BY_REFERENCE) or "line" not in pred:
             return pred
         try:
@@ -176,12 +189,12 @@ class Run:
             out.attrs["text_note"] = str(err)
             return out
         except ValueError as err:
-            raise RunReadError(f"{self.path}/predictions_{split}: {err}") from err
+            raise RunReadError(f"{self.path}/{predictions_stem(split)}: {err}") from err
 
     def masks(self, split: str = "test") -> dict:
         path = masks_path(self.path, split)
         if path is None:
-            raise RunReadError(f"{self.path}: missing masks_{split}.parquet (or .json)")
+            raise RunReadError(f"{self.path}: missing {masks_stem(split)}.parquet")
         try:
             data = read_masks(path)
         except (OSError, ValueError) as err:
@@ -201,7 +214,7 @@ class Run:
 
     def playground_score(self) -> dict | None:
         """Masks and accuracy scored against the planted truth (`cmcs playground` runs), else None."""
-        path = self.path / "playground_score.json"
+        path = self.path / PLAYGROUND_SCORE_FILE
         return _read_json(path) if path.is_file() else None
 
     def stress_report(self) -> dict:
@@ -243,7 +256,7 @@ class Run:
         return None if pred.attrs.get("text_note") else target_awareness(pred)
 
     def splits(self) -> list[str]:
-        return [s for s in SPLITS if table_path(self.path, f"predictions_{s}") is not None]
+        return [s for s in SPLITS if table_path(self.path, predictions_stem(s)) is not None]
 
     def image_dir(self) -> Path | None:
         """Where this run's images can be shown from: its image_dir, else the dataset's images/."""
@@ -296,15 +309,15 @@ def load_run(path: str | Path, root: str | Path | None = None) -> Run:
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise RunReadError(f"{folder}: not a folder")
-    raw = _read_json(folder / "config.json")
+    raw = _read_json(folder / CONFIG_FILE)
     try:
         cfg = RunConfig.from_dict(raw)
     except (TypeError, ValueError, AttributeError) as err:
-        raise RunReadError(f"{folder}/config.json: not a run config ({err})") from err
+        raise RunReadError(f"{folder}/{CONFIG_FILE}: not a run config ({err})") from err
     metrics, problems = None, []
-    if (folder / "metrics.json").is_file():
+    if (folder / METRICS_FILE).is_file():
         try:
-            metrics = _read_json(folder / "metrics.json")
+            metrics = _read_json(folder / METRICS_FILE)
         except RunReadError as err:
             problems.append(str(err))
     return Run(folder, cfg, metrics, problems, Path(root).expanduser() if root is not None else None)

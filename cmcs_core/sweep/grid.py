@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cmcs_core.preflight import check_inputs
+from cmcs_core.runs.files import STATE_FILE
 from cmcs_core.sweep.cluster import Cluster, RayOptions, check_options, enter_driver_cwd, ray_cluster
 from cmcs_core.sweep.progress_line import ProgressLine, clock, count
 from cmcs_core.sweep.spec import FINISHED, PlannedRun, claim_run_folders, folder_status, is_finished
@@ -96,7 +97,7 @@ def run_task(cfg_dict: dict, name: str, out: str, token: str, transfer: str, par
     shared = transfer == "shared" or (transfer == "auto" and token_file.is_file()
                                       and token_file.read_text().strip() == token)
     run_dir = Path(out) / name if shared else scratch_dir(out, name)
-    if not shared and partial and not (run_dir / "last_state.pt").is_file():
+    if not shared and partial and not (run_dir / STATE_FILE).is_file():
         shutil.rmtree(run_dir, ignore_errors=True)
         unpack_folder(partial, run_dir)  # the driver's unfinished folder: resume it here
     run_dir.mkdir(parents=True, exist_ok=True)

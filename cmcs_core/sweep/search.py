@@ -33,6 +33,7 @@ from typing import Any, TextIO
 
 from cmcs_core.config import RANGES, RunConfig
 from cmcs_core.preflight import check_inputs
+from cmcs_core.runs.files import CONFIG_FILE, EPOCHS_FILE, METRICS_FILE, STATE_FILE
 from cmcs_core.runs.holds import claim, difference, listing
 from cmcs_core.sweep.cluster import RayOptions, check_options, enter_driver_cwd, ray_cluster
 from cmcs_core.sweep.progress_line import count
@@ -211,9 +212,9 @@ def run_search(base: RunConfig, opts: SearchOptions, stream: TextIO | None = Non
         errors = [str(r.error).splitlines()[0] for r in grid if r.error]
     with torch_threads(threads):
         for run_dir in sorted(trials_dir.iterdir()):
-            if (run_dir / "last_state.pt").is_file() and not (run_dir / "metrics.json").is_file():
+            if (run_dir / STATE_FILE).is_file() and not (run_dir / METRICS_FILE).is_file():
                 try:
-                    Trainer(RunConfig.load(run_dir / "config.json"), run_dir, progress=False).finish_early()
+                    Trainer(RunConfig.load(run_dir / CONFIG_FILE), run_dir, progress=False).finish_early()
                 except (OSError, ValueError, RuntimeError) as err:  # reported; the other trials still count
                     errors.append(f"{run_dir.name}: could not be finished ({err})")
     return summarise(base, space, trials_dir, out, metric, errors, stream)
@@ -225,15 +226,15 @@ def summarise(base: RunConfig, space: dict, trials_dir: Path, out: Path, metric:
     best_config.json, print a table; trials made with other base settings are named apart, not ranked."""
     rows, other = [], []
     for run_dir in sorted(trials_dir.iterdir()):
-        if not (run_dir / "config.json").is_file():
+        if not (run_dir / CONFIG_FILE).is_file():
             continue
-        cfg = RunConfig.load(run_dir / "config.json")
+        cfg = RunConfig.load(run_dir / CONFIG_FILE)
         values = {name: getattr(getattr(cfg, FIELDS[name][0]), name) for name in space}
         diff = difference(trial_config(base, values), cfg)
         if diff is not None:
             other.append(f"{run_dir.name}: {diff}")
             continue
-        epochs = len((run_dir / "epochs.csv").read_text().splitlines()) - 1 if (run_dir / "epochs.csv").is_file() else 0
+        epochs = len((run_dir / EPOCHS_FILE).read_text().splitlines()) - 1 if (run_dir / EPOCHS_FILE).is_file() else 0
         rows.append({"run": str(run_dir), "values": values, "score": trial_score(run_dir, metric),
                      "epochs_run": epochs, "stopped_early": epochs < cfg.train.epochs})
     scored = [r for r in rows if r["score"] is not None and not math.isnan(r["score"])]
@@ -241,7 +242,7 @@ def summarise(base: RunConfig, space: dict, trials_dir: Path, out: Path, metric:
         raise ValueError(f"no trial finished ({'; '.join(errors[:3]) or 'see ' + str(out / '.tune')})")
     sign = 1 if SELECT_ON[metric] == "max" else -1
     best = max(scored, key=lambda r: sign * r["score"])  # ties: the first trial
-    best_cfg = RunConfig.load(Path(best["run"]) / "config.json")
+    best_cfg = RunConfig.load(Path(best["run"]) / CONFIG_FILE)
     best_cfg.data.read_test = base.data.read_test
     best_cfg.train.eval_test_each_epoch = base.train.eval_test_each_epoch
     best_cfg.save(out / BEST_FILE)

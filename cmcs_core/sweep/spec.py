@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from cmcs_core.config import DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig, apply_method
+from cmcs_core.runs.files import METRICS_FILE, STRESS_FILE
 from cmcs_core.runs.holds import CONFIG_FILE, FolderHoldsAnotherConfig, conflict, refusal, set_aside
 from cmcs_core.sweep.progress_line import count
 from cmcs_core.variants import apply_variant
@@ -38,7 +39,7 @@ def is_finished(run_dir: str | Path, stress: bool = False) -> bool:
     """A run's outputs are complete once its metrics.json exists (the trainer writes it last, atomically);
     with the stress tests asked for, once stress.json does too. Anything less is resumed."""
     run_dir = Path(run_dir)
-    return (run_dir / "metrics.json").is_file() and (not stress or (run_dir / "stress.json").is_file())
+    return (run_dir / METRICS_FILE).is_file() and (not stress or (run_dir / STRESS_FILE).is_file())
 
 
 def folder_status(run_dir: str | Path, planned: RunConfig, stress: bool = False) -> tuple[str, str | None]:

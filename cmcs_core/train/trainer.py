@@ -24,10 +24,11 @@ from cmcs_core.data.counterfactual import augmented_split, counterfactual_split
 from cmcs_core.evaluate import compute_metrics, predict_tensors, write_outputs
 from cmcs_core.io import atomic_save, atomic_write_json
 from cmcs_core.model.hypergrad import implicit_hypergradient
-from cmcs_core.pipeline import Pipeline, SplitTensors, resolve_device, run_paths, torch_threads
+from cmcs_core.pipeline import Pipeline, SplitTensors, resolve_device, torch_threads
 from cmcs_core.precision import resolve_precision
 from cmcs_core.preflight import check_inputs
 from cmcs_core.progress import progress_bar
+from cmcs_core.runs.files import run_paths
 from cmcs_core.runs.formats import read_table, table_path, write_table
 from cmcs_core.runs.holds import claim
 

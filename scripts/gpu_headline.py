@@ -1,6 +1,6 @@
-"""The headline regime on one lent GPU (issue 19): MPNet-base fine-tuned end to end, 5 seeds x both
+"""The headline regime on one lent GPU: MPNet-base fine-tuned end to end, 5 seeds x both
 datasets of every block in BLOCKS, each run stress-tested, in priority order until the call's time is up.
-bench/gpu_headline.sh sets the environment and calls these stages; docs/benchmarks.md lists the device calls.
+scripts/gpu_headline.sh sets the environment and calls these stages; scripts/README.md lists the device calls.
 
     carry N   check part N of the bundle (carried as .weights/mpnet_part_N) against the manifest and keep it
               in --carry-dir, which outlives the call while the machine stays warm
@@ -10,7 +10,7 @@ bench/gpu_headline.sh sets the environment and calls these stages; docs/benchmar
               then the tables, stress tables and multi-target scores, and the compact runs packed into --out
     plan      the planned runs and each block's `cmcs grid` command (no GPU, no weights)
 
-The bundle is made here by `python bench/prepare_gpu_weights.py mpnet` (parts sized to fit a call beside the
+The bundle is made here by `python scripts/prepare_gpu_weights.py mpnet` (parts sized to fit a call beside the
 tracked tree). Finished runs already unpacked into results/ (--results) are copied into the grid first, so a
 later session continues the grid instead of repeating it.
 """
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -31,7 +31,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-MIB = 1 << 20
+from cmcs_core.parts import MIB, check_part, sha256
+
+REPO = Path(__file__).resolve().parents[1]
 OUT_FILES, OUT_FILE_BYTES = 8, 16 * MIB  # what the device tool brings back from $OUT
 PACK_BYTES = 15 * MIB  # one tarball of runs, with room under OUT_FILE_BYTES
 MANIFEST = "mpnet_manifest.json"
@@ -59,46 +61,12 @@ COMMON = ("--text-model", "mpnet_fp16", "--finetune-layers", "-1", "--epochs", "
 
 
 # -- the bundle: one archive in parts, each small enough to travel with the tracked tree in one call ----
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(MIB), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def split_into_parts(archive: Path, dest: Path, prefix: str, part_bytes: int, info: dict) -> dict:
-    """Cut `archive` into dest/<prefix>_part_1..N of at most part_bytes; writes and returns the manifest
-    (the whole archive's and every part's size and sha256, plus `info`)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for old in dest.glob(f"{prefix}_part_*"):
-        old.unlink()
-    parts = []
-    with archive.open("rb") as src:
-        while chunk := src.read(part_bytes):
-            part = dest / f"{prefix}_part_{len(parts) + 1}"
-            part.write_bytes(chunk)
-            parts.append({"file": part.name, "bytes": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
-    manifest = {**info, "archive": archive.name, "bytes": archive.stat().st_size, "sha256": sha256(archive),
-                "part_bytes": part_bytes, "parts": parts}
-    (dest / f"{prefix}_manifest.json").write_text(json.dumps(manifest, indent=2))
-    return manifest
-
-
 def read_manifest(*dirs: Path) -> tuple[dict, Path]:
     for d in dirs:
         if (d / MANIFEST).is_file():
             return json.loads((d / MANIFEST).read_text()), d
-    raise FileNotFoundError(f"no {MANIFEST} in {', '.join(map(str, dirs))}: run `python bench/prepare_gpu_weights.py "
+    raise FileNotFoundError(f"no {MANIFEST} in {', '.join(map(str, dirs))}: run `python scripts/prepare_gpu_weights.py "
                             f"mpnet` here and carry .weights/{MANIFEST} with every part")
-
-
-def check_part(path: Path, entry: dict) -> None:
-    if not path.is_file():
-        raise FileNotFoundError(f"{entry['file']} is missing")
-    if path.stat().st_size != entry["bytes"] or sha256(path) != entry["sha256"]:
-        raise ValueError(f"{path}: checksum differs from the manifest (a truncated or stale part); prepare and "
-                         "carry it again")
 
 
 def carry(n: int, weights: Path, carry_dir: Path) -> Path:
@@ -135,7 +103,7 @@ def unpack(weights: Path, carry_dir: Path, work: Path) -> Path:
     if missing:
         raise FileNotFoundError(
             f"part(s) {', '.join(map(str, missing))} of {len(manifest['parts'])} missing from {carry_dir} and {weights} "
-            "(a machine given back loses them): carry each with `bash bench/gpu_headline.sh carry N`, "
+            "(a machine given back loses them): carry each with `bash scripts/gpu_headline.sh carry N`, "
             f"carry ['.weights/mpnet_part_N', '.weights/{MANIFEST}']")
     for path, entry in zip(found, manifest["parts"]):
         check_part(path, entry)
@@ -230,12 +198,21 @@ def scores(grid: Path, out: Path) -> None:
             _cli(args, md)
 
 
+def grid_throughput(runs: list[Path], wall_seconds: float, peak_tflops: float) -> dict | None:
+    """The shared GPU's samples/s and MFU over the grid's wall time, as the timing benchmark bench/gpu_perf.py
+    measures them (run as a command: bench/ holds measurements, not a library); None without finished runs."""
+    if not runs:
+        return None
+    cmd = [sys.executable, str(REPO / "bench" / "gpu_perf.py"), "throughput", *map(str, runs), "--wall",
+           str(wall_seconds), "--peak-tflops", str(peak_tflops)]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)["grid"]
+
+
 def pack(grid: Path, out: Path, names: list[str], max_files: int) -> list[Path]:
-    """The finished runs, compact (bench/pack_runs.py's form, stress results kept, no checkpoints), into at most
+    """The finished runs, compact (scripts/pack_runs.py's form, stress results kept, no checkpoints), into at most
     max_files tarballs; each holds at most PACK_BYTES before compression, so it comes back whatever gzip does.
     Runs that do not fit are named, not dropped silently."""
-    from pack_runs import compact_copy
-
+    from cmcs_core.runs.compact import compact_copy
     from cmcs_core.sweep.spec import is_finished
 
     groups: list[list[tuple[str, Path]]] = []
@@ -288,8 +265,6 @@ def grid_stage(args: argparse.Namespace) -> int:
     signal.alarm(0)
     grid_seconds = time.time() - t_grid
     scores(grid, out)
-    from gpu_perf import grid_throughput
-
     finished = report.finished
     summary = {
         "planned": len(names), "copied_from_results": seeded, "finished": finished, "finished_before": report.skipped,
@@ -297,8 +272,7 @@ def grid_stage(args: argparse.Namespace) -> int:
         "not_started": report.not_started, "grid_seconds": grid_seconds, "run_seconds": report.run_seconds,
         "blocks": [{"folder": b.folder, "what": b.what, "command": "python -m cmcs_core " + shlex.join(
             block_command(b, "grid", extra))} for b in BLOCKS],
-        "throughput": grid_throughput([grid / n for n in finished], grid_seconds, args.peak_tflops)
-        if finished else None,
+        "throughput": grid_throughput([grid / n for n in finished], grid_seconds, args.peak_tflops),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     used = [p for p in out.iterdir() if p.is_file()]

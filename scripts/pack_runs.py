@@ -2,28 +2,17 @@
 (cmcs_core/runs/compact.py, as scripts/compact_runs.py: compact formats, no checkpoints, masks for seed 1, features only for
 the runs named by --features; a stress-tested run keeps stress.json and its flipped rows as scripts/pack_stress.py keeps them).
 
-    python bench/pack_runs.py GRID_DIR OUT.tar.gz [--dataset twitter2015] [--features 'twitter2015_*_cmcs_s1']
+    python scripts/pack_runs.py GRID_DIR OUT.tar.gz [--dataset twitter2015] [--features 'twitter2015_*_cmcs_s1']
 """
 from __future__ import annotations
 
 import argparse
-import shutil
 import tarfile
 import tempfile
 from pathlib import Path
 
-from cmcs_core.runs.compact import NEVER, compact_for_commit, pack_stress_run
-from cmcs_core.runs.formats import STRESS_DIR, STRESS_FILE
+from cmcs_core.runs.compact import compact_copy
 from cmcs_core.runs.reader import find_run_dirs
-
-
-def compact_copy(run: Path, copy: Path, features: list[str]) -> Path:
-    """A copy of one run folder in the committed form (the original is left as it is)."""
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(*NEVER, "projections", STRESS_DIR, STRESS_FILE))
-    compact_for_commit(copy, features)
-    if (run / STRESS_FILE).is_file():
-        pack_stress_run(run, copy)  # stress.json and the flipped rows, gzipped; not the edited TSVs
-    return copy
 
 
 def main() -> None:

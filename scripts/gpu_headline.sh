@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The headline regime on one lent GPU (issue 19), in device calls; docs/benchmarks.md ("Running the GPU
-# headline") has the calls, their carries and timeouts. Prepare here first: python bench/prepare_gpu_weights.py mpnet
+# The headline regime on one lent GPU, in device calls; scripts/README.md ("Running the GPU
+# headline") has the calls, their carries and timeouts. Prepare here first: python scripts/prepare_gpu_weights.py mpnet
 #
-#   bash bench/gpu_headline.sh carry N   # part N of the bundle (carried as .weights/mpnet_part_N) -> $CARRY_DIR
-#   bash bench/gpu_headline.sh run       # unpack, one CMCS run alone + profile, the grid until STOP_AFTER, pack
-#   bash bench/gpu_headline.sh resume    # the same grid again on the same (still warm) machine: no perf, no unpack
-#   bash bench/gpu_headline.sh plan      # the planned runs in priority order (no GPU needed)
+#   bash scripts/gpu_headline.sh carry N   # part N of the bundle (carried as .weights/mpnet_part_N) -> $CARRY_DIR
+#   bash scripts/gpu_headline.sh run       # unpack, one CMCS run alone + profile, the grid until STOP_AFTER, pack
+#   bash scripts/gpu_headline.sh resume    # the same grid again on the same (still warm) machine: no perf, no unpack
+#   bash scripts/gpu_headline.sh plan      # the planned runs in priority order (no GPU needed)
 #
 # Everything the device keeps between calls is under /tmp ($CARRY_DIR, $WORK): a machine given back loses it,
 # and the next session carries every part again. Finished runs unpacked into results/gpu_headline are copied
@@ -35,7 +35,7 @@ export CMCS_DATA_DIR=$WORK/data CMCS_CACHE_DIR=$WORK/cache HF_HUB_OFFLINE=1 PYTH
 export TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
 # cmcs_core from this checkout and Ray from the bundle, for the driver and every Ray worker
 export PYTHONPATH=$WORK/site:$REPO${PYTHONPATH:+:$PYTHONPATH}
-H="$PY $REPO/bench/gpu_headline.py"
+H="$PY $REPO/scripts/gpu_headline.py"
 
 case "${1:-}" in
   carry) $H carry "${2:?which part}" --weights "$WEIGHTS" --carry-dir "$CARRY_DIR" ;;

@@ -7,9 +7,9 @@
 #      GRID_DEADLINE seconds, and rerunning the script continues the grid);
 #   3. packs run folders (no checkpoints) into $OUT.
 # Needs .weights/minilm (MiniLM in fp16, loaded as fp32) and .weights/data carried along:
-#   python bench/prepare_gpu_weights.py
+#   python scripts/prepare_gpu_weights.py
 # and Ray, which the GPU machine lacks: on the same (warm) machine, after the headline bundle's parts were
-# carried, `python3 bench/gpu_headline.py unpack` puts it in $WORK/site (docs/benchmarks.md, "Running the GPU headline").
+# carried, `python3 scripts/gpu_headline.py unpack` puts it in $WORK/site (scripts/README.md, "Running the GPU headline").
 set -u
 OUT=${OUT:-artifacts/gpu}
 WORK=${WORK:-/tmp/cmcs_gpu}
@@ -46,6 +46,6 @@ $PY -m cmcs_core grid --out "$WORK/grid" --finetune-layers -1 --epochs "$EPOCHS"
   --gpus-per-run "$GPUS_PER_RUN" --cpus-per-run "$CPUS_PER_RUN" --deadline "$GRID_DEADLINE" \
   --device $DEVICE ${GRID_ARGS:-} $EXTRA 2>&1 | tee "$OUT/grid.txt"
 for d in twitter2015 twitter2017; do
-  $PY bench/pack_runs.py "$WORK/grid" "$OUT/runs_$d.tar.gz" --dataset $d
+  $PY scripts/pack_runs.py "$WORK/grid" "$OUT/runs_$d.tar.gz" --dataset $d
 done
 echo "total $(( $(date +%s) - t0 ))s"
