@@ -467,4 +467,4 @@ def smoke_config(data_dir: str | Path, method: str = "cmcs", **overrides) -> Run
     smoke = dict(dataset="twitter2015", data_dir=str(data_dir), max_train_samples=128, max_eval_samples=64,
                  dev_subset_size=32, epochs=2, batch_size=16, H=2,
                  device="cpu", precision="fp32")  # the same numbers on every CPU
-    return build_config(method=method, overrides={**smoke, **overrides})
+    return build_config(None, method, None, {**smoke, **overrides})

@@ -131,14 +131,14 @@ def ensure_dataset(out: Path, config) -> Path:
 
 
 def run_config(data_dir: Path, method: str, seed: int, epochs: int, visual_model: str = "caption",
-               variant: str | None = None, **model: object) -> RunConfig:
+               variant: str | None = None, **fields: object) -> RunConfig:
     """A playground run's config (config.build_config): RUN_DEFAULTS on the dataset folder, captions (or
-    pixels: PIXEL_OVERRIDES), then `method`, `variant` (one of variants.VARIANTS) and `model`'s fields
-    (mask_granularity=..., mask_sparsity=...), which win over the variant's."""
+    pixels: PIXEL_OVERRIDES), then `method`, `variant` (one of variants.VARIANTS) and `fields` (config fields
+    by name: mask_granularity=..., mask_sparsity=...), which win over the variant's and the defaults."""
     source = {"visual_model": visual_model}
     if visual_model != "caption":
         source.update(image_dir=str(data_dir / "images"), **PIXEL_OVERRIDES)
-    overrides = {"dataset": str(data_dir), **RUN_DEFAULTS, "epochs": epochs, "seed": seed, **source, **model}
+    overrides = {"dataset": str(data_dir), **RUN_DEFAULTS, "epochs": epochs, "seed": seed, **source, **fields}
     return build_config(None, method, variant, overrides)
 
 
