@@ -231,7 +231,8 @@ def gate_note(run: Run) -> str:
                 "gate in [0, 1] per token, computed from the token and its relation to the target, so the same word "
                 "can be kept beside one target and turned down beside another. Drawn on the absolute 0…1 scale.")
     if m.mask_granularity == "token":
-        return f"Token gates ({opt_in('mask_granularity')}): one gate in [0, 1] per token, the same whatever the target."
+        return (f"Token gates ({opt_in('mask_granularity')}): one gate in [0, 1] per token, the same whatever the "
+                "target.")
     return ("Element masks (the paper's MFS): each token has d gates; a cell shows their mean over d, on the absolute "
             "0…1 scale.")
     if m.mask_granularity == "token":
