@@ -268,7 +268,7 @@ class RunConfig:
         in one error, naming each field and why, before any work starts. build_config, the trainer (for a
         config made by hand) and every reader of a config.json call this; a config found valid is not checked
         again (the checks depend on its values alone)."""
-        key = json.dumps(self.to_dict(), sort_keys=True)
+        key = json.dumps(self.to_dict(), sort_keys=True, default=repr)
         if key not in _VALID:
             problems = config_problems(self)
             if problems:
@@ -329,7 +329,7 @@ def config_problems(cfg: RunConfig) -> list[str]:
     """Everything validate() refuses in `cfg`, each said with its field and why."""
     problems = [p for section in SECTIONS for p in field_problems(getattr(cfg, section))]
     m, t = cfg.model, cfg.train
-    parts = m.pooling.split("+")
+    parts = str(m.pooling).split("+")
     if any(p not in POOLINGS for p in parts) or len(set(parts)) != len(parts):
         problems.append(f"pooling={m.pooling!r}: pooling must be one of {', '.join(POOLINGS)}, or several "
                         "joined by '+' (each once, e.g. mean+target)")

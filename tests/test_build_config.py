@@ -212,3 +212,11 @@ def test_gate_note_says_the_fields_own_phrase():
     assert "mask_condition=target: gates conditioned on the target" in note
     assert "mask_granularity=token: one gate per token" in gate_note(fake_run("cmcs", 1, 0.5, mask_granularity="token"))
     assert gate_note(fake_run("text_only", 1, 0.5)) == ""
+
+
+def test_every_variant_names_fields_of_its_sections_and_builds_on_cmcs_and_without_cms():
+    for name, parts in VARIANTS.items():
+        for section, values in parts.items():
+            assert all(FIELDS[key][0] == section for key in values), name
+        assert build_config(None, "cmcs", name).model.method == "cmcs"
+        assert build_config(None, "wo_cms", name).train.upper_objective == "dev"
