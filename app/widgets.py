@@ -15,6 +15,7 @@ from cmcs_core.command import cli_command
 from cmcs_core.image_grid import grid_of
 from cmcs_core.playground.story import is_playground
 from cmcs_core.runs.files import CHECKPOINT_FILE, METRICS_FILE
+from cmcs_core.report.regime import OptIn
 from cmcs_core.runs.reader import Run, default_runs_dir
 
 
@@ -220,14 +221,24 @@ def planted_tokens(tokens: list[str]) -> dict[int, str]:
 
 def gate_note(run: Run) -> str:
     """What one value of this run's text mask is: a per-token gate or the mean of d element gates, and
-    whether it reads the target (target-conditioned gates)."""
+    whether it reads the target (the fields' own phrases, config.knob)."""
     m = run.cfg.model
     if m.mask_mode != "learned":
         return ""
+
+    def opt_in(name: str) -> str:  # "mask_condition=target: gates conditioned on the target"
+        change = OptIn.of(name).change(run.cfg)
+        return f"{name}={getattr(m, name)}: {change.phrase}" if change else ""
+
     if m.mask_condition == "target":
-        return ("**Target-conditioned token gates** (mask_condition=target, a variant beyond the paper): one gate in "
-                "[0, 1] per token, computed from the token and its relation to the target, so the same word can be "
-                "kept beside one target and turned down beside another. Drawn on the absolute 0…1 scale.")
+        return (f"**Target-conditioned token gates** ({opt_in('mask_condition')}, an opt-in beyond the paper): one "
+                "gate in [0, 1] per token, computed from the token and its relation to the target, so the same word "
+                "can be kept beside one target and turned down beside another. Drawn on the absolute 0…1 scale.")
+    if m.mask_granularity == "token":
+        return (f"Token gates ({opt_in('mask_granularity')}): one gate in [0, 1] per token, the same whatever the "
+                "target.")
+    return ("Element masks (the paper's MFS): each token has d gates; a cell shows their mean over d, on the absolute "
+            "0…1 scale.")
     if m.mask_granularity == "token":
         return "Token gates (mask_granularity=token): one gate in [0, 1] per token, the same whatever the target."
     return ("Element masks (the paper's MFS): each token has d gates; a cell shows their mean over d, on the absolute "

@@ -35,9 +35,9 @@ import torch
 from _common import summary, write_result
 from tqdm.auto import tqdm
 
-from cmcs_core.config import RunConfig, apply_method
+from cmcs_core.config import RunConfig, build_config
 from cmcs_core.train.trainer import Trainer
-from cmcs_core.variants import VARIANTS, apply_variant
+from cmcs_core.variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,10 +66,7 @@ class EpochTimer(Trainer):
 
     def time_epoch(self, method: str, H: int, K: int, variant: str | None = None) -> tuple[float, float, int]:
         """One fresh model trained one epoch with this method (and named variant): (wall s, CPU s, upper steps)."""
-        cfg = dataclasses.replace(self.base_cfg, model=apply_method(self.base_cfg.model, method),
-                                  train=dataclasses.replace(self.base_cfg.train, H=H, K=K, epochs=1))
-        if variant:
-            cfg = apply_variant(cfg, variant)
+        cfg = build_config(self.base_cfg, method, variant, {"H": H, "K": K, "epochs": 1})
         self.cfg = self.pipe.cfg = cfg
         self.epoch_seconds, self.epoch_cpu = [], []
         self.fit()

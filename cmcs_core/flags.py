@@ -5,15 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import types
-import typing
 from pathlib import Path
 
-from cmcs_core.config import DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig, apply_method
+from cmcs_core.config import EXPERIMENTAL, SECTIONS, RunConfig, build_config, field_kind, parse_value
 from cmcs_core.runs.holds import SET_ASIDE
-from cmcs_core.variants import apply_variant
-
-SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -32,39 +27,38 @@ def add_overwrite_flag(parser: argparse.ArgumentParser, folder: str) -> None:
                              f"aside to NAME{SET_ASIDE}<time>, never deleted, and trained anew; without it, refused")
 
 
-def _flag_type(tp) -> type:
-    """int | None -> int, etc. (a field's type as typing.get_type_hints resolves it)."""
-    args = [a for a in typing.get_args(tp) if a is not type(None)] if isinstance(tp, types.UnionType) else [tp]
-    return args[0]
+def _flag_type(name: str):
+    """The argparse type of field `name`: config.parse_value, named after the field's kind for argparse's
+    "invalid int value" message."""
+    def parse(text: str):
+        return parse_value(name, text)
+
+    parse.__name__ = field_kind(name)
+    return parse
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for section, kind in SECTIONS.items():
         group = parser.add_argument_group(f"{section} ({kind.__doc__.strip().splitlines()[0]})")
-        hints = typing.get_type_hints(kind)  # the annotations are strings under `from __future__ import annotations`
         for f in dataclasses.fields(kind):
             if section == "model" and f.name == "method":
                 continue
             flag = "--" + f.name.replace("_", "-")
-            tp = _flag_type(hints[f.name])
             dest = f"{section}.{f.name}"
-            if tp is bool:
-                group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None)
+            note = f" (experimental: {EXPERIMENTAL[f.name]})" if f.name in EXPERIMENTAL else ""
+            if field_kind(f.name) == "bool":
+                group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                                   help=note.strip(" ()") or None)
             else:
-                group.add_argument(flag, dest=dest, type=tp, default=None, help=f"default: {f.default}")
+                group.add_argument(flag, dest=dest, type=_flag_type(f.name), default=None,
+                                   help=f"default: {f.default}{note}")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """--config file (if any), then --method preset, then --variant, then explicit flags."""
-    cfg = RunConfig.load(args.config) if args.config else RunConfig()
-    if args.method:
-        cfg.model = apply_method(cfg.model, args.method)
-    if getattr(args, "variant", None):
-        cfg = apply_variant(cfg, args.variant)
-    for section in SECTIONS:
-        updates = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith(section + ".") and v is not None}
-        setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **updates))
-    return cfg.validate()
+    """--config file (if any), then --method preset, then --variant, then explicit flags (config.build_config)."""
+    base = RunConfig.load(args.config) if args.config else None
+    overrides = {k: v for k, v in vars(args).items() if k.split(".")[0] in SECTIONS and "." in k and v is not None}
+    return build_config(base, args.method, getattr(args, "variant", None), overrides)
 
 
 def default_run_dir(cfg: RunConfig) -> Path:

@@ -102,9 +102,6 @@ class Pipeline:
         self.files: DatasetFiles | None = None
         self.image_encoder = None
         self.caption_encoder: TextEncoder | None = None
-        if self.uses_pixels and enc.caption_in_text:
-            raise ValueError("caption_in_text reads the image's caption inside the text input: it needs the "
-                             f"caption visual source, not {enc.visual_model}")
         if self.uses_pixels:
             from cmcs_core.encoders.visual import load_image_encoder
 

@@ -2,10 +2,9 @@
 metrics.json a finished run would hold, read through the same Run as a real folder."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from cmcs_core.config import RunConfig, apply_method
+from cmcs_core.config import build_config
 from cmcs_core.runs.reader import Run
 
 
@@ -13,15 +12,9 @@ def fake_run(method: str, seed: int, acc: float, f1: float | None = None, datase
              text_model: str = "minilm", finetune_layers: int = 0, name: str | None = None, **fields) -> Run:
     """A finished run: test accuracy `acc` (a fraction); `fields` are config fields by name
     (`head_lr=1e-4`, `pooling="target"`, `augment_clauses=1.0`) in whichever section holds them."""
-    cfg = RunConfig()
-    cfg.model = apply_method(cfg.model, method)
-    cfg.encoder = dataclasses.replace(cfg.encoder, text_model=text_model, finetune_layers=finetune_layers)
-    cfg.data = dataclasses.replace(cfg.data, dataset=dataset)
-    cfg.train = dataclasses.replace(cfg.train, seed=seed, precision="fp32")  # what a trainer writes: auto resolved
-    for key, value in fields.items():
-        section = next(s for s in ("data", "encoder", "model", "train")
-                       if key in {f.name for f in dataclasses.fields(getattr(cfg, s))})
-        setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **{key: value}))
+    # what a trainer writes: auto precision resolved
+    given = dict(text_model=text_model, finetune_layers=finetune_layers, dataset=dataset, seed=seed, precision="fp32")
+    cfg = build_config(None, method, None, {**given, **fields}, validate=False)
     metrics = {"test": {"acc": acc, "macro_f1": acc if f1 is None else f1}, "dev": {"acc": acc}, "best_epoch": 1}
     return Run(Path(name or f"runs/{dataset}_{text_model}_{finetune_layers}_{method}_{sorted(fields.items())}_s{seed}"),
                cfg, metrics)

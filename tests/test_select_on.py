@@ -57,7 +57,10 @@ def test_regime_names_another_selection_rule() -> None:
 
 
 def test_unknown_rule_fails_before_the_run_folder_is_made(tiny_config_factory, tmp_path) -> None:
-    cfg = tiny_config_factory("wo_cms", select_on="best_test")
+    with pytest.raises(ValueError, match="select_on"):  # refused when the config is built
+        tiny_config_factory("wo_cms", select_on="best_test")
+    cfg = tiny_config_factory("wo_cms")
+    cfg.train.select_on = "best_test"  # changed by hand after: the trainer refuses it
     with pytest.raises(ValueError, match="select_on"):
         Trainer(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cmcs_core.config import ModelConfig, RunConfig, apply_method
+from cmcs_core.config import ModelConfig, RunConfig, apply_method, build_config
 from cmcs_core.data.counterfactual import ClauseGrammar, counterfactual_copies, names_target, phrase_bank
 from cmcs_core.data.tsv import Sample
 from cmcs_core.model.cmcs import CMCSModel, TextTower
@@ -230,11 +230,18 @@ def test_hypergradient_adds_the_direct_term_of_a_hyperparameter_the_dev_loss_rea
     ("cmcs", {"pooling": "mean+mean"}, {}, "each once"),
     ("cmcs", {"pooling": "max"}, {}, "pooling must be one of"),
     ("cmcs", {}, {"upper_objective": "dev+cf"}, "upper_objective=.dev\\+cf.: choose from"),
+    # a method's switch set against it: refused, never tabled under the method's name
+    ("cmcs", {"use_cms": False}, {}, "use_cms=False contradicts method 'cmcs'.*choose the method instead \\(wo_cms\\)"),
+    ("text_only", {"mask_mode": "learned"}, {}, "mask_mode='learned' contradicts method 'text_only'"),
+    # a flag that means nothing without its feature: refused, not ignored
+    ("cmcs", {}, {"mask_lr": 1e-2}, "mask_lr=0.01: .*set mask_level=upper or relation"),
+    ("wo_cms", {}, {"mask_lr": 1e-2}, "mask_lr=0.01: method 'wo_cms' has no upper level"),
+    ("cmcs", {}, {"invariance_weight": 2.0}, "invariance_weight=2.0: .*upper_objective=counterfactual or "
+                                             "counterfactual_share > 0"),
+    ("wo_cms", {}, {"neumann_eta_rule": "curvature"}, "neumann_eta_rule=curvature: method 'wo_cms' has no upper level"),
 ])
 def test_combinations_that_mean_nothing_are_refused_with_the_reason(method, model_kw, train_kw, why):
-    cfg = RunConfig()
-    cfg.model = dataclasses.replace(apply_method(cfg.model, method), **model_kw)
-    cfg.train = dataclasses.replace(cfg.train, **train_kw)
+    cfg = build_config(None, method, None, {**model_kw, **train_kw}, validate=False)
     with pytest.raises(ValueError, match=why):
         cfg.validate()
     with pytest.raises(ValueError, match=why):  # also when a saved config.json is read back
@@ -276,8 +283,7 @@ def variant_runs(tmp_path_factory, cmcs_cache, tiny_config_factory) -> dict:
 
     runs = {}
     for name, (method, model_kw, train_kw) in VARIANTS.items():
-        cfg = tiny_config_factory(method, epochs=1, **train_kw)
-        cfg.model = dataclasses.replace(cfg.model, **model_kw)
+        cfg = tiny_config_factory(method, epochs=1, **train_kw, **model_kw)
         run_dir = tmp_path_factory.mktemp("variants") / name.replace(" ", "_")
         trainer = Trainer(cfg, run_dir, progress=False)
         with torch_threads(1):
@@ -440,7 +446,8 @@ def test_grid_sets_the_variant_after_each_method(tmp_path):
     model part (it has no upper level), so the two pair by seed; folders say +target_aware."""
     from cmcs_core.flags import default_run_dir
     from cmcs_core.sweep.spec import plan_grid
-    from cmcs_core.variants import UPPER_LEVEL_FIELDS, VARIANTS
+    from cmcs_core.config import UPPER_LEVEL_FIELDS
+    from cmcs_core.variants import VARIANTS
 
     runs = plan_grid(RunConfig(), ["twitter2015"], ["cmcs", "wo_cms"], [1], {"K": [1, 2]},
                      name_of=lambda cfg: str(default_run_dir(cfg).relative_to("runs")), variant="target_aware")

@@ -65,7 +65,7 @@ class CMCSModel(nn.Module):
     def __init__(self, cfg: ModelConfig, text_tower: TextTower, visual_dim: int | None,
                  counterfactual: bool = False) -> None:
         super().__init__()
-        self.cfg = cfg.validate()
+        self.cfg = cfg  # validated with its RunConfig (config.build_config, the trainer)
         self.readouts = cfg.pooling.split("+")  # e.g. ["mean", "target"]: concatenated (TD-BERT-style)
         self.text_tower = text_tower
         d_t = text_tower.encoder.dim
@@ -110,9 +110,7 @@ class CMCSModel(nn.Module):
         from the training rows, its relation to the target from D_dev)."""
         if mask_level == "upper":
             return self.mask_parameters()
-        if mask_level == "relation":
-            if self.text_mfs.relation is None:
-                raise ValueError("mask_level=relation moves the gate's target term: set mask_condition=target")
+        if mask_level == "relation":  # a target-conditioned gate's (config.validate refuses it without one)
             return list(self.text_mfs.relation.parameters())
         return []
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MASK_MODES = ("learned", "fixed", "none")
-MASK_GRANULARITIES = ("element", "token")
+from cmcs_core.config import MASK_GRANULARITIES, MASK_MODES
 
 
 def mlp(dim: int, hidden: int, dropout: float, out_dim: int | None = None) -> nn.Sequential:
@@ -65,8 +64,6 @@ class CausalIntervention(nn.Module):
             raise ValueError(f"mask mode {mode!r} not in {MASK_MODES}")
         if granularity not in MASK_GRANULARITIES:
             raise ValueError(f"mask granularity {granularity!r} not in {MASK_GRANULARITIES}")
-        if target_conditioned and (mode != "learned" or granularity != "token"):
-            raise ValueError("a target-conditioned gate is a learned token gate")
         self.mode, self.granularity = mode, granularity
         self.relation = TargetRelation(dim, hidden) if target_conditioned else None
         if mode == "learned":

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from cmcs_core.config import METHODS, RunConfig, apply_method
+from cmcs_core.config import CHOICES, METHODS, RunConfig, build_config
 from cmcs_core.data.counterfactual import ALL_EDITS, PLANTED_EDITS
 from cmcs_core.io import atomic_write_json
 from cmcs_core.runs.files import CONFIG_FILE, PLAYGROUND_SCORE_FILE
-from cmcs_core.variants import VARIANTS, apply_variant
+from cmcs_core.variants import VARIANTS
 
 DEFAULT_DATA = Path("playground") / "data"
 DEFAULT_RUNS = Path("runs")
@@ -36,7 +36,11 @@ PRESET_STRESS_EDITS = PLANTED_EDITS + ("clause_positive", "clause_negative")
 DEFAULT_METHODS = ("cmcs", "text_only")
 # A pixel run's MFS works on 49 x 1280 features per image, ~35x the captions' 40 x 384: these
 # keep it a short run (its point is the inspector and the cell masks, not the tables).
-PIXEL_OVERRIDES = {"model.hidden_dim": 64, "train.H": 10}
+PIXEL_OVERRIDES = {"hidden_dim": 64, "H": 10}
+# Small, fast defaults of every run: frozen MiniLM, a few epochs. The heads are tiny: on a busy 2-core box
+# one thread did a training step in ~10x less CPU time than two (OpenMP threads wait on each other);
+# see docs/playground.md. Captions reach 34 wordpieces and the cue is named last.
+RUN_DEFAULTS = {"max_length": 48, "caption_max_length": 40, "H": 5, "num_threads": 1}
 PIXEL_EPOCHS = 3
 Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what just ran)
 
@@ -80,9 +84,9 @@ def add_playground_args(p: argparse.ArgumentParser) -> None:
                         "(real pixels of the drawn images)")
     p.add_argument("--dev-at-chance", action="store_true",
                    help="draw dev with the cues at chance, like test (the upper level sees no shortcut)")
-    p.add_argument("--mask-granularity", choices=("element", "token"), default="element",
-                   help="beyond the paper: token = one gate per token/image cell")
-    p.add_argument("--mask-sparsity", type=float, default=0.0, help="beyond the paper: lambda of the mask prior")
+    p.add_argument("--mask-granularity", choices=CHOICES["mask_granularity"],
+                   help="beyond the paper: token = one gate per token/image cell (default: element, or the variant's)")
+    p.add_argument("--mask-sparsity", type=float, help="beyond the paper: lambda of the mask prior (default 0)")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="a dataset and a set of runs that tell one story (target-cue: plain CMCS beside the target-aware "
                         "variant on tweets with a planted cue beside each target's own evidence); captions only")
@@ -104,15 +108,15 @@ def add_playground_args(p: argparse.ArgumentParser) -> None:
 def playground_config(args: argparse.Namespace):
     from cmcs_core.playground.generator import PlaygroundConfig
 
-    preset = PRESETS[args.preset]["generator"] if getattr(args, "preset", None) else DEFAULT_SIZES
+    preset = PRESETS[args.preset]["generator"] if args.preset else DEFAULT_SIZES
     cfg = PlaygroundConfig(seed=args.seed, **preset)
     overrides = {  # explicit flags win over the preset (or the first-run sizes)
-        "n_train": getattr(args, "n_train", None),
-        "n_dev": getattr(args, "n_dev", None),
-        "n_test": getattr(args, "n_test", None),
+        "n_train": args.n_train,
+        "n_dev": args.n_dev,
+        "n_test": args.n_test,
         "text_spurious_strength_train": args.text_strength,
         "image_spurious_strength_train": args.image_strength,
-        "dev_cues_at_chance": getattr(args, "dev_at_chance", None) or None,
+        "dev_cues_at_chance": args.dev_at_chance or None,
     }
     return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -128,34 +132,15 @@ def ensure_dataset(out: Path, config) -> Path:
 
 
 def run_config(data_dir: Path, method: str, seed: int, epochs: int, visual_model: str = "caption",
-               variant: str | None = None, **model: object) -> RunConfig:
-    """Small, fast defaults: frozen MiniLM, captions (or pixels: PIXEL_OVERRIDES), a few epochs.
-
-    `model` sets ModelConfig fields after the method preset (mask_granularity=..., mask_sparsity=...);
-    `variant` names one of config.VARIANTS, set after both.
-    """
-    cfg = RunConfig()
-    cfg.data.dataset = str(data_dir)
+               variant: str | None = None, **fields: object) -> RunConfig:
+    """A playground run's config (config.build_config): RUN_DEFAULTS on the dataset folder, captions (or
+    pixels: PIXEL_OVERRIDES), then `method`, `variant` (one of variants.VARIANTS) and `fields` (config fields
+    by name: mask_granularity=..., mask_sparsity=...), which win over the variant's and the defaults."""
+    source = {"visual_model": visual_model}
     if visual_model != "caption":
-        cfg.data.image_dir = str(data_dir / "images")
-    cfg.encoder.visual_model = visual_model
-    cfg.encoder.max_length = 48
-    cfg.encoder.caption_max_length = 40  # captions reach 34 wordpieces and the cue is named last
-    cfg.model = apply_method(cfg.model, method)
-    cfg.train.epochs = epochs
-    cfg.train.seed = seed
-    cfg.train.H = 5
-    # The heads are tiny: on a busy 2-core box one thread did a training step in ~10x less
-    # CPU time than two (OpenMP threads wait on each other); see docs/playground.md.
-    cfg.train.num_threads = 1
-    cfg.model = dataclasses.replace(cfg.model, **model)
-    if variant:
-        cfg = apply_variant(cfg, variant)
-    if visual_model != "caption":
-        for key, value in PIXEL_OVERRIDES.items():
-            section, name = key.split(".")
-            setattr(getattr(cfg, section), name, value)
-    return cfg
+        source.update(image_dir=str(data_dir / "images"), **PIXEL_OVERRIDES)
+    overrides = {"dataset": str(data_dir), **RUN_DEFAULTS, "epochs": epochs, "seed": seed, **source, **fields}
+    return build_config(None, method, variant, overrides)
 
 
 def run_name(method: str, seed: int, visual_model: str, variant: str | None = None, preset: str | None = None) -> str:
@@ -168,8 +153,8 @@ def run_name(method: str, seed: int, visual_model: str, variant: str | None = No
 def training_plan(args: argparse.Namespace) -> list[tuple[str, str, str | None]]:
     """The (visual model, method, variant) of each run the command trains, in order."""
     visual_models = [args.visual_model] if isinstance(args.visual_model, str) else args.visual_model
-    variant = getattr(args, "variant", None)
-    preset = getattr(args, "preset", None)
+    variant = args.variant
+    preset = args.preset
     if preset:
         return ([("caption", m, variant) for m in args.methods] if variant
                 else [("caption", m, v) for m, v in PRESETS[preset]["runs"]])
@@ -180,7 +165,7 @@ def training_plan(args: argparse.Namespace) -> list[tuple[str, str, str | None]]
 
 
 def _epochs(args: argparse.Namespace, visual_model: str) -> int:
-    return args.epochs if visual_model == "caption" else getattr(args, "pixel_epochs", PIXEL_EPOCHS)
+    return args.epochs if visual_model == "caption" else args.pixel_epochs
 
 
 def playground_main(args: argparse.Namespace, on_epoch: Callable[[str], None] | None = None) -> list[Path]:
@@ -189,7 +174,7 @@ def playground_main(args: argparse.Namespace, on_epoch: Callable[[str], None] | 
     from cmcs_core.train.trainer import train
 
     config = playground_config(args)
-    preset = getattr(args, "preset", None)
+    preset = args.preset
     if preset and args.data_out == str(DEFAULT_DATA):
         args.data_out = str(PRESETS[preset]["data_out"])  # never overwrite the default playground with a preset's
     data_dir = ensure_dataset(Path(args.data_out), config)
@@ -197,8 +182,8 @@ def playground_main(args: argparse.Namespace, on_epoch: Callable[[str], None] | 
     if args.generate_only:
         return []
     runs = []
-    extensions = {"mask_granularity": getattr(args, "mask_granularity", "element"),
-                  "mask_sparsity": getattr(args, "mask_sparsity", 0.0)}
+    given = {"mask_granularity": args.mask_granularity, "mask_sparsity": args.mask_sparsity}
+    extensions = {k: v for k, v in given.items() if v is not None}  # explicit flags win over a variant's
     for visual_model, method, variant in training_plan(args):
         cpu = time.process_time()
         cfg = run_config(data_dir, method, args.seed, _epochs(args, visual_model), visual_model, variant, **extensions)
@@ -222,7 +207,7 @@ def make_playground(args: argparse.Namespace, on_progress: Progress | None = Non
     from cmcs_core.stress import stress_runs  # torch: imported by the commands that need it
 
     plan = training_plan(args)
-    stressed = sum(v == "caption" for v, _, _ in plan) if getattr(args, "stress", True) and not args.generate_only else 0
+    stressed = sum(v == "caption" for v, _, _ in plan) if args.stress and not args.generate_only else 0
     total = (0 if args.generate_only else sum(_epochs(args, v) for v, _, _ in plan)) + stressed * len(stress_edits(args))
     done = 0
 
@@ -263,7 +248,7 @@ def stress_plan(args: argparse.Namespace, runs: list[Path]) -> tuple[list[Path],
     """Which of the command's runs to stress-test, and with which edits: the captions runs (a pixel run
     re-encodes its images for every edit), with the planted-truth edits (a preset's: the clause edits too).
     The CLI runs them (cmcs_core.stress.stress_runs) after the trainings."""
-    if not getattr(args, "stress", True):
+    if not args.stress:
         return [], ()
     captions = [r for r in runs if RunConfig.load(r / CONFIG_FILE).encoder.visual_model == "caption"]
     return captions, stress_edits(args)
@@ -271,5 +256,5 @@ def stress_plan(args: argparse.Namespace, runs: list[Path]) -> tuple[list[Path],
 
 def stress_edits(args: argparse.Namespace) -> tuple[str, ...]:
     """--stress-edits, else the planted-truth edits (a preset's: the clause edits too)."""
-    preset = getattr(args, "preset", None)
-    return tuple(getattr(args, "stress_edits", None) or (PRESET_STRESS_EDITS if preset else STRESS_EDITS))
+    preset = args.preset
+    return tuple(args.stress_edits or (PRESET_STRESS_EDITS if preset else STRESS_EDITS))

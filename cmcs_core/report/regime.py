@@ -2,9 +2,10 @@
 rule and opt-in changes), a variant (a method and its opt-in changes), and the one way numbers are
 shown (mean ± std over seeds, percent).
 
-Runs are averaged together only within one regime. The opt-in changes are one declarative
-registry, OPT_INS: a new opt-in config field is one entry there, with its default, a short tag
-for variant names (`text_only +pool-target`) and a phrase for regime titles ("target pooling").
+Runs are averaged together only within one regime. The opt-in changes are read from the config
+fields' declarations (config.knob: a field with a tag is an opt-in, its default the paper's setting,
+its tag named in variant names `text_only +pool-target`, its phrase in regime titles "target pooling");
+OPT_IN_ORDER is the order they are named in.
 """
 from __future__ import annotations
 
@@ -12,15 +13,13 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
-from cmcs_core.config import METHOD_ORDER, METHOD_TITLES, RunConfig, TrainConfig
+from cmcs_core.config import FIELDS, METHOD_ORDER, METHOD_TITLES, RunConfig, Text, TrainConfig, variant_flags
 from cmcs_core.runs.describe import visual_input_of
-from cmcs_core.variants import VARIANT_TITLES, VARIANTS, variant_flags
-
-Text = str | Callable[[Any, RunConfig], str]  # a template ("{value} pooling") or a function of (value, config)
+from cmcs_core.variants import VARIANT_TITLES, VARIANTS
 
 
 @dataclass(frozen=True)
@@ -46,38 +45,21 @@ class OptIn:
         phrase = text(self.phrase)
         return Change(self.field, text(self.tag), phrase, text(self.label) if self.label else phrase, self.paired)
 
-
-def _augmentation_tag(value, cfg: RunConfig) -> str:
-    polarity = cfg.data.augment_polarity
-    return "+aug" if polarity == "opposite" else f"+aug-{polarity}"
-
-
-def _augmentation_phrase(value, cfg: RunConfig, amount: bool = True) -> str:
-    polarity = cfg.data.augment_polarity
-    return (f"counterfactual augmentation{f' {value:g}' if amount else ''}"
-            + ("" if polarity == "opposite" else f" ({polarity} sentiment)"))
+    @classmethod
+    def of(cls, name: str) -> OptIn:
+        """The opt-in declared by config field `name` (its default, tag, phrase, label and pairing)."""
+        section, f = FIELDS[name]
+        meta = f.metadata
+        return cls(f"{section}.{name}", f.default, meta["tag"], meta["phrase"], meta.get("label"),
+                   meta.get("paired", True))
 
 
 # In the order they are named: pooling, the text input, the training data, then the target-aware
-# selection machinery (gates, the counterfactual branch and upper level, where the mask learns,
-# the Neumann step). Augmentation is compared with its base run in the stress tables (`table --stress`),
-# so `table --paired` leaves it out.
-OPT_INS = (
-    OptIn("model.pooling", "mean", "+pool-{value}", "{value} pooling"),
-    OptIn("encoder.caption_in_text", False, "+caption-in-text", "caption in the text input"),
-    OptIn("encoder.mark_target", False, "+marked", "target marked in the tweet"),
-    OptIn("data.augment_clauses", 0.0, _augmentation_tag, _augmentation_phrase,
-          label=lambda value, cfg: _augmentation_phrase(value, cfg, amount=False), paired=False),
-    OptIn("model.mask_granularity", "element", "+gates-{value}", "one gate per {value}"),
-    OptIn("model.mask_condition", "none", "+gates-on-{value}", "gates conditioned on the {value}"),
-    OptIn("train.counterfactual_share", 0.0, "+cf-branch-{value:g}", "counterfactual branch on {value:.0%} of rows",
-          label="counterfactual branch"),
-    OptIn("train.upper_objective", "dev", "+dev-{value}", "{value} D_dev"),
-    OptIn("train.invariance_weight", 1.0, "+inv-{value:g}", "invariance weight {value:g}"),
-    OptIn("train.mask_level", "lower", "+mask-{value}", "mask learned at the {value} level"),
-    OptIn("train.mask_lr", 1e-3, "+mask-lr-{value:g}", "mask lr {value:g}"),
-    OptIn("train.neumann_eta_rule", "fixed", "+eta-{value}", "Neumann step from the {value}"),
-)
+# selection machinery (gates, the counterfactual branch and upper level, where the mask learns, the Neumann step).
+OPT_IN_ORDER = ("pooling", "caption_in_text", "mark_target", "augment_clauses", "mask_granularity", "mask_condition",
+                "counterfactual_share", "upper_objective", "invariance_weight", "mask_level", "mask_lr",
+                "neumann_eta_rule")
+OPT_INS = tuple(OptIn.of(name) for name in OPT_IN_ORDER)
 
 
 @dataclass(frozen=True)
@@ -92,7 +74,7 @@ class Change:
 
 
 def named_variant(cfg: RunConfig) -> tuple[str, set[str]] | None:
-    """The named variant (config.VARIANTS) whose every flag this config carries, with the fields it
+    """The named variant (variants.VARIANTS) whose every flag this config carries, with the fields it
     covers; the one covering most fields when several match. config.json records flags, not names."""
     best = None
     for name in VARIANTS:

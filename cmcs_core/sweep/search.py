@@ -31,14 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from cmcs_core.config import RANGES, RunConfig
+from cmcs_core.config import FIELDS, RANGES, SELECT_ON, RunConfig, resolve_field
 from cmcs_core.preflight import check_inputs
 from cmcs_core.runs.files import CONFIG_FILE, EPOCHS_FILE, METRICS_FILE, STATE_FILE
 from cmcs_core.runs.holds import claim, difference, listing
 from cmcs_core.sweep.cluster import RayOptions, check_options, enter_driver_cwd, ray_cluster
 from cmcs_core.sweep.progress_line import count
-from cmcs_core.sweep.spec import FIELDS, OWN_OPTION, resolve_field, with_values
-from cmcs_core.train.trainer import SELECT_ON, Trainer, train
+from cmcs_core.sweep.spec import OWN_OPTION, with_values
+from cmcs_core.train.trainer import Trainer, train
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 SEARCH_FILE = "search.json"
@@ -122,9 +122,7 @@ def tune_space(space: dict[str, Any]) -> dict[str, Any]:
 
 def trial_config(base: RunConfig, values: dict[str, Any]) -> RunConfig:
     """A trial's config: the base with the sampled values, test off (scored on dev only)."""
-    cfg = with_values(base, {**values, "read_test": False})
-    cfg.train.eval_test_each_epoch = False
-    return cfg
+    return with_values(base, {**values, "read_test": False, "eval_test_each_epoch": False}, validate=False)
 
 
 def run_trial(values: dict[str, Any], base_dict: dict, trials_dir: str, threads: int) -> None:

@@ -3,27 +3,18 @@ list (`--set head_lr=1e-3,1e-4`), each a validated RunConfig with its run folder
 is refused here, naming the key or value, before anything starts."""
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from cmcs_core.config import DataConfig, EncoderConfig, ModelConfig, RunConfig, TrainConfig, apply_method
+from cmcs_core.config import FIELDS, RunConfig, build_config, parse_value, resolve_field
 from cmcs_core.runs.files import METRICS_FILE, STRESS_FILE
 from cmcs_core.runs.holds import CONFIG_FILE, FolderHoldsAnotherConfig, conflict, refusal, set_aside
 from cmcs_core.sweep.progress_line import count
-from cmcs_core.variants import apply_variant
 
-SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "model": ModelConfig, "train": TrainConfig}
-# Field name -> (section, field); the names are unique across the sections.
-FIELDS: dict[str, tuple[str, dataclasses.Field]] = {
-    f.name: (section, f) for section, kind in SECTIONS.items() for f in dataclasses.fields(kind)
-}
 # These have a list option of their own (--datasets, --methods, --seeds).
 OWN_OPTION = {"dataset": "--datasets", "method": "--methods", "seed": "--seeds"}
-TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 FINISHED, TO_RUN, OTHER_CONFIG = "finished", "to run", "holds another config"
 
 
@@ -66,41 +57,6 @@ def claim_run_folders(runs: list[PlannedRun], out: Path, overwrite: bool) -> lis
     return [(name, set_aside(out / name)) for name, _diff in other]
 
 
-def resolve_field(key: str) -> tuple[str, str]:
-    """`head_lr`, `head-lr` or `train.head_lr` -> ("train", "head_lr"); unknown keys are refused
-    with the closest field names."""
-    name = key.split(".", 1)[-1].replace("-", "_")
-    if name not in FIELDS or ("." in key and key.split(".", 1)[0] != FIELDS[name][0]):
-        close = difflib.get_close_matches(name, list(FIELDS), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"{key!r} is not a config field{hint}; the fields are the flags of `train --help`")
-    return FIELDS[name][0], name
-
-
-def parse_value(name: str, text: str) -> Any:
-    """A value of field `name` from its text, typed as config.py declares it."""
-    annotation = str(FIELDS[name][1].type)
-    optional = "None" in annotation
-    kind = annotation.replace("| None", "").replace("None |", "").strip()
-    raw = text.strip()
-    if optional and raw.lower() in ("none", "null", ""):
-        return None
-    try:
-        if kind == "bool":
-            if raw.lower() in TRUE:
-                return True
-            if raw.lower() in FALSE:
-                return False
-            raise ValueError
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r}: not a {kind}") from None
-    return raw
-
-
 def parse_sets(items: Iterable[str]) -> dict[str, list[Any]]:
     """`--set key=v1,v2` items -> {field: [values]}, typed and checked against the config fields."""
     sets: dict[str, list[Any]] = {}
@@ -117,16 +73,11 @@ def parse_sets(items: Iterable[str]) -> dict[str, list[Any]]:
     return sets
 
 
-def with_values(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
-    """A copy of cfg with config fields (bare names) replaced; `method` applies the method's preset."""
-    out = RunConfig.from_dict(cfg.to_dict())
-    for name, value in values.items():
-        section, name = resolve_field(name)
-        if name == "method":
-            out.model = apply_method(out.model, value)
-        else:
-            setattr(out, section, dataclasses.replace(getattr(out, section), **{name: value}))
-    return out
+def with_values(cfg: RunConfig, values: dict[str, Any], validate: bool = True) -> RunConfig:
+    """A copy of cfg with config fields (bare names) replaced; `method` applies the method's preset first
+    (config.build_config)."""
+    values = dict(values)
+    return build_config(cfg, values.pop("method", None), None, values, validate=validate)
 
 
 def _label(name: str, value: Any) -> str:
@@ -153,10 +104,8 @@ def plan_grid(base: RunConfig, datasets: list[str], methods: list[str], seeds: l
     runs = []
     combos = [dict(zip(sets, values)) for values in itertools.product(*sets.values())]
     for seed, combo, dataset, method in itertools.product(seeds, combos, datasets, methods):
-        cfg = with_values(base, {"dataset": dataset, "method": method, "seed": seed})
-        if variant:
-            cfg = apply_variant(cfg, variant)
-        cfg = with_values(cfg, combo)  # --set values win over the variant's, as flags do in `train`
+        # --set values win over the variant's, as flags do in `train`
+        cfg = build_config(base, method, variant, {"dataset": dataset, "seed": seed, **combo}, validate=False)
         name = safe_name(name_of(cfg)) + (f"+{variant}" if variant else "")
         name += "".join(_label(k, v) for k, v in combo.items() if len(sets[k]) > 1)
         try:

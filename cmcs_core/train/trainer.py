@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from cmcs_core.checkpoint import load_trainable_state, trainable_state
-from cmcs_core.config import RunConfig
+from cmcs_core.config import SELECT_ON, RunConfig
 from cmcs_core.data.counterfactual import augmented_split, counterfactual_split
 from cmcs_core.evaluate import compute_metrics, predict_tensors, write_outputs
 from cmcs_core.io import atomic_save, atomic_write_json
@@ -46,10 +46,6 @@ BATCH_LOG_COLUMNS = [
 
 
 POWER_ITERS = 5  # Hessian-vector products per upper step that estimate lambda_max (neumann_eta_rule="curvature")
-
-# Which way each selection figure improves; ties keep the earlier epoch.
-SELECT_ON = {"dev_acc": "max", "dev_f1": "max", "dev_loss": "min"}
-
 
 def check_select_on(key: str) -> str:
     if key not in SELECT_ON:
@@ -146,8 +142,7 @@ class Trainer:
         self.on_epoch = on_epoch
         self.overwrite = overwrite
         self._cpu_start = time.process_time()  # fit() restarts it; metrics.json's cpu_seconds
-        check_select_on(cfg.train.select_on)  # fail before any work, not after the first epoch
-        cfg.validate()
+        cfg.validate()  # fail before any work (a config from build_config was validated there: not checked again)
         device = resolve_device(cfg.train.device)
         # config.json holds the precision used (auto resolved here), so `train --config` repeats its arithmetic
         # and a resumed run never mixes two
