@@ -1,5 +1,5 @@
 """Training a preset's runs from a page (the Tour's target-aware comparison), outside the demo mode: the
-library trains them (cmcs_core.playground.run.make_playground, what `cmcs playground --preset` runs) in a
+library trains them (cmcs_core.playground_command.make_playground, what `cmcs playground --preset` runs) in a
 thread of the server, one job per runs folder, so a page switch does not stop it and every visitor of that
 folder sees its progress.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import data
-from cmcs_core.playground.run import make_playground, preset_arguments
+from cmcs_core.playground_command import make_playground, preset_arguments
 from cmcs_core.playground.story import preset_data_dir
 
 

@@ -20,7 +20,8 @@ from cmcs_core.data.dataset import split_tag
 from cmcs_core.data.images import load_image
 from cmcs_core.flags import OneLineParser, add_config_flags, add_overwrite_flag, config_from_args, default_run_dir
 from cmcs_core.io import atomic_write_json
-from cmcs_core.playground.run import add_playground_args, first_run, make_playground
+from cmcs_core.playground.run import add_playground_args
+from cmcs_core.playground_command import first_run, make_playground
 from cmcs_core.report.analyses import ANALYSES
 from cmcs_core.report.stress_tables import collect_stress, stress_tables
 from cmcs_core.report.tables import markdown_tables, paired_differences, runs_frame

@@ -142,7 +142,7 @@ def target_cue_runs(playground_runs, tmp_path_factory) -> Path:
     base = tmp_path_factory.getbasetemp() / "target_cue"
     done = base / ".done"
     if not done.is_file():
-        from cmcs_core.playground.run import make_playground, preset_arguments
+        from cmcs_core.playground_command import make_playground, preset_arguments
         from cmcs_core.playground.story import preset_data_dir
 
         shutil.rmtree(base / "runs", ignore_errors=True)

@@ -117,7 +117,7 @@ def test_pieces_say_when_the_targets_mention_is_cut(app_runs):
 def test_make_playground_reports_every_step(tmp_path):
     """The preset the app trains from a button: progress from 0 to the announced total, one step per epoch
     and per stress edit, and the runs the printed command names."""
-    from cmcs_core.playground.run import make_playground, preset_arguments
+    from cmcs_core.playground_command import make_playground, preset_arguments
     from cmcs_core.playground.story import preset_runs
 
     args = preset_arguments("target-cue", tmp_path / "runs", tmp_path / "data")
@@ -152,7 +152,7 @@ def test_first_run_trains_the_playground_then_the_target_cue_preset_beside_it(tm
     """`cmcs playground --first-run` (what `make app` runs where no run exists): the command's own runs, then the
     target-cue preset's into the same runs folder, its data beside the playground's, never over it."""
     from cmcs_core import cli
-    from cmcs_core.playground import run as playground
+    from cmcs_core import playground_command as playground
 
     calls = []
     monkeypatch.setattr(playground, "make_playground", lambda args, on_progress=None: calls.append(args) or [])

@@ -164,7 +164,7 @@ def training_plan(args: argparse.Namespace) -> list[tuple[str, str, str | None]]
     return [(v, m, x) for v, m, x in plan if reads_visual[m] or v == visual_models[0]]
 
 
-def _epochs(args: argparse.Namespace, visual_model: str) -> int:
+def epochs_of(args: argparse.Namespace, visual_model: str) -> int:
     return args.epochs if visual_model == "caption" else args.pixel_epochs
 
 
@@ -186,7 +186,7 @@ def playground_main(args: argparse.Namespace, on_epoch: Callable[[str], None] | 
     extensions = {k: v for k, v in given.items() if v is not None}  # explicit flags win over a variant's
     for visual_model, method, variant in training_plan(args):
         cpu = time.process_time()
-        cfg = run_config(data_dir, method, args.seed, _epochs(args, visual_model), visual_model, variant, **extensions)
+        cfg = run_config(data_dir, method, args.seed, epochs_of(args, visual_model), visual_model, variant, **extensions)
         out = Path(args.runs_dir) / run_name(method, args.seed, visual_model, variant, preset)
         metrics = train(cfg, out, progress=not args.quiet,
                         on_epoch=None if on_epoch is None else lambda row, name=out.name: on_epoch(name))
@@ -200,54 +200,10 @@ def playground_main(args: argparse.Namespace, on_epoch: Callable[[str], None] | 
     return runs
 
 
-def make_playground(args: argparse.Namespace, on_progress: Progress | None = None) -> list[Path]:
-    """What `cmcs playground` does: generate, train and score the runs, then stress-test the captions runs.
-    `on_progress(done, total, what)` after each epoch and each stress edit, so a caller (the app's Tour)
-    can draw a bar; the steps are known before the first one runs."""
-    from cmcs_core.stress import stress_runs  # torch: imported by the commands that need it
-
-    plan = training_plan(args)
-    stressed = sum(v == "caption" for v, _, _ in plan) if args.stress and not args.generate_only else 0
-    total = (0 if args.generate_only else sum(_epochs(args, v) for v, _, _ in plan)) + stressed * len(stress_edits(args))
-    done = 0
-
-    def step(what: str) -> None:
-        nonlocal done
-        done += 1
-        if on_progress is not None:
-            on_progress(done, total, what)
-
-    if on_progress is not None:
-        on_progress(0, total, "generating the dataset and encoding its text")
-    runs, edits = stress_plan(args, playground_main(args, on_epoch=lambda name: step(f"trained an epoch of {name}")))
-    if runs:
-        stress_runs(runs, edits, args.quiet, on_edit=lambda name, edit: step(f"stress-tested {name}: {edit}"))
-    return runs
-
-
-def preset_arguments(preset: str, runs_dir: str | Path, data_out: str | Path, seed: int = 0,
-                     quiet: bool = True) -> argparse.Namespace:
-    """The arguments of `cmcs playground --preset PRESET --runs-dir RUNS_DIR --data-out DATA_OUT --quiet`: what
-    the app trains from a button is exactly what the printed command trains."""
-    parser = argparse.ArgumentParser()
-    add_playground_args(parser)
-    return parser.parse_args(["--preset", preset, "--runs-dir", str(runs_dir), "--data-out", str(data_out),
-                              "--seed", str(seed)] + (["--quiet"] if quiet else []))
-
-
-def first_run(args: argparse.Namespace) -> list[Path]:
-    """`cmcs playground --first-run`: the command's own runs, then the FIRST_RUN_PRESET preset's beside them, so the
-    Tour's every section has its runs without a terminal (scripts/run_app.sh; bench/bench_first_run.py times it)."""
-    runs = make_playground(args)
-    data_out = Path(args.data_out).parent / PRESETS[FIRST_RUN_PRESET]["data_out"].name  # beside the playground's
-    preset = preset_arguments(FIRST_RUN_PRESET, args.runs_dir, data_out, args.seed, quiet=args.quiet)
-    return runs + make_playground(preset)
-
-
 def stress_plan(args: argparse.Namespace, runs: list[Path]) -> tuple[list[Path], tuple[str, ...]]:
     """Which of the command's runs to stress-test, and with which edits: the captions runs (a pixel run
     re-encodes its images for every edit), with the planted-truth edits (a preset's: the clause edits too).
-    The CLI runs them (cmcs_core.stress.stress_runs) after the trainings."""
+    cmcs_core.playground_command runs them after the trainings."""
     if not args.stress:
         return [], ()
     captions = [r for r in runs if RunConfig.load(r / CONFIG_FILE).encoder.visual_model == "caption"]
