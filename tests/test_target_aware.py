@@ -1,6 +1,6 @@
-"""Target-aware selection (issue 15), opt-in: the readouts that keep the target (mean+target,
-mention), the target-conditioned token gate, the counterfactual upper level and the mask as an
-upper-level variable. Each piece's math on its own, the refusals of combinations that mean
+"""Target-aware selection, opt-in: the readouts that keep the target (mean+target, mention), the
+target-conditioned token gate, the paired dev objective (upper_objective=counterfactual) and the mask
+as an upper-level variable. Each piece's math on its own, the refusals of combinations that mean
 nothing, and a CPU smoke training of every variant."""
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def model_inputs(model: CMCSModel, batch):
     return target, mention_distance(mention, real)
 
 
-# -- the counterfactual upper level ------------------------------------------------------------------------
+# -- clause copies and the paired dev objective ---------------------------------------------------------------------------
 def test_invariance_is_zero_for_identical_pairs_and_bounded_by_log2():
     a = torch.randn(5, 3)
     assert float(invariance(a, a.clone())) == pytest.approx(0.0, abs=1e-7)
@@ -168,7 +168,7 @@ FUNCTION_WORDS = {"and", "is", "my", "the", "this", "was", "a", "i", "of", "so",
                   ",", ":", "."}
 
 
-def test_counterfactual_grammar_shares_no_content_word_with_the_stress_bank():
+def test_clause_grammar_shares_no_content_word_with_the_stress_bank():
     grammar = ClauseGrammar.load()
     stress = {w for side in phrase_bank("stress").values() for p in side for w in p.lower().split()}
     assert not (grammar.words() & stress) - FUNCTION_WORDS
@@ -176,7 +176,7 @@ def test_counterfactual_grammar_shares_no_content_word_with_the_stress_bank():
     assert min(n * len(a) for a in grammar.adjectives.values()) > 1000  # not a dozen phrases to memorise
 
 
-def test_counterfactual_dev_rows_keep_labels_and_never_use_a_stress_phrase():
+def test_clause_copies_keep_labels_and_never_use_a_stress_phrase():
     samples = [Sample(str(i), i % 3, f"{i}.jpg", f"$T$ did something {i}", t, i + 1)
                for i, t in enumerate(["Pat", "the team", "London", "my cat"] * 25)]
     copies = counterfactual_copies(samples, seed=3)
@@ -311,7 +311,7 @@ def test_each_variant_trains_records_its_flags_and_reloads(variant_runs, name):
     assert out["label"] in ("negative", "neutral", "positive")
 
 
-def test_counterfactual_upper_level_logs_its_invariance(variant_runs):
+def test_paired_dev_objective_logs_its_invariance(variant_runs):
     batches = pd.read_parquet(variant_runs["cmcs counterfactual upper"]["dir"] / "batches.parquet")
     upper = batches[batches.hypergrad_norm.notna()]
     assert len(upper) >= 2
@@ -461,8 +461,8 @@ def test_grid_sets_the_variant_after_each_method(tmp_path):
     assert {r.cfg.train.K for r in runs} == {1, 2}  # --set still applies on top
 
 
-def test_counterfactual_branch_is_scheduled_by_its_causal_effect(variant_runs):
-    """counterfactual_share: L_c = CE(copy) + JS joins the lower objective with phi_c =
+def test_copy_branch_is_scheduled_by_its_causal_effect(variant_runs):
+    """The copy branch (counterfactual_share): L_c = CE(copy) + JS joins the lower objective with phi_c =
     softplus(gamma * exp(L_t(copy) - L_t(row))); gamma moves with the upper level like alpha and
     beta; without CMS (text-only) phi_c stays 1 and gamma never moves."""
     run = variant_runs["cmcs counterfactual branch"]
@@ -480,7 +480,7 @@ def test_counterfactual_branch_is_scheduled_by_its_causal_effect(variant_runs):
     assert float(trainer.target_aware.gamma.detach()) == pytest.approx(trainer.cfg.model.alpha_init)
 
 
-def test_counterfactual_losses_on_identical_copies(text_encoder):
+def test_copy_losses_on_identical_copies(text_encoder):
     """A copy identical to its row costs exactly its CE, no invariance, and has causal effect 1."""
     model = _model(text_encoder, method="cmcs", use_visual=False)
     batch = _batch(text_encoder, ["pat was lovely tonight", "sam was late again"], ["pat", "sam"])
