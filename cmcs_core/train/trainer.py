@@ -144,20 +144,23 @@ class Variables:
     phi_names: list[str]
     phi: list[torch.nn.Parameter]
     upper_masks: list[torch.nn.Parameter]  # mask_level upper/relation: moved by the upper level alone
-    hessian: list[torch.nn.Parameter]  # what the upper level's Hessian-vector products run over
+    encoder_in_hessian: bool  # hessian_params heads+encoder: the upper level differentiates through the encoder too
 
     @classmethod
     def of(cls, model: CMCSModel, component: TargetAware, mask_level: MaskLevel, hessian_params: str) -> "Variables":
-        heads, encoder = model.head_parameters(mask_level), model.encoder_parameters()
         named_phi = model.named_scheduler_parameters() + component.named_scheduler_parameters()
-        return cls(heads, encoder, [n for n, _ in named_phi], [p for _, p in named_phi],
-                   model.upper_mask_parameters(mask_level),
-                   heads + encoder if hessian_params == "heads+encoder" else list(heads))
+        return cls(model.head_parameters(mask_level), model.encoder_parameters(), [n for n, _ in named_phi],
+                   [p for _, p in named_phi], model.upper_mask_parameters(mask_level), hessian_params != "heads")
 
     @property
     def theta(self) -> list[torch.nn.Parameter]:
         """What the lower level's optimiser steps (and its gradient clip covers)."""
         return self.heads + self.encoder
+
+    @property
+    def hessian(self) -> list[torch.nn.Parameter]:
+        """What the upper level's Hessian-vector products run over."""
+        return self.heads + self.encoder if self.encoder_in_hessian else list(self.heads)
 
 
 class Trainer:
@@ -271,7 +274,7 @@ class Trainer:
         own, so phi steps exactly as in the paper's setting whatever else moves."""
         t, v = self.cfg.train, self.vars
         self.model.eval()
-        enc_grad = t.hessian_params != "heads"
+        enc_grad = v.encoder_in_hessian
         train_out = self.model(train_batch, encoder_grad=enc_grad)
         losses, terms = self._lower_losses(train_batch, train_out, enc_grad)
         train_loss, _ = self.model.scheduled_loss(losses, detach_phi=False, terms=terms)
