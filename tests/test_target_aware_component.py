@@ -160,3 +160,17 @@ def test_the_mask_level_splits_the_heads_between_the_levels(text_encoder, level)
     gate = {MaskLevel.LOWER: [], MaskLevel.UPPER: model.mask_parameters(),
             MaskLevel.RELATION: list(model.text_mfs.relation.parameters())}[level]
     assert upper == gate
+
+
+def test_settings_follow_a_changed_config_and_the_copies_stay_with_their_seed(target_aware_trainer):
+    """A caller that swaps the config over loaded data (bench/bench_overhead.py) gets the new settings
+    and keeps the copies, unless the new config draws them from another seed."""
+    trainer = target_aware_trainer
+    old = trainer.target_aware
+    plain = dataclasses.replace(trainer.cfg, train=dataclasses.replace(trainer.cfg.train, counterfactual_share=0.0,
+                                                                       upper_objective="dev", invariance_weight=3.0))
+    kept = TargetAware.of(plain, copies_from=old)
+    assert (kept.copy_branch, kept.paired_dev, kept.copy_invariance_weight) == (False, False, 3.0)
+    assert kept.train_copies is old.train_copies and kept.dev_copies is old.dev_copies
+    reseeded = dataclasses.replace(plain, data=dataclasses.replace(plain.data, augment_seed=6))
+    assert TargetAware.of(reseeded, copies_from=old).train_copies is None

@@ -65,7 +65,8 @@ def invariance(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
 class TargetAware:
     """The copy branch (copy_share > 0) and the paired dev objective (paired_dev), with the clause
     copies both read. Build it with `of(cfg)`, give it its rows (`build_copies`) and its model
-    (`attach`); then `lower_terms` and `dev_objective` are its losses, `scheduler` its parameters."""
+    (`attach`); then `lower_terms` and `dev_objective` are its losses, `named_scheduler_parameters` its
+    parameters (the trainer adds them to phi)."""
 
     def __init__(self, copy_share: float = 0.0, paired_dev: bool = False, invariance_weight: float = 1.0,
                  copy_seed: int = 0) -> None:
@@ -80,14 +81,20 @@ class TargetAware:
         self.gamma: nn.Parameter | None = None  # the copy branch's scheduler, made by attach
 
     @classmethod
-    def of(cls, cfg: RunConfig) -> "TargetAware":
-        """Every setting of the component, read from a run's config in this one place."""
+    def of(cls, cfg: RunConfig, copies_from: "TargetAware | None" = None) -> "TargetAware":
+        """Every setting of the component, read from a run's config in this one place. `copies_from`: a
+        component whose clause copies (built with the same seed) this one keeps, so a caller that
+        changes other settings over loaded data need not build them again."""
         t = cfg.train
-        return cls(t.counterfactual_share, t.upper_objective == "counterfactual", t.invariance_weight,
+        made = cls(t.counterfactual_share, t.upper_objective == "counterfactual", t.invariance_weight,
                    cfg.data.augment_seed)
+        if copies_from is not None and copies_from.copy_seed == made.copy_seed:
+            made.train_copies, made.dev_copies = copies_from.train_copies, copies_from.dev_copies
+        return made
 
     @property
     def copy_branch(self) -> bool:
+        """Whether the copy branch is on (it then owns gamma and the training rows' copies)."""
         return self.copy_share > 0
 
     # -- data ------------------------------------------------------------------------------

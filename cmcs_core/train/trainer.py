@@ -213,7 +213,8 @@ class Trainer:
         self.dev_data = tensors("dev", d.max_eval_samples)
         # read_test off (searches): the test split is never opened, so nothing tuned can have seen it
         self.test_data = tensors("test", d.max_eval_samples) if d.read_test else None
-        # the clause copies the target-aware component reads (none when its opt-ins are off)
+        # the machinery beyond the paper, with the clause copies it reads (none when its opt-ins are off)
+        self.target_aware = TargetAware.of(self.cfg)
         self.target_aware.build_copies(self.train_data, self.dev_data,
                                        lambda split: self.pipe.tensors(split, progress=self.progress))
         n_dev = min(d.dev_subset_size, len(self.dev_data))
@@ -235,8 +236,10 @@ class Trainer:
     def setup(self) -> None:
         """Data, model and optimisers: everything before the first step (tests start here too)."""
         t = self.cfg.train
-        self.target_aware = TargetAware.of(self.cfg)
         self._load_data()
+        # the config may have changed since the data was loaded (bench/bench_overhead.py times several over one
+        # load): the component's settings follow it, its clause copies stay
+        self.target_aware = TargetAware.of(self.cfg, copies_from=self.target_aware)
         self.dev_sampler = DevSampler(self.dev_subset, t.batch_size, self.generator)
         self.model = self.pipe.build_model()
         self.target_aware.attach(self.model)
