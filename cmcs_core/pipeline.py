@@ -146,8 +146,7 @@ class Pipeline:
 
     def build_model(self) -> CMCSModel:
         tower = TextTower(self.text_encoder, self.cfg.encoder.finetune_layers)
-        model = CMCSModel(self.cfg.model, tower, self.visual_dim if self.cfg.model.use_visual else None,
-                          counterfactual=self.cfg.train.counterfactual_share > 0)
+        model = CMCSModel(self.cfg.model, tower, self.visual_dim if self.cfg.model.use_visual else None)
         return model.to(self.device)
 
     def load_split(self, split: str, max_samples: int | None = None) -> Split:

@@ -1,6 +1,6 @@
-"""Target-aware selection (issue 15), opt-in: the readouts that keep the target (mean+target,
-mention), the target-conditioned token gate, the counterfactual upper level and the mask as an
-upper-level variable. Each piece's math on its own, the refusals of combinations that mean
+"""Target-aware selection, opt-in: the readouts that keep the target (mean+target, mention), the
+target-conditioned token gate, the paired dev objective (upper_objective=counterfactual) and the mask
+as an upper-level variable. Each piece's math on its own, the refusals of combinations that mean
 nothing, and a CPU smoke training of every variant."""
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from cmcs_core.data.counterfactual import ClauseGrammar, counterfactual_copies, 
 from cmcs_core.data.tsv import Sample
 from cmcs_core.model.cmcs import CMCSModel, TextTower
 from cmcs_core.model.hypergrad import implicit_hypergradient
+from cmcs_core.model.target_aware import TargetAware, invariance
 from cmcs_core.model.mfs import (
     DISTANCE_EDGES,
     NO_MENTION,
@@ -152,22 +153,22 @@ def model_inputs(model: CMCSModel, batch):
     return target, mention_distance(mention, real)
 
 
-# -- the counterfactual upper level ------------------------------------------------------------------------
+# -- clause copies and the paired dev objective ---------------------------------------------------------------------------
 def test_invariance_is_zero_for_identical_pairs_and_bounded_by_log2():
     a = torch.randn(5, 3)
-    assert float(CMCSModel.invariance(a, a.clone())) == pytest.approx(0.0, abs=1e-7)
+    assert float(invariance(a, a.clone())) == pytest.approx(0.0, abs=1e-7)
     far = torch.tensor([[20.0, -20.0, -20.0]]), torch.tensor([[-20.0, 20.0, -20.0]])
-    assert float(CMCSModel.invariance(*far)) == pytest.approx(math.log(2), rel=1e-4)
+    assert float(invariance(*far)) == pytest.approx(math.log(2), rel=1e-4)
     b = torch.randn(5, 3)
-    assert float(CMCSModel.invariance(a, b)) == pytest.approx(float(CMCSModel.invariance(b, a)), rel=1e-6)
-    assert float(CMCSModel.invariance(a, b)) > 0
+    assert float(invariance(a, b)) == pytest.approx(float(invariance(b, a)), rel=1e-6)
+    assert float(invariance(a, b)) > 0
 
 
 FUNCTION_WORDS = {"and", "is", "my", "the", "this", "was", "a", "i", "of", "so", "that", "are", "on", "but", "also",
                   ",", ":", "."}
 
 
-def test_counterfactual_grammar_shares_no_content_word_with_the_stress_bank():
+def test_clause_grammar_shares_no_content_word_with_the_stress_bank():
     grammar = ClauseGrammar.load()
     stress = {w for side in phrase_bank("stress").values() for p in side for w in p.lower().split()}
     assert not (grammar.words() & stress) - FUNCTION_WORDS
@@ -175,7 +176,7 @@ def test_counterfactual_grammar_shares_no_content_word_with_the_stress_bank():
     assert min(n * len(a) for a in grammar.adjectives.values()) > 1000  # not a dozen phrases to memorise
 
 
-def test_counterfactual_dev_rows_keep_labels_and_never_use_a_stress_phrase():
+def test_clause_copies_keep_labels_and_never_use_a_stress_phrase():
     samples = [Sample(str(i), i % 3, f"{i}.jpg", f"$T$ did something {i}", t, i + 1)
                for i, t in enumerate(["Pat", "the team", "London", "my cat"] * 25)]
     copies = counterfactual_copies(samples, seed=3)
@@ -316,7 +317,7 @@ def test_each_variant_trains_records_its_flags_and_reloads(variant_runs, name):
     assert out["label"] in ("negative", "neutral", "positive")
 
 
-def test_counterfactual_upper_level_logs_its_invariance(variant_runs):
+def test_paired_dev_objective_logs_its_invariance(variant_runs):
     batches = pd.read_parquet(variant_runs["cmcs counterfactual upper"]["dir"] / "batches.parquet")
     upper = batches[batches.hypergrad_norm.notna()]
     assert len(upper) >= 2
@@ -467,8 +468,8 @@ def test_grid_sets_the_variant_after_each_method(tmp_path):
     assert {r.cfg.train.K for r in runs} == {1, 2}  # --set still applies on top
 
 
-def test_counterfactual_branch_is_scheduled_by_its_causal_effect(variant_runs):
-    """counterfactual_share: L_c = CE(copy) + JS joins the lower objective with phi_c =
+def test_copy_branch_is_scheduled_by_its_causal_effect(variant_runs):
+    """The copy branch (counterfactual_share): L_c = CE(copy) + JS joins the lower objective with phi_c =
     softplus(gamma * exp(L_t(copy) - L_t(row))); gamma moves with the upper level like alpha and
     beta; without CMS (text-only) phi_c stays 1 and gamma never moves."""
     run = variant_runs["cmcs counterfactual branch"]
@@ -483,16 +484,16 @@ def test_counterfactual_branch_is_scheduled_by_its_causal_effect(variant_runs):
     plain = pd.read_parquet(variant_runs["text_only counterfactual branch"]["dir"] / "batches.parquet")
     assert (plain.phi_c == 1.0).all() and plain.L_c.notna().all()
     trainer = variant_runs["text_only counterfactual branch"]["trainer"]
-    assert float(trainer.model.gamma.detach()) == pytest.approx(trainer.cfg.model.alpha_init)
+    assert float(trainer.target_aware.gamma.detach()) == pytest.approx(trainer.cfg.model.alpha_init)
 
 
-def test_counterfactual_losses_on_identical_copies(text_encoder):
+def test_copy_losses_on_identical_copies(text_encoder):
     """A copy identical to its row costs exactly its CE, no invariance, and has causal effect 1."""
     model = _model(text_encoder, method="cmcs", use_visual=False)
     batch = _batch(text_encoder, ["pat was lovely tonight", "sam was late again"], ["pat", "sam"])
     out = model(batch)
     copy = model({k: v[:1] for k, v in batch.items()})
-    losses = model.counterfactual_losses(out, copy, batch)
+    losses = TargetAware(copy_share=0.5).copy_losses(out, copy, batch)
     assert float(losses["L_c"]) == pytest.approx(float(losses["L_c_copy"]), rel=1e-5)
     assert float(losses["L_c_copy"]) == pytest.approx(float(losses["L_c_row"]), rel=1e-5)
     assert float(model.causal_effect(losses["L_c_copy"], losses["L_c_row"])) == pytest.approx(1.0)

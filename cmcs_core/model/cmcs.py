@@ -1,11 +1,16 @@
 """The CMCS model: text tower, MFS per modality, classifiers, the causal scheduler and fusion.
 
 The ablations of Table 2 and the text-only baseline are switches of this one module
-(ModelConfig.use_visual / use_cms / mask_mode), so they differ in nothing else.
+(ModelConfig.use_visual / use_cms / mask_mode), so they differ in nothing else. The target-aware
+training machinery beyond the paper (clause copies, the copy branch, the paired D_dev objective)
+is a component of its own, model/target_aware.py, which hands its loss terms to scheduled_loss.
 """
 from __future__ import annotations
 
+import enum
 import math
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -16,6 +21,34 @@ from cmcs_core.encoders.text import TextEncoder
 from cmcs_core.model.mfs import CausalIntervention, mean_gate, mention_distance, mention_tokens, pool, target_segment
 
 EFFECT_LOG_CLAMP = 10.0  # exp() of a loss gap is clamped to e^±10 so one bad batch cannot explode phi
+
+
+class MaskLevel(enum.Enum):
+    """Where the text mask learns (TrainConfig.mask_level), resolved once per run: in theta with the
+    lower level ("lower", the paper), as a hyperparameter moved only by the upper level ("upper": the
+    whole gate), or split ("relation": the gate's content part in theta, its target term upper)."""
+
+    LOWER = "lower"
+    UPPER = "upper"
+    RELATION = "relation"
+
+    @property
+    def upper_parts(self) -> tuple[str, ...]:
+        """The text MFS's submodules (CausalIntervention) the upper level moves at this level."""
+        return {MaskLevel.LOWER: (), MaskLevel.UPPER: ("mask_net", "relation"), MaskLevel.RELATION: ("relation",)}[self]
+
+
+@dataclass(frozen=True)
+class ScheduledTerm:
+    """A loss the scheduler weighs beside L_t and L_v: phi = softplus(scheduler * eff), eff =
+    exp(raw - bar) (its causal effect, as Eq. 7-8), phi = 1 without CMS. `name` suffixes its log
+    columns (eff_<name>, phi_<name>, L_<name>)."""
+
+    name: str
+    loss: torch.Tensor
+    raw: torch.Tensor
+    bar: torch.Tensor
+    scheduler: nn.Parameter
 
 
 class TextTower(nn.Module):
@@ -62,8 +95,7 @@ class TextTower(nn.Module):
 
 
 class CMCSModel(nn.Module):
-    def __init__(self, cfg: ModelConfig, text_tower: TextTower, visual_dim: int | None,
-                 counterfactual: bool = False) -> None:
+    def __init__(self, cfg: ModelConfig, text_tower: TextTower, visual_dim: int | None) -> None:
         super().__init__()
         self.cfg = cfg  # validated with its RunConfig (config.build_config, the trainer)
         self.readouts = cfg.pooling.split("+")  # e.g. ["mean", "target"]: concatenated (TD-BERT-style)
@@ -81,38 +113,36 @@ class CMCSModel(nn.Module):
         # phi = {alpha, beta}: the scheduler, optimised only by the upper level.
         self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha_init)))
         self.beta = nn.Parameter(torch.tensor(float(cfg.alpha_init)))
-        # gamma schedules the opt-in counterfactual branch (TrainConfig.counterfactual_share) like alpha and beta
-        self.gamma = nn.Parameter(torch.tensor(float(cfg.alpha_init))) if counterfactual else None
 
     # -- parameter groups used by the bi-level optimiser --------------------------------
-    def scheduler_parameters(self) -> list[nn.Parameter]:
-        """phi's parameters, in the order of the hypergradient's log: alpha, beta (visual), gamma (the
-        counterfactual branch, when on)."""
-        params = [self.alpha, self.beta] if self.cfg.use_visual else [self.alpha]
-        return params + ([self.gamma] if self.gamma is not None else [])
+    def named_scheduler_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """phi's parameters by name, in the order of the hypergradient's log: alpha, beta (visual)."""
+        return [("alpha", self.alpha), ("beta", self.beta)] if self.cfg.use_visual else [("alpha", self.alpha)]
 
-    def head_parameters(self, mask_level: str = "lower") -> list[nn.Parameter]:
+    def scheduler_parameters(self) -> list[nn.Parameter]:
+        return [p for _, p in self.named_scheduler_parameters()]
+
+    def head_parameters(self, mask_level: MaskLevel | str = MaskLevel.LOWER) -> list[nn.Parameter]:
         """theta's heads: MFS networks and classifiers, less what `mask_level` makes a
         hyperparameter (upper_mask_parameters)."""
-        mods = [self.text_mfs, self.text_head]
+        level = MaskLevel(mask_level)
+        parts = [(self.text_mfs, level.upper_parts), (self.text_head, ())]
         if self.cfg.use_visual:
-            mods += [self.visual_mfs, self.visual_head]
-        upper = {id(p) for p in self.upper_mask_parameters(mask_level)}
-        return [p for m in mods for p in m.parameters() if p.requires_grad and id(p) not in upper]
+            parts += [(self.visual_mfs, ()), (self.visual_head, ())]
+        return [p for m, upper in parts for name, p in m.named_parameters()
+                if p.requires_grad and name.split(".", 1)[0] not in upper]
 
     def mask_parameters(self) -> list[nn.Parameter]:
         """The text mask's own network and its target term."""
         return self.text_mfs.gate_parameters()
 
-    def upper_mask_parameters(self, mask_level: str) -> list[nn.Parameter]:
+    def upper_mask_parameters(self, mask_level: MaskLevel | str) -> list[nn.Parameter]:
         """What the upper level moves besides phi: nothing ("lower", the paper), the whole text
         mask network ("upper"), or only its target term ("relation": the gate's content part learns
         from the training rows, its relation to the target from D_dev)."""
-        if mask_level == "upper":
-            return self.mask_parameters()
-        if mask_level == "relation":  # a target-conditioned gate's (config.validate refuses it without one)
-            return list(self.text_mfs.relation.parameters())
-        return []
+        level = MaskLevel(mask_level)  # config.validate refuses relation without a target-conditioned gate
+        mods = [getattr(self.text_mfs, part, None) for part in level.upper_parts]
+        return [p for m in mods if m is not None for p in m.parameters()]
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.text_tower.parameters() if p.requires_grad]
@@ -120,7 +150,7 @@ class CMCSModel(nn.Module):
     # -- forward ------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor], encoder_grad: bool = True,
                 release: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """Predictions of raw and counterfactual features for both branches.
+        """Predictions of raw and intervened features (MFS's do-intervention output) for both branches.
 
         `release` ({"text": (B, m) bool, "visual": (B, mv) bool}, optional) passes the flagged
         tokens through MFS with gate 1 (explain.mask_effects); training never sets it.
@@ -207,72 +237,45 @@ class CMCSModel(nn.Module):
 
     @staticmethod
     def causal_effect(loss_raw: torch.Tensor, loss_bar: torch.Tensor) -> torch.Tensor:
-        """exp(L(raw) - L(counterfactual)) > 1 when the selected features help (Eq. 7-8)."""
+        """exp(L(raw) - L(intervened)) > 1 when the selected features help (Eq. 7-8)."""
         gap = (loss_raw - loss_bar).detach().clamp(-EFFECT_LOG_CLAMP, EFFECT_LOG_CLAMP)
         return torch.exp(gap)
 
-    def scheduled_loss(
-        self, losses: dict[str, torch.Tensor], detach_phi: bool = True
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """phi_t * L_t + phi_v * L_v; phi fixed to 1 without CMS."""
+    def scheduled_loss(self, losses: dict[str, torch.Tensor], detach_phi: bool = True,
+                       terms: Sequence[ScheduledTerm] = ()) -> tuple[torch.Tensor, dict[str, float]]:
+        """phi_t * L_t + phi_v * L_v (+ phi * loss of each further term, e.g. the copy branch of
+        model/target_aware.py); phi fixed to 1 without CMS."""
         eff_t = self.causal_effect(losses["L_t_raw"], losses["L_t"])
-        alpha = self.alpha.detach() if detach_phi else self.alpha
-        phi_t = F.softplus(alpha * eff_t) if self.cfg.use_cms else torch.ones(())
+        phi_t = self._phi(self.alpha, eff_t, detach_phi)
         total = phi_t * losses["L_t"]
         stats = {"eff_t": eff_t.item(), "phi_t": float(phi_t.detach()), "L_t": losses["L_t"].item()}
         if self.cfg.use_visual:
             eff_v = self.causal_effect(losses["L_v_raw"], losses["L_v"])
-            beta = self.beta.detach() if detach_phi else self.beta
-            phi_v = F.softplus(beta * eff_v) if self.cfg.use_cms else torch.ones(())
+            phi_v = self._phi(self.beta, eff_v, detach_phi)
             total = total + phi_v * losses["L_v"]
             stats.update(eff_v=eff_v.item(), phi_v=float(phi_v.detach()), L_v=losses["L_v"].item())
         else:
             stats.update(eff_v=math.nan, phi_v=math.nan, L_v=math.nan)
-        if "L_c" in losses:  # the counterfactual branch, scheduled by its own causal effect
-            eff_c = self.causal_effect(losses["L_c_copy"], losses["L_c_row"])
-            gamma = self.gamma.detach() if detach_phi else self.gamma
-            phi_c = F.softplus(gamma * eff_c) if self.cfg.use_cms else torch.ones(())
-            total = total + phi_c * losses["L_c"]
-            stats.update(eff_c=eff_c.item(), phi_c=float(phi_c.detach()), L_c=losses["L_c"].item())
+        for term in terms:  # each scheduled by its own causal effect
+            eff = self.causal_effect(term.raw, term.bar)
+            phi = self._phi(term.scheduler, eff, detach_phi)
+            total = total + phi * term.loss
+            stats.update({f"eff_{term.name}": eff.item(), f"phi_{term.name}": float(phi.detach()),
+                          f"L_{term.name}": term.loss.item()})
         if "L_sparse" in losses:  # outside phi: the prior is not a modality's loss to schedule
             total = total + self.cfg.mask_sparsity * losses["L_sparse"]
             stats["L_sparse"] = losses["L_sparse"].item()
         return total, stats
 
-    def counterfactual_losses(self, out: dict[str, torch.Tensor], copy_out: dict[str, torch.Tensor],
-                              batch: dict[str, torch.Tensor], weight: float = 1.0) -> dict[str, torch.Tensor]:
-        """The counterfactual branch on the first k rows of a batch and their copies (k = len(copy)):
-        L_c = CE(copy) + weight * JS(row || copy), plus the two text losses whose gap is its causal effect."""
-        k = len(copy_out["text_logits"])
-        y = batch["label"][:k]
-        row_lt = F.cross_entropy(out["text_logits"][:k], y)
-        copy_lt = F.cross_entropy(copy_out["text_logits"], y)
-        inv = self.invariance(out["text_logits"][:k], copy_out["text_logits"])
-        return {"L_c": copy_lt + weight * inv, "L_c_copy": copy_lt, "L_c_row": row_lt}
+    def _phi(self, scheduler: nn.Parameter, effect: torch.Tensor, detach: bool) -> torch.Tensor:
+        """Eq. 9: softplus(scheduler * effect), or 1 without CMS; `detach` holds the scheduler fixed (lower level)."""
+        if not self.cfg.use_cms:
+            return torch.ones(())
+        return F.softplus((scheduler.detach() if detach else scheduler) * effect)
 
     def dev_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """L_dev = L_t + L_v on D_dev: it does not depend on phi directly."""
         return losses["L_t"] + (losses["L_v"] if self.cfg.use_visual else 0.0)
-
-    @staticmethod
-    def invariance(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
-        """Mean Jensen-Shannon divergence (nats, in [0, log 2]) between the text predictions of
-        rows and their counterfactual copies: zero exactly when every pair is predicted alike."""
-        p, q = logits_a.float().softmax(-1), logits_b.float().softmax(-1)
-        mid = (0.5 * (p + q)).clamp(min=1e-12).log()
-        kl = lambda a: (a * (a.clamp(min=1e-12).log() - mid)).sum(-1)  # noqa: E731
-        return (0.5 * (kl(p) + kl(q))).mean()
-
-    def counterfactual_dev_loss(self, losses: dict[str, torch.Tensor], out: dict[str, torch.Tensor],
-                                edited_out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
-                                weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """The counterfactual upper objective (opt-in): L_t + L_v on the D_dev rows, plus L_t on
-        their copies with a clause about something else appended (same label), plus `weight` x the
-        invariance between the two predictions. Both copies must be classified right, and alike."""
-        edited_lt = F.cross_entropy(edited_out["text_logits"], batch["label"])
-        inv = self.invariance(out["text_logits"], edited_out["text_logits"])
-        total = self.dev_loss(losses) + edited_lt + weight * inv
-        return total, {"dev_invariance": inv.item(), "dev_L_t_edited": edited_lt.item()}
 
     # -- inference (Eq. 15) ---------------------------------------------------------------
     def fuse(self, out: dict[str, torch.Tensor], fusion_sim: torch.Tensor | None) -> dict[str, torch.Tensor]:

@@ -1,7 +1,8 @@
 """Multimodal Feature Selection (Eq. 1-6): a learnable causal-intervention mask per modality.
 
 M = sigmoid(MLP(E)) picks features element-wise (the do-operator on each of m x d entries);
-Ebar = MLP(M*E + MLP(M*E)) are the counterfactual features the classifier is trained on.
+Ebar = MLP(M*E + MLP(M*E)) are the intervened features the classifier is trained on (the paper's
+"counterfactual features"; model/target_aware.py names each meaning of that word).
 
 Beyond the paper (opt-in, docs/method.md): granularity "token" gives one gate per token or
 image cell, broadcast over the d features, so the mask has to pick words/regions rather
@@ -94,7 +95,7 @@ class CausalIntervention(nn.Module):
     def forward(self, features: torch.Tensor, release: torch.Tensor | None = None,
                 target: torch.Tensor | None = None, distance: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """features (B, m, d) -> counterfactual features (B, m, d), mask (B, m, d).
+        """features (B, m, d) -> intervened features Ebar (B, m, d), mask (B, m, d).
 
         `release` (B, m) bool lets the flagged tokens through raw (gate 1): explain.mask_effects
         uses it to measure what the mask does to each token. The returned mask is the learned one.

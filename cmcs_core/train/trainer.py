@@ -20,10 +20,12 @@ from safetensors.torch import save_file
 
 from cmcs_core.checkpoint import load_trainable_state, trainable_state
 from cmcs_core.config import SELECT_ON, RunConfig
-from cmcs_core.data.counterfactual import augmented_split, counterfactual_split
+from cmcs_core.data.counterfactual import augmented_split
 from cmcs_core.evaluate import compute_metrics, predict_tensors, write_outputs
 from cmcs_core.io import atomic_save, atomic_write_json
+from cmcs_core.model.cmcs import CMCSModel, MaskLevel, ScheduledTerm
 from cmcs_core.model.hypergrad import implicit_hypergradient
+from cmcs_core.model.target_aware import TargetAware
 from cmcs_core.pipeline import Pipeline, SplitTensors, resolve_device, torch_threads
 from cmcs_core.precision import resolve_precision
 from cmcs_core.preflight import check_inputs
@@ -40,7 +42,7 @@ BATCH_LOG_COLUMNS = [
     # spread over tokens; per upper step, cos(grad L_dev, grad L_train) and the mask's hypergradient
     "grad_norm", "mask_grad_norm", "mask_mean", "mask_token_std",
     "dev_train_cos", "hypergrad_mask_norm", "dev_invariance", "dev_L_t_edited", "hessian_top_eig", "neumann_eta",
-    # the opt-in counterfactual branch (counterfactual_share): its effect, weight, loss and scheduler parameter
+    # the copy branch (model/target_aware.py; counterfactual_share): its effect, weight, loss and scheduler parameter
     "eff_c", "phi_c", "L_c", "gamma", "hypergrad_gamma",
 ]
 
@@ -128,6 +130,36 @@ class DevSampler:
 EpochCallback = Callable[[dict], None]
 
 
+@dataclasses.dataclass(frozen=True)
+class Variables:
+    """Who moves what, resolved once from the config: theta (the heads, less what the mask level
+    makes a hyperparameter, and the trainable encoder layers), phi (the model's alpha and beta, then
+    the target-aware component's gamma) and the text mask's upper-level part."""
+
+    heads: list[torch.nn.Parameter]
+    encoder: list[torch.nn.Parameter]
+    phi_names: list[str]
+    phi: list[torch.nn.Parameter]
+    upper_masks: list[torch.nn.Parameter]  # mask_level upper/relation: moved by the upper level alone
+    encoder_in_hessian: bool  # hessian_params heads+encoder: the upper level differentiates through the encoder too
+
+    @classmethod
+    def of(cls, model: CMCSModel, component: TargetAware, mask_level: MaskLevel, hessian_params: str) -> "Variables":
+        named_phi = model.named_scheduler_parameters() + component.named_scheduler_parameters()
+        return cls(model.head_parameters(mask_level), model.encoder_parameters(), [n for n, _ in named_phi],
+                   [p for _, p in named_phi], model.upper_mask_parameters(mask_level), hessian_params != "heads")
+
+    @property
+    def theta(self) -> list[torch.nn.Parameter]:
+        """What the lower level's optimiser steps (and its gradient clip covers)."""
+        return self.heads + self.encoder
+
+    @property
+    def hessian(self) -> list[torch.nn.Parameter]:
+        """What the upper level's Hessian-vector products run over."""
+        return self.heads + self.encoder if self.encoder_in_hessian else list(self.heads)
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: str | Path, progress: bool = True,
                  on_epoch: EpochCallback | None = None, overwrite: bool = False) -> None:
@@ -177,17 +209,10 @@ class Trainer:
         self.dev_data = tensors("dev", d.max_eval_samples)
         # read_test off (searches): the test split is never opened, so nothing tuned can have seen it
         self.test_data = tensors("test", d.max_eval_samples) if d.read_test else None
-        # The counterfactual upper level reads each D_dev row beside a copy with a clause about something
-        # else appended (label kept): row i of dev_cf_data is the copy of row i of dev_data.
-        # The counterfactual branch of the lower level: row i of train_cf_data is the copy of training row i.
-        self.train_cf_data = None
-        if self.cfg.train.counterfactual_share > 0:
-            self.train_cf_data = self.pipe.tensors(counterfactual_split(self.train_data.split, d.augment_seed),
-                                                   progress=self.progress)
-        self.dev_cf_data = None
-        if self.cfg.train.upper_objective == "counterfactual":
-            self.dev_cf_data = self.pipe.tensors(counterfactual_split(self.dev_data.split, d.augment_seed),
-                                                 progress=self.progress)
+        # the machinery beyond the paper, with the clause copies it reads (none when its opt-ins are off)
+        self.target_aware = TargetAware.of(self.cfg)
+        self.target_aware.build_copies(self.train_data, self.dev_data,
+                                       lambda split: self.pipe.tensors(split, progress=self.progress))
         n_dev = min(d.dev_subset_size, len(self.dev_data))
         pick = torch.randperm(len(self.dev_data), generator=torch.Generator().manual_seed(self.cfg.train.seed))
         self.dev_subset = pick[:n_dev]
@@ -206,83 +231,62 @@ class Trainer:
 
     def setup(self) -> None:
         """Data, model and optimisers: everything before the first step (tests start here too)."""
+        t = self.cfg.train
         self._load_data()
-        self.dev_sampler = DevSampler(self.dev_subset, self.cfg.train.batch_size, self.generator)
+        # the config may have changed since the data was loaded (bench/bench_overhead.py times several over one
+        # load): the component's settings follow it, its clause copies stay
+        self.target_aware = TargetAware.of(self.cfg, copies_from=self.target_aware)
+        self.dev_sampler = DevSampler(self.dev_subset, t.batch_size, self.generator)
         self.model = self.pipe.build_model()
+        self.target_aware.attach(self.model)
+        self.vars = Variables.of(self.model, self.target_aware, MaskLevel(t.mask_level), t.hessian_params)
+        self.power_iters = POWER_ITERS if t.neumann_eta_rule == "curvature" else 0
         self._build_optim()
         self.global_step = 0
 
     # -- optimisation ---------------------------------------------------------------------
     def _build_optim(self) -> None:
-        t = self.cfg.train
-        groups = [{"params": self.model.head_parameters(t.mask_level), "lr": t.head_lr}]
-        enc = self.model.encoder_parameters()
-        if enc:
-            groups.append({"params": enc, "lr": t.lr})
+        t, v = self.cfg.train, self.vars
+        groups = [{"params": v.heads, "lr": t.head_lr}]
+        if v.encoder:
+            groups.append({"params": v.encoder, "lr": t.lr})
         # bf16 runs step theta with the fused AdamW (one kernel over every tensor; the per-tensor ops were a fifth of
         # an MPNet top-2 step): their numbers are new anyway, while fp32 runs keep the per-tensor AdamW, so the
         # committed fp32 runs still reproduce bit for bit
         self.opt = torch.optim.AdamW(groups, weight_decay=t.weight_decay, fused=self.precision.bf16 or None)
         # mask_level upper/relation: (part of) the text mask moves only with the upper level, by its own Adam
-        upper = self.model.upper_mask_parameters(t.mask_level)
-        self.mask_opt = torch.optim.Adam(upper, lr=t.mask_lr) if upper else None
+        self.mask_opt = torch.optim.Adam(v.upper_masks, lr=t.mask_lr) if v.upper_masks else None
         steps_per_epoch = math.ceil(len(self.train_data) / t.batch_size)
         total = max(1, steps_per_epoch * t.epochs)
         schedule = warmup_linear_decay(total, int(total * t.warmup_ratio))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule)
-        self.phi_opt = torch.optim.Adam(self.model.scheduler_parameters(), lr=t.phi_lr)
+        self.phi_opt = torch.optim.Adam(v.phi, lr=t.phi_lr)
 
-    def _hypergrad_params(self) -> list[torch.nn.Parameter]:
-        params = self.model.head_parameters(self.cfg.train.mask_level)
-        if self.cfg.train.hessian_params == "heads+encoder":
-            params += self.model.encoder_parameters()
-        return params
-
-    def _lower_params(self) -> list[torch.nn.Parameter]:
-        """theta: what the lower level's optimiser steps (and its gradient clip covers)."""
-        return self.model.head_parameters(self.cfg.train.mask_level) + self.model.encoder_parameters()
-
-    def _train_losses(self, batch: dict, out: dict, encoder_grad: bool = True) -> dict:
-        """The lower objective's losses of a training batch: both branches, and with
-        counterfactual_share the counterfactual branch on the batch's first rows and their copies
-        (batches are shuffled, so the first rows are a random share)."""
-        losses = self.model.branch_losses(out, batch)
-        if self.cfg.train.counterfactual_share > 0:
-            k = max(1, math.ceil(self.cfg.train.counterfactual_share * len(batch["label"])))
-            copies = self.train_cf_data.batch(batch["index"][:k].cpu(), self.device)
-            losses.update(self.model.counterfactual_losses(out, self.model(copies, encoder_grad=encoder_grad), batch,
-                                                           self.cfg.train.invariance_weight))
-        return losses
+    def _lower_losses(self, batch: dict, out: dict, encoder_grad: bool = True) -> tuple[dict, list[ScheduledTerm]]:
+        """The lower objective's parts of a training batch, for CMCSModel.scheduled_loss: both branches'
+        losses, and the target-aware component's terms."""
+        return self.model.branch_losses(out, batch), self.target_aware.lower_terms(batch, out, encoder_grad)
 
     def upper_step(self, train_batch, dev_batch) -> dict[str, float]:
         """One step on phi (and on the text mask's upper-level part, mask_level upper/relation) with the implicit
         gradient (Eq. 14), in eval mode so HVPs are exact. Each group's hypergradient is clipped on its
         own, so phi steps exactly as in the paper's setting whatever else moves."""
-        t = self.cfg.train
+        t, v = self.cfg.train, self.vars
         self.model.eval()
-        enc_grad = t.hessian_params != "heads"
+        enc_grad = v.encoder_in_hessian
         train_out = self.model(train_batch, encoder_grad=enc_grad)
-        train_loss, _ = self.model.scheduled_loss(self._train_losses(train_batch, train_out, enc_grad), detach_phi=False)
+        losses, terms = self._lower_losses(train_batch, train_out, enc_grad)
+        train_loss, _ = self.model.scheduled_loss(losses, detach_phi=False, terms=terms)
         dev_out = self.model(dev_batch, encoder_grad=enc_grad)
-        losses = self.model.branch_losses(dev_out, dev_batch)
-        info: dict[str, float] = {}
-        if t.upper_objective != "counterfactual":
-            dev_loss = self.model.dev_loss(losses)
-        else:  # the same D_dev rows' counterfactual copies
-            edited_out = self.model(self.dev_cf_data.batch(dev_batch["index"].cpu(), self.device), encoder_grad=enc_grad)
-            dev_loss, cf_stats = self.model.counterfactual_dev_loss(losses, dev_out, edited_out, dev_batch,
-                                                                    t.invariance_weight)
-            info.update(cf_stats)
-        phi = self.model.scheduler_parameters()
-        masks = self.model.upper_mask_parameters(t.mask_level)
-        grads = implicit_hypergradient(train_loss, dev_loss, self._hypergrad_params(), phi + masks, t.K,
-                                       t.neumann_eta, stats=info,
-                                       power_iters=POWER_ITERS if t.neumann_eta_rule == "curvature" else 0)
-        norm = self._clipped_step(self.phi_opt, phi, grads[: len(phi)])
-        if masks:
-            info["hypergrad_mask_norm"] = self._clipped_step(self.mask_opt, masks, grads[len(phi):])
+        dev_losses = self.model.branch_losses(dev_out, dev_batch)
+        dev_loss, info = self.target_aware.dev_objective(dev_batch, dev_out, dev_losses, enc_grad)
+        grads = implicit_hypergradient(train_loss, dev_loss, v.hessian, v.phi + v.upper_masks, t.K,
+                                       t.neumann_eta, stats=info, power_iters=self.power_iters)
+        norm = self._clipped_step(self.phi_opt, v.phi, grads[: len(v.phi)])
+        if v.upper_masks:
+            info["hypergrad_mask_norm"] = self._clipped_step(self.mask_opt, v.upper_masks, grads[len(v.phi):])
         self.model.train()
-        by_name = {name: float(g) for name, g in zip(self._phi_names(), grads)}
+        by_name = {name: float(g) for name, g in zip(v.phi_names, grads)}
         return {
             "hypergrad_norm": norm,
             "hypergrad_alpha": by_name["alpha"],
@@ -290,11 +294,6 @@ class Trainer:
             "hypergrad_gamma": by_name.get("gamma", math.nan),
             **info,
         }
-
-    def _phi_names(self) -> list[str]:
-        """Names of scheduler_parameters(), in its order."""
-        ids = {id(p): n for n, p in self.model.named_parameters()}
-        return [ids[id(p)] for p in self.model.scheduler_parameters()]
 
     def _clipped_step(self, opt: torch.optim.Optimizer, params: list, grads: list[torch.Tensor]) -> float:
         """Hand the hypergradient, its norm clipped at hypergrad_clip, to an upper-level optimiser;
@@ -401,25 +400,21 @@ class Trainer:
     def lower_step(self, batch: dict) -> dict:
         """One step on theta with phi fixed (Algorithm 1's inner loop), forward in the run's precision;
         returns the batch's log row (bench/bench_precision.py times exactly this)."""
-        t = self.cfg.train
         with self.pipe.autocast():
             out = self.model(batch)
-            train_losses = self._train_losses(batch, out)
-        loss, stats = self.model.scheduled_loss(train_losses)
+            losses, terms = self._lower_losses(batch, out)
+        loss, stats = self.model.scheduled_loss(losses, terms=terms)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         stats.update(self._mask_stats(out, batch))
-        for p in self.model.upper_mask_parameters(t.mask_level):  # an upper-level mask takes no lower step
+        for p in self.vars.upper_masks:  # an upper-level mask takes no lower step
             p.grad = None
-        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self._lower_params(), t.grad_clip))
+        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.vars.theta, self.cfg.train.grad_clip))
         self.opt.step()
         self.sched.step()
         self.global_step += 1
-        row = {"global_step": self.global_step, "loss": loss.item(), **stats,
-               "alpha": self.model.alpha.item(), "beta": self.model.beta.item()}
-        if self.model.gamma is not None:
-            row["gamma"] = self.model.gamma.item()
-        return row
+        return {"global_step": self.global_step, "loss": loss.item(), **stats,
+                "alpha": self.model.alpha.item(), "beta": self.model.beta.item(), **self.target_aware.log_row()}
 
     def _mask_stats(self, out: dict, batch: dict) -> dict[str, float]:
         """The text gates of this batch (mean over real tokens, spread of the per-token gate over
