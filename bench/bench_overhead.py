@@ -22,7 +22,6 @@ process medians (each process's own repeats are kept in the JSON).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -35,7 +34,7 @@ import torch
 from _common import summary, write_result
 from tqdm.auto import tqdm
 
-from cmcs_core.config import RunConfig, build_config
+from cmcs_core.config import build_config
 from cmcs_core.train.trainer import Trainer
 from cmcs_core.variants import VARIANTS
 
@@ -77,15 +76,13 @@ def make_timer(finetune_layers: int, n_train: int, args: argparse.Namespace,
                counterfactual_data: bool = False) -> EpochTimer:
     """counterfactual_data: also load the clause copies of train and D_dev the target-aware variants read
     (loading is not timed; a run without those flags never touches them)."""
-    cfg = RunConfig()
-    cfg.data = dataclasses.replace(cfg.data, dataset=args.dataset, max_train_samples=n_train,
-                                   max_eval_samples=args.max_eval_samples)
-    cfg.encoder = dataclasses.replace(cfg.encoder, text_model=args.text_model, finetune_layers=finetune_layers)
-    cfg.train = dataclasses.replace(cfg.train, eval_test_each_epoch=False, device="cpu")
+    cfg = build_config(None, None, None, {
+        "dataset": args.dataset, "max_train_samples": n_train, "max_eval_samples": args.max_eval_samples,
+        "text_model": args.text_model, "finetune_layers": finetune_layers, "eval_test_each_epoch": False,
+        "device": "cpu"})
     loading = cfg
     if counterfactual_data:
-        loading = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, upper_objective="counterfactual",
-                                                                     counterfactual_share=0.5))
+        loading = build_config(cfg, None, None, {"upper_objective": "counterfactual", "counterfactual_share": 0.5})
     timer = EpochTimer(loading, tempfile.mkdtemp(prefix="bench_overhead_"), progress=False)
     timer._load_data()
     timer.base_cfg = cfg

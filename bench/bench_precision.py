@@ -12,7 +12,6 @@ the same batch of 32 real Twitter2015 rows; figures are medians with (min-max).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import tempfile
@@ -23,7 +22,7 @@ from _common import summary, time_alternating, timed, write_result
 from torch.utils.flop_counter import FlopCounterMode
 
 from cmcs_core import precision as prec
-from cmcs_core.config import RunConfig, apply_method
+from cmcs_core.config import RunConfig, build_config
 from cmcs_core.evaluate import predict_tensors
 from cmcs_core.inference import Predictor
 from cmcs_core.train.trainer import Trainer, train
@@ -45,13 +44,10 @@ def matmul_peaks(n: int = 2048, repeats: int = 5) -> dict[str, float]:
 
 
 def config(text_model: str, layers: int, method: str, precision: str, rows: int) -> RunConfig:
-    cfg = RunConfig()
-    cfg.data = dataclasses.replace(cfg.data, dataset="twitter2015", max_train_samples=rows, max_eval_samples=rows,
-                                   dev_subset_size=BATCH)
-    cfg.encoder = dataclasses.replace(cfg.encoder, text_model=text_model, finetune_layers=layers)
-    cfg.model = apply_method(cfg.model, method)
-    cfg.train = dataclasses.replace(cfg.train, batch_size=BATCH, device="cpu", precision=precision, epochs=1)
-    return cfg
+    return build_config(None, method, None, {
+        "dataset": "twitter2015", "max_train_samples": rows, "max_eval_samples": rows, "dev_subset_size": BATCH,
+        "text_model": text_model, "finetune_layers": layers, "batch_size": BATCH, "device": "cpu",
+        "precision": precision, "epochs": 1})
 
 
 def flops_of(fn) -> float:
