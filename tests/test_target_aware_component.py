@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from cmcs_core.checkpoint import trainable_state
-from cmcs_core.config import ModelConfig, apply_method
+from cmcs_core.config import ModelConfig, apply_method, build_config
 from cmcs_core.data.counterfactual import counterfactual_copies
 from cmcs_core.model.cmcs import CMCSModel, MaskLevel, TextTower
 from cmcs_core.model.target_aware import GAMMA_KEY, TargetAware
 from cmcs_core.pipeline import torch_threads
-from cmcs_core.variants import apply_variant
+
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -104,7 +104,7 @@ def target_aware_trainer(tmp_path_factory, cmcs_cache, tiny_config_factory):
     """CMCS with the target_aware variant, set up (data, copies, model, optimisers) but not trained."""
     from cmcs_core.train.trainer import Trainer
 
-    cfg = apply_variant(tiny_config_factory("cmcs", epochs=1), "target_aware")
+    cfg = build_config(tiny_config_factory("cmcs", epochs=1), None, "target_aware")
     cfg.data = dataclasses.replace(cfg.data, max_train_samples=32, max_eval_samples=16, dev_subset_size=16,
                                    augment_seed=5)
     trainer = Trainer(cfg, tmp_path_factory.mktemp("target_aware") / "run", progress=False)
