@@ -348,15 +348,12 @@ class Trainer:
         return state["epoch"]
 
     def _read_table(self, name: str) -> list[dict]:
-        """The rows logged so far (a folder begun before the compact formats has CSV)."""
+        """The rows logged so far."""
         path = table_path(self.run_dir, self.paths[name].stem)
         return read_table(path).to_dict("records") if path is not None else []
 
     def _write_table(self, name: str, rows: list[dict], columns: list[str] | None = None) -> None:
         write_table(self.paths[name], pd.DataFrame(rows, columns=columns))
-        stale = self.paths[name].with_suffix(".csv")
-        if self.paths[name].suffix != ".csv" and stale.is_file():
-            stale.unlink()  # a resumed old-format run: one copy of the log, in the new format
 
     # -- main loop ---------------------------------------------------------------------------
     def fit(self) -> dict:
