@@ -1,0 +1,95 @@
+"""`cmcs analyse scheduler`: each method with CMS minus its twin without it, paired by seed, with a
+Student-t interval over seeds. Run folders are written to disk (stress.json is read from the folder)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from cmcs_core.cli import main
+from cmcs_core.config import build_config
+from cmcs_core.report.scheduler_pairs import cms_twins, scheduler_markdown, scheduler_pairs, t_interval, verdict
+from cmcs_core.runs.reader import scan_runs
+
+T_975_2DF = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedom (a table value)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_run(root: Path, method: str, seed: int, acc: float, clause_flip: float, variant: str | None = None,
+              all_right: float | None = None) -> Path:
+    folder = root / f"{method}_{variant or 'paper'}_s{seed}"
+    folder.mkdir(parents=True)
+    cfg = build_config(None, method, variant, dict(seed=seed, precision="fp32"), validate=False)
+    cfg.save(folder / "config.json")
+    test = {"acc": acc, "macro_f1": acc}
+    if all_right is not None:
+        test["target_awareness"] = {"tweets": 10, "rows": 25, "all_targets_right": all_right, "single_label": 0.5}
+    (folder / "metrics.json").write_text(json.dumps({"test": test, "dev": {"acc": acc}, "best_epoch": 1}))
+    edits = {"clause_positive": {"applies": True, "rows": 100, "flip_rate": clause_flip},
+             "swap_visual": {"applies": False, "reason": "no visual", "rows": 0}}
+    (folder / "stress.json").write_text(json.dumps({"splits": {"test": {"edits": edits}}}))
+    return folder
+
+
+def test_twins_are_the_methods_that_differ_only_in_cms() -> None:
+    assert cms_twins() == {"cmcs": "wo_cms", "wo_mfs": "wo_mfs_cms"}
+
+
+def test_the_interval_is_students_t_over_seeds() -> None:
+    import pandas as pd
+    low, high = t_interval(pd.Series([1.0, 2.0, 3.0]))  # mean 2, sd 1
+    half = T_975_2DF / math.sqrt(3)
+    assert low == pytest.approx(2 - half) and high == pytest.approx(2 + half)
+    assert all(math.isnan(v) for v in t_interval(pd.Series([1.0])))
+
+
+def test_verdict_follows_which_way_is_better() -> None:
+    assert verdict(0.5, 2.0, +1) == "**CMS better**"
+    assert verdict(0.5, 2.0, -1) == "**CMS worse**"  # more flips
+    assert verdict(-2.0, -0.5, -1) == "**CMS better**"
+    assert verdict(-1.0, 1.0, +1) == "no measurable difference"
+    assert verdict(math.nan, math.nan, +1).startswith("one seed")
+
+
+def test_pairs_only_twins_with_the_same_variant_and_seed(tmp_path: Path) -> None:
+    flips = {1: (0.30, 0.20), 2: (0.34, 0.21), 3: (0.29, 0.25)}  # seed -> (cmcs, wo_cms) clause flips
+    for seed, (a, b) in flips.items():
+        write_run(tmp_path, "cmcs", seed, 0.70 + seed / 100, a, all_right=0.2)
+        write_run(tmp_path, "wo_cms", seed, 0.70, b, all_right=0.1)
+        write_run(tmp_path, "text_only", seed, 0.75, 0.5)  # no twin: never paired
+    write_run(tmp_path, "cmcs", 1, 0.73, 0.1, variant="target_aware")  # its twin is wo_cms +target_aware: absent
+    write_run(tmp_path, "wo_cms", 4, 0.73, 0.1)  # seed without a CMCS run
+    runs, errors = scan_runs(tmp_path)
+    assert not errors
+    frame = scheduler_pairs(runs)
+    assert {str(v) for v in frame.variant} == {"cmcs"}
+    assert sorted(set(frame.seed)) == [1, 2, 3]
+    clause = frame[frame.figure == "clause_positive"].set_index("seed")["diff"]
+    assert clause.to_dict() == pytest.approx({s: a - b for s, (a, b) in flips.items()})
+    acc = frame[frame.figure == "test_acc"].set_index("seed")["diff"]
+    assert acc.to_dict() == pytest.approx({s: s / 100 for s in flips})
+    assert "swap_visual" not in set(frame.figure)  # did not apply: no figure
+    text = scheduler_markdown(frame)
+    assert "CMCS minus w/o CMS" in text
+    # accuracy +1 +2 +3 points: mean +2.0 ± 4.30 / sqrt(3), an interval that straddles zero
+    assert "+1.0 +2.0 +3.0 | +2.0 [-0.5, +4.5] | 3 | no measurable difference" in text
+    # clause flips +10 +13 +4 points: sd sqrt(21), so 9 ± 11.4 straddles zero
+    assert "| clause_positive flips | 31.0 | 22.0 | +10.0 +13.0 +4.0 | +9.0 [-2.4, +20.4] | 3 | no measurable difference |" in text
+    # all targets right +10 points in every seed: zero spread, an interval of one point, CMS better
+    assert "| all targets right | 20.0 | 10.0 | +10.0 +10.0 +10.0 | +10.0 [+10.0, +10.0] | 3 | **CMS better** |" in text
+
+
+def test_no_pairs_says_how_to_make_them(tmp_path: Path) -> None:
+    write_run(tmp_path, "cmcs", 1, 0.7, 0.3)
+    runs, _ = scan_runs(tmp_path)
+    assert scheduler_markdown(scheduler_pairs(runs)).startswith("No pair of runs that differ only in CMS")
+
+
+def test_the_cli_reads_the_committed_mpnet_regime(capsys) -> None:
+    main(["analyse", "scheduler", str(REPO / "results" / "mpnet_cpu")])
+    text = capsys.readouterr().out
+    for dataset in ("twitter2015", "twitter2017"):
+        assert f"### CMCS minus w/o CMS — {dataset}, mpnet" in text
+        assert f"### CMCS + target-aware gates minus w/o CMS + target-aware gates — {dataset}, mpnet" in text
