@@ -7,8 +7,10 @@ docs/img/<name>_<dataset>.png: flip rate per edit and method (bars: mean over se
 per-seed 95% bootstrap intervals averaged, dots: seeds; axis 0-100%). docs/img/<name>_variants.png:
 each variant (augmentation, target pooling, caption in the text input) against the same method
 without it, seed by seed (flip rate under the appended clauses vs test accuracy).
-experiments/results/<name>_tables.md: `table --stress` of the same folders and the augmentation's cost
-per epoch.
+docs/img/<name>_scheduler.png: each method with CMS minus its twin without it (`cmcs analyse scheduler`),
+per figure, turned so that right is in CMS's favour: dots are seeds, the bar the mean's 95% t-interval.
+experiments/results/<name>_tables.md: `table --stress` of the same folders, the augmentation's cost
+per epoch, and `analyse scheduler`.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from cmcs_core.data.counterfactual import EDITS  # noqa: E402
 from cmcs_core.report.regime import percent  # noqa: E402
+from cmcs_core.report.scheduler_pairs import FIGURES, scheduler_markdown, scheduler_pairs, t_interval  # noqa: E402
 from cmcs_core.report.stress_tables import FRACTIONS, collect_stress, stress_tables  # noqa: E402
 from cmcs_core.runs.files import EPOCHS_FILE  # noqa: E402
 from cmcs_core.runs.reader import scan_runs  # noqa: E402
@@ -101,6 +104,44 @@ def variant_pairs(found, name: str = "stress") -> Path | None:
     return path
 
 
+def scheduler_figure(pairs, name: str = "stress") -> Path | None:
+    """pairs: scheduler_pairs (fractions). One panel per (variant with CMS, dataset); one row per figure."""
+    if pairs.empty:
+        return None
+    panels = sorted({(v, d) for v, d in zip(pairs.variant, pairs.dataset)})
+    datasets = sorted(set(pairs.dataset))
+    variants = sorted(set(pairs.variant))
+    fig, axes = plt.subplots(len(variants), len(datasets), figsize=(6.2 * len(datasets), 3.2 * len(variants)),
+                             squeeze=False)
+    reach = 1.0
+    for (variant, dataset), ax in zip(panels, [axes[variants.index(v)][datasets.index(d)] for v, d in panels]):
+        part = pairs[(pairs.variant == variant) & (pairs.dataset == dataset)]
+        figures = [f for f in FIGURES if f in set(part.figure)]
+        for y, figure in enumerate(figures):
+            diffs = 100 * FIGURES[figure][1] * part[part.figure == figure]["diff"].reset_index(drop=True)
+            low, high = t_interval(diffs)
+            if not np.isnan(low):
+                ax.plot([low, high], [y, y], color="tab:blue", lw=2.5, alpha=0.5)
+            ax.plot(diffs, [y] * len(diffs), "k.", ms=6)
+            ax.plot([diffs.mean()], [y], "|", color="tab:blue", ms=14, mew=2)
+            reach = max(reach, *np.abs(diffs), *([abs(low), abs(high)] if not np.isnan(low) else []))
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_yticks(range(len(figures)), [FIGURES[f][0] for f in figures], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("points in CMS's favour (← without CMS better | CMS better →)", fontsize=8)
+        seeds = part.seed.nunique()
+        ax.set_title(f"{variant.title} minus its twin without CMS — {dataset} ({seeds} seed{'s' * (seeds > 1)})",
+                     fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    for ax in axes.flat:  # one symmetric scale for every panel: neither side nor panel looks bigger than it is
+        ax.set_xlim(-1.05 * reach, 1.05 * reach)
+    fig.tight_layout()
+    path = IMG / f"{name}_scheduler.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def augment_cost(found) -> str:
     """Median seconds per training epoch, augmented vs plain run of the same dataset, method and
     seed (epochs.csv): what the extra rows cost. Shared CPU: read the ratio, not the seconds."""
@@ -125,16 +166,21 @@ def main() -> None:
     p.add_argument("folders", nargs="+")
     p.add_argument("--name", default="stress", help="prefix of the figure and table files")
     args = p.parse_args()
-    found = collect_stress(scan_runs(*args.folders)[0])
+    runs = scan_runs(*args.folders)[0]
+    found = collect_stress(runs)
     if found.empty:
         raise SystemExit("no stress.json under " + " ".join(args.folders))
     shown = percent(found, FRACTIONS)
     for dataset in sorted(shown.dataset.unique()):
         print(flip_bars(shown, dataset, args.name))
     print(variant_pairs(shown, args.name))
+    pairs = scheduler_pairs(runs)
+    print(scheduler_figure(pairs, args.name))
     OUT.mkdir(parents=True, exist_ok=True)
     tables = OUT / f"{args.name}_tables.md"
-    tables.write_text(stress_tables(found) + augment_cost(found))
+    scheduler = "" if pairs.empty else "\n## Does the scheduler add anything (`cmcs analyse scheduler`)\n\n" + \
+        scheduler_markdown(pairs)
+    tables.write_text(stress_tables(found) + augment_cost(found) + scheduler)
     print(tables)
 
 
