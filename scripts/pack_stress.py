@@ -13,8 +13,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cmcs_core.data.counterfactual import EDITS
 from cmcs_core.runs.compact import pack_stress_run, repack_stress_run
 from cmcs_core.runs.files import METRICS_FILE, STRESS_FILE
+from cmcs_core.runs.formats import read_stress_report
+
+
+def stress_unfinished(run: Path) -> list[str]:
+    """The edits a split of the run's stress.json still lacks: `stress` writes the file after each edit,
+    so a run packed mid-test would travel with a partial report."""
+    return sorted({e for entry in read_stress_report(run)["splits"].values() for e in EDITS
+                   if e not in entry.get("edits", {})})
 
 
 def main() -> None:
@@ -22,6 +31,8 @@ def main() -> None:
     p.add_argument("grids", nargs="+", help="folders holding run folders")
     p.add_argument("--out", help="where the packed folders go (not with --repack)")
     p.add_argument("--repack", action="store_true", help="grids are packed folders: rewrite them in place")
+    p.add_argument("--partial", action="store_true",
+                   help="also pack runs whose stress.json lacks some edits (a deliberate `stress --edits` subset)")
     args = p.parse_args()
     if not args.repack and not args.out:
         p.error("--out is required (or --repack for folders packed before)")
@@ -29,6 +40,10 @@ def main() -> None:
     for grid in args.grids:
         for run in sorted(Path(grid).iterdir()):
             if (run / STRESS_FILE).is_file() and (run / METRICS_FILE).is_file():
+                if stress_unfinished(run) and not args.partial:
+                    print(f"{run}: skipped, its stress.json lacks {', '.join(stress_unfinished(run))} (still "
+                          f"running? --partial packs it as it is)")
+                    continue
                 if args.repack:
                     total += repack_stress_run(run)
                 else:

@@ -389,3 +389,28 @@ def test_table_stress_pairs_by_seed_not_by_listing_order(tmp_path):
     table = cells("| Text-only baseline |", "| method | test acc")
     assert table[1] == f"{100 * np.mean(list(text.values())):.1f} ± {100 * np.std(list(text.values()), ddof=1):.1f}"
     assert table[-1] == "2"  # seeds
+
+
+def test_pack_skips_a_run_whose_stress_test_is_still_running(stressed, tmp_path):
+    """`stress` writes stress.json after each edit: a run packed mid-test would travel with a partial
+    report, so pack_stress.py skips it unless --partial says the subset is deliberate."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run, _ = stressed
+    grid = tmp_path / "grid"
+    shutil.copytree(run, grid / "run")
+    report = json.loads((grid / "run" / STRESS_FILE).read_text())
+    for entry in report["splits"].values():
+        entry["edits"].pop("swap_target")
+    (grid / "run" / STRESS_FILE).write_text(json.dumps(report))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "pack_stress.py"
+    out = subprocess.run([sys.executable, str(script), str(grid), "--out", str(tmp_path / "packed")],
+                         check=True, capture_output=True, text=True).stdout
+    assert "skipped" in out and "swap_target" in out
+    assert not (tmp_path / "packed" / "grid" / "run").exists()
+    subprocess.run([sys.executable, str(script), str(grid), "--out", str(tmp_path / "packed"), "--partial"],
+                   check=True, capture_output=True)
+    (packed,) = json.loads((tmp_path / "packed" / "grid" / "run" / STRESS_FILE).read_text())["splits"].values()
+    assert "clause_positive" in packed["edits"] and "swap_target" not in packed["edits"]
