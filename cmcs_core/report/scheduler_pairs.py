@@ -46,10 +46,16 @@ def run_figures(run: Run, split: str = "test") -> dict[str, float]:
     return out
 
 
+# Two seeds give one spread estimate from one difference of differences: two equal differences (shares
+# of the same few dozen tweets often are) make a zero-width interval and a confident verdict from nothing.
+MIN_SEEDS = 3
+
+
 def t_interval(diffs: pd.Series, level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of the mean difference over seeds (n - 1 degrees of freedom); NaN with one seed."""
+    """Student-t interval of the mean difference over seeds (n - 1 degrees of freedom); NaN with fewer than
+    MIN_SEEDS seeds."""
     n = len(diffs)
-    if n < 2:
+    if n < MIN_SEEDS:
         return math.nan, math.nan
     half = stats.t.ppf(0.5 + level / 2, n - 1) * diffs.std(ddof=1) / math.sqrt(n)
     return diffs.mean() - half, diffs.mean() + half
@@ -80,7 +86,7 @@ def scheduler_pairs(runs: list[Run]) -> pd.DataFrame:
 def verdict(low: float, high: float, better: int) -> str:
     """What the interval says about CMS: better, worse, or no measurable difference."""
     if math.isnan(low):
-        return "one seed: no interval"
+        return f"fewer than {MIN_SEEDS} seeds: no interval"
     if low > 0 or high < 0:
         return "**CMS better**" if (low > 0) == (better > 0) else "**CMS worse**"
     return "no measurable difference"
