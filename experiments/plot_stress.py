@@ -122,6 +122,9 @@ def scheduler_figure(pairs, name: str = "stress") -> Path | None:
             low, high = t_interval(diffs)
             if not np.isnan(low):
                 ax.plot([low, high], [y, y], color="tab:blue", lw=2.5, alpha=0.5)
+            else:  # say so on the row: a missing bar must not read as a tight one
+                ax.annotate(f"{len(diffs)} seed{'s' * (len(diffs) > 1)}: no interval", xy=(0.99, y),
+                            xycoords=("axes fraction", "data"), ha="right", va="center", fontsize=7, color="grey")
             ax.plot(diffs, [y] * len(diffs), "k.", ms=6)
             ax.plot([diffs.mean()], [y], "|", color="tab:blue", ms=14, mew=2)
             reach = max(reach, *np.abs(diffs), *([abs(low), abs(high)] if not np.isnan(low) else []))

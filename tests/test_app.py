@@ -569,3 +569,19 @@ def test_demo_mode_refuses_paths_outside_the_runs_folder(app_runs, tmp_path, mon
     at.session_state["runs_dir"] = str(outside)  # even a forged session value is not used
     at.run()
     assert all(str(p).startswith(str(app_runs)) for p in read), read
+
+
+def test_home_and_robustness_offer_the_mpnet_cpu_regime(data_dir):
+    """The base-size encoder's CPU runs (results/mpnet_cpu) are a regime of their own on the pages that
+    choose one: named with its encoder, layers and precision, never mixed into another."""
+    root = REPO / "results" / "mpnet_cpu"
+    at = page("Home", root).run()
+    no_exceptions(at)
+    titles = [str(o) for o in at.selectbox(key="home_regime").options]
+    assert any("mpnet, fine-tuned (top 4 layers)" in t and "bf16" in t for t in titles), titles
+    run = root / "target_aware" / "twitter2015_mpnet_ft4_cmcs_s1+target_aware"
+    at = page("Robustness", root, str(run.relative_to(root))).run()
+    no_exceptions(at)
+    regimes = [str(o) for o in at.selectbox(key="rob_regime").options]
+    assert any("mpnet, fine-tuned (top 4 layers)" in r for r in regimes), regimes
+    assert not any("minilm" in r for r in regimes), regimes
