@@ -107,7 +107,15 @@ def probe(device: torch.device, n: int = PROBE_N, repeats: int = 3) -> dict:
     """GFLOP/s of one matmul in fp32 and in bf16 on `device`, and bf16's speed-up."""
     fp32 = _gflops(device, torch.float32, n, repeats)
     bf16 = _gflops(device, torch.bfloat16, n, repeats)
-    return {"n": n, "fp32_gflops": round(fp32, 1), "bf16_gflops": round(bf16, 1), "speedup": round(bf16 / fp32, 2)}
+    # Three significant figures, not fixed decimals: emulated bf16 can run at 0.05x, where two
+    # decimals alone would be 10% off the ratio of the printed GFLOP/s.
+    return {"n": n, "fp32_gflops": _significant(fp32), "bf16_gflops": _significant(bf16),
+            "speedup": _significant(bf16 / fp32)}
+
+
+def _significant(x: float, digits: int = 3) -> float:
+    """`x` rounded to `digits` significant figures."""
+    return float(f"{x:.{digits}g}")
 
 
 def resolve_precision(requested: str, device: torch.device | str, training: bool = True,
@@ -139,7 +147,7 @@ def resolve_precision(requested: str, device: torch.device | str, training: bool
         return PrecisionChoice(used="fp32", reason=f"auto: {what}", **common)
     figures = (measure or probe)(device)
     faster = figures["speedup"] >= MIN_SPEEDUP
-    reason = (f"auto: {what}; bf16 matmul {figures['speedup']:.1f}x fp32 "
+    reason = (f"auto: {what}; bf16 matmul {figures['speedup']:.2g}x fp32 "
               f"({'>=' if faster else '<'} {MIN_SPEEDUP}x)")
     return PrecisionChoice(used="bf16" if faster else "fp32", reason=reason, probe=figures, **common)
 

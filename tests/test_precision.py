@@ -76,6 +76,12 @@ def test_probe_measures_both_dtypes() -> None:
     assert figures["speedup"] == pytest.approx(figures["bf16_gflops"] / figures["fp32_gflops"], rel=0.05)
 
 
+def test_probe_figures_keep_three_significant_figures() -> None:
+    # Emulated bf16 runs near 0.05x fp32 (the CI machine): fixed decimals would round it to 0.06.
+    assert prec._significant(0.0563798) == 0.0564
+    assert prec._significant(6.4321) == 6.43 and prec._significant(1234.5) == 1230.0
+
+
 def test_old_configs_read_amp_as_what_it_did() -> None:
     old = RunConfig().to_dict()
     del old["train"]["precision"]
