@@ -294,3 +294,35 @@ def paired_dots(differences: dict[str, pd.Series], title: str, y_title: str) -> 
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10), title=title,
                       yaxis=dict(range=[-1.1 * span, 1.1 * span], title=y_title))
     return fig
+
+
+def pair_forest(summary: pd.DataFrame, title: str, subject: str) -> go.Figure:
+    """One row per figure of a seed_pairs.pair_summary part: each seed's difference as a dot, the mean as a bar,
+    the 95% t-interval as a line (or "no interval" written on the row below three seeds). Turned so that right
+    is in the subject's favour for every figure (fewer flips, more accuracy); the axis is symmetric around zero."""
+    fig = go.Figure()
+    span = 1.0
+    rows = list(summary.itertuples())
+    for y, r in enumerate(rows):
+        diffs = [r.better * d for d in r.diffs]
+        span = max(span, *map(abs, diffs))
+        if not np.isnan(r.low):
+            low, high = sorted((r.better * r.low, r.better * r.high))
+            span = max(span, abs(low), abs(high))
+            fig.add_trace(go.Scatter(x=[low, high], y=[y, y], mode="lines", line=dict(width=8, color="rgba(31,119,180,0.35)"),
+                                     showlegend=False, hovertemplate=f"95% t-interval {low:+.1f} … {high:+.1f}<extra></extra>"))
+        else:
+            fig.add_annotation(x=1, xref="paper", y=y, text=f"{len(diffs)} seed{'s' * (len(diffs) > 1)}: no interval",
+                               showarrow=False, xanchor="right", font=dict(size=11, color="grey"))
+        fig.add_trace(go.Scatter(x=diffs, y=[y] * len(diffs), mode="markers", name="seeds", text=[str(s) for s in r.seeds],
+                                 marker=dict(size=9, color="black", opacity=0.7), showlegend=False,
+                                 hovertemplate="seed %{text}: %{x:+.1f} points<extra></extra>"))
+        fig.add_trace(go.Scatter(x=[r.better * r.mean], y=[y], mode="markers", showlegend=False,
+                                 marker=dict(symbol="line-ns", size=22, line=dict(width=3, color="#1f77b4")),
+                                 hovertemplate=f"mean {r.better * r.mean:+.1f} points · {r.says}<extra></extra>"))
+    fig.add_vline(x=0, line_dash="dash", line_color="grey")
+    fig.update_layout(height=90 + 48 * max(len(rows), 1), margin=dict(l=10, r=10, t=50, b=40), title=title,
+                      xaxis=dict(range=[-1.1 * span, 1.1 * span],
+                                 title=f"points in favour of {subject} (← worse with it | better with it →)"),
+                      yaxis=dict(tickvals=list(range(len(rows))), ticktext=[r.title for r in rows], autorange="reversed"))
+    return fig

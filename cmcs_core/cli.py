@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "machinery: what reaches the masks and phi (gradients, clip, gate spread); curvature: machinery and "
                    "the heads' Hessian at the kept checkpoint; playground: playground runs scored "
                    "against the planted truth, by variant over seeds; precision: fp32/bf16 pairs; scheduler: "
-                   "each method with CMS minus its twin without it, paired by seed, with intervals")
+                   "each method with CMS minus its twin without it, paired by seed, with intervals; ideas: each opt-in "
+                   "variant minus the same method without it, paired by seed, with intervals")
     p.add_argument("runs", nargs="+", help="run folders or folders that contain them")
     p.add_argument("--output", help="also write the Markdown here")
     p.set_defaults(func=cmd_analyse)

@@ -9,8 +9,9 @@ each variant (augmentation, target pooling, caption in the text input) against t
 without it, seed by seed (flip rate under the appended clauses vs test accuracy).
 docs/img/<name>_scheduler.png: each method with CMS minus its twin without it (`cmcs analyse scheduler`),
 per figure, turned so that right is in CMS's favour: dots are seeds, the bar the mean's 95% t-interval.
+docs/img/<name>_ideas.png: the same for each opt-in variant minus its base (`cmcs analyse ideas`).
 experiments/results/<name>_tables.md: `table --stress` of the same folders, the augmentation's cost
-per epoch, and `analyse scheduler`.
+per epoch, `analyse scheduler` and `analyse ideas`.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ import numpy as np  # noqa: E402
 
 from cmcs_core.data.counterfactual import EDITS  # noqa: E402
 from cmcs_core.report.regime import percent  # noqa: E402
-from cmcs_core.report.scheduler_pairs import FIGURES, scheduler_markdown, scheduler_pairs, t_interval  # noqa: E402
+from cmcs_core.report.seed_pairs import (cms_subject, idea_pairs, idea_subject, ideas_markdown,  # noqa: E402
+                                         pair_summary, scheduler_markdown, scheduler_pairs)
 from cmcs_core.report.stress_tables import FRACTIONS, collect_stress, stress_tables  # noqa: E402
 from cmcs_core.runs.files import EPOCHS_FILE  # noqa: E402
 from cmcs_core.runs.reader import scan_runs  # noqa: E402
@@ -104,42 +106,42 @@ def variant_pairs(found, name: str = "stress") -> Path | None:
     return path
 
 
-def scheduler_figure(pairs, name: str = "stress") -> Path | None:
-    """pairs: scheduler_pairs (fractions). One panel per (variant with CMS, dataset); one row per figure."""
-    if pairs.empty:
+def pairs_figure(summary, path: Path, side: str) -> Path | None:
+    """summary: seed_pairs.pair_summary (points). One panel per (pair, dataset); one row per figure, turned so
+    that right is in favour of the pair's first run (`side` names it on the axis)."""
+    if summary.empty:
         return None
-    panels = sorted({(v, d) for v, d in zip(pairs.variant, pairs.dataset)})
-    datasets = sorted(set(pairs.dataset))
-    variants = sorted(set(pairs.variant))
-    fig, axes = plt.subplots(len(variants), len(datasets), figsize=(6.2 * len(datasets), 3.2 * len(variants)),
-                             squeeze=False)
+    panels = sorted({(v, t, d) for v, t, d in zip(summary.variant, summary.twin, summary.dataset)})
+    datasets = sorted(set(summary.dataset))
+    pairs = sorted({(v, t) for v, t, _ in panels})
+    fig, axes = plt.subplots(len(pairs), len(datasets), figsize=(6.2 * len(datasets), 3.2 * len(pairs)), squeeze=False)
     reach = 1.0
-    for (variant, dataset), ax in zip(panels, [axes[variants.index(v)][datasets.index(d)] for v, d in panels]):
-        part = pairs[(pairs.variant == variant) & (pairs.dataset == dataset)]
-        figures = [f for f in FIGURES if f in set(part.figure)]
-        for y, figure in enumerate(figures):
-            diffs = 100 * FIGURES[figure][1] * part[part.figure == figure]["diff"].reset_index(drop=True)
-            low, high = t_interval(diffs)
-            if not np.isnan(low):
+    for variant, twin, dataset in panels:
+        ax = axes[pairs.index((variant, twin))][datasets.index(dataset)]
+        part = summary[(summary.variant == variant) & (summary.twin == twin) & (summary.dataset == dataset)]
+        for y, r in enumerate(part.itertuples()):
+            diffs = [r.better * d for d in r.diffs]
+            if not np.isnan(r.low):
+                low, high = sorted((r.better * r.low, r.better * r.high))
                 ax.plot([low, high], [y, y], color="tab:blue", lw=2.5, alpha=0.5)
+                reach = max(reach, abs(low), abs(high))
             else:  # say so on the row: a missing bar must not read as a tight one
                 ax.annotate(f"{len(diffs)} seed{'s' * (len(diffs) > 1)}: no interval", xy=(0.99, y),
                             xycoords=("axes fraction", "data"), ha="right", va="center", fontsize=7, color="grey")
             ax.plot(diffs, [y] * len(diffs), "k.", ms=6)
-            ax.plot([diffs.mean()], [y], "|", color="tab:blue", ms=14, mew=2)
-            reach = max(reach, *np.abs(diffs), *([abs(low), abs(high)] if not np.isnan(low) else []))
+            ax.plot([r.better * r.mean], [y], "|", color="tab:blue", ms=14, mew=2)
+            reach = max(reach, *map(abs, diffs))
         ax.axvline(0, color="grey", lw=0.8)
-        ax.set_yticks(range(len(figures)), [FIGURES[f][0] for f in figures], fontsize=8)
+        ax.set_yticks(range(len(part)), list(part.title), fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("points in CMS's favour (← without CMS better | CMS better →)", fontsize=8)
-        seeds = part.seed.nunique()
-        ax.set_title(f"{variant.title} minus its twin without CMS — {dataset} ({seeds} seed{'s' * (seeds > 1)})",
-                     fontsize=9)
+        ax.set_xlabel(f"points in favour of {side} (← worse with it | better with it →)", fontsize=8)
+        seeds = max(len(d) for d in part.diffs)
+        ax.set_title(f"{variant.title} minus {twin.title}\n{dataset}, {seeds} seed{'s' * (seeds > 1)}, "
+                     f"{part.regime.iloc[0].precision}", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     for ax in axes.flat:  # one symmetric scale for every panel: neither side nor panel looks bigger than it is
         ax.set_xlim(-1.05 * reach, 1.05 * reach)
     fig.tight_layout()
-    path = IMG / f"{name}_scheduler.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -177,13 +179,16 @@ def main() -> None:
     for dataset in sorted(shown.dataset.unique()):
         print(flip_bars(shown, dataset, args.name))
     print(variant_pairs(shown, args.name))
-    pairs = scheduler_pairs(runs)
-    print(scheduler_figure(pairs, args.name))
+    pairs, ideas = scheduler_pairs(runs), idea_pairs(runs)
+    print(pairs_figure(pair_summary(pairs, cms_subject), IMG / f"{args.name}_scheduler.png", "CMS"))
+    print(pairs_figure(pair_summary(ideas, idea_subject), IMG / f"{args.name}_ideas.png", "the change"))
     OUT.mkdir(parents=True, exist_ok=True)
     tables = OUT / f"{args.name}_tables.md"
     scheduler = "" if pairs.empty else "\n## Does the scheduler add anything (`cmcs analyse scheduler`)\n\n" + \
         scheduler_markdown(pairs)
-    tables.write_text(stress_tables(found) + augment_cost(found) + scheduler)
+    changes = "" if ideas.empty else "\n## Each opt-in change against its base (`cmcs analyse ideas`)\n\n" + \
+        ideas_markdown(ideas)
+    tables.write_text(stress_tables(found) + augment_cost(found) + scheduler + changes)
     print(tables)
 
 

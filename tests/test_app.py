@@ -585,3 +585,23 @@ def test_home_and_robustness_offer_the_mpnet_cpu_regime(data_dir):
     regimes = [str(o) for o in at.selectbox(key="rob_regime").options]
     assert any("mpnet, fine-tuned (top 4 layers)" in r for r in regimes), regimes
     assert not any("minilm" in r for r in regimes), regimes
+    # each change against the same run without it: the target-aware gates against paper CMCS, seed by seed
+    pair = "CMCS + target-aware gates minus CMCS"
+    assert {pair, "CMCS + target-aware gates minus w/o CMS + target-aware gates"} <= set(
+        at.selectbox(key="rob_change_pair").options)
+    at.selectbox(key="rob_change_pair").select(pair).run()
+    no_exceptions(at)
+    spec = next(json.loads(c.proto.spec) for c in charts(at) if json.loads(c.proto.spec)["layout"]["title"]["text"]
+                .startswith(pair))
+    flips = {}
+    for folder, key in (("target_aware", "cmcs_s{}+target_aware"), ("paper", "cmcs_s{}")):
+        for seed in (1, 2, 3):
+            edits = json.loads((root / folder / f"twitter2015_mpnet_ft4_{key.format(seed)}" / "stress.json")
+                               .read_text())["splits"]["test"]["edits"]
+            flips.setdefault(seed, []).append(100 * edits["clause_positive"]["flip_rate"])
+    # fewer flips is better, so each seed's dot sits at (without - with): right of zero in the gates' favour
+    row = spec["layout"]["yaxis"]["ticktext"].index("clause_positive flips")
+    dots = next(t for t in spec["data"] if t.get("name") == "seeds" and plotly_values(t["y"])[0] == row)
+    assert plotly_values(dots["x"]) == pytest.approx([b - a for a, b in flips.values()])
+    low, high = spec["layout"]["xaxis"]["range"]
+    assert low == pytest.approx(-high)  # symmetric around zero

@@ -8,8 +8,8 @@
 - machinery, curvature: what reaches the masks and the scheduler (report/machinery.py);
 - playground: playground runs scored against the planted truth, by variant over seeds;
 - precision: runs that differ only in fp32/bf16, paired (report/precision_pairs.py);
-- scheduler: each method with CMS minus its twin without it, paired by seed, with t-intervals
-  (report/scheduler_pairs.py).
+- scheduler, ideas: each method with CMS minus its twin without it, each opt-in variant minus its base; paired by
+  seed, with t-intervals (report/seed_pairs.py).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from cmcs_core.data.tsv import LABEL_NAMES
 from cmcs_core.report.precision_pairs import precision_markdown, precision_pairs
 from cmcs_core.report.machinery import curvature, machinery, machinery_markdown, phi_ratio_last
 from cmcs_core.report.regime import Regime, Variant, method_order, seeds_mean_std
-from cmcs_core.report.scheduler_pairs import scheduler_markdown, scheduler_pairs
+from cmcs_core.report.seed_pairs import idea_pairs, ideas_markdown, scheduler_markdown, scheduler_pairs
 from cmcs_core.runs.reader import Run, RunReadError
 
 GROUP = ["regime", "dataset", "method"]
@@ -280,4 +280,4 @@ ANALYSES = {"fusion": (fusion, fusion_markdown), "selection": (selection, select
             "targets": (targets, targets_markdown), "machinery": (machinery, machinery_markdown),
             "curvature": (curvature, machinery_markdown), "playground": (playground, playground_markdown),
             "precision": (precision_pairs, precision_markdown),
-            "scheduler": (scheduler_pairs, scheduler_markdown)}
+            "scheduler": (scheduler_pairs, scheduler_markdown), "ideas": (idea_pairs, ideas_markdown)}

@@ -1,5 +1,6 @@
-"""`cmcs analyse scheduler`: each method with CMS minus its twin without it, paired by seed, with a
-Student-t interval over seeds. Run folders are written to disk (stress.json is read from the folder)."""
+"""`cmcs analyse scheduler` and `cmcs analyse ideas`: each method with CMS minus its twin without it, each opt-in
+variant minus its base, paired by seed, with a Student-t interval over seeds. Run folders are written to disk
+(stress.json is read from the folder)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,8 @@ import pytest
 
 from cmcs_core.cli import main
 from cmcs_core.config import build_config
-from cmcs_core.report.scheduler_pairs import cms_twins, scheduler_markdown, scheduler_pairs, t_interval, verdict
+from cmcs_core.report.seed_pairs import (cms_twins, idea_pairs, ideas_markdown, scheduler_markdown, scheduler_pairs,
+                                         t_interval, verdict)
 from cmcs_core.runs.reader import scan_runs
 
 T_975_2DF = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedom (a table value)
@@ -18,10 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def write_run(root: Path, method: str, seed: int, acc: float, clause_flip: float, variant: str | None = None,
-              all_right: float | None = None) -> Path:
-    folder = root / f"{method}_{variant or 'paper'}_s{seed}"
+              all_right: float | None = None, precision: str = "fp32", **overrides) -> Path:
+    folder = root / "_".join([method, variant or "paper", *map(str, overrides.values()), precision, f"s{seed}"])
     folder.mkdir(parents=True)
-    cfg = build_config(None, method, variant, dict(seed=seed, precision="fp32"), validate=False)
+    cfg = build_config(None, method, variant, dict(seed=seed, precision=precision, **overrides), validate=False)
     cfg.save(folder / "config.json")
     test = {"acc": acc, "macro_f1": acc}
     if all_right is not None:
@@ -89,9 +91,47 @@ def test_no_pairs_says_how_to_make_them(tmp_path: Path) -> None:
     assert scheduler_markdown(scheduler_pairs(runs)).startswith("No pair of runs that differ only in CMS")
 
 
-def test_the_cli_reads_the_committed_mpnet_regime(capsys) -> None:
-    main(["analyse", "scheduler", str(REPO / "results" / "mpnet_cpu")])
+@pytest.mark.parametrize("analysis, pairs", [
+    ("scheduler", ["CMCS minus w/o CMS", "CMCS + target-aware gates minus w/o CMS + target-aware gates"]),
+    ("ideas", ["CMCS + target-aware gates minus CMCS", "Text-only baseline + mention pooling minus Text-only baseline"]),
+])
+def test_the_cli_pairs_the_committed_mpnet_regime(capsys, analysis: str, pairs: list[str]) -> None:
+    main(["analyse", analysis, str(REPO / "results" / "mpnet_cpu")])
     text = capsys.readouterr().out
     for dataset in ("twitter2015", "twitter2017"):
-        assert f"### CMCS minus w/o CMS — {dataset}, mpnet" in text
-        assert f"### CMCS + target-aware gates minus w/o CMS + target-aware gates — {dataset}, mpnet" in text
+        for pair in pairs:
+            assert f"### {pair} — {dataset}, mpnet" in text
+
+
+def test_ideas_pair_each_variant_with_the_same_method_without_its_change(tmp_path: Path) -> None:
+    for seed in (1, 2, 3):
+        write_run(tmp_path, "text_only", seed, 0.66, 0.36, precision="bf16")
+        write_run(tmp_path, "text_only", seed, 0.66 + seed / 100, 0.28, precision="fp32", pooling="mention")
+        write_run(tmp_path, "cmcs", seed, 0.65, 0.30, precision="bf16")
+        write_run(tmp_path, "cmcs", seed, 0.68, 0.12, precision="bf16", variant="target_aware")
+    runs, errors = scan_runs(tmp_path)
+    assert not errors
+    frame = idea_pairs(runs)
+    assert {(str(v), str(t)) for v, t in zip(frame.variant, frame.twin)} == {
+        ("text_only +pool-mention", "text_only"), ("cmcs +target_aware", "cmcs")}
+    acc = frame[(frame.figure == "test_acc") & (frame.twin.astype(str) == "text_only")].set_index("seed")["diff"]
+    assert acc.to_dict() == pytest.approx({s: s / 100 for s in (1, 2, 3)})
+    text = ideas_markdown(frame)
+    # a pair that crosses precisions says so; a same-precision pair names its one precision
+    assert "Text-only baseline + mention pooling minus Text-only baseline — twitter2015" in text
+    assert "fp32 against its twin's bf16" in text
+    heading = text.split("### CMCS + target-aware gates minus CMCS")[1].splitlines()[0]
+    assert heading.endswith(", bf16") and "against" not in heading
+    # clause flips 12 against 30 in every seed: the subject of the verdict is the change
+    assert "| clause_positive flips | 12.0 | 30.0 | -18.0 -18.0 -18.0 | -18.0 [-18.0, -18.0] | 3 | " \
+           "**target-aware gates better** |" in text
+
+
+def test_a_same_precision_twin_is_preferred(tmp_path: Path) -> None:
+    write_run(tmp_path, "text_only", 1, 0.70, 0.3, precision="bf16", pooling="mention")
+    write_run(tmp_path, "text_only", 1, 0.60, 0.3, precision="fp32")
+    write_run(tmp_path, "text_only", 1, 0.65, 0.3, precision="bf16")
+    runs, _ = scan_runs(tmp_path)
+    acc = idea_pairs(runs).query("figure == 'test_acc'")
+    assert len(acc) == 1 and acc.twin_precision.item() == "bf16" and acc["diff"].item() == pytest.approx(0.05)
+    assert ideas_markdown(idea_pairs(runs[:1])).startswith("No variant with its base run")
