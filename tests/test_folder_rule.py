@@ -157,6 +157,20 @@ def test_eta_is_list_scheduled_and_does_not_jump_when_a_queued_run_starts() -> N
     assert (count(1, "run"), count(2, "run"), count(0, "trial")) == ("1 run", "2 runs", "0 trials")
 
 
+def test_before_a_run_finishes_the_eta_is_projected_from_its_epochs() -> None:
+    """No finished run to time: two runs 100 s in, one 2 of 6 epochs done, the other resumed at epoch 3 and 1 epoch
+    further (4 of 6): each would take 300 s in all, so 200 s are left; a queued run takes 300 s more."""
+    line = ProgressLine(_Stream(), total=3, skipped=0, slots=2)
+    epochs = {"a": (2, 0, 6), "b": (4, 3, 6)}
+    text = line.text(0, {"a": 0.0, "b": 0.0}, 0, 0, [], now=100.0, epochs=epochs)
+    assert "2 running (epoch 2/6, 4/6)" in text and text.endswith("ETA ~3m20s")
+    assert line.text(0, {"a": 0.0, "b": 0.0}, 0, 1, [], now=100.0, epochs=epochs).endswith("ETA ~8m20s")
+    # a run without an epoch since it started gives nothing to project from
+    assert line.text(0, {"a": 0.0, "b": 0.0}, 0, 0, [], now=100.0, epochs={**epochs, "b": (3, 3, 6)}).endswith("ETA ?")
+    # a finished run's time wins over the projection
+    assert line.text(1, {"a": 0.0}, 0, 0, [500.0], now=100.0, epochs={"a": (2, 0, 6)}).endswith("ETA 6m40s")
+
+
 class _Stream:
     def isatty(self) -> bool:
         return False

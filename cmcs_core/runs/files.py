@@ -21,6 +21,15 @@ STRESS_DIR = "stress"  # stress/<split tag>/<edit>_flipped.csv[.gz]
 PLAYGROUND_SCORE_FILE = "playground_score.json"
 
 
+def epochs_done(run_dir: str | Path) -> int:
+    """How many epochs a run folder has logged (rows of epochs.csv; 0 before the first ends)."""
+    path = Path(run_dir) / EPOCHS_FILE
+    try:
+        return max(len(path.read_text().splitlines()) - 1, 0)
+    except OSError:
+        return 0
+
+
 def table_file(stem: str) -> str:
     """The file of table `stem`: epochs.csv stays CSV (a handful of rows, readable with `cat`); the others are
     Parquet (cmcs_core/runs/formats.py)."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cmcs_core.preflight import check_inputs
-from cmcs_core.runs.files import STATE_FILE
+from cmcs_core.runs.files import STATE_FILE, epochs_done
 from cmcs_core.sweep.cluster import Cluster, RayOptions, check_options, enter_driver_cwd, ray_cluster
 from cmcs_core.sweep.progress_line import ProgressLine, clock, count
 from cmcs_core.sweep.spec import FINISHED, PlannedRun, claim_run_folders, folder_status, is_finished
@@ -195,6 +195,7 @@ class _Driver:
         self.inflight: dict[Any, tuple[PlannedRun, float]] = {}
         self.queued: list[PlannedRun] = []
         self.durations: list[float] = []
+        self.epochs_at_start: dict[str, int] = {}
         self.line = ProgressLine(stream, report.total, len(report.skipped), self.slots)
         stream.write(f"grid: {count(report.total - len(report.skipped), 'run')} to go on "
                      f"{'a local Ray' if cluster.embedded else cluster.address} "
@@ -232,6 +233,7 @@ class _Driver:
                                 num_gpus=self.opts.ray.gpus_per_run, max_retries=1).remote(
             run.cfg.to_dict(), run.name, str(self.out), self.token, self.transfer, partial, self.threads,
             self.opts.stress, self.opts.log_tail)
+        self.epochs_at_start[run.name] = epochs_done(dest)  # a resumed run: only its new epochs time it
         self.inflight[ref] = (run, time.time())
 
     def receive(self, ref, lost: str) -> None:
@@ -260,8 +262,12 @@ class _Driver:
 
     def draw(self) -> None:
         running = {r.name: t for r, t in self.inflight.values()}
+        epochs = None
+        if self.transfer == "shared":  # the runs write into --out: their epochs can be read as they go
+            epochs = {r.name: (epochs_done(self.out / r.name), self.epochs_at_start.get(r.name, 0), r.cfg.train.epochs)
+                      for r, _t in self.inflight.values()}
         self.line.show(self.line.text(len(self.report.finished), running, len(self.report.failed),
-                                      len(self.queued), self.durations))
+                                      len(self.queued), self.durations, epochs=epochs))
 
     def stop(self, grace: float = 20.0) -> None:
         """Interrupt the running tasks (they keep their last epoch's state), wait for them a little,

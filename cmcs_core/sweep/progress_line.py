@@ -27,8 +27,9 @@ def time_left(started: list[float], queued: int, slots: int, mean: float, now: f
 
 
 class ProgressLine:
-    """done · running · failed · queued · ETA (mean time of the runs finished so far), redrawn in
-    place on a terminal, one line per change elsewhere."""
+    """done · running (each one's epoch) · failed · queued · ETA (mean time of the runs finished so far, or
+    projected from epochs before one has), redrawn in place on a terminal, one line per change elsewhere (so a
+    log gets a line per epoch)."""
 
     def __init__(self, stream: TextIO, total: int, skipped: int, slots: int) -> None:
         self.stream, self.total, self.skipped, self.slots = stream, total, skipped, slots
@@ -36,15 +37,23 @@ class ProgressLine:
         self.last = ""
 
     def text(self, done: int, running: dict[str, float], failed: int, queued: int, durations: list[float],
-             now: float | None = None) -> str:
-        """`running` maps each running run to its start time; `now` defaults to the clock."""
+             now: float | None = None, epochs: dict[str, tuple[int, int, int]] | None = None) -> str:
+        """`running` maps each running run to its start time; `now` defaults to the clock. `epochs` maps a
+        running run to (epochs logged, logged when it started, epochs in all), where its folder can be read:
+        each run's epoch is shown, and before any run has finished the ETA is projected from the epochs done
+        since the runs started (training only: a run's stress test is not in it, hence "~")."""
+        now = time.time() if now is None else now
+        epochs = {name: e for name, e in (epochs or {}).items() if name in running}
         eta = "?"
         if durations:
-            mean = sum(durations) / len(durations)
-            eta = clock(time_left(list(running.values()), queued, self.slots, mean,
-                                  time.time() if now is None else now))
+            eta = clock(time_left(list(running.values()), queued, self.slots, sum(durations) / len(durations), now))
+        elif running and len(epochs) == len(running) and all(d > s for d, s, _ in epochs.values()):
+            projected = [(now - running[name]) * (total - s) / (d - s) for name, (d, s, total) in epochs.items()]
+            eta = "~" + clock(time_left(list(running.values()), queued, self.slots, sum(projected) / len(projected),
+                                        now))
+        at = f" (epoch {', '.join(f'{d}/{t}' for d, _, t in epochs.values())})" if epochs else ""
         before = f" ({self.skipped} before)" if self.skipped else ""
-        return (f"grid: {done + self.skipped}/{self.total} done{before} · {len(running)} running · {failed} failed"
+        return (f"grid: {done + self.skipped}/{self.total} done{before} · {len(running)} running{at} · {failed} failed"
                 f" · {queued} queued · ETA {eta}")
 
     def show(self, text: str) -> None:

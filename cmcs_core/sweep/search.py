@@ -33,7 +33,7 @@ from typing import Any, TextIO
 
 from cmcs_core.config import FIELDS, RANGES, SELECT_ON, RunConfig, resolve_field
 from cmcs_core.preflight import check_inputs
-from cmcs_core.runs.files import CONFIG_FILE, EPOCHS_FILE, METRICS_FILE, STATE_FILE
+from cmcs_core.runs.files import CONFIG_FILE, METRICS_FILE, STATE_FILE, epochs_done
 from cmcs_core.runs.holds import claim, difference, listing
 from cmcs_core.sweep.cluster import RayOptions, check_options, enter_driver_cwd, ray_cluster
 from cmcs_core.sweep.progress_line import count
@@ -232,7 +232,7 @@ def summarise(base: RunConfig, space: dict, trials_dir: Path, out: Path, metric:
         if diff is not None:
             other.append(f"{run_dir.name}: {diff}")
             continue
-        epochs = len((run_dir / EPOCHS_FILE).read_text().splitlines()) - 1 if (run_dir / EPOCHS_FILE).is_file() else 0
+        epochs = epochs_done(run_dir)
         rows.append({"run": str(run_dir), "values": values, "score": trial_score(run_dir, metric),
                      "epochs_run": epochs, "stopped_early": epochs < cfg.train.epochs})
     scored = [r for r in rows if r["score"] is not None and not math.isnan(r["score"])]
