@@ -304,10 +304,10 @@ def pair_forest(summary: pd.DataFrame, title: str, subject: str) -> go.Figure:
     span = 1.0
     rows = list(summary.itertuples())
     for y, r in enumerate(rows):
-        diffs = [r.better * d for d in r.diffs]
+        diffs = r.favour
         span = max(span, *map(abs, diffs))
-        if not np.isnan(r.low):
-            low, high = sorted((r.better * r.low, r.better * r.high))
+        if not np.isnan(r.favour_low):
+            low, high = r.favour_low, r.favour_high
             span = max(span, abs(low), abs(high))
             fig.add_trace(go.Scatter(x=[low, high], y=[y, y], mode="lines", line=dict(width=8, color="rgba(31,119,180,0.35)"),
                                      showlegend=False, hovertemplate=f"95% t-interval {low:+.1f} … {high:+.1f}<extra></extra>"))
@@ -317,9 +317,9 @@ def pair_forest(summary: pd.DataFrame, title: str, subject: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=diffs, y=[y] * len(diffs), mode="markers", name="seeds", text=[str(s) for s in r.seeds],
                                  marker=dict(size=9, color="black", opacity=0.7), showlegend=False,
                                  hovertemplate="seed %{text}: %{x:+.1f} points<extra></extra>"))
-        fig.add_trace(go.Scatter(x=[r.better * r.mean], y=[y], mode="markers", showlegend=False,
+        fig.add_trace(go.Scatter(x=[r.favour_mean], y=[y], mode="markers", showlegend=False,
                                  marker=dict(symbol="line-ns", size=22, line=dict(width=3, color="#1f77b4")),
-                                 hovertemplate=f"mean {r.better * r.mean:+.1f} points · {r.says}<extra></extra>"))
+                                 hovertemplate=f"mean {r.favour_mean:+.1f} points · {r.says}<extra></extra>"))
     fig.add_vline(x=0, line_dash="dash", line_color="grey")
     fig.update_layout(height=90 + 48 * max(len(rows), 1), margin=dict(l=10, r=10, t=50, b=40), title=title,
                       xaxis=dict(range=[-1.1 * span, 1.1 * span],

@@ -120,16 +120,15 @@ def pairs_figure(summary, path: Path, side: str) -> Path | None:
         ax = axes[pairs.index((variant, twin))][datasets.index(dataset)]
         part = summary[(summary.variant == variant) & (summary.twin == twin) & (summary.dataset == dataset)]
         for y, r in enumerate(part.itertuples()):
-            diffs = [r.better * d for d in r.diffs]
-            if not np.isnan(r.low):
-                low, high = sorted((r.better * r.low, r.better * r.high))
-                ax.plot([low, high], [y, y], color="tab:blue", lw=2.5, alpha=0.5)
-                reach = max(reach, abs(low), abs(high))
+            diffs = r.favour
+            if not np.isnan(r.favour_low):
+                ax.plot([r.favour_low, r.favour_high], [y, y], color="tab:blue", lw=2.5, alpha=0.5)
+                reach = max(reach, abs(r.favour_low), abs(r.favour_high))
             else:  # say so on the row: a missing bar must not read as a tight one
                 ax.annotate(f"{len(diffs)} seed{'s' * (len(diffs) > 1)}: no interval", xy=(0.99, y),
                             xycoords=("axes fraction", "data"), ha="right", va="center", fontsize=7, color="grey")
             ax.plot(diffs, [y] * len(diffs), "k.", ms=6)
-            ax.plot([r.better * r.mean], [y], "|", color="tab:blue", ms=14, mew=2)
+            ax.plot([r.favour_mean], [y], "|", color="tab:blue", ms=14, mew=2)
             reach = max(reach, *map(abs, diffs))
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_yticks(range(len(part)), list(part.title), fontsize=8)

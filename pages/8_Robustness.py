@@ -32,19 +32,15 @@ finished = [r for r in runs if r.finished]
 
 
 @st.cache_data(show_spinner="Reading stress results…", max_entries=8)
-def stress_frame(paths: tuple[str, ...], root: str, versions: tuple[float, ...]) -> pd.DataFrame:
-    return collect_stress([load_run(p, root) for p in paths])
-
-
-@st.cache_data(show_spinner="Pairing runs by seed…", max_entries=8)
-def change_pairs(paths: tuple[str, ...], root: str, versions: tuple[float, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(CMS against its twin without it, each opt-in variant against its base): seed_pairs frames."""
+def stress_frames(paths: tuple[str, ...], root: str, versions: tuple[float, ...]) -> tuple[pd.DataFrame, ...]:
+    """The stress results, CMS against its twin without it, each opt-in variant against its base (seed_pairs),
+    from one reading of the runs."""
     loaded = [load_run(p, root) for p in paths]
-    return scheduler_pairs(loaded), idea_pairs(loaded)
+    return collect_stress(loaded), scheduler_pairs(loaded), idea_pairs(loaded)
 
 
-found = stress_frame(tuple(str(r.path) for r in finished), str(run.root),  # the runs folder: names under it
-                     tuple(data.stamp(r) for r in finished))
+found, with_cms, ideas = stress_frames(tuple(str(r.path) for r in finished), str(run.root),  # names under the runs folder
+                                       tuple(data.stamp(r) for r in finished))
 st.markdown(
     f"Each {glossary.link('stress-test', 'stress test')} edits something that is **not about the target** and keeps "
     "the gold label: a clause of positive or negative sentiment about something else appended (rows whose gold label "
@@ -148,7 +144,6 @@ with st.expander(f"The tables (Markdown, as `{cli_command('table', '--stress', '
 
 # -- each change against the same run without it, with intervals ------------------------------------
 st.subheader("Each change against the same run without it, paired by seed")
-with_cms, ideas = change_pairs(tuple(str(r.path) for r in finished), str(run.root), tuple(data.stamp(r) for r in finished))
 shared = dataclasses.replace(regime, precision="")  # a pair may cross precisions: its title says so
 choices = {}
 for pairs, subject in ((with_cms, cms_subject), (ideas, idea_subject)):

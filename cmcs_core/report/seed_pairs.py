@@ -137,7 +137,8 @@ def _precision_phrase(part: pd.DataFrame) -> str:
 def pair_summary(frame: pd.DataFrame, subject: Callable[[Variant], str]) -> pd.DataFrame:
     """One row per (regime, dataset, variant, twin, figure) of a seed_pairs frame, in points: both means over
     seeds, the per-seed differences (seeds ascending), their mean, 95% t-interval and the verdict about
-    subject(variant). The regime names the precisions the pairs ran in. What the tables and the app show."""
+    subject(variant); and the same turned so that positive is in the variant's favour (`favour*`: fewer flips,
+    more accuracy), which the figures draw. The regime names the precisions the pairs ran in."""
     rows = []
     if frame.empty:
         return pd.DataFrame(rows)
@@ -153,7 +154,9 @@ def pair_summary(frame: pd.DataFrame, subject: Callable[[Variant], str]) -> pd.D
                          "title": title, "better": better, "seeds": list(rows_.seed), "diffs": list(diffs),
                          "value": 100 * rows_.value.mean(), "twin_value": 100 * rows_.twin_value.mean(),
                          "mean": diffs.mean(), "low": low, "high": high,
-                         "says": verdict(low, high, better, subject(variant))})
+                         "says": verdict(low, high, better, subject(variant)),
+                         "favour": [better * d for d in diffs], "favour_mean": better * diffs.mean(),
+                         "favour_low": min(better * low, better * high), "favour_high": max(better * low, better * high)})
     return pd.DataFrame(rows)
 
 
