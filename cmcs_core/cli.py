@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the heads' Hessian at the kept checkpoint; playground: playground runs scored "
                    "against the planted truth, by variant over seeds; precision: fp32/bf16 pairs; scheduler: "
                    "each method with CMS minus its twin without it, paired by seed, with intervals; ideas: each opt-in "
-                   "variant minus the same method without it, paired by seed, with intervals")
+                   "variant minus the same method without it, paired by seed, with intervals; aims: the target-awareness "
+                   "aims, met or not, per variant against text-only of the same seeds")
     p.add_argument("runs", nargs="+", help="run folders or folders that contain them")
     p.add_argument("--output", help="also write the Markdown here")
     p.set_defaults(func=cmd_analyse)

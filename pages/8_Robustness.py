@@ -1,7 +1,7 @@
 """Robustness: the counterfactual stress tests (`cmcs stress`) of every run — flip rate per edit and
 method with intervals, target awareness on tweets with targets of different labels beside them, CMCS
 paired against each method by seed, each change (CMS, an opt-in) against the same run without it with
-t-intervals over seeds, the flipped examples (each one click away from the Inspector with
+t-intervals over seeds, the target-awareness aims met or not per variant, the flipped examples (each one click away from the Inspector with
 the edit applied), and a run evaluated on rows you upload (app/your_rows.py)."""
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import streamlit as st
 from app import data, figures, flipped, glossary, widgets, your_rows
 from cmcs_core.command import cli_command
 from cmcs_core.data.counterfactual import ALL_EDITS
+from cmcs_core.report.aims import AIMS, aims, aims_markdown, aims_table
 from cmcs_core.report.regime import Variant, percent
 from cmcs_core.report.stress_tables import (
     AWARENESS,
@@ -34,12 +35,12 @@ finished = [r for r in runs if r.finished]
 @st.cache_data(show_spinner="Reading stress results…", max_entries=8)
 def stress_frames(paths: tuple[str, ...], root: str, versions: tuple[float, ...]) -> tuple[pd.DataFrame, ...]:
     """The stress results, CMS against its twin without it, each opt-in variant against its base (seed_pairs),
-    from one reading of the runs."""
+    and the aims per variant, from one reading of the runs."""
     loaded = [load_run(p, root) for p in paths]
-    return collect_stress(loaded), scheduler_pairs(loaded), idea_pairs(loaded)
+    return collect_stress(loaded), scheduler_pairs(loaded), idea_pairs(loaded), aims(loaded)
 
 
-found, with_cms, ideas = stress_frames(tuple(str(r.path) for r in finished), str(run.root),  # names under the runs folder
+found, with_cms, ideas, aim_frame = stress_frames(tuple(str(r.path) for r in finished), str(run.root),  # names under the runs folder
                                        tuple(data.stamp(r) for r in finished))
 st.markdown(
     f"Each {glossary.link('stress-test', 'stress test')} edits something that is **not about the target** and keeps "
@@ -170,6 +171,26 @@ else:
     with st.expander(f"The table (Markdown, as `{cli_command('analyse', 'ideas', 'RUNS_FOLDER')}` and "
                      f"`{cli_command('analyse', 'scheduler', 'RUNS_FOLDER')}`)"):
         st.markdown(pairs_markdown(pair_rows, subject, ""))
+
+# -- the aims ---------------------------------------------------------------------------------------
+st.subheader("The target-awareness aims, met or not")
+judged = aim_frame[(aim_frame.dataset == dataset) & (aim_frame.regime == shared)] if not aim_frame.empty else aim_frame
+if judged.empty:
+    st.info("The aims judge each variant against plain text-only runs of the same seeds: none here for this dataset "
+            f"and regime (`{cli_command('grid', '--methods', 'text_only', '--seeds', '1', '2', '3')}` beside the grid).")
+else:
+    table = aims_table(judged)
+    verdicts = [a.title for a in AIMS]
+    st.dataframe(table.style.map(lambda cell: "background-color: #d8f0d8" if cell.endswith("**met**") else
+                                 ("background-color: #f6dcdc" if cell.endswith(": no") else ""), subset=verdicts)
+                 .format(lambda cell: cell.replace("**", ""), subset=verdicts),
+                 hide_index=True, width="stretch", key="rob_aims")
+    st.caption("Each variant on the seeds that also have a plain text-only run, mean ± std over them; green: the mean "
+               "meets the aim, red: it does not, –: not judged (text-only is the reference of the relative aims). In "
+               "brackets, the paired difference to text-only in points with its 95% t-interval over seeds (none "
+               "below three): a met aim whose interval spans zero is met on the mean, not measurably.")
+    with st.expander(f"The table (Markdown, as `{cli_command('analyse', 'aims', 'RUNS_FOLDER')}`)"):
+        st.markdown(aims_markdown(judged))
 
 # -- flipped examples ------------------------------------------------------------------------------
 st.subheader("Flipped examples")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from app_fixtures import REPO
@@ -605,3 +606,11 @@ def test_home_and_robustness_offer_the_mpnet_cpu_regime(data_dir):
     assert plotly_values(dots["x"]) == pytest.approx([b - a for a, b in flips.values()])
     low, high = spec["layout"]["xaxis"]["range"]
     assert low == pytest.approx(-high)  # symmetric around zero
+    # the aims, one row per variant judged against text-only of the same seeds: the target-aware CMCS's clause
+    # flips as its stress.json files give them, and no aim met on Twitter2015
+    aims_shown = next(d.value for d in at.dataframe if "aims met" in getattr(d.value, "data", d.value).columns)
+    aims_shown = getattr(aims_shown, "data", aims_shown)
+    gated = aims_shown.set_index("variant").loc["CMCS + target-aware gates"]
+    mean = float(np.mean([f[0] for f in flips.values()]))
+    assert next(c for k, c in gated.items() if k.startswith("clause flips")).startswith(f"{mean:.1f} ± ")
+    assert gated["aims met"] == "0/4"

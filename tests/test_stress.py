@@ -414,3 +414,21 @@ def test_pack_skips_a_run_whose_stress_test_is_still_running(stressed, tmp_path)
                    check=True, capture_output=True)
     (packed,) = json.loads((tmp_path / "packed" / "grid" / "run" / STRESS_FILE).read_text())["splits"].values()
     assert "clause_positive" in packed["edits"] and "swap_target" not in packed["edits"]
+
+
+def test_table_stress_says_when_a_cell_has_fewer_seeds_than_its_row(tmp_path):
+    """A run packed without some edits (seed 3 here lacks swap_target) must not pass for the row's
+    full seed count: its cell names how many seeds it averages."""
+    for seed in (1, 2, 3):
+        edits = {"clause_positive": 0.1 * seed}
+        if seed < 3:
+            edits["swap_target"] = 0.2 + 0.01 * seed
+        _stress_run(tmp_path, f"r{seed}", "cmcs", seed, 0.6 + 0.01 * seed, edits)
+    md = stress_tables(collect_stress(scan_runs(tmp_path)[0]))
+    header = next(line for line in md.splitlines() if line.startswith("| method | test acc"))
+    row = next(line for line in md.splitlines() if line.startswith("| CMCS |"))
+    cells = dict(zip([c.strip() for c in header.split("|")[1:-1]], [c.strip() for c in row.split("|")[1:-1]]))
+    assert cells["seeds"] == "3"
+    assert cells["clause_positive"] == f"{20.0:.1f} ± {10.0:.1f}"
+    two = [20.0 + s for s in (1, 2)]
+    assert cells["swap_target"] == f"{np.mean(two):.1f} ± {np.std(two, ddof=1):.1f} (2 seeds)"

@@ -9,7 +9,8 @@
 - playground: playground runs scored against the planted truth, by variant over seeds;
 - precision: runs that differ only in fp32/bf16, paired (report/precision_pairs.py);
 - scheduler, ideas: each method with CMS minus its twin without it, each opt-in variant minus its base; paired by
-  seed, with t-intervals (report/seed_pairs.py).
+  seed, with t-intervals (report/seed_pairs.py);
+- aims: the target-awareness aims, met or not, per variant against text-only of the same seeds (report/aims.py).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pandas as pd
 from cmcs_core.command import cli_command
 from cmcs_core.config import METHOD_TITLES
 from cmcs_core.data.tsv import LABEL_NAMES
+from cmcs_core.report.aims import aims, aims_markdown
 from cmcs_core.report.precision_pairs import precision_markdown, precision_pairs
 from cmcs_core.report.machinery import curvature, machinery, machinery_markdown, phi_ratio_last
 from cmcs_core.report.regime import Regime, Variant, method_order, seeds_mean_std
@@ -280,4 +282,5 @@ ANALYSES = {"fusion": (fusion, fusion_markdown), "selection": (selection, select
             "targets": (targets, targets_markdown), "machinery": (machinery, machinery_markdown),
             "curvature": (curvature, machinery_markdown), "playground": (playground, playground_markdown),
             "precision": (precision_pairs, precision_markdown),
-            "scheduler": (scheduler_pairs, scheduler_markdown), "ideas": (idea_pairs, ideas_markdown)}
+            "scheduler": (scheduler_pairs, scheduler_markdown), "ideas": (idea_pairs, ideas_markdown),
+            "aims": (aims, aims_markdown)}

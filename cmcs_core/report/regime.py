@@ -131,7 +131,8 @@ class Regime:
     def title(self) -> str:
         ft = self.finetune_layers
         tuned = "frozen" if ft == 0 else ("fine-tuned (all layers)" if ft == -1 else f"fine-tuned (top {ft} layers)")
-        parts = [self.text_model, tuned, f"visual = {self.visual_input}", self.precision]
+        # precision "": a pairing across precisions, which names them itself (report/seed_pairs.py, report/aims.py)
+        parts = [self.text_model, tuned, f"visual = {self.visual_input}", *([self.precision] if self.precision else [])]
         # Learning rates or a selection rule away from the defaults make another regime: never averaged together.
         parts += [f"{name} {value:g}" for name, value, default in (("lr", self.lr, TrainConfig.lr),
                                                                   ("head lr", self.head_lr, TrainConfig.head_lr))

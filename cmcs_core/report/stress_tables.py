@@ -77,11 +77,12 @@ def stress_tables(found: pd.DataFrame, reference: str = "cmcs") -> str:
                  "|---|---|" + "---|" * len(heads) + "---|\n"]
         for variant in sorted(set(part.variant)):
             v = part[part.variant == variant]
-            cells = ["–" if v[v.edit == e].empty else seeds_mean_std(v[v.edit == e].flip_rate) for e in edits]
+            n_seeds = v.seed.nunique()
+            cells = ["–" if v[v.edit == e].empty else _over_seeds(v[v.edit == e].flip_rate, n_seeds) for e in edits]
             per_run = v.drop_duplicates("run")
-            cells += ["–" if per_run[k].isna().all() else seeds_mean_std(per_run[k].dropna()) for k in aware]
+            cells += ["–" if per_run[k].isna().all() else _over_seeds(per_run[k].dropna(), n_seeds) for k in aware]
             lines.append(f"| {variant.title} | {seeds_mean_std(per_run.test_acc)} | " + " | ".join(cells)
-                         + f" | {v.seed.nunique()} |\n")
+                         + f" | {n_seeds} |\n")
         lines.append(_paired(part, edits, reference))
         lines.append(_variant_vs_base(part, edits))
         out.append("".join(lines))
@@ -91,9 +92,16 @@ def stress_tables(found: pd.DataFrame, reference: str = "cmcs") -> str:
                       "gold labels, the share with every target right and the share given one single label (%), "
                       f"mean ± std over seeds (`{cli_command('analyse', 'targets', 'RUNS')}`).\n" if awareness_shown else "")
     return ("\n".join(out) + "\nFlip rate: share of edited rows whose predicted label changes (%), mean ± std over "
-            "seeds (no ± with one seed); test acc: the run's test accuracy (%). Paired cells list seeds in "
-            "ascending order.\n" + awareness_note
+            "seeds (no ± with one seed; a cell over fewer seeds than its row says how many); test acc: the run's "
+            "test accuracy (%). Paired cells list seeds in ascending order.\n" + awareness_note
             + (f"\n{notes}" if notes else ""))
+
+
+def _over_seeds(values: pd.Series, row_seeds: int) -> str:
+    """mean ± std of one value per seed; a cell over fewer seeds than its row's count says so, since a
+    seed packed without some edits would otherwise pass for the row's full count."""
+    cell = seeds_mean_std(values)
+    return cell if len(values) >= row_seeds else f"{cell} ({len(values)} seeds)"
 
 
 def _diffs(diff: pd.Series) -> str:
