@@ -10,8 +10,10 @@ without it, seed by seed (flip rate under the appended clauses vs test accuracy)
 docs/img/<name>_scheduler.png: each method with CMS minus its twin without it (`cmcs analyse scheduler`),
 per figure, turned so that right is in CMS's favour: dots are seeds, the bar the mean's 95% t-interval.
 docs/img/<name>_ideas.png: the same for each opt-in variant minus its base (`cmcs analyse ideas`).
+docs/img/<name>_aims.png: each variant's seeds against the aims' fixed bars (`cmcs analyse aims`): clause flips,
+every target right, one label for all, on 0-100% with the side that meets the aim shaded.
 experiments/results/<name>_tables.md: `table --stress` of the same folders, the augmentation's cost
-per epoch, `analyse scheduler` and `analyse ideas`.
+per epoch, `analyse scheduler`, `analyse ideas` and `analyse aims`.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cmcs_core.data.counterfactual import EDITS  # noqa: E402
+from cmcs_core.report.aims import BARRED, aim_pairs, aims, aims_markdown, bar  # noqa: E402
 from cmcs_core.report.regime import percent  # noqa: E402
 from cmcs_core.report.seed_pairs import (cms_subject, idea_pairs, idea_subject, ideas_markdown,  # noqa: E402
                                          pair_summary, scheduler_markdown, scheduler_pairs)
@@ -146,6 +149,56 @@ def pairs_figure(summary, path: Path, side: str) -> Path | None:
     return path
 
 
+AIM_TITLES = {"clause_positive": "positive clause: flips", "clause_negative": "negative clause: flips",
+              "all_targets_right": "every target right", "single_label": "one label for all"}
+
+
+def aims_figure(pairs, path: Path) -> Path | None:
+    """pairs: aims.aim_pairs (fractions). One row of panels per dataset, one panel per barred figure: each variant's
+    seeds as dots and their mean as a tick on 0-100%, the bar as a line and the side that meets it shaded. The
+    relative aims (accuracy and swap_target against text-only) are in `cmcs analyse aims`, not here."""
+    if pairs.empty:
+        return None
+    part = pairs[pairs.figure.isin(BARRED)]
+    datasets = sorted(set(part.dataset))
+    variants = sorted(set(part.variant))
+    # each variant's precision and seeds per dataset on its label: a figure mixing fp32 and bf16 runs says which
+    labels = [f"{v.title}\n{'/'.join(sorted(set(part[part.variant == v].precision)))}, seeds "
+              + " / ".join(str(part[(part.variant == v) & (part.dataset == d)].seed.nunique()) for d in datasets)
+              for v in variants]
+    fig, axes = plt.subplots(len(datasets), len(BARRED), figsize=(3.6 * len(BARRED), 0.5 * len(variants) * len(datasets)
+                                                                + 1.4 * len(datasets)), squeeze=False, sharey=True)
+    for row, dataset in enumerate(datasets):
+        for col, figure in enumerate(BARRED):
+            ax = axes[row][col]
+            d = part[(part.dataset == dataset) & (part.figure == figure)]
+            for y, variant in enumerate(variants):
+                values = 100 * d[d.variant == variant].value
+                if values.empty:
+                    continue
+                ax.plot(values, [y] * len(values), "k.", ms=5)
+                ax.plot([values.mean()], [y], "|", color="tab:blue", ms=12, mew=2)
+            limit = bar(figure, dataset)
+            if limit is not None:
+                ax.axvline(limit[0], color="tab:green", lw=1)
+                ax.axvspan(*((0, limit[0]) if limit[1] < 0 else (limit[0], 100)), color="tab:green", alpha=0.12)
+            ax.set_xlim(0, 100)
+            ax.set_yticks(range(len(variants)), labels, fontsize=7)
+            ax.set_title(f"{dataset}: {AIM_TITLES[figure]}", fontsize=8)
+            ax.grid(axis="x", alpha=0.3)
+            ax.tick_params(axis="x", labelsize=7)
+            if row == len(datasets) - 1:
+                ax.set_xlabel("% (green: meets the aim)", fontsize=7)
+    axes[0][0].invert_yaxis()  # shared: the method order top down
+    regimes = ", ".join(sorted({str(r) for r in part.regime}))
+    fig.suptitle(f"The aims, test split ({regimes}; seeds per dataset: {' / '.join(datasets)}): dots are seeds, "
+                 "the tick their mean", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def augment_cost(found) -> str:
     """Median seconds per training epoch, augmented vs plain run of the same dataset, method and
     seed (epochs.csv): what the extra rows cost. Shared CPU: read the ratio, not the seconds."""
@@ -181,13 +234,16 @@ def main() -> None:
     pairs, ideas = scheduler_pairs(runs), idea_pairs(runs)
     print(pairs_figure(pair_summary(pairs, cms_subject), IMG / f"{args.name}_scheduler.png", "CMS"))
     print(pairs_figure(pair_summary(ideas, idea_subject), IMG / f"{args.name}_ideas.png", "the change"))
+    print(aims_figure(aim_pairs(runs), IMG / f"{args.name}_aims.png"))
     OUT.mkdir(parents=True, exist_ok=True)
     tables = OUT / f"{args.name}_tables.md"
     scheduler = "" if pairs.empty else "\n## Does the scheduler add anything (`cmcs analyse scheduler`)\n\n" + \
         scheduler_markdown(pairs)
     changes = "" if ideas.empty else "\n## Each opt-in change against its base (`cmcs analyse ideas`)\n\n" + \
         ideas_markdown(ideas)
-    tables.write_text(stress_tables(found) + augment_cost(found) + scheduler + changes)
+    judged = aims(runs)
+    aim_tables = "" if judged.empty else "\n## The aims, met or not (`cmcs analyse aims`)\n\n" + aims_markdown(judged)
+    tables.write_text(stress_tables(found) + augment_cost(found) + scheduler + changes + aim_tables)
     print(tables)
 
 

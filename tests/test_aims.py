@@ -80,3 +80,15 @@ def test_no_text_only_run_means_nothing_to_judge(tmp_path: Path) -> None:
     runs, _ = scan_runs(tmp_path)
     assert aims(runs).empty
     assert "plain text-only runs of the same seeds" in aims_markdown(aims(runs))
+
+
+def test_bars_include_their_edge_and_face_their_side() -> None:
+    from cmcs_core.report.aims import bar, meets
+    assert meets(MAX_CLAUSE_FLIPS, "clause_negative", "twitter2015")
+    assert not meets(MAX_CLAUSE_FLIPS + 0.1, "clause_positive", "twitter2017")
+    assert meets(MIN_ALL_RIGHT["twitter2017"], "all_targets_right", "twitter2017")
+    assert not meets(MIN_ALL_RIGHT["twitter2017"] - 0.1, "all_targets_right", "twitter2017")
+    assert meets(MIN_ALL_RIGHT["twitter2015"], "all_targets_right", "twitter2015")  # the lower bar of Twitter2015
+    assert not meets(MAX_SINGLE_LABEL + 0.1, "single_label", "my_edited_rows")
+    assert bar("all_targets_right", "my_edited_rows") is None  # no bar for the user's own data
+    assert bar("test_acc", "twitter2015") is None  # judged against text-only, not a bar

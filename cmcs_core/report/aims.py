@@ -32,6 +32,26 @@ MAX_SINGLE_LABEL = 30.0  # %, of the multi-target tweets
 MIN_ALL_RIGHT = {"twitter2015": 50.0, "twitter2017": 65.0}  # %, of the multi-target tweets; none for other data
 
 
+BARRED = (*CLAUSE_EDITS, "all_targets_right", "single_label")  # the figures with a fixed bar
+
+
+def bar(figure: str, dataset: str) -> tuple[float, int] | None:
+    """The fixed bar of a figure (percent) and its side: -1 at most, +1 at least; None where it has none."""
+    if figure in CLAUSE_EDITS:
+        return MAX_CLAUSE_FLIPS, -1
+    if figure == "single_label":
+        return MAX_SINGLE_LABEL, -1
+    if figure == "all_targets_right" and dataset in MIN_ALL_RIGHT:
+        return MIN_ALL_RIGHT[dataset], +1
+    return None
+
+
+def meets(value: float, figure: str, dataset: str) -> bool:
+    """Whether a value in percent is on the right side of its figure's bar (the bar itself included)."""
+    limit, side = bar(figure, dataset)
+    return bool(value <= limit if side < 0 else value >= limit)
+
+
 @dataclass(frozen=True)
 class Aim:
     key: str
@@ -71,8 +91,7 @@ def _judge(part: pd.DataFrame, dataset: str, variant: Variant) -> list[dict]:
         flips = " / ".join(_spread(pct[e]) for e in CLAUSE_EDITS)
         text = f"{flips}%; acc {100 * acc.value.mean():.1f}" + ("" if variant == TEXT_ONLY else
                                                                 f" vs {100 * acc.twin_value.mean():.1f} ({_against_text_only(acc)})")
-        met = bool(all(pct[e].mean() <= MAX_CLAUSE_FLIPS for e in CLAUSE_EDITS)
-                   and acc.value.mean() >= acc.twin_value.mean())
+        met = all(meets(pct[e].mean(), e, dataset) for e in CLAUSE_EDITS) and bool(acc.value.mean() >= acc.twin_value.mean())
         add("clauses", text, met, min(len(by[e]) for e in CLAUSE_EDITS))
     else:
         add("clauses", "not stress-tested", None, 0)
@@ -85,25 +104,32 @@ def _judge(part: pd.DataFrame, dataset: str, variant: Variant) -> list[dict]:
         add("swap_target", text, bool(rows.value.mean() <= rows.twin_value.mean()), len(rows))
     else:
         add("swap_target", "not stress-tested", None, 0)
-    bar = MIN_ALL_RIGHT.get(dataset)
-    if "all_targets_right" in by and bar is not None:
+    all_right = bar("all_targets_right", dataset)
+    if "all_targets_right" in by and all_right is not None:
         value = pct["all_targets_right"]
-        add("all_targets_right", f"{_spread(value)}% (bar {bar:g}%)", bool(value.mean() >= bar), len(value))
+        add("all_targets_right", f"{_spread(value)}% (bar {all_right[0]:g}%)",
+            meets(value.mean(), "all_targets_right", dataset), len(value))
     else:
-        add("all_targets_right", "no bar for this dataset" if bar is None else "not measured", None, 0)
+        add("all_targets_right", "no bar for this dataset" if all_right is None else "not measured", None, 0)
     if "single_label" in by:
         value = pct["single_label"]
-        add("single_label", f"{_spread(value)}%", bool(value.mean() <= MAX_SINGLE_LABEL), len(value))
+        add("single_label", f"{_spread(value)}%", meets(value.mean(), "single_label", dataset), len(value))
     else:
         add("single_label", "not measured", None, 0)
     return out
+
+
+def aim_pairs(runs: list[Run]) -> pd.DataFrame:
+    """Every variant's figures seed by seed beside plain text-only's of the same seed (a seed_pairs frame,
+    fractions; text-only paired with itself): what the aims judge and the aims figure draws."""
+    return seed_pairs(runs, lambda variant: TEXT_ONLY)
 
 
 def aims(runs: list[Run]) -> pd.DataFrame:
     """One row per (regime, dataset, variant, aim): the figure as text, whether the mean over seeds meets it (None:
     not measured) and on how many seeds. Every variant that has plain text-only runs of the same seeds is judged,
     text-only itself included."""
-    frame = seed_pairs(runs, lambda variant: TEXT_ONLY)
+    frame = aim_pairs(runs)
     rows = []
     if frame.empty:
         return pd.DataFrame(rows)
