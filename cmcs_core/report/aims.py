@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from cmcs_core.data.counterfactual import EDIT_NAMES
 from cmcs_core.report.regime import Variant, mean_std
 from cmcs_core.report.seed_pairs import seed_pairs, t_interval
 from cmcs_core.runs.reader import Run
@@ -59,7 +60,7 @@ class Aim:
 
 
 AIMS = (Aim("clauses", f"clause flips ≤ {MAX_CLAUSE_FLIPS:g}% each, accuracy ≥ text-only's"),
-        Aim("swap_target", "swap_target flips ≤ text-only's"),
+        Aim("swap_target", f"flips with {EDIT_NAMES['swap_target']} ≤ text-only's"),
         Aim("all_targets_right", "every target right ≥ bar"),
         Aim("single_label", f"one label for all ≤ {MAX_SINGLE_LABEL:g}%"))
 
