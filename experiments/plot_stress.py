@@ -27,10 +27,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cmcs_core.data.counterfactual import EDITS  # noqa: E402
-from cmcs_core.report.aims import BARRED, aim_pairs, aims, aims_markdown, bar  # noqa: E402
+from cmcs_core.report.aims import BARRED, aim_pairs, aims_markdown, bar, judge  # noqa: E402
 from cmcs_core.report.regime import percent  # noqa: E402
-from cmcs_core.report.seed_pairs import (cms_subject, idea_pairs, idea_subject, ideas_markdown,  # noqa: E402
-                                         pair_summary, scheduler_markdown, scheduler_pairs)
+from cmcs_core.report.seed_pairs import (FIGURES, cms_subject, idea_pairs, idea_subject,  # noqa: E402
+                                         ideas_markdown, pair_summary, scheduler_markdown, scheduler_pairs)
 from cmcs_core.report.stress_tables import FRACTIONS, collect_stress, stress_tables  # noqa: E402
 from cmcs_core.runs.files import EPOCHS_FILE  # noqa: E402
 from cmcs_core.runs.reader import scan_runs  # noqa: E402
@@ -149,10 +149,6 @@ def pairs_figure(summary, path: Path, side: str) -> Path | None:
     return path
 
 
-AIM_TITLES = {"clause_positive": "positive clause: flips", "clause_negative": "negative clause: flips",
-              "all_targets_right": "every target right", "single_label": "one label for all"}
-
-
 def aims_figure(pairs, path: Path) -> Path | None:
     """pairs: aims.aim_pairs (fractions). One row of panels per dataset, one panel per barred figure: each variant's
     seeds as dots and their mean as a tick on 0-100%, the bar as a line and the side that meets it shaded. The
@@ -184,7 +180,7 @@ def aims_figure(pairs, path: Path) -> Path | None:
                 ax.axvspan(*((0, limit[0]) if limit[1] < 0 else (limit[0], 100)), color="tab:green", alpha=0.12)
             ax.set_xlim(0, 100)
             ax.set_yticks(range(len(variants)), labels, fontsize=7)
-            ax.set_title(f"{dataset}: {AIM_TITLES[figure]}", fontsize=8)
+            ax.set_title(f"{dataset}: {FIGURES[figure][0]}", fontsize=8)
             ax.grid(axis="x", alpha=0.3)
             ax.tick_params(axis="x", labelsize=7)
             if row == len(datasets) - 1:
@@ -234,14 +230,15 @@ def main() -> None:
     pairs, ideas = scheduler_pairs(runs), idea_pairs(runs)
     print(pairs_figure(pair_summary(pairs, cms_subject), IMG / f"{args.name}_scheduler.png", "CMS"))
     print(pairs_figure(pair_summary(ideas, idea_subject), IMG / f"{args.name}_ideas.png", "the change"))
-    print(aims_figure(aim_pairs(runs), IMG / f"{args.name}_aims.png"))
+    against_text_only = aim_pairs(runs)
+    print(aims_figure(against_text_only, IMG / f"{args.name}_aims.png"))
     OUT.mkdir(parents=True, exist_ok=True)
     tables = OUT / f"{args.name}_tables.md"
     scheduler = "" if pairs.empty else "\n## Does the scheduler add anything (`cmcs analyse scheduler`)\n\n" + \
         scheduler_markdown(pairs)
     changes = "" if ideas.empty else "\n## Each opt-in change against its base (`cmcs analyse ideas`)\n\n" + \
         ideas_markdown(ideas)
-    judged = aims(runs)
+    judged = judge(against_text_only)
     aim_tables = "" if judged.empty else "\n## The aims, met or not (`cmcs analyse aims`)\n\n" + aims_markdown(judged)
     tables.write_text(stress_tables(found) + augment_cost(found) + scheduler + changes + aim_tables)
     print(tables)

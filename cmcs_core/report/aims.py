@@ -1,6 +1,6 @@
 """The target-awareness aims, met or not, per variant (`cmcs analyse aims`).
 
-The aims (issue 24, docs/robustness.md "The aims, met or not") judge a model by what it does to the target, each
+The aims (docs/robustness.md "The aims, met or not") judge a model by what it does to the target, each
 against a fixed bar or against the plain text-only run of the same seeds:
 
 - both clause edits flip at most 10% of predictions, with test accuracy at least text-only's;
@@ -130,7 +130,11 @@ def aims(runs: list[Run]) -> pd.DataFrame:
     """One row per (regime, dataset, variant, aim): the figure as text, whether the mean over seeds meets it (None:
     not measured) and on how many seeds. Every variant that has plain text-only runs of the same seeds is judged,
     text-only itself included."""
-    frame = aim_pairs(runs)
+    return judge(aim_pairs(runs))
+
+
+def judge(frame: pd.DataFrame) -> pd.DataFrame:
+    """aims() of an aim_pairs frame already read (the plot script draws and judges one reading)."""
     rows = []
     if frame.empty:
         return pd.DataFrame(rows)
