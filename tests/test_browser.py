@@ -161,8 +161,9 @@ def pick(page, label: str, run: str) -> None:
     page.get_by_role("option").filter(has_text=f"{run} ·").first.click()
 
 
-def wait_for_query(page, run: str) -> None:
-    page.wait_for_function("r => new URLSearchParams(location.search).get('run') === r", arg=run, timeout=30_000)
+def wait_for_query(page, run: str, key: str = "run") -> None:
+    page.wait_for_function("([k, r]) => new URLSearchParams(location.search).get(k) === r", arg=[key, run],
+                           timeout=30_000)
 
 
 def test_every_page_renders(server, browser):
@@ -366,6 +367,9 @@ def test_robustness_to_inspector_keeps_a_typed_runs_folder(elsewhere_server, bro
     box.wait_for(timeout=60_000)
     box.fill(str(runs))
     box.press("Enter")
+    # The default folder's page shows "Flipped examples" too: wait until the app has taken the typed folder
+    # (it writes it into the address), or the Run box may still list the default folder's runs.
+    wait_for_query(page, str(runs), key="runs")
     settle(page, "Flipped examples")
     choose(main_box(page, "Run"), page, "cap_text_only ·")
     settle(page, "Flipped examples")
