@@ -463,7 +463,7 @@ def test_pca_map_is_sklearns():
 
 def test_inspector_caption_box_survives_an_input_error(app_runs):
     """An input error stops the page above the swap box; the caption typed there comes back with the
-    page, and the next edit uses it (issue 17, item 4)."""
+    page, and the next edit uses it."""
     at = page("Inspector", app_runs, "cap_cmcs").run()
     at.text_area(key="ins_tweet").input("Drake was great tonight at the show")
     at.text_input(key="ins_target").input("Drake")

@@ -1,4 +1,4 @@
-"""What a teacher hit in headless Chromium (issue 25) that only a browser shows: the swap-caption box through an
+"""What a teacher hit in headless Chromium that only a browser shows: the swap-caption box through an
 input error, Compare's per-run chart keeping its room beside a long legend, a glossary link from a page."""
 from __future__ import annotations
 

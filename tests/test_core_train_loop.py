@@ -1,4 +1,4 @@
-"""Guards on the training loop itself (issue 11): model selection on dev (scripted metrics), the
+"""Guards on the training loop itself: model selection on dev (scripted metrics), the
 model back in training mode after an upper step, the clipped hypergradient that reaches phi's
 optimiser, the learning-rate schedule, the direction of an upper step, and the thread count.
 

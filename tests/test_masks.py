@@ -1,4 +1,4 @@
-"""Issue 9: the opt-in mask extensions (token gates, sparsity prior), what the mask does to the
+"""The opt-in mask extensions (token gates, sparsity prior), what the mask does to the
 prediction (explain.mask_effects), and old run configs loading with the paper's defaults."""
 from __future__ import annotations
 

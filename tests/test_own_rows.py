@@ -1,5 +1,5 @@
 """Bring your own rows (cmcs_core.own_rows), the TSV read from memory, the long-input cut, the preset trained
-with progress and the commands the app prints (issue 25): library functions the app only calls."""
+with progress and the commands the app prints: library functions the app only calls."""
 from __future__ import annotations
 
 import argparse

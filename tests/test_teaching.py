@@ -1,4 +1,4 @@
-"""What a teacher hit (issue 25), through Streamlit's AppTest on the runs `make app` trains: intervals
+"""What a teacher hit, through Streamlit's AppTest on the runs `make app` trains: intervals
 printed, gaps in the charts explained, no placeholders or "(ours)", what a picture edit changed, masks that
 choose hard drawn readably, plain names with a glossary, the target-aware runs trained from the Tour."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bring your own rows on the Robustness page, and the commands the pages print (issue 25), through AppTest:
+"""Bring your own rows on the Robustness page, and the commands the pages print, through AppTest:
 the figures are the library's on the same rows, a bad file gets the CLI's file:line error, the demo mode
 caps the upload and writes nothing, and every printed command parses as printed."""
 from __future__ import annotations
