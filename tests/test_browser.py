@@ -180,8 +180,9 @@ def pick(page, label: str, run: str) -> None:
     select(page, run_box(page, label), f"{run} ·")
 
 
-def wait_for_query(page, run: str, key: str = "run") -> None:
-    page.wait_for_function("([k, r]) => new URLSearchParams(location.search).get(k) === r", arg=[key, run],
+def wait_for_query(page, value: str, key: str = "run") -> None:
+    """Wait until the address's `?key=` is value: the app has taken what was picked or typed."""
+    page.wait_for_function("([k, v]) => new URLSearchParams(location.search).get(k) === v", arg=[key, value],
                            timeout=30_000)
 
 
