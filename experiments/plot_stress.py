@@ -18,6 +18,7 @@ per epoch, `analyse scheduler`, `analyse ideas` and `analyse aims`.
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -138,8 +139,9 @@ def pairs_figure(summary, path: Path, side: str) -> Path | None:
         ax.invert_yaxis()
         ax.set_xlabel(f"points in favour of {side} (← worse with it | better with it →)", fontsize=8)
         seeds = max(len(d) for d in part.diffs)
-        ax.set_title(f"{variant.title} minus {twin.title}\n{dataset}, {seeds} seed{'s' * (seeds > 1)}, "
-                     f"{part.regime.iloc[0].precision}", fontsize=9)
+        pair = textwrap.fill(f"{variant.title} minus {twin.title}", 70)  # long opt-in names: no overlap
+        ax.set_title(f"{pair}\n{dataset}, {seeds} seed{'s' * (seeds > 1)}, {part.regime.iloc[0].precision}",
+                     fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     for ax in axes.flat:  # one symmetric scale for every panel: neither side nor panel looks bigger than it is
         ax.set_xlim(-1.05 * reach, 1.05 * reach)

@@ -16,6 +16,7 @@ from cmcs_core.cli import main
 from cmcs_core.data.counterfactual import (
     CLAUSE_LABEL,
     EDITS,
+    PROBE_EDITS,
     append_clause,
     augment_rows,
     edit_rows,
@@ -284,6 +285,38 @@ def test_edits_are_deterministic_and_change_one_thing(rows_file):
     for edit in EDITS:
         a, b = edit_rows(rows, edit, seed=0), edit_rows(rows, edit, seed=0)
         assert a.rows == b.rows and a.positions == b.positions
+
+
+def test_prefix_probe_puts_the_same_clause_on_the_same_rows_in_front(rows_file):
+    """Only the place differs from the clause edit, so prefix minus clause flips measures position alone."""
+    rows = read_tsv(rows_file)
+    connectives = ("and ", "also ", "btw ", "plus ")
+    for polarity in ("positive", "negative"):
+        end, front = edit_rows(rows, f"clause_{polarity}"), edit_rows(rows, f"prefix_{polarity}")
+        assert front.positions == end.positions and len(front.rows) > 0
+        for orig_pos, e, f in zip(front.positions, end.rows, front.rows):
+            original = rows[orig_pos]
+            assert (f.label, f.target, f.image_id) == (original.label, original.target, original.image_id)
+            assert f.label != CLAUSE_LABEL[polarity]
+            clause = e.tweet[len(original.tweet):].strip()
+            assert f.tweet.endswith(" " + original.tweet) and not f.tweet.startswith(original.tweet)
+            moved = f.tweet[: -len(original.tweet)].strip()
+            assert not moved.lower().startswith(connectives)  # nothing precedes it, so no "and ..."
+            assert moved.rstrip(" .!") in clause  # the same phrase, its connective dropped
+            assert moved[-1] in ".!?"
+
+
+def test_probes_run_only_when_named_and_join_the_report(stressed, tmp_path):
+    run, entry = stressed
+    assert not set(PROBE_EDITS) & set(entry["edits"])  # the default test leaves them out
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    probed = run_stress(copy, entry["file"], edits=PROBE_EDITS, progress=False)
+    assert set(probed["edits"]) == set(entry["edits"]) | set(PROBE_EDITS)  # merged, nothing lost
+    for edit in PROBE_EDITS:
+        res, twin = probed["edits"][edit], entry["edits"][edit.replace("prefix_", "clause_")]
+        assert res["applies"] and res["rows"] == twin["rows"] and 0 <= res["flip_rate"] <= 1
+        assert res["to_clause_polarity"] <= round(res["flip_rate"] * res["rows"])
 
 
 def test_macro_f1_over_present_classes_and_output_names(tmp_path):

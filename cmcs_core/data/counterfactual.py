@@ -4,6 +4,9 @@ target-focused training augments with.
 Every edit changes one thing of a row and keeps its gold label:
   clause_positive / clause_negative  a clause of that sentiment about something else appended
                                      (ARTS' AddDiff; only rows whose gold label differs from it)
+  prefix_positive / prefix_negative  the same clause on the same rows, put in front of the tweet instead:
+                                     a probe (PROBE_EDITS, opt-in) of whether robustness to appended
+                                     clauses is reading the target or only "ignore the last clause"
   swap_visual                        the row's image (or caption) replaced by another row's
   no_visual                          the visual input removed (empty caption / blank image)
   swap_target                        the target replaced by another target of the same split
@@ -34,6 +37,8 @@ VISUAL_EDITS = ("swap_visual", "no_visual")
 EDIT_NAMES = {
     "clause_positive": "a positive clause about something else",
     "clause_negative": "a negative clause about something else",
+    "prefix_positive": "a positive clause about something else, in front",
+    "prefix_negative": "a negative clause about something else, in front",
     "swap_visual": "another tweet's image",
     "no_visual": "no image",
     "swap_target": "another target named",
@@ -44,6 +49,8 @@ EDIT_NAMES = {
 EDIT_TITLES = {
     "clause_positive": "a clause of positive sentiment about something else appended to the tweet",
     "clause_negative": "a clause of negative sentiment about something else appended to the tweet",
+    "prefix_positive": "the positive clause of clause_positive, on the same rows, put in front of the tweet",
+    "prefix_negative": "the negative clause of clause_negative, on the same rows, put in front of the tweet",
     "swap_visual": "the image (or its caption) replaced by another tweet's",
     "no_visual": "the image removed (an empty caption, or a blank grey picture)",
     "swap_target": "the target replaced by another target of the split",
@@ -61,13 +68,17 @@ _VISUAL_FLIP = ("The label is about the target, not the picture: a model that re
                 "little.")
 EDIT_FLIP_MEANS = {  # what one flipped prediction says about the model, per edit
     "clause_positive": _CLAUSE_FLIP, "clause_negative": _CLAUSE_FLIP,
+    "prefix_positive": _CLAUSE_FLIP, "prefix_negative": _CLAUSE_FLIP,
     "swap_visual": _VISUAL_FLIP, "no_visual": _VISUAL_FLIP,
     "swap_target": ("The tweet's sentiment may not be about the new target: a flip can be right, so compare "
                     "methods rather than read the rate alone."),
     "remove_planted_word": _PLANTED_FLIP, "swap_planted_word": _PLANTED_FLIP, "swap_image_cue": _PLANTED_FLIP,
 }
 PLANTED_EDITS = ("remove_planted_word", "swap_planted_word", "swap_image_cue")
-ALL_EDITS = EDITS + PLANTED_EDITS  # the order of every table and chart
+# Opt-in probes (`cmcs stress RUN --edits prefix_positive prefix_negative`), not in the default test: the
+# augmentation and the default clause edits both append, so a model could learn the position, not the target.
+PROBE_EDITS = ("prefix_positive", "prefix_negative")
+ALL_EDITS = EDITS[:2] + PROBE_EDITS + EDITS[2:] + PLANTED_EDITS  # the order of every table and chart
 
 
 def phrase_bank(bank: str, path: str | Path | None = None) -> dict[str, list[str]]:
@@ -100,6 +111,20 @@ def append_clause(sample: Sample, phrase: str) -> Sample:
     return dataclasses.replace(sample, tweet=f"{sample.tweet} {phrase}")
 
 
+_CONNECTIVE = re.compile(r"^(and|also|btw|plus)\s*,?\s+", flags=re.IGNORECASE)
+
+
+def prepend_clause(sample: Sample, phrase: str) -> Sample:
+    """The row with the clause in front: its leading connective ("and", "also ,", "btw", "plus") dropped,
+    since nothing precedes it, and a full stop added where it ends without one."""
+    if names_target(phrase, sample.target):
+        raise ValueError(f"phrase {phrase!r} contains the target {sample.target!r} (row {sample.index}): "
+                         "a clause about something else must not name the target")
+    clause = _CONNECTIVE.sub("", phrase.strip())
+    clause = clause if clause[-1] in ".!?" else f"{clause} ."
+    return dataclasses.replace(sample, tweet=f"{clause} {sample.tweet}")
+
+
 def _free_phrase(phrases: list[str], sample: Sample, rng: random.Random) -> str | None:
     """A random phrase of the list that does not name the row's target, or None."""
     free = [p for p in phrases if not names_target(p, sample.target)]
@@ -120,13 +145,15 @@ class Edited:
 
 def edit_rows(samples: list[Sample], edit: str, seed: int = 0, phrases: dict[str, list[str]] | None = None) -> Edited:
     """Apply one edit to every row it applies to; deterministic in (rows, edit, seed)."""
-    if edit not in EDITS:
-        raise ValueError(f"unknown edit {edit!r}; choose from {', '.join(EDITS)}")
-    rng = random.Random(f"{seed}:{edit}")
+    if edit not in EDITS + PROBE_EDITS:
+        raise ValueError(f"unknown edit {edit!r}; choose from {', '.join(EDITS + PROBE_EDITS)}")
+    front = edit.startswith("prefix_")
+    # a prefix edit draws as its clause edit does: the same rows get the same phrases, only the place differs
+    rng = random.Random(f"{seed}:clause_{edit.split('_', 1)[1]}" if front else f"{seed}:{edit}")
     rows: list[Sample] = []
     positions: list[int] = []
     skipped: list[str] = []
-    if edit.startswith("clause_"):
+    if edit.startswith(("clause_", "prefix_")):
         polarity = edit.split("_", 1)[1]
         bank = (phrases or phrase_bank("stress"))[polarity]
         for i, s in enumerate(samples):
@@ -136,7 +163,7 @@ def edit_rows(samples: list[Sample], edit: str, seed: int = 0, phrases: dict[str
             if phrase is None:
                 skipped.append(f"row {s.index} (line {s.line}): every {polarity} phrase names its target {s.target!r}")
                 continue
-            rows.append(append_clause(s, phrase))
+            rows.append(prepend_clause(s, phrase) if front else append_clause(s, phrase))
             positions.append(i)
         why = f"no row has a gold label other than {polarity}" if not rows and not skipped else None
     elif edit == "swap_visual":

@@ -101,7 +101,7 @@ def _over_seeds(values: pd.Series, row_seeds: int) -> str:
     """mean ± std of one value per seed; a cell over fewer seeds than its row's count says so, since a
     seed packed without some edits would otherwise pass for the row's full count."""
     cell = seeds_mean_std(values)
-    return cell if len(values) >= row_seeds else f"{cell} ({len(values)} seeds)"
+    return cell if len(values) >= row_seeds else f"{cell} ({len(values)} seed{'' if len(values) == 1 else 's'})"
 
 
 def _diffs(diff: pd.Series) -> str:
