@@ -15,7 +15,7 @@ from pathlib import Path
 from cmcs_core.config import (
     METHODS,
 )
-from cmcs_core.data.counterfactual import EDITS, PLANTED_EDITS, PROBE_EDITS
+from cmcs_core.data.counterfactual import ALL_EDITS
 from cmcs_core.data.dataset import split_tag
 from cmcs_core.data.images import load_image
 from cmcs_core.flags import OneLineParser, add_config_flags, add_overwrite_flag, config_from_args, default_run_dir
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stress", help="counterfactual stress tests: edit a split, evaluate the run, count flips")
     p.add_argument("--run", required=True, nargs="+", help="run folder(s) with a checkpoint (best.safetensors)")
     p.add_argument("--split", default="test", help="train | dev | test | path/to/file.tsv")
-    p.add_argument("--edits", nargs="+", choices=EDITS + PROBE_EDITS + PLANTED_EDITS,
+    p.add_argument("--edits", nargs="+", choices=ALL_EDITS,
                    help="default: all but the prefix_* probes (the planted-truth edits only on a playground run)")
     p.add_argument("--seed", type=int, default=0, help="seed of the edits' random choices (phrases, swaps)")
     p.add_argument("--phrases", help="a phrase-bank JSON with a 'stress' bank (default: the shipped one)")

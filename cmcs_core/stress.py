@@ -19,8 +19,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cmcs_core.command import cli_command
-from cmcs_core.data.counterfactual import (CLAUSE_LABEL, EDITS, PLANTED_EDITS, PROBE_EDITS, VISUAL_EDITS, edit_rows,
-                                          phrase_bank)
+from cmcs_core.data.counterfactual import (ALL_EDITS, CLAUSE_LABEL, EDITS, PLANTED_EDITS, VISUAL_EDITS, clause_polarity,
+                                          edit_rows, phrase_bank)
 from cmcs_core.data.dataset import load_json_map, load_split, split_tag
 from cmcs_core.data.tsv import LABEL_NAMES, Sample, write_tsv
 from cmcs_core.evaluate import evaluate_split
@@ -63,9 +63,9 @@ def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] 
     `on_edit(edit)` after each edit, done or found not to apply. The probes (PROBE_EDITS) run only when named."""
     run_dir = Path(run_dir)
     check_checkpoint(run_dir)
-    unknown = [e for e in edits or () if e not in EDITS + PROBE_EDITS + PLANTED_EDITS]
+    unknown = [e for e in edits or () if e not in ALL_EDITS]
     if unknown:
-        raise ValueError(f"unknown edit(s) {unknown}; choose from {', '.join(EDITS + PROBE_EDITS + PLANTED_EDITS)}")
+        raise ValueError(f"unknown edit(s) {unknown}; choose from {', '.join(ALL_EDITS)}")
     phrases = phrase_bank("stress", phrases_file)
     pred = Predictor(run_dir, device=device)
     pipe = pred.pipe
@@ -117,8 +117,8 @@ def run_stress(run_dir: str | Path, split: str = "test", edits: tuple[str, ...] 
         b = before[edited.positions]
         labels = np.array([s.label for s in edited.rows])
         stats = flip_stats(labels, b, after["pred"], n_boot, seed)
-        if edit.startswith(("clause_", "prefix_")):
-            toward = CLAUSE_LABEL[edit.split("_", 1)[1]]
+        if (polarity := clause_polarity(edit)) is not None:
+            toward = CLAUSE_LABEL[polarity]
             stats["to_clause_polarity"] = int(((after["pred"] == toward) & (b != after["pred"])).sum())
         rows = _flipped_frame(original.samples, edited, data.split.visual_text, labels, b, after)
         rows_file = out_dir / f"{edit}_flipped.csv"

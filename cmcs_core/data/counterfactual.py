@@ -102,12 +102,22 @@ def names_target(phrase: str, target: str) -> bool:
     return _target_pattern(target).search(phrase) is not None
 
 
-def append_clause(sample: Sample, phrase: str) -> Sample:
-    """The row with the clause appended; a phrase naming the target would change what the label
-    is about, so it is refused."""
+def _refuse_target(sample: Sample, phrase: str) -> None:
+    """A phrase naming the target would change what the label is about."""
     if names_target(phrase, sample.target):
         raise ValueError(f"phrase {phrase!r} contains the target {sample.target!r} (row {sample.index}): "
                          "a clause about something else must not name the target")
+
+
+def clause_polarity(edit: str) -> str | None:
+    """The clause's sentiment for a clause edit, appended or in front (clause_* / prefix_*); None otherwise."""
+    kind, _, polarity = edit.partition("_")
+    return polarity if kind in ("clause", "prefix") and polarity in CLAUSE_LABEL else None
+
+
+def append_clause(sample: Sample, phrase: str) -> Sample:
+    """The row with the clause appended; a phrase naming the target is refused."""
+    _refuse_target(sample, phrase)
     return dataclasses.replace(sample, tweet=f"{sample.tweet} {phrase}")
 
 
@@ -117,9 +127,7 @@ _CONNECTIVE = re.compile(r"^(and|also|btw|plus)\s*,?\s+", flags=re.IGNORECASE)
 def prepend_clause(sample: Sample, phrase: str) -> Sample:
     """The row with the clause in front: its leading connective ("and", "also ,", "btw", "plus") dropped,
     since nothing precedes it, and a full stop added where it ends without one."""
-    if names_target(phrase, sample.target):
-        raise ValueError(f"phrase {phrase!r} contains the target {sample.target!r} (row {sample.index}): "
-                         "a clause about something else must not name the target")
+    _refuse_target(sample, phrase)
     clause = _CONNECTIVE.sub("", phrase.strip())
     clause = clause if clause[-1] in ".!?" else f"{clause} ."
     return dataclasses.replace(sample, tweet=f"{clause} {sample.tweet}")
@@ -147,14 +155,14 @@ def edit_rows(samples: list[Sample], edit: str, seed: int = 0, phrases: dict[str
     """Apply one edit to every row it applies to; deterministic in (rows, edit, seed)."""
     if edit not in EDITS + PROBE_EDITS:
         raise ValueError(f"unknown edit {edit!r}; choose from {', '.join(EDITS + PROBE_EDITS)}")
-    front = edit.startswith("prefix_")
+    polarity = clause_polarity(edit)
+    front = edit in PROBE_EDITS
     # a prefix edit draws as its clause edit does: the same rows get the same phrases, only the place differs
-    rng = random.Random(f"{seed}:clause_{edit.split('_', 1)[1]}" if front else f"{seed}:{edit}")
+    rng = random.Random(f"{seed}:clause_{polarity}" if front else f"{seed}:{edit}")
     rows: list[Sample] = []
     positions: list[int] = []
     skipped: list[str] = []
-    if edit.startswith(("clause_", "prefix_")):
-        polarity = edit.split("_", 1)[1]
+    if polarity is not None:
         bank = (phrases or phrase_bank("stress"))[polarity]
         for i, s in enumerate(samples):
             if s.label == CLAUSE_LABEL[polarity]:
