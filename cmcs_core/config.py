@@ -119,6 +119,14 @@ class DataConfig:
     # opposite: the clause's sentiment differs from the label (ARTS' AddDiff) -- which makes "negative clause"
     # a sign of a positive label; random: either sentiment, independent of the label
     augment_polarity: str = knob("opposite", choices=("opposite", "random"))
+    # end: the clause follows the tweet, as the stress bank's clause edits put it; either: each copy's clause
+    # goes in front or at the end by a coin (the same rows and clauses), since end-only copies teach the
+    # clause's place too (docs/robustness.md, the prefix probe). Compared with end-only augmentation.
+    augment_position: str = knob("end", choices=("end", "either"), tag="+either-end",
+                                 phrase="the augmentation's clause at either end", label="clause at either end",
+                                 paired=False,
+                                 needs=(lambda cfg: cfg.data.augment_clauses > 0,
+                                        "it places the augmentation's clauses: it needs --augment-clauses"))
     max_eval_samples: int | None = knob(None, range=POSITIVE_INT)
     dev_subset_size: int = knob(256, range=POSITIVE_INT)  # |D_dev| for the upper level, drawn from the validation split
     read_test: bool = True  # False: the test split is never opened (hyperparameter searches score on dev only)

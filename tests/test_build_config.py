@@ -125,7 +125,7 @@ def test_every_committed_config_still_loads_and_stays_valid():
 # -- the declarations and what is derived from them ----------------------------------------------------------
 # What config.py, report/regime.py and variants.py stated by hand before the fields carried their metadata.
 OLD_CHOICES = {
-    "augment_polarity": ("opposite", "random"), "mask_mode": ("learned", "fixed", "none"),
+    "augment_polarity": ("opposite", "random"), "augment_position": ("end", "either"), "mask_mode": ("learned", "fixed", "none"),
     "fusion": ("auto", "similarity", "constant"), "mask_granularity": ("element", "token"),
     "hessian_params": ("heads", "heads+encoder"), "select_on": ("dev_acc", "dev_f1", "dev_loss"),
     "mask_condition": ("none", "target"), "upper_objective": ("dev", "counterfactual"),
@@ -149,6 +149,8 @@ OLD_OPT_INS = [  # field, default, tag, phrase, label, paired (None: a function 
     ("encoder.caption_in_text", False, "+caption-in-text", "caption in the text input", None, True),
     ("encoder.mark_target", False, "+marked", "target marked in the tweet", None, True),
     ("data.augment_clauses", 0.0, None, None, None, False),
+    ("data.augment_position", "end", "+either-end", "the augmentation's clause at either end", "clause at either end",
+     False),
     ("model.mask_granularity", "element", "+gates-{value}", "one gate per {value}", None, True),
     ("model.mask_condition", "none", "+gates-on-{value}", "gates conditioned on the {value}", None, True),
     ("train.counterfactual_share", 0.0, "+cf-branch-{value:g}", "counterfactual branch on {value:.0%} of rows",

@@ -127,6 +127,26 @@ def test_ideas_pair_each_variant_with_the_same_method_without_its_change(tmp_pat
            "**target-aware gates better** |" in text
 
 
+def test_either_end_augmentation_meets_end_only_augmentation_of_its_seed(tmp_path: Path) -> None:
+    """--augment-position either changes only where the clause goes, so its twin is end-only augmentation."""
+    aug = dict(augment_clauses=1.0, augment_polarity="random")
+    for seed in (1, 2, 3):
+        write_run(tmp_path, "text_only", seed, 0.66, 0.60, precision="bf16")
+        write_run(tmp_path, "text_only", seed, 0.66, 0.30, precision="bf16", **aug)
+        write_run(tmp_path, "text_only", seed, 0.66 - seed / 100, 0.30 - seed / 10, precision="bf16", **aug,
+                  augment_position="either")
+    runs, errors = scan_runs(tmp_path)
+    assert not errors
+    frame = idea_pairs(runs)
+    assert {(str(v), str(t)) for v, t in zip(frame.variant, frame.twin)} == {
+        ("text_only +aug-random", "text_only"), ("text_only +aug-random +either-end", "text_only +aug-random")}
+    mine = frame[frame.variant.astype(str).str.endswith("+either-end")]
+    flips = mine[mine.figure == "clause_positive"].set_index("seed")["diff"]
+    assert flips.to_dict() == pytest.approx({s: -s / 10 for s in (1, 2, 3)})
+    assert "Text-only baseline + counterfactual augmentation (random sentiment) + clause at either end minus " \
+           "Text-only baseline + counterfactual augmentation (random sentiment)" in ideas_markdown(frame)
+
+
 def test_a_same_precision_twin_is_preferred(tmp_path: Path) -> None:
     write_run(tmp_path, "text_only", 1, 0.70, 0.3, precision="bf16", pooling="mention")
     write_run(tmp_path, "text_only", 1, 0.60, 0.3, precision="fp32")

@@ -4,6 +4,7 @@ finished work, bad input fails clearly and leaves nothing half-written, and the 
 never trains on a stress-bank phrase."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -278,6 +279,32 @@ def test_augmentation_never_trains_on_a_stress_phrase(tiny_config_factory, tmp_p
     seen = {(r.label, side) for r in rnd for side, bank in augment.items() if any(r.tweet.endswith(x) for x in bank)}
     assert seen == {(label, side) for label in range(3) for side in CLAUSE_LABEL}
     assert not any(p in r.tweet for r in rnd for p in stress)
+
+
+def test_either_end_augmentation_moves_the_same_clauses_in_front_of_about_half_the_copies(rows_file):
+    """position="either" keeps "end"'s rows, clauses and labels and only moves some clauses in front, so the
+    two runs are paired on everything but the clause's place; "end" is what every earlier run trained on."""
+    rows = read_tsv(rows_file) * 4  # 256 rows: enough coins for "about half"
+    rows = [dataclasses.replace(r, index=f"{r.index}-{n}") for n, r in enumerate(rows)]
+    end = augment_rows(rows, 1.0, seed=5, polarity="random")
+    assert end == augment_rows(rows, 1.0, seed=5, polarity="random", position="end")
+    either = augment_rows(rows, 1.0, seed=5, polarity="random", position="either")
+    assert either == augment_rows(rows, 1.0, seed=5, polarity="random", position="either")  # deterministic
+    assert either[:len(rows)] == end[:len(rows)]
+    originals = {r.index: r for r in rows}
+    moved = 0
+    for at_end, placed in zip(end[len(rows):], either[len(rows):]):
+        assert (placed.index, placed.label, placed.target) == (at_end.index, at_end.label, at_end.target)
+        tweet = originals[at_end.index.split("+aug")[0]].tweet
+        clause = at_end.tweet[len(tweet) + 1:]
+        if placed.tweet != at_end.tweet:
+            moved += 1
+            front = placed.tweet[:-len(tweet) - 1]  # prepend_clause: the clause, its connective dropped, ended
+            assert placed.tweet == f"{front} {tweet}" and front[-1] in ".!?"
+            assert clause.endswith(front.removesuffix(" .")) and front not in tweet
+    assert 0.35 < moved / len(rows) < 0.65
+    with pytest.raises(ValueError, match="'end' or 'either'"):
+        augment_rows(rows, 1.0, seed=5, position="front")
 
 
 def test_edits_are_deterministic_and_change_one_thing(rows_file):

@@ -203,19 +203,24 @@ def edit_rows(samples: list[Sample], edit: str, seed: int = 0, phrases: dict[str
     return Edited(edit, rows, positions, skipped, why)
 
 
-def augment_rows(samples: list[Sample], rate: float, seed: int,
-                 phrases: dict[str, list[str]] | None = None, polarity: str = "opposite") -> list[Sample]:
+def augment_rows(samples: list[Sample], rate: float, seed: int, phrases: dict[str, list[str]] | None = None,
+                 polarity: str = "opposite", position: str = "end") -> list[Sample]:
     """Target-focused training data: the rows plus, for a share `rate` of them (1.0 = every row;
     above 1, more than one copy), a copy with a clause from the `augment` bank appended whose
     sentiment differs from the row's label, which the copy keeps. What the sentence says about
     something else must not move the prediction for the target. polarity="random" draws the
-    clause's sentiment independently of the label instead, so the clause carries no label signal."""
+    clause's sentiment independently of the label instead, so the clause carries no label signal.
+    position="either" puts each copy's clause in front of the tweet or after it by a coin of its own
+    RNG: the same rows and clauses as "end", so a model cannot learn that only the end is noise."""
     if polarity not in ("opposite", "random"):
         raise ValueError(f"augment polarity must be 'opposite' or 'random', not {polarity!r}")
+    if position not in ("end", "either"):
+        raise ValueError(f"augment position must be 'end' or 'either', not {position!r}")
     if rate <= 0:
         return list(samples)
     bank = phrases or phrase_bank("augment")
     rng = random.Random(f"augment:{seed}")
+    coin = random.Random(f"augment-position:{seed}")
     copies = int(rate) * len(samples) + round((rate - int(rate)) * len(samples))
     order = [i for _ in range(int(rate) + 1) for i in rng.sample(range(len(samples)), len(samples))][:copies]
     out = list(samples)
@@ -228,7 +233,8 @@ def augment_rows(samples: list[Sample], rate: float, seed: int,
             if phrase is not None:
                 break
         if phrase is not None:
-            out.append(dataclasses.replace(append_clause(s, phrase), index=f"{s.index}+aug{n}"))
+            place = prepend_clause if position == "either" and coin.random() < 0.5 else append_clause
+            out.append(dataclasses.replace(place(s, phrase), index=f"{s.index}+aug{n}"))
     return out
 
 
@@ -286,9 +292,10 @@ def counterfactual_split(split: Split, seed: int) -> Split:
     return dataclasses.replace(split, samples=counterfactual_copies(split.samples, seed))
 
 
-def augmented_split(split: Split, rate: float, seed: int, polarity: str = "opposite") -> Split:
+def augmented_split(split: Split, rate: float, seed: int, polarity: str = "opposite",
+                    position: str = "end") -> Split:
     """The training split with augment_rows' copies added; each copy keeps its row's image."""
-    rows = augment_rows(split.samples, rate, seed, polarity=polarity)
+    rows = augment_rows(split.samples, rate, seed, polarity=polarity, position=position)
     if len(rows) == len(split.samples):
         return split
     text = dict(zip((s.image_id for s in split.samples), split.visual_text)) if split.visual_text else None

@@ -56,9 +56,9 @@ class OptIn:
 
 # In the order they are named: pooling, the text input, the training data, then the target-aware
 # selection machinery (gates, the counterfactual branch and upper level, where the mask learns, the Neumann step).
-OPT_IN_ORDER = ("pooling", "caption_in_text", "mark_target", "augment_clauses", "mask_granularity", "mask_condition",
-                "counterfactual_share", "upper_objective", "invariance_weight", "mask_level", "mask_lr",
-                "neumann_eta_rule")
+OPT_IN_ORDER = ("pooling", "caption_in_text", "mark_target", "augment_clauses", "augment_position",
+                "mask_granularity", "mask_condition", "counterfactual_share", "upper_objective", "invariance_weight",
+                "mask_level", "mask_lr", "neumann_eta_rule")
 OPT_INS = tuple(OptIn.of(name) for name in OPT_IN_ORDER)
 
 

@@ -202,7 +202,8 @@ class Trainer:
         def tensors(split: str, max_samples: int | None) -> SplitTensors:
             rows = self.pipe.load_split(split, max_samples)
             if split == "train" and d.augment_clauses > 0:
-                rows = augmented_split(rows, d.augment_clauses, d.augment_seed, d.augment_polarity)
+                rows = augmented_split(rows, d.augment_clauses, d.augment_seed, d.augment_polarity,
+                                      d.augment_position)
             return self.pipe.tensors(rows, progress=self.progress)
 
         self.train_data = tensors("train", d.max_train_samples)
