@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cmcs_core.config import CHOICES
 from cmcs_core.data.dataset import NO_VISUAL, Split, image_label_sets
 from cmcs_core.data.tsv import LABEL_NAMES, TARGET_TOKEN, Sample
 
@@ -212,15 +213,14 @@ def augment_rows(samples: list[Sample], rate: float, seed: int, phrases: dict[st
     clause's sentiment independently of the label instead, so the clause carries no label signal.
     position="either" puts each copy's clause in front of the tweet or after it by a coin of its own
     RNG: the same rows and clauses as "end", so a model cannot learn that only the end is noise."""
-    if polarity not in ("opposite", "random"):
-        raise ValueError(f"augment polarity must be 'opposite' or 'random', not {polarity!r}")
-    if position not in ("end", "either"):
-        raise ValueError(f"augment position must be 'end' or 'either', not {position!r}")
+    for name, value in (("augment_polarity", polarity), ("augment_position", position)):
+        if value not in CHOICES[name]:  # the config field's choices, stated once
+            raise ValueError(f"{name} must be one of {' or '.join(map(repr, CHOICES[name]))}, not {value!r}")
     if rate <= 0:
         return list(samples)
     bank = phrases or phrase_bank("augment")
     rng = random.Random(f"augment:{seed}")
-    coin = random.Random(f"augment-position:{seed}")
+    coin = random.Random(f"augment-position:{seed}")  # its own draws: "end"'s rows and phrases stay as they were
     copies = int(rate) * len(samples) + round((rate - int(rate)) * len(samples))
     order = [i for _ in range(int(rate) + 1) for i in rng.sample(range(len(samples)), len(samples))][:copies]
     out = list(samples)
