@@ -376,6 +376,18 @@ def test_cli_table_prints_markdown_rows(tiny_run, overfit_run: Path, capsys) -> 
     assert ours["**CMCS**"][6] == "1/–"  # seeds per dataset (Twitter2015/Twitter2017)
 
 
+def test_a_regime_without_cmcs_or_ablation_runs_prints_no_table_of_dashes() -> None:
+    from cmcs_core.report.tables import markdown_tables, runs_frame
+
+    runs = [fake_run("text_only", s, 0.7 + s / 100) for s in (1, 2)]  # augmented text-only: no CMCS beside it
+    runs += [fake_run("text_only", 1, 0.6, finetune_layers=2), fake_run("wo_mfs", 1, 0.65, finetune_layers=2)]
+    blocks = {b.splitlines()[0].split(" — ")[1]: b for b in markdown_tables(runs_frame(runs)).split("### Table 1")[1:]}
+    frozen, top2 = blocks["minilm, frozen, visual = captions, fp32"], blocks["minilm, fine-tuned (top 2 layers), visual = captions, fp32"]
+    assert "### Table 2" not in frozen and "No CMCS or ablation run in this regime" in frozen
+    assert "71.5 ± 0.7" in frozen  # Table 1 is still printed
+    assert "### Table 2" in top2 and "| w/o MFS | 65.0 | 65.0 | – | – | 1/– |" in top2
+
+
 def test_paired_differences_pair_by_seed_and_regime() -> None:
     from cmcs_core.report.tables import paired_differences, runs_frame
 
