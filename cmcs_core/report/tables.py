@@ -102,7 +102,7 @@ def markdown_tables(runs: pd.DataFrame) -> str:
             lines.append(f"| **{METHOD_TITLES[method]}** | {cells[0]} | {cells[1]} | {_seeds(summary, reg, method)} | {reg} |\n")
         if summary[(summary.regime == reg) & summary.method.isin(TABLE2_METHODS)].empty:
             # A table of dashes would look like content: one line says what is missing.
-            lines.append(f"\nNo CMCS or ablation run in this regime: no Table 2.\n")
+            lines.append("\nNo CMCS or ablation run in this regime: no Table 2.\n")
             out.append("".join(lines))
             continue
         lines.append(f"\n### Table 2 — ablations, {reg}\n\n")
