@@ -103,13 +103,12 @@ def markdown_tables(runs: pd.DataFrame) -> str:
         if summary[(summary.regime == reg) & summary.method.isin(TABLE2_METHODS)].empty:
             # A table of dashes would look like content: one line says what is missing.
             lines.append("\nNo CMCS or ablation run in this regime: no Table 2.\n")
-            out.append("".join(lines))
-            continue
-        lines.append(f"\n### Table 2 — ablations, {reg}\n\n")
-        lines.append(f"| method | Twitter2015 Acc | F1 | Twitter2017 Acc | F1 | {seeds_head} |\n|---|---|---|---|---|---|\n")
-        for method in TABLE2_METHODS:
-            cells = [_cell(_lookup(summary, reg, d, method)) for d in DATASETS]
-            lines.append(f"| {METHOD_TITLES[method]} | {cells[0]} | {cells[1]} | {_seeds(summary, reg, method)} |\n")
+        else:
+            lines.append(f"\n### Table 2 — ablations, {reg}\n\n")
+            lines.append(f"| method | Twitter2015 Acc | F1 | Twitter2017 Acc | F1 | {seeds_head} |\n|---|---|---|---|---|---|\n")
+            for method in TABLE2_METHODS:
+                cells = [_cell(_lookup(summary, reg, d, method)) for d in DATASETS]
+                lines.append(f"| {METHOD_TITLES[method]} | {cells[0]} | {cells[1]} | {_seeds(summary, reg, method)} |\n")
         out.append("".join(lines))
     return "\n".join(out) + "\nCells are test Acc | macro-F1 (%), mean ± std over seeds; epoch chosen on dev accuracy.\n"
 
